@@ -1,0 +1,58 @@
+# Curator: `make demo` and `make test` set everything up on a fresh Debian/Ubuntu machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+# Debian packages the app needs at run time: QtMultimedia needs libpulse0; the Qt xcb platform
+# (screenshots under Xvfb) needs the xcb/wayland helper libraries; xvfb + xauth for xvfb-run.
+SYSTEM_PACKAGES := libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libwayland-cursor0 \
+                   libwayland-egl1 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 \
+                   xvfb xauth
+
+.PHONY: help setup system-packages demo test lint bench screenshots clean
+
+help:
+	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
+	@echo "make test   - set up, then run the import-layering check and the test suite"
+	@echo "make bench  - run the benchmarks in bench/ (slow)"
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages; run:  sudo apt-get install -y$$missing"; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: system-packages $(STAMP)
+
+demo: setup
+	$(VENV)/bin/curator demo demo
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+test: setup lint
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(PY) bench/scan.py
+
+screenshots: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m ui.screenshots docs
+
+clean:
+	rm -rf demo .pytest_cache build *.egg-info

@@ -1,0 +1,369 @@
+"""The project's SQLite catalog: connection discipline, recorded schema migrations and runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import sqlite_utils
+
+from curator import __version__
+from curator.errors import CuratorError, NotAProjectError
+
+log = logging.getLogger(__name__)
+
+CATALOG_NAME = "catalog.db"
+APP_ID = "curator"
+BUSY_TIMEOUT_MS = 60_000
+
+
+def utcnow() -> str:
+    """Now as an ISO-8601 UTC timestamp with milliseconds, the catalog's one time format."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- migrations -------------------------------------------------------------------------------
+# Each migration runs once, in order, inside one transaction, and is recorded in `_migrations`.
+# Never edit a released migration: add a new one.
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute(
+        """CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            root TEXT NOT NULL UNIQUE,
+            added_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id),
+            path TEXT NOT NULL,
+            modality TEXT,
+            format TEXT,
+            size INTEGER,
+            mtime REAL,
+            mtime_ns INTEGER,
+            content_hash TEXT,
+            width INTEGER,
+            height INTEGER,
+            duration REAL,
+            fps REAL,
+            sample_rate INTEGER,
+            channels INTEGER,
+            codec TEXT,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'missing')),
+            error TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            UNIQUE (source_id, path)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            app_version TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            status TEXT NOT NULL,
+            counts TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX items_status ON items (status)")
+
+
+def _m002_item_details_and_run_owner(db: sqlite_utils.Database) -> None:
+    # Richer media facts, a content version that later stages compare against to find stale
+    # work, and the owner of a run so an interrupted one can be told from a live one.
+    items = db["items"]
+    for name, kind in [
+        ("mode", str),
+        ("frames", int),
+        ("orientation", int),
+        ("has_audio", int),
+        ("version", int),
+        ("changed_at", str),
+    ]:
+        items.add_column(name, kind)
+    db.execute("UPDATE items SET version = 1 WHERE version IS NULL")
+    db.execute("CREATE INDEX items_hash ON items (content_hash)")
+    db.execute("CREATE INDEX items_modality ON items (modality, status)")
+    runs = db["runs"]
+    for name, kind in [("error", str), ("pid", int), ("host", str)]:
+        runs.add_column(name, kind)
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+    ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
+]
+
+
+def register_migration(name: str, fn: Callable[[sqlite_utils.Database], None]) -> None:
+    """Append a migration (used by later modules that own their tables, e.g. embeddings)."""
+    if any(existing == name for existing, _ in MIGRATIONS):
+        return
+    MIGRATIONS.append((name, fn))
+
+
+def applied_migrations(db: sqlite_utils.Database) -> list[str]:
+    if "_migrations" not in db.table_names():
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY id").fetchall()]
+
+
+def migrate(db: sqlite_utils.Database, upto: Optional[str] = None) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction.
+
+    Args:
+        db: an open catalog.
+        upto: stop after the migration of this name (tests use it to build older schemas).
+
+    Returns:
+        The names applied now.
+    """
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations "
+        "(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)"
+    )
+    done = set(applied_migrations(db))
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name not in done:
+            with transaction(db):
+                # Another process may have migrated while we waited for the write lock.
+                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                    continue
+                fn(db)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, utcnow()]
+                )
+            log.info("catalog migrated: %s", name)
+            applied.append(name)
+        if name == upto:
+            break
+    return applied
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit transactions."""
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return sqlite_utils.Database(conn)
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """A short write transaction taken with BEGIN IMMEDIATE, so writers queue instead of failing."""
+    conn = db.conn
+    if conn.in_transaction:
+        # Nested use joins the outer transaction; only the outermost commits.
+        yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+class Catalog:
+    """The catalog of one project folder: a connection per thread over `catalog.db`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.path = self.root / CATALOG_NAME
+        self._local = threading.local()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.path)
+            self._local.db = db
+        return db
+
+    @classmethod
+    def create(cls, root: Path) -> "Catalog":
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        catalog = cls(root)
+        migrate(catalog.db)
+        with transaction(catalog.db) as db:
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('app', ?), ('created_at', ?), "
+                "('created_by', ?)",
+                [APP_ID, utcnow(), __version__],
+            )
+        return catalog
+
+    @classmethod
+    def open(cls, root: Path) -> "Catalog":
+        """Open an existing project's catalog, migrating an older schema.
+
+        Raises:
+            NotAProjectError: the folder is missing or holds no Curator catalog.
+        """
+        root = Path(root)
+        if not root.exists():
+            raise NotAProjectError(f"{root}: no such folder; create a project with `curator init`")
+        if not root.is_dir():
+            raise NotAProjectError(f"{root} is a file, not a Curator project folder")
+        path = root / CATALOG_NAME
+        if not path.exists():
+            raise NotAProjectError(
+                f"{root} is not a Curator project (no {CATALOG_NAME}); create one with "
+                f"`curator init {root} --source MEDIA_FOLDER`"
+            )
+        catalog = cls(root)
+        try:
+            tables = catalog.db.table_names()
+            app = None
+            if "meta" in tables:
+                row = catalog.db.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
+                app = row[0] if row else None
+        except sqlite3.DatabaseError as exc:
+            catalog.close()
+            raise NotAProjectError(f"{path} is not a readable Curator catalog ({exc})") from exc
+        if app != APP_ID:
+            catalog.close()
+            raise NotAProjectError(f"{path} is an SQLite file but not a Curator catalog")
+        known = {name for name, _ in MIGRATIONS}
+        unknown = [m for m in applied_migrations(catalog.db) if m not in known]
+        if unknown:
+            catalog.close()
+            raise CuratorError(
+                f"{path} was written by a newer Curator (schema {unknown[-1]}); upgrade Curator"
+            )
+        migrate(catalog.db)
+        return catalog
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    def write(self) -> contextlib.AbstractContextManager:
+        """A write transaction on this thread's connection."""
+        return transaction(self.db)
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def start_run(self, kind: str, params: dict[str, Any]) -> int:
+        with self.write() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (kind, app_version, params, started_at, status, counts, pid, host)"
+                " VALUES (?, ?, ?, ?, 'running', '{}', ?, ?)",
+                [kind, __version__, json.dumps(params, sort_keys=True), utcnow(), os.getpid(),
+                 socket.gethostname()],
+            )
+            return int(cursor.lastrowid)
+
+    def update_run(self, run_id: int, counts: dict[str, Any]) -> None:
+        with self.write() as db:
+            db.execute(
+                "UPDATE runs SET counts = ? WHERE id = ?", [json.dumps(counts, sort_keys=True), run_id]
+            )
+
+    def end_run(
+        self, run_id: int, status: str, counts: dict[str, Any], error: Optional[str] = None
+    ) -> None:
+        with self.write() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, counts = ?, error = ? WHERE id = ?",
+                [status, utcnow(), json.dumps(counts, sort_keys=True), error, run_id],
+            )
+
+    def mark_interrupted_runs(self) -> int:
+        """Runs left 'running' by a process of this host that no longer exists were killed."""
+        host = socket.gethostname()
+        rows = self.db.execute(
+            "SELECT id, pid, host FROM runs WHERE status = 'running'"
+        ).fetchall()
+        dead = [rid for rid, pid, rhost in rows if rhost == host and not _pid_alive(pid)]
+        if dead:
+            with self.write() as db:
+                db.execute(
+                    f"UPDATE runs SET status = 'interrupted', ended_at = COALESCE(ended_at, ?) "
+                    f"WHERE id IN ({','.join('?' * len(dead))})",
+                    [utcnow(), *dead],
+                )
+        return len(dead)
+
+    def runs(self, kind: Optional[str] = None, limit: int = 50) -> list["RunRecord"]:
+        sql = "SELECT * FROM runs"
+        args: list[Any] = []
+        if kind:
+            sql += " WHERE kind = ?"
+            args.append(kind)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [RunRecord.from_row(row) for row in self.db.query(sql, args)]
+
+
+def _pid_alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One recorded computation (scan, embed, cluster, ...) and how it ended."""
+
+    id: int
+    kind: str
+    app_version: str
+    params: dict[str, Any]
+    started_at: str
+    ended_at: Optional[str]
+    status: str
+    counts: dict[str, Any]
+    error: Optional[str]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "RunRecord":
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            app_version=row["app_version"],
+            params=json.loads(row["params"] or "{}"),
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            status=row["status"],
+            counts=json.loads(row["counts"] or "{}"),
+            error=row.get("error"),
+        )

@@ -1,0 +1,245 @@
+"""A crash-proof process pool for per-file work: a decoder that hangs or dies costs one file, not the run."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """What a task returned when its worker died or ran past the deadline."""
+
+    reason: str
+
+
+def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Optional[Callable]) -> None:
+    # Ctrl-C belongs to the parent, which cancels cleanly; workers must not die with tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        for index, task in message:
+            try:
+                result = fn(task)
+            except Exception as exc:  # noqa: BLE001 - a task's failure is data for the caller
+                result = TaskFailure(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            try:
+                conn.send((index, result))
+            except (BrokenPipeError, OSError):
+                return
+
+
+class _Slot:
+    """One worker process and the tasks it holds."""
+
+    def __init__(self, ctx: Any, fn: Callable, initializer: Optional[Callable]) -> None:
+        parent, child = ctx.Pipe(duplex=True)
+        self.conn = parent
+        self.process = ctx.Process(target=_worker_main, args=(child, fn, initializer), daemon=True)
+        self.process.start()
+        child.close()
+        self.pending: deque[tuple[int, Any]] = deque()
+        self.deadline: Optional[float] = None
+
+    def kill(self) -> None:
+        try:
+            self.process.kill()
+        except (OSError, AttributeError):
+            pass
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+def _context() -> Any:
+    if sys.platform.startswith("linux"):
+        # forkserver: workers start from a clean process, never from a parent holding threads or
+        # SQLite handles, and much faster than spawn.
+        return mp.get_context("forkserver")
+    return mp.get_context("spawn")
+
+
+def default_workers() -> int:
+    """One worker per usable core."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def imap_robust(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    workers: Optional[int] = None,
+    *,
+    timeout: Optional[float] = 120.0,
+    chunk_size: int = 8,
+    initializer: Optional[Callable[[], None]] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+    max_in_flight: Optional[int] = None,
+) -> Iterator[tuple[T, Any]]:
+    """Run `fn` over `tasks` in worker processes; yield `(task, result)` as each finishes.
+
+    The result is what `fn` returned, or a TaskFailure when `fn` raised, when its process died
+    (a segfaulting decoder) or when one task ran longer than `timeout` seconds; a dead or stuck
+    worker is replaced and the run goes on. Order of results is not the order of tasks.
+
+    Args:
+        fn: a picklable top-level function of one task.
+        tasks: any iterable, consumed lazily (at most `max_in_flight` tasks are held).
+        workers: number of processes; 0 runs in this process (no isolation; for debugging).
+        timeout: seconds one task may take; None for no limit.
+        chunk_size: tasks sent to a worker at once (results still come back one by one).
+        initializer: run once in each worker.
+        cancel: a callable; when it returns True no further tasks are started, and the
+            generator returns after yielding nothing more.
+        max_in_flight: bound on tasks handed out and not yet returned.
+    """
+    if workers is None:
+        workers = default_workers()
+    if workers <= 0:
+        if initializer is not None:
+            initializer()
+        for task in tasks:
+            if cancel is not None and cancel():
+                return
+            try:
+                yield task, fn(task)
+            except Exception as exc:  # noqa: BLE001
+                yield task, TaskFailure(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        return
+
+    ctx = _context()
+    max_in_flight = max_in_flight or workers * chunk_size * 2
+    source = iter(tasks)
+    exhausted = False
+    by_index: dict[int, T] = {}
+    next_index = 0
+    slots = [_Slot(ctx, fn, initializer) for _ in range(workers)]
+
+    def feed(slot: _Slot) -> None:
+        nonlocal exhausted, next_index
+        if slot.pending or exhausted or (cancel is not None and cancel()):
+            return
+        chunk = []
+        while len(chunk) < chunk_size and len(by_index) < max_in_flight:
+            try:
+                task = next(source)
+            except StopIteration:
+                exhausted = True
+                break
+            by_index[next_index] = task
+            chunk.append((next_index, task))
+            next_index += 1
+        if chunk:
+            slot.pending.extend(chunk)
+            slot.conn.send(chunk)
+            slot.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def replace(slot: _Slot) -> _Slot:
+        slot.kill()
+        fresh = _Slot(ctx, fn, initializer)
+        slots[slots.index(slot)] = fresh
+        return fresh
+
+    try:
+        for slot in slots:
+            feed(slot)
+        while any(slot.pending for slot in slots):
+            waitables: list[Any] = []
+            for slot in slots:
+                if slot.pending:
+                    waitables.extend([slot.conn, slot.process.sentinel])
+            deadlines = [s.deadline for s in slots if s.pending and s.deadline is not None]
+            wait_for = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
+            ready = set(wait(waitables, timeout=wait_for))
+            now = time.monotonic()
+            for slot in list(slots):
+                if not slot.pending:
+                    continue
+                got_any = False
+                # Drain every finished result before looking at the process's health.
+                while slot.pending and (slot.conn in ready or got_any) and slot.conn.poll():
+                    try:
+                        index, result = slot.conn.recv()
+                    except (EOFError, OSError):
+                        break
+                    got_any = True
+                    task = by_index.pop(index)
+                    slot.pending.popleft()
+                    slot.deadline = None if timeout is None else now + timeout
+                    yield task, result
+                if slot.pending and not slot.process.is_alive():
+                    index, task = slot.pending.popleft()
+                    by_index.pop(index, None)
+                    code = slot.process.exitcode
+                    yield task, TaskFailure(f"decoder crashed (worker exit code {code})")
+                    requeue = list(slot.pending)
+                    slot = replace(slot)
+                    _resend(slot, requeue, timeout)
+                elif slot.pending and slot.deadline is not None and now >= slot.deadline:
+                    index, task = slot.pending.popleft()
+                    by_index.pop(index, None)
+                    yield task, TaskFailure(f"timed out after {timeout:.0f} s")
+                    requeue = list(slot.pending)
+                    slot = replace(slot)
+                    _resend(slot, requeue, timeout)
+                if not slot.pending:
+                    feed(slot)
+    finally:
+        for slot in slots:
+            try:
+                slot.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for slot in slots:
+            slot.process.join(timeout=0.5)
+            if slot.process.is_alive():
+                slot.kill()
+            else:
+                slot.conn.close()
+
+
+def _resend(slot: _Slot, chunk: list[tuple[int, Any]], timeout: Optional[float]) -> None:
+    if chunk:
+        slot.pending.extend(chunk)
+        slot.conn.send(chunk)
+        slot.deadline = None if timeout is None else time.monotonic() + timeout
+
+
+class Throttle(Generic[R]):
+    """Calls `fn` at most every `interval` seconds (and always on `flush`)."""
+
+    def __init__(self, fn: Callable[[], R], interval: float = 0.2) -> None:
+        self.fn = fn
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.fn()
+
+    def flush(self) -> None:
+        self._last = time.monotonic()
+        self.fn()
