@@ -106,6 +106,17 @@ class _Known:
     mtime_ns: Optional[int]
     status: str
     content_hash: Optional[str]
+    error: Optional[str] = None
+
+
+# Errors that say nothing about the file's content: a rescan tries these files again even when
+# their size and mtime are the same. Any other error stays until the file changes.
+TRANSIENT_ERRORS = ("permission denied", "vanished", "cannot read", "timed out", "crashed",
+                    "cannot stat", "cannot list")
+
+
+def _transient(error: Optional[str]) -> bool:
+    return error is None or any(part in error for part in TRANSIENT_ERRORS)
 
 
 # --- globs ------------------------------------------------------------------------------------
@@ -281,7 +292,7 @@ def walk_source(
             if claim is None and st.st_size > 0:
                 try:
                     with open(entry.path, "rb") as fh:
-                        head = fh.read(64)
+                        head = fh.read(4096)
                 except OSError:
                     head = b""
                 if not is_media_candidate(name, head):
@@ -387,9 +398,9 @@ def scan_catalog(
     # 1. Walk every source and sort each file into unchanged / to probe / walk error.
     known: dict[tuple[int, str], _Known] = {}
     for row in db.execute(
-        "SELECT id, source_id, path, size, mtime_ns, status, content_hash FROM items"
+        "SELECT id, source_id, path, size, mtime_ns, status, content_hash, error FROM items"
     ):
-        known[(row[1], row[2])] = _Known(row[0], row[3], row[4], row[5], row[6])
+        known[(row[1], row[2])] = _Known(row[0], row[3], row[4], row[5], row[6], row[7])
     seen: set[tuple[int, str]] = set()
     to_probe: list[_Entry] = []
     pending = _Pending()
@@ -414,9 +425,9 @@ def scan_catalog(
             old = known.get(key)
             if (
                 old is not None
-                and old.status == "ok"
                 and old.size == entry.size
                 and old.mtime_ns == entry.mtime_ns
+                and (old.status == "ok" or (old.status == "error" and not _transient(old.error)))
             ):
                 report.unchanged += 1
                 pending.seen.append((now, old.id))
