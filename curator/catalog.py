@@ -106,17 +106,178 @@ def _m002_item_details_and_run_owner(db: sqlite_utils.Database) -> None:
         runs.add_column(name, kind)
 
 
+def _m003_embeddings(db: sqlite_utils.Database) -> None:
+    # Which vector of which space each item has, where it lives, and for which content version.
+    db.execute(
+        """CREATE TABLE spaces (
+            space TEXT PRIMARY KEY,
+            embedder TEXT NOT NULL,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            modalities TEXT NOT NULL,
+            preprocess TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE embeddings (
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            space TEXT NOT NULL REFERENCES spaces(space),
+            shard TEXT NOT NULL,
+            row INTEGER NOT NULL,
+            frames_shard TEXT,
+            frames_row INTEGER,
+            frames_count INTEGER,
+            item_version INTEGER NOT NULL,
+            content_hash TEXT,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (item_id, space)
+        )"""
+    )
+    db.execute("CREATE INDEX embeddings_space ON embeddings (space, item_id)")
+
+
+
+
+def _m004_groups(db: sqlite_utils.Database) -> None:
+    # Groups belong to a clustering run; assignments say which group of the run holds an item.
+    db.execute(
+        """CREATE TABLE clusterings (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            space TEXT NOT NULL,
+            method TEXT NOT NULL,
+            n_groups INTEGER NOT NULL,
+            group_offset INTEGER NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, space)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE groups (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            group_id INTEGER NOT NULL,
+            space TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            cohesion REAL,
+            impurity REAL,
+            topic INTEGER,
+            representatives TEXT NOT NULL DEFAULT '[]',
+            boundary TEXT NOT NULL DEFAULT '[]',
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'split', 'merged')),
+            parent INTEGER,
+            status TEXT NOT NULL DEFAULT 'undecided'
+                CHECK (status IN ('undecided', 'labelled', 'noise', 'mixed')),
+            label_id INTEGER,
+            decided_event INTEGER,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, group_id)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE assignments (
+            run_id INTEGER NOT NULL,
+            item_id INTEGER NOT NULL,
+            group_id INTEGER NOT NULL,
+            PRIMARY KEY (run_id, item_id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX assignments_group ON assignments (run_id, group_id, item_id)")
+
+
+def _m005_labels(db: sqlite_utils.Database) -> None:
+    # The taxonomy, the append-only event log (with each touched item's value before and
+    # after, so any event can be undone and redone), and the current label per item,
+    # materialised from the log for speed.
+    db.execute(
+        """CREATE TABLE labels (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            parent_id INTEGER REFERENCES labels(id),
+            colour TEXT,
+            hotkey TEXT,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            removed_at TEXT,
+            merged_into INTEGER REFERENCES labels(id)
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX labels_name ON labels (name) WHERE removed_at IS NULL")
+    db.execute("CREATE UNIQUE INDEX labels_hotkey ON labels (hotkey) "
+               "WHERE removed_at IS NULL AND hotkey IS NOT NULL")
+    db.execute(
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            time TEXT NOT NULL,
+            annotator TEXT NOT NULL,
+            action TEXT NOT NULL,
+            label_id INTEGER,
+            source TEXT NOT NULL,
+            run_id INTEGER,
+            group_id INTEGER,
+            note TEXT NOT NULL DEFAULT '',
+            item_count INTEGER NOT NULL DEFAULT 0,
+            target INTEGER REFERENCES events(id),
+            undone INTEGER NOT NULL DEFAULT 0,
+            details TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX events_annotator ON events (annotator, id)")
+    db.execute(
+        """CREATE TABLE event_items (
+            event_id INTEGER NOT NULL REFERENCES events(id),
+            item_id INTEGER NOT NULL,
+            before_state TEXT,
+            before_label INTEGER,
+            before_event INTEGER,
+            after_state TEXT,
+            after_label INTEGER,
+            PRIMARY KEY (event_id, item_id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX event_items_item ON event_items (item_id, event_id)")
+    db.execute(
+        """CREATE TABLE item_labels (
+            item_id INTEGER PRIMARY KEY REFERENCES items(id),
+            state TEXT NOT NULL CHECK (state IN ('labelled', 'noise', 'mixed')),
+            label_id INTEGER REFERENCES labels(id),
+            event_id INTEGER NOT NULL REFERENCES events(id),
+            confirmed INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX item_labels_label ON item_labels (label_id)")
+    db.execute(
+        """CREATE TABLE audits (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            annotator TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE audit_items (
+            audit_id INTEGER NOT NULL REFERENCES audits(id),
+            item_id INTEGER NOT NULL,
+            stratum TEXT NOT NULL,
+            label_id INTEGER,
+            verdict TEXT CHECK (verdict IN ('correct', 'wrong', 'unsure')),
+            corrected_label INTEGER,
+            reviewed_at TEXT,
+            PRIMARY KEY (audit_id, item_id)
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
+    ("003_embeddings", _m003_embeddings),
+    ("004_groups", _m004_groups),
+    ("005_labels", _m005_labels),
 ]
-
-
-def register_migration(name: str, fn: Callable[[sqlite_utils.Database], None]) -> None:
-    """Append a migration (used by later modules that own their tables, e.g. embeddings)."""
-    if any(existing == name for existing, _ in MIGRATIONS):
-        return
-    MIGRATIONS.append((name, fn))
 
 
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:

@@ -170,6 +170,62 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
 
 @cli.command()
 @PROJECT
+@click.option("--model", default=None,
+              help="Images and video: an open_clip model string (ARCH/TAG, hf-hub:ORG/REPO, or ARCH "
+                   "with --weights), or 'classic' (weight-free). Default from settings: "
+                   "ViT-B-32/laion2b_s34b_b79k.")
+@click.option("--audio-model", default=None,
+              help="Audio: a CLAP model (hub id or local folder), or 'classic'. "
+                   "Default: laion/clap-htsat-unfused.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A local open_clip checkpoint (.safetensors or a torch state_dict file).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decoding processes (default: cores - 1; 0: in this process).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+              show_default=True)
+@click.option("--offline", is_flag=True, default=None,
+              help="Never try the network for weights (also CURATOR_OFFLINE=1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def embed(project: Path, model: Optional[str], audio_model: Optional[str], weights: Optional[str],
+          device: Optional[str], batch_size: Optional[int], workers: Optional[int],
+          precision: str, offline: Optional[bool], as_json: bool) -> None:
+    """Embed every scanned item of PROJECT not yet embedded by the chosen models (resumable)."""
+    from curator.settings import load_settings
+
+    settings = load_settings().with_overrides(model=model, audio_model=audio_model, device=device,
+                                              batch_size=batch_size, workers=workers,
+                                              offline=offline)
+    bars = _Bars(quiet=as_json)
+    with _open(project) as proj, _cancellable() as cancel:
+        try:
+            report = proj.embed(settings.model, settings.audio_model, weights=weights,
+                                device=settings.device, precision=precision,
+                                batch_size=settings.batch_size, workers=settings.workers,
+                                offline=settings.offline or None, progress=bars, cancel=cancel)
+        finally:
+            bars.close()
+    if as_json:
+        _emit_json({"run_id": report.run_id, **report.counts(), "unavailable": report.unavailable})
+    else:
+        for space, c in report.spaces.items():
+            click.echo(f"{space}: {c['embedded']} embedded, {c['errors']} errors, "
+                       f"{c['items_per_second']:.1f} items/s on {c['device']} ({c['precision']})")
+        if not report.spaces:
+            click.echo("nothing to embed")
+    for line in report.unavailable:
+        click.echo(f"error: {line}", err=True)
+    if report.cancelled:
+        click.echo("embedding cancelled; run it again to continue (finished batches are kept)",
+                   err=True)
+        sys.exit(130)
+    if report.unavailable:
+        sys.exit(1)
+
+
+@cli.command()
+@PROJECT
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--max-errors", type=click.IntRange(min=0), default=50, show_default=True,
               help="How many error items to list.")
@@ -275,6 +331,371 @@ def runs(project: Path, kind: Optional[str], limit: int, as_json: bool) -> None:
         return
     for r in records:
         click.echo(f"{r.id:>5} {r.kind:<10} {r.status:<11} {r.started_at}  {json.dumps(r.counts)}")
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+ANNOTATOR = click.option("--annotator", default=None,
+                         help="Who makes this change (default: settings, then the OS user).")
+RUN = click.option("--run", "run_id", type=int, default=None,
+                   help="Clustering run (default: the newest finished one).")
+
+
+def _open_as(project: Path, annotator: Optional[str]) -> Any:
+    proj = _open(project)
+    proj.set_annotator(annotator)
+    return proj
+
+
+@cli.command()
+@PROJECT
+@click.option("--groups", "n_groups", default="auto", show_default=True,
+              help="Number of groups, or 'auto' (about items/300, within 10..5000).")
+@click.option("--method", type=click.Choice(["auto", "kmeans", "hdbscan"]), default="auto",
+              show_default=True, help="auto: spherical k-means with FAISS; hdbscan: UMAP + HDBSCAN "
+                                      "(up to ~200k items, marks noise).")
+@click.option("--space", "spaces", multiple=True, help="Only these embedding spaces.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], seed: int,
+            as_json: bool) -> None:
+    """Cluster every embedding space of PROJECT into groups (a new run; labels are kept)."""
+    from curator.errors import UsageError
+
+    if n_groups != "auto" and not n_groups.isdigit():
+        raise UsageError(f"--groups must be a number or 'auto', not {n_groups!r}")
+    groups = None if n_groups == "auto" else int(n_groups)
+    bars = _Bars(quiet=as_json)
+    with _open(project) as proj, _cancellable() as cancel:
+        try:
+            run_id, counts = proj.cluster(groups, method, seed, list(spaces) or None, bars, cancel)
+        finally:
+            bars.close()
+        if as_json:
+            _emit_json({"run_id": run_id, "spaces": counts})
+            return
+        click.echo(f"clustering run {run_id}:")
+        for space, c in counts.items():
+            click.echo(f"  {space}: {c['items']} items in {c['groups']} groups ({c['method']}"
+                       + (f", {c['noise']} noise" if c.get("noise") else "") + ")")
+        _print_groups(proj.groups(run_id, order="size")[:5], "largest groups")
+        _print_groups(proj.groups(run_id, order="impurity")[:5], "most impure groups")
+
+
+def _print_groups(groups: list[Any], title: str) -> None:
+    click.echo(f"{title}:")
+    click.echo(f"  {'group':>6} {'size':>7} {'cohesion':>9} {'impurity':>9} {'topic':>6}  "
+               f"{'status':<10} label")
+    for g in groups:
+        click.echo(f"  {g.group_id:>6} {g.size:>7} {g.cohesion:>9.3f} {g.impurity:>9.3f} "
+                   f"{g.topic:>6}  {g.status:<10} {g.label or ''}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--order", type=click.Choice(["impurity", "size", "unlabeled"]), default="impurity",
+              show_default=True)
+@RUN
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json: bool) -> None:
+    """The undecided groups to review next, with progress."""
+    with _open(project) as proj:
+        q = proj.queue(order, run_id)
+    if as_json:
+        _emit_json({**q, "groups": [g.to_json() for g in q["groups"]]})
+        return
+    click.echo(f"run {q['run_id']}: {q['groups_decided']} of {q['groups_total']} groups decided, "
+               f"{q['items_labelled']} of {q['items_total']} items labelled")
+    _print_groups(q["groups"][:limit], f"next {min(limit, len(q['groups']))} groups ({order})")
+
+
+@cli.command()
+@PROJECT
+@click.option("--group", "group_id", type=int, required=True)
+@click.option("--k", type=click.IntRange(2, 8), default=2, show_default=True)
+@RUN
+def split(project: Path, group_id: int, k: int, run_id: Optional[int]) -> None:
+    """Re-cluster one group into K sub-groups of the same run."""
+    with _open(project) as proj:
+        new = proj.split(group_id, k, run_id)
+        click.echo(f"group {group_id} split into {', '.join(map(str, new))}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--groups", "group_ids", type=int, multiple=True, required=True,
+              help="Groups to join (repeat: --groups 3 --groups 7).")
+@RUN
+def merge(project: Path, group_ids: tuple[int, ...], run_id: Optional[int]) -> None:
+    """Join groups of one run into a new group."""
+    with _open(project) as proj:
+        new = proj.merge(list(group_ids), run_id)
+        click.echo(f"groups {', '.join(map(str, group_ids))} merged into group {new}")
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@PROJECT
+@click.option("--group", "group_id", type=int, default=None, help="Label a whole group.")
+@click.option("--items", "items", multiple=True, help="Item ids or paths (repeatable).")
+@click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="A file of item ids or paths, one per line, or a CSV with "
+                                 "columns item (or path) and label.")
+@click.option("--label", default=None, help="The label name (or full path parent/child).")
+@click.option("--noise", is_flag=True, help="Mark as noise (no single label fits).")
+@click.option("--mixed", is_flag=True, help="Mark as mixed (several labels; split it later).")
+@click.option("--clear", is_flag=True, help="Remove the current label.")
+@click.option("--confirm", is_flag=True, help="Confirm the current label.")
+@click.option("--except", "exclude", multiple=True, type=int,
+              help="With --group: leave this item out (repeatable).")
+@click.option("--note", default="", help="A note kept with the event.")
+@RUN
+@ANNOTATOR
+def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_file: Optional[str],
+          label: Optional[str], noise: bool, mixed: bool, clear: bool, confirm: bool,
+          exclude: tuple[int, ...], note: str, run_id: Optional[int],
+          annotator: Optional[str]) -> None:
+    """Label a group, items, or a file of items: one event, undone as one."""
+    from curator.errors import UsageError
+
+    actions = [a for a, on in (("noise", noise), ("mixed", mixed), ("clear", clear),
+                               ("confirm", confirm)) if on]
+    if len(actions) > 1 or (actions and label):
+        raise UsageError("give one of --label, --noise, --mixed, --clear, --confirm")
+    action = actions[0] if actions else "assign"
+    targets = sum(1 for t in (group_id is not None, bool(items), from_file) if t)
+    if targets != 1:
+        raise UsageError("give exactly one of --group, --items, --from-file")
+    if exclude and group_id is None:
+        raise UsageError("--except goes with --group")
+    with _open_as(project, annotator) as proj:
+        if group_id is not None:
+            event = proj.label_group(group_id, label, action=action, exclude=exclude,
+                                     run_id=run_id, note=note)
+        elif items:
+            event = proj.label_items(proj.resolve_items(items), label, action=action, note=note)
+        else:
+            ids, per_item = _read_item_file(proj, from_file)
+            if per_item and action == "assign" and label is None:
+                event = proj.label_items(ids, None, source="imported", per_item=per_item,
+                                         note=note or f"from {from_file}")
+            else:
+                event = proj.label_items(ids, label, action=action, source="imported",
+                                         note=note or f"from {from_file}")
+        ev = proj.history(limit=1)[0]
+        what = ev.label or action
+        click.echo(f"event {event}: {what} on {ev.item_count} item(s) (undo: curator undo "
+                   f"{project})")
+
+
+def _read_item_file(proj: Any, path: str) -> tuple[list[int], dict[int, str]]:
+    import csv
+
+    from curator.errors import UsageError
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        text = fh.read()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise UsageError(f"{path} lists no items")
+    header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
+    if "label" in header and ("item" in header or "path" in header or "id" in header):
+        key = "item" if "item" in header else ("id" if "id" in header else "path")
+        rows = list(csv.DictReader(lines))
+        refs, labels_ = [], []
+        for n, row in enumerate(rows, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            if not row.get(key):
+                raise UsageError(f"{path}: line {n} has no {key}")
+            refs.append(row[key])
+            labels_.append(row.get("label", ""))
+        ids = proj.resolve_items(refs)
+        per_item = {i: lab for i, lab in zip(ids, labels_) if lab}
+        return ids, per_item
+    return proj.resolve_items(lines), {}
+
+
+@cli.group()
+def labels() -> None:
+    """The taxonomy: add, list, rename, merge, remove, import, export labels."""
+
+
+@labels.command("add")
+@PROJECT
+@click.argument("name")
+@click.option("--parent", default=None, help="Parent label (hierarchy).")
+@click.option("--colour", "--color", "colour", default=None, help="#rrggbb")
+@click.option("--hotkey", default=None, help="One letter, digit or F1-F12 for the desktop app.")
+@click.option("--description", default="")
+@ANNOTATOR
+def labels_add(project: Path, name: str, parent: Optional[str], colour: Optional[str],
+               hotkey: Optional[str], description: str, annotator: Optional[str]) -> None:
+    """Add label NAME."""
+    with _open_as(project, annotator) as proj:
+        lab = proj.add_label(name, parent, colour, hotkey, description)
+        click.echo(f"label {lab.path} (id {lab.id}, colour {lab.colour}"
+                   + (f", hotkey {lab.hotkey}" if lab.hotkey else "") + ")")
+
+
+@labels.command("list")
+@PROJECT
+@click.option("--json", "as_json", is_flag=True)
+def labels_list(project: Path, as_json: bool) -> None:
+    """The labels with their item counts."""
+    with _open(project) as proj:
+        labs = proj.labels()
+    if as_json:
+        _emit_json([lab.to_json() for lab in labs])
+        return
+    for lab in labs:
+        click.echo(f"{lab.path:<40} {lab.count:>8}  {lab.colour or ''} "
+                   f"{('[' + lab.hotkey + ']') if lab.hotkey else ''}")
+
+
+@labels.command("rename")
+@PROJECT
+@click.argument("name")
+@click.argument("new_name")
+@ANNOTATOR
+def labels_rename(project: Path, name: str, new_name: str, annotator: Optional[str]) -> None:
+    """Rename label NAME to NEW_NAME (items keep it; history records the rename)."""
+    with _open_as(project, annotator) as proj:
+        lab = proj.update_label(name, new_name=new_name)
+        click.echo(f"renamed {name} to {lab.path}")
+
+
+@labels.command("edit")
+@PROJECT
+@click.argument("name")
+@click.option("--colour", "--color", "colour", default=None)
+@click.option("--hotkey", default=None)
+@click.option("--description", default=None)
+@click.option("--parent", default=None, help="New parent ('' for none).")
+@ANNOTATOR
+def labels_edit(project: Path, name: str, colour: Optional[str], hotkey: Optional[str],
+                description: Optional[str], parent: Optional[str],
+                annotator: Optional[str]) -> None:
+    """Change a label's colour, hotkey, description or parent."""
+    with _open_as(project, annotator) as proj:
+        lab = proj.update_label(name, colour=colour, hotkey=hotkey, description=description,
+                                parent=parent)
+        click.echo(f"label {lab.path}: colour {lab.colour}, hotkey {lab.hotkey or '-'}")
+
+
+@labels.command("merge")
+@PROJECT
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--into", required=True, help="The label that stays.")
+@ANNOTATOR
+def labels_merge(project: Path, sources: tuple[str, ...], into: str,
+                 annotator: Optional[str]) -> None:
+    """Merge SOURCES into one label: their items move (one undoable event)."""
+    with _open_as(project, annotator) as proj:
+        result = proj.merge_labels(list(sources), into)
+        click.echo(f"moved {result['moved']} item(s) into {result['into']}")
+
+
+@labels.command("remove")
+@PROJECT
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Also clear the items that carry it (undoable).")
+@ANNOTATOR
+def labels_remove(project: Path, name: str, force: bool, annotator: Optional[str]) -> None:
+    """Retire label NAME."""
+    with _open_as(project, annotator) as proj:
+        result = proj.remove_label(name, force)
+        click.echo(f"removed {name}" + (f"; cleared {result['cleared']} item(s)"
+                                         if result["cleared"] else ""))
+
+
+@labels.command("import")
+@PROJECT
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@ANNOTATOR
+def labels_import(project: Path, file: str, annotator: Optional[str]) -> None:
+    """Add labels from FILE: JSON (a list of {name, parent, colour, hotkey, description}) or text
+    (one name per line; parent/child paths make a hierarchy)."""
+    from curator.errors import UsageError
+
+    text = Path(file).read_text(encoding="utf-8")
+    try:
+        entries = json.loads(text)
+        if isinstance(entries, dict):
+            entries = entries.get("labels", [])
+    except json.JSONDecodeError:
+        entries = []
+        for line in text.splitlines():
+            parts = [p.strip() for p in line.split("/") if p.strip()]
+            for i, part in enumerate(parts):
+                entries.append({"name": part, "parent": parts[i - 1] if i else None})
+    if not isinstance(entries, list):
+        raise UsageError(f"{file}: expected a list of labels")
+    with _open_as(project, annotator) as proj:
+        added = proj.import_taxonomy(entries)
+        click.echo(f"added {len(added)} label(s)")
+
+
+@labels.command("export")
+@PROJECT
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write JSON here (default: standard output).")
+def labels_export(project: Path, out: Optional[str]) -> None:
+    """The taxonomy as JSON (importable with `curator labels import`)."""
+    with _open(project) as proj:
+        data = json.dumps(proj.export_taxonomy(), indent=2, ensure_ascii=False)
+    if out:
+        tmp = Path(out).with_name(Path(out).name + ".tmp")
+        tmp.write_text(data + "\n", encoding="utf-8")
+        tmp.replace(out)
+    else:
+        click.echo(data)
+
+
+@cli.command()
+@PROJECT
+@click.option("--event", "event_id", type=int, default=None,
+              help="Undo this event (undoing an undo redoes it).")
+@ANNOTATOR
+def undo(project: Path, event_id: Optional[int], annotator: Optional[str]) -> None:
+    """Undo your latest labelling event (a bulk label is one event)."""
+    with _open_as(project, annotator) as proj:
+        r = proj.undo(event_id)
+    click.echo(f"{r['action']} of event {r['target']}: {r['restored']} item(s) restored"
+               + (f", {r['skipped']} left as they are (changed since)" if r["skipped"] else ""))
+
+
+@cli.command()
+@PROJECT
+@ANNOTATOR
+def redo(project: Path, annotator: Optional[str]) -> None:
+    """Redo what you undid last."""
+    with _open_as(project, annotator) as proj:
+        r = proj.redo()
+    click.echo(f"redo of event {r['target']}: {r['restored']} item(s)"
+               + (f", {r['skipped']} left as they are (changed since)" if r["skipped"] else ""))
+
+
+@cli.command()
+@PROJECT
+@click.option("--item", "item_id", type=int, default=None, help="Only events that touched it.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def history(project: Path, item_id: Optional[int], limit: int, as_json: bool) -> None:
+    """The labelling history, newest first: who did what, to which items, from where."""
+    with _open(project) as proj:
+        events = proj.history(item_id, limit)
+    if as_json:
+        _emit_json([e.to_json() for e in events])
+        return
+    for e in events:
+        where = f" group {e.group_id} of run {e.run_id}" if e.group_id is not None else ""
+        target = f" event {e.target}" if e.target else ""
+        click.echo(f"{e.id:>6} {e.time} {e.annotator:<12} {e.action:<12} {e.label or '':<16} "
+                   f"{e.item_count:>7} items  {e.source}{where}{target}"
+                   + ("  (undone)" if e.undone else "") + (f"  \"{e.note}\"" if e.note else ""))
 
 
 # --- entry point ------------------------------------------------------------------------------

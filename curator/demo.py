@@ -50,6 +50,7 @@ def run_demo(
         progress.close()
     echo(f"scan: {report.listed} files in {report.seconds:.1f} s, {report.new} new, "
          f"{report.changed} changed, {report.unchanged} unchanged, {report.errors} errors")
+    _embed(project, echo, progress, cancel)
     st = project.status()
     echo(f"project {st.root}:")
     for modality, by_status in sorted(st.counts.items()):
@@ -60,3 +61,35 @@ def run_demo(
         for err in st.errors:
             echo(f"  {err['path']}: {err['error']}")
     return project
+
+
+def _embed(project: Project, echo: Callable[[str], Any], progress: Optional[Progress],
+           cancel: Optional[Callable[[], bool]]) -> None:
+    """CLIP and CLAP when their weights are here, otherwise `classic`, saying which and why."""
+    from curator.settings import load_settings
+    from indexing.embedders import EmbedderUnavailable
+    from indexing.embedders.clap import resolve_clap_source
+    from indexing.embedders.clip import resolve_clip_source
+
+    settings = load_settings()
+    choice = {}
+    for kind, resolve, model in (("image/video", resolve_clip_source, settings.model),
+                                 ("audio", resolve_clap_source, settings.audio_model)):
+        try:
+            # Only looks for the files (offline: no network); the model loads once, in embed.
+            resolve(model, offline=True)
+        except EmbedderUnavailable as exc:
+            choice[kind] = "classic"
+            first = str(exc).split(";")[0].split(". ")[0]
+            echo(f"{kind}: using the weight-free classic embedder because {model} is not "
+                 f"available here ({first})")
+        else:
+            choice[kind] = model
+            echo(f"{kind}: using {model} (weights found locally)")
+    report = project.embed(choice["image/video"], choice["audio"], offline=True,
+                           progress=progress, cancel=cancel)
+    if hasattr(progress, "close"):
+        progress.close()
+    for space, counts in report.spaces.items():
+        echo(f"embed {space}: {counts['embedded']} items, {counts['errors']} errors, "
+             f"{counts['items_per_second']:.1f} items/s on {counts['device']}")

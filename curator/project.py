@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from curator.catalog import Catalog, RunRecord, utcnow
 from curator.errors import CuratorError, UsageError
 from curator.scan import ScanOptions, ScanReport, scan_catalog, source_root
 from indexing.progress import Cancelled, Progress
+
+if TYPE_CHECKING:
+    from curator.embed import EmbedReport
+    from curator.groups import Group
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +171,383 @@ class Project:
             run_id, "cancelled" if report.cancelled else "ok", report.counts()
         )
         return report
+
+    # --- embedding --------------------------------------------------------------------------
+
+    def embed(
+        self,
+        model: str = "ViT-B-32/laion2b_s34b_b79k",
+        audio_model: str = "laion/clap-htsat-unfused",
+        *,
+        weights: Optional[str] = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int = 64,
+        workers: Optional[int] = None,
+        offline: Optional[bool] = None,
+        progress: Optional[Progress] = None,
+        cancel: Optional[Callable[[], bool]] = None,
+    ) -> "EmbedReport":
+        """Embed every ok item not yet embedded (or stale) by the chosen models; a recorded run.
+
+        `model` embeds images and video frames (an open_clip model string, or "classic"),
+        `audio_model` embeds audio (a CLAP model, or "classic"). A model whose weights are not
+        here is reported in `report.unavailable` and the others still run.
+
+        Raises:
+            CuratorError: no model could be loaded at all (the message says what to do).
+        """
+        from curator.embed import EmbedReport, compact_space, embed_space
+        from indexing.embedders import EmbedderUnavailable, create_embedder
+
+        plan: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
+        if model == "classic" and audio_model == "classic":
+            plan.append(("classic", {}, ("image", "video", "audio")))
+        else:
+            if model == "classic":
+                plan.append(("classic", {}, ("image", "video")))
+            else:
+                plan.append(("open_clip", {"model": model, "weights": weights}, ("image", "video")))
+            if audio_model == "classic":
+                plan.append(("classic", {}, ("audio",)))
+            else:
+                plan.append(("clap", {"model": audio_model}, ("audio",)))
+        present = {m for m, n in self.catalog.db.execute(
+            "SELECT modality, COUNT(*) FROM items WHERE status = 'ok' GROUP BY modality")}
+        params = {"model": model, "audio_model": audio_model, "weights": weights,
+                  "device": device, "precision": precision, "batch_size": batch_size,
+                  "workers": workers}
+        self.catalog.mark_interrupted_runs()
+        run_id = self.catalog.start_run("embed", params)
+        report = EmbedReport(run_id=run_id)
+        started = time.monotonic()
+        status = "failed"
+        try:
+            for name, options, modalities in plan:
+                wanted = [m for m in modalities if m in present]
+                if not wanted:
+                    continue
+                try:
+                    embedder = create_embedder(name, device=device, precision=precision,
+                                               batch_size=batch_size, offline=offline, **options)
+                except EmbedderUnavailable as exc:
+                    report.unavailable.append(f"{', '.join(wanted)}: {exc}")
+                    continue
+                embedder.modalities = frozenset(wanted)
+                counts = embed_space(self.catalog, embedder, run_id, batch_size=batch_size,
+                                     workers=workers, progress=progress, cancel=cancel)
+                counts.update(model=embedder.model_string, embedder=embedder.name,
+                              device=str(getattr(embedder, "device", "cpu")),
+                              precision=str(getattr(embedder, "precision", "fp32")),
+                              modalities=wanted, dim=embedder.dim)
+                report.spaces[embedder.space] = counts
+                report.embedded += counts["embedded"]
+                report.errors += counts["errors"]
+                compact_space(self.catalog, embedder.space)
+                if counts["cancelled"]:
+                    report.cancelled = True
+                    break
+            report.seconds = time.monotonic() - started
+            if report.unavailable and not report.spaces:
+                raise CuratorError("no model could be loaded: " + " | ".join(report.unavailable))
+            status = "cancelled" if report.cancelled else "ok"
+        finally:
+            report.seconds = time.monotonic() - started
+            self.catalog.end_run(run_id, status, {**report.counts(),
+                                                  "unavailable": report.unavailable})
+        return report
+
+    def spaces(self) -> list[dict[str, Any]]:
+        """The embedding spaces of this project with their vector counts."""
+        rows = [dict(r) for r in self.catalog.db.query("SELECT * FROM spaces ORDER BY space")]
+        for row in rows:
+            row["count"] = self.catalog.db.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE space = ?", [row["space"]]).fetchone()[0]
+        return rows
+
+    def vectors(self, space: str) -> tuple[Any, Any]:
+        """(item ids, float16 vectors) of a space, memory-mapped, sorted by item id."""
+        from curator.embed import compact_space, space_store
+
+        store = space_store(self.catalog, space)
+        if not store.exists():
+            compact_space(self.catalog, space)
+        return store.load()
+
+    def thumbnail(self, item_id: int) -> Optional[bytes]:
+        """An item's JPEG thumbnail, or None; constant time."""
+        from curator.embed import THUMBS_DIR
+        from curator.stores import ThumbnailStore
+
+        return ThumbnailStore(self.root / THUMBS_DIR).get(item_id)
+
+    # --- grouping ---------------------------------------------------------------------------
+
+    def cluster(
+        self,
+        n_groups: Optional[int] = None,
+        method: str = "auto",
+        seed: int = 0,
+        spaces: Optional[list[str]] = None,
+        progress: Optional[Progress] = None,
+        cancel: Optional[Callable[[], bool]] = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Cluster every embedding space (or the given ones) into groups; a recorded run.
+
+        Returns:
+            (run id, per-space counts). Labels are untouched: they belong to items.
+        """
+        from curator.groups import cluster_run
+
+        known = [row["space"] for row in self.spaces()]
+        spaces = spaces or known
+        for space in spaces:
+            if space not in known:
+                raise UsageError(f"no embedding space {space!r}; known: {', '.join(known) or 'none'}"
+                                 " (run `curator embed` first)")
+        if not spaces:
+            raise UsageError(f"{self.root} has no vectors yet; run `curator embed` first")
+        self.catalog.mark_interrupted_runs()
+        run_id = self.catalog.start_run("cluster", {"n_groups": n_groups, "method": method,
+                                                    "seed": seed, "spaces": spaces})
+        status = "failed"
+        counts: dict[str, Any] = {}
+        error = None
+        try:
+            counts = cluster_run(self.catalog, run_id, spaces, n_groups, method, seed, progress,
+                                 cancel)
+            status = "ok"
+        except Cancelled:
+            status = "cancelled"
+            raise
+        except BaseException as exc:
+            error = str(exc)[:500]
+            raise
+        finally:
+            self.catalog.end_run(run_id, status, counts, error=error)
+        return run_id, counts
+
+    def current_run(self, run_id: Optional[int] = None) -> int:
+        from curator.groups import current_run
+
+        return current_run(self.catalog, run_id)
+
+    def groups(self, run_id: Optional[int] = None, order: str = "impurity",
+               status: Optional[str] = None, label: Optional[str] = None,
+               modality: Optional[str] = None, include_inactive: bool = False) -> list["Group"]:
+        """The groups of a clustering run, ordered and filtered (the review queue's rows)."""
+        from curator.groups import Group
+
+        run_id = self.current_run(run_id)
+        sql = ("SELECT g.run_id, g.group_id, g.space, g.size, g.cohesion, g.impurity, g.topic, "
+               "g.state, g.parent, g.status, l.name FROM groups g LEFT JOIN labels l ON "
+               "l.id = g.label_id WHERE g.run_id = ?")
+        args: list[Any] = [run_id]
+        if not include_inactive:
+            sql += " AND g.state = 'active'"
+        if status:
+            sql += " AND g.status = ?"
+            args.append(status)
+        if label:
+            from curator.labels import find_label
+
+            sql += " AND g.label_id = ?"
+            args.append(find_label(self.catalog, label).id)
+        if modality:
+            spaces = [r["space"] for r in self.spaces() if modality in r["modalities"]]
+            sql += f" AND g.space IN ({','.join('?' * len(spaces)) or 'NULL'})"
+            args.extend(spaces)
+        orders = {
+            "impurity": "g.impurity DESC, g.size DESC",
+            "size": "g.size DESC, g.group_id",
+            "unlabeled": "(g.status = 'undecided') DESC, g.size DESC",
+            "id": "g.group_id",
+            "cohesion": "g.cohesion ASC",
+        }
+        if order not in orders:
+            raise UsageError(f"unknown order {order!r}; one of {', '.join(orders)}")
+        sql += " ORDER BY " + orders[order]
+        return [Group(r[0], r[1], r[2], r[3], r[4] or 0.0, r[5] or 0.0, r[6] or 0, r[7], r[8],
+                      r[9], r[10], 0) for r in self.catalog.db.execute(sql, args)]
+
+    def queue(self, order: str = "impurity", run_id: Optional[int] = None) -> dict[str, Any]:
+        """Undecided groups first in the given order, with progress (groups and items)."""
+        run_id = self.current_run(run_id)
+        groups = self.groups(run_id, order=order)
+        undecided = [g for g in groups if g.status == "undecided"]
+        if order == "unlabeled":
+            undecided = groups
+        items_total = self.catalog.db.execute(
+            "SELECT COUNT(*) FROM assignments WHERE run_id = ?", [run_id]).fetchone()[0]
+        labelled = self.catalog.db.execute("SELECT COUNT(*) FROM item_labels").fetchone()[0]
+        return {
+            "run_id": run_id,
+            "groups_total": len(groups),
+            "groups_decided": len(groups) - sum(1 for g in groups if g.status == "undecided"),
+            "items_total": items_total,
+            "items_labelled": labelled,
+            "groups": undecided if order != "unlabeled" else groups,
+        }
+
+    def group(self, group_id: int, run_id: Optional[int] = None) -> dict[str, Any]:
+        """One group with its members, representatives first, and boundary items marked."""
+        import json as _json
+
+        from curator.groups import group_members
+
+        run_id = self.current_run(run_id)
+        members = group_members(self.catalog, run_id, group_id)
+        row = self.catalog.db.execute(
+            "SELECT g.space, g.size, g.cohesion, g.impurity, g.topic, g.state, g.status, l.name, "
+            "g.representatives, g.boundary, g.parent FROM groups g LEFT JOIN labels l "
+            "ON l.id = g.label_id WHERE g.run_id = ? AND g.group_id = ?",
+            [run_id, group_id]).fetchone()
+        reps = [i for i in _json.loads(row[8]) if i in set(members.tolist())]
+        boundary = [i for i in _json.loads(row[9]) if i in set(members.tolist())]
+        rest = [int(i) for i in members if int(i) not in set(reps)]
+        return {"run_id": run_id, "group_id": group_id, "space": row[0], "size": len(members),
+                "cohesion": row[2], "impurity": row[3], "topic": row[4], "state": row[5],
+                "status": row[6], "label": row[7], "parent": row[10],
+                "items": reps + rest, "representatives": reps, "boundary": boundary}
+
+    def split(self, group_id: int, k: int = 2, run_id: Optional[int] = None,
+              seed: int = 0) -> list[int]:
+        from curator.groups import split
+
+        if not 2 <= k <= 8:
+            raise UsageError("--k must be between 2 and 8")
+        return split(self.catalog, self.current_run(run_id), group_id, k, seed)
+
+    def merge(self, group_ids: list[int], run_id: Optional[int] = None) -> int:
+        from curator.groups import merge
+
+        return merge(self.catalog, self.current_run(run_id), group_ids)
+
+    # --- labels -----------------------------------------------------------------------------
+
+    @property
+    def annotator(self) -> str:
+        from curator.settings import load_settings
+
+        return self._annotator or load_settings().annotator_name
+
+    _annotator: str = ""
+
+    def set_annotator(self, name: Optional[str]) -> None:
+        self._annotator = name or ""
+
+    def labels(self) -> list[Any]:
+        from curator.labels import labels
+
+        return labels(self.catalog)
+
+    def add_label(self, name: str, parent: Optional[str] = None, colour: Optional[str] = None,
+                  hotkey: Optional[str] = None, description: str = "") -> Any:
+        from curator.labels import add_label
+
+        return add_label(self.catalog, name, parent, colour, hotkey, description, self.annotator)
+
+    def update_label(self, name: str, **changes: Any) -> Any:
+        from curator.labels import update_label
+
+        return update_label(self.catalog, name, annotator=self.annotator, **changes)
+
+    def merge_labels(self, sources: list[str], into: str) -> dict[str, Any]:
+        from curator.labels import merge_labels
+
+        return merge_labels(self.catalog, sources, into, self.annotator)
+
+    def remove_label(self, name: str, force: bool = False) -> dict[str, Any]:
+        from curator.labels import remove_label
+
+        return remove_label(self.catalog, name, force, self.annotator)
+
+    def import_taxonomy(self, entries: list[dict[str, Any]]) -> list[Any]:
+        from curator.labels import import_taxonomy
+
+        return import_taxonomy(self.catalog, entries, self.annotator)
+
+    def export_taxonomy(self) -> list[dict[str, Any]]:
+        from curator.labels import export_taxonomy
+
+        return export_taxonomy(self.catalog)
+
+    def label_group(self, group_id: int, label: Optional[str] = None, *,
+                    action: str = "assign", exclude: Sequence[int] = (),
+                    run_id: Optional[int] = None, note: str = "") -> int:
+        """Decide a whole group at once (minus exclusions): one event, undone as one."""
+        from curator.groups import group_members
+        from curator.labels import apply_event, find_label
+
+        run_id = self.current_run(run_id)
+        members = group_members(self.catalog, run_id, group_id)
+        excluded = {int(i) for i in exclude}
+        unknown = excluded - set(members.tolist())
+        if unknown:
+            raise UsageError(f"item {sorted(unknown)[0]} is not in group {group_id}")
+        items = [int(i) for i in members if int(i) not in excluded]
+        label_id = find_label(self.catalog, label).id if action == "assign" else None
+        if action == "assign" and label is None:
+            raise UsageError("give --label NAME (or --noise / --mixed)")
+        return apply_event(self.catalog, action, items, label_id=label_id, source="group",
+                           annotator=self.annotator, run_id=run_id, group_id=group_id, note=note,
+                           details={"excluded": sorted(excluded)} if excluded else None)
+
+    def label_items(self, item_ids: Sequence[int], label: Optional[str] = None, *,
+                    action: str = "assign", source: str = "manual", note: str = "",
+                    per_item: Optional[dict[int, str]] = None) -> int:
+        """Label items one by one or in bulk (one event)."""
+        from curator.labels import apply_event, find_label
+
+        label_id = find_label(self.catalog, label).id if (action == "assign" and label) else None
+        per_item_ids = None
+        if per_item:
+            names = {name: find_label(self.catalog, name).id for name in set(per_item.values())}
+            per_item_ids = {int(i): names[n] for i, n in per_item.items()}
+        if action == "assign" and label_id is None and not per_item_ids:
+            raise UsageError("give --label NAME (or --noise / --mixed)")
+        return apply_event(self.catalog, action, list(item_ids), label_id=label_id,
+                           per_item_labels=per_item_ids, source=source, annotator=self.annotator,
+                           note=note)
+
+    def resolve_items(self, refs: Sequence[str]) -> list[int]:
+        """Item ids from ids, paths relative to a source, or absolute paths."""
+        by_path: dict[str, int] = {}
+        ids: list[int] = []
+        for ref in refs:
+            ref = ref.strip()
+            if not ref:
+                continue
+            if ref.isdigit():
+                ids.append(int(ref))
+                continue
+            if not by_path:
+                for row in self.catalog.db.execute(
+                        "SELECT items.id, items.path, sources.root FROM items JOIN sources "
+                        "ON sources.id = items.source_id"):
+                    by_path[row[1]] = row[0]
+                    by_path[os.path.join(row[2], row[1])] = row[0]
+            if ref not in by_path:
+                raise UsageError(f"no item with path {ref!r} in {self.root}")
+            ids.append(by_path[ref])
+        return ids
+
+    def undo(self, event_id: Optional[int] = None) -> dict[str, Any]:
+        from curator.labels import undo
+
+        return undo(self.catalog, self.annotator, event_id)
+
+    def redo(self) -> dict[str, Any]:
+        from curator.labels import redo
+
+        return redo(self.catalog, self.annotator)
+
+    def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Any]:
+        from curator.labels import history
+
+        if item_id is not None:
+            self.item(item_id)
+        return history(self.catalog, item_id, limit)
 
     # --- queries ----------------------------------------------------------------------------
 

@@ -313,7 +313,8 @@ def probe_task(task: tuple[str, Optional[int]]) -> dict[str, Any]:
 
     path, size = task
     if size == 0:
-        return {"status": "error", "error": "empty file (0 bytes)", "content_hash": None}
+        return {"status": "error", "error": "empty file (0 bytes)", "content_hash": None,
+                "modality": _claimed_modality(path)}
     try:
         digest = hash_file(path)
     except FileNotFoundError:
@@ -343,6 +344,18 @@ def probe_task(task: tuple[str, Optional[int]]) -> dict[str, Any]:
         "error": info.error,
     }
     return row
+
+
+def _claimed_modality(path: str) -> Optional[str]:
+    """The modality a file's extension claims (for error items that have no content to sniff)."""
+    from indexing.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    ext = path.rsplit(".", 1)[-1].lower() if "." in os.path.basename(path) else ""
+    for modality, extensions in (("image", IMAGE_EXTENSIONS), ("audio", AUDIO_EXTENSIONS),
+                                 ("video", VIDEO_EXTENSIONS)):
+        if ext in extensions:
+            return modality
+    return None
 
 
 PROBE_COLUMNS = (

@@ -80,7 +80,7 @@ def test_init_scan_status_json(capsys, tmp_path, media):
     assert report["new"] == 2 and report["errors"] == 1
     code, out, err = run(capsys, "status", str(tmp_path / "p"), "--json")
     status = json.loads(out)
-    assert status["counts"]["image"] == {"ok": 1}
+    assert status["counts"]["image"] == {"ok": 1, "error": 1}
     assert status["errors"][0]["path"] == "bad.jpg" and "empty" in status["errors"][0]["error"]
     code, out, err = run(capsys, "status", str(tmp_path / "p"))
     assert "bad.jpg: empty file" in out

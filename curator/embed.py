@@ -1,0 +1,369 @@
+"""The embedding stage: decode in worker processes, embed in batches, write vectors and thumbnails.
+
+Decoding overlaps inference: a reader thread drains the decode workers into a bounded prefetch
+queue while the main thread runs the model. Each batch's vectors are fsynced to the run's shard
+before its catalog rows commit, so a kill loses at most the batch in flight and the next run
+continues from there. Memory stays flat: items stream from the catalog, the queue is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from curator.catalog import Catalog, utcnow
+from curator.stores import ShardWriter, ThumbnailStore, VectorStore, read_shard_rows, space_slug
+from indexing.progress import Progress, ProgressEvent, is_cancelled, no_progress
+
+log = logging.getLogger(__name__)
+
+VECTORS_DIR = "vectors"
+THUMBS_DIR = "thumbs"
+
+
+
+
+@dataclass
+class EmbedReport:
+    """What one embedding run did, per space."""
+
+    run_id: int = 0
+    spaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    embedded: int = 0
+    errors: int = 0
+    unavailable: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def items_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "embedded": self.embedded,
+            "errors": self.errors,
+            "cancelled": self.cancelled,
+            "seconds": round(self.seconds, 2),
+            "items_per_second": round(self.items_per_second, 2),
+            "spaces": self.spaces,
+        }
+
+
+@dataclass(frozen=True)
+class _Task:
+    item_id: int
+    path: str
+    modality: str
+    version: int
+    content_hash: Optional[str]
+    thumbnail: bool
+
+
+class _DecodeTask:
+    """Picklable worker function: decode one task with the embedder's decoder."""
+
+    def __init__(self, decoder: Callable[..., Any]) -> None:
+        self.decoder = decoder
+
+    def __call__(self, task: _Task) -> Any:
+        return self.decoder(task.item_id, task.path, task.modality, task.thumbnail)
+
+
+def pending_items(catalog: Catalog, space: str, modalities: Sequence[str]) -> Iterator[_Task]:
+    """Items of these modalities that are ok and have no vector in `space` for their current version."""
+    marks = ",".join("?" * len(modalities))
+    sql = (
+        "SELECT items.id, sources.root, items.path, items.modality, items.version, "
+        "items.content_hash FROM items JOIN sources ON sources.id = items.source_id "
+        "LEFT JOIN embeddings e ON e.item_id = items.id AND e.space = ? "
+        f"WHERE items.status = 'ok' AND items.modality IN ({marks}) "
+        "AND (e.item_id IS NULL OR e.item_version < items.version) ORDER BY items.id"
+    )
+    # A separate connection so the long read does not hold the writer's connection.
+    from curator.catalog import connect
+
+    reader = connect(catalog.path)
+    try:
+        for item_id, root, path, modality, version, digest in reader.execute(
+            sql, [space, *modalities]
+        ):
+            yield _Task(item_id, os.path.join(root, path), modality, version or 1, digest, True)
+    finally:
+        reader.conn.close()
+
+
+def count_pending(catalog: Catalog, space: str, modalities: Sequence[str]) -> int:
+    marks = ",".join("?" * len(modalities))
+    return catalog.db.execute(
+        "SELECT COUNT(*) FROM items LEFT JOIN embeddings e ON e.item_id = items.id AND e.space = ? "
+        f"WHERE items.status = 'ok' AND items.modality IN ({marks}) "
+        "AND (e.item_id IS NULL OR e.item_version < items.version)",
+        [space, *modalities],
+    ).fetchone()[0]
+
+
+def register_space(catalog: Catalog, embedder: Any) -> Path:
+    """Record the space an embedder writes to; refuses a space whose dimension changed."""
+    folder = Path(VECTORS_DIR) / space_slug(embedder.space)
+    row = catalog.db.execute("SELECT dim FROM spaces WHERE space = ?", [embedder.space]).fetchone()
+    if row is not None and row[0] != embedder.dim:
+        from curator.errors import CuratorError
+
+        raise CuratorError(
+            f"space {embedder.space} holds {row[0]}-d vectors but the model gives {embedder.dim}-d"
+        )
+    if row is None:
+        with catalog.write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO spaces (space, embedder, model, dim, modalities, preprocess,"
+                " folder, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [embedder.space, embedder.name, embedder.model_string, embedder.dim,
+                 json.dumps(sorted(embedder.modalities)), embedder.preprocess, str(folder),
+                 utcnow()],
+            )
+    return catalog.root / folder
+
+
+def _reader_thread(
+    stream: Iterator[tuple[Any, Any]], out: "queue.Queue[Any]", stop: threading.Event
+) -> None:
+    try:
+        for item in stream:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                break
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
+        out.put(("__error__", exc))
+    finally:
+        if hasattr(stream, "close"):
+            stream.close()
+        out.put(None)
+
+
+def embed_space(
+    catalog: Catalog,
+    embedder: Any,
+    run_id: int,
+    *,
+    batch_size: int = 64,
+    workers: Optional[int] = None,
+    prefetch: Optional[int] = None,
+    progress: Optional[Progress] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+    thumbnails: bool = True,
+) -> dict[str, Any]:
+    """Embed every pending item of one embedder's modalities into its space.
+
+    Returns:
+        Counts for this space: embedded, errors, seconds, items_per_second, cancelled.
+    """
+    from indexing.workers import TaskFailure, default_workers, imap_robust
+
+    progress = progress or no_progress
+    folder = register_space(catalog, embedder)
+    modalities = sorted(embedder.modalities)
+    total = count_pending(catalog, embedder.space, modalities)
+    counts: dict[str, Any] = {"embedded": 0, "errors": 0, "pending": total, "cancelled": False}
+    stage = f"embed {embedder.space}"
+    progress(ProgressEvent(stage, 0, total, "items"))
+    if total == 0:
+        counts.update(seconds=0.0, items_per_second=0.0)
+        return counts
+
+    if workers is None:
+        workers = max(1, default_workers() - 1)
+    prefetch = prefetch or max(2 * batch_size, 16)
+    thumbs = ThumbnailStore(catalog.root / THUMBS_DIR) if thumbnails else None
+    shard_name = f"run{run_id:06d}-{os.getpid()}.f16"
+    writer = ShardWriter(folder / "shards" / shard_name, embedder.dim)
+    frames_writer: Optional[ShardWriter] = None
+
+    tasks = pending_items(catalog, embedder.space, modalities)
+    if thumbs is not None:
+        tasks = (_with_thumb_flag(t, thumbs) for t in tasks)
+    stream = imap_robust(
+        _DecodeTask(embedder.decoder()), tasks, workers, timeout=300, chunk_size=1,
+        max_in_flight=prefetch, cancel=cancel,
+    )
+    q: "queue.Queue[Any]" = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+    reader = threading.Thread(target=_reader_thread, args=(stream, q, stop), daemon=True)
+    started = time.monotonic()
+    reader.start()
+    batch: list[tuple[_Task, Any]] = []
+    done = 0
+
+    def run_batch() -> None:
+        nonlocal frames_writer, done
+        good = [(t, d) for t, d in batch if d is not None]
+        result = embedder.embed_batch([d for _, d in good]) if good else None
+        rows: list[tuple] = []
+        if result is not None:
+            vectors = np.asarray(result.vectors, dtype=np.float32)
+            first = writer.append(vectors)
+            for i, (task, decoded) in enumerate(good):
+                f_shard = f_row = f_count = None
+                frames = result.frames.get(i)
+                if frames is not None and len(frames):
+                    if frames_writer is None:
+                        frames_writer = ShardWriter(folder / "shards" / ("frames-" + shard_name),
+                                                    embedder.dim)
+                    f_row = frames_writer.append(frames)
+                    f_shard, f_count = "frames-" + shard_name, len(frames)
+                rows.append((task.item_id, embedder.space, shard_name, first + i, f_shard, f_row,
+                             f_count, task.version, task.content_hash, run_id, utcnow()))
+                if thumbs is not None and decoded.thumbnail:
+                    thumbs.put(task.item_id, decoded.thumbnail, task.version)
+        errors = [(t, d) for t, d in batch if d is None]
+        with catalog.write() as db:
+            if rows:
+                db.conn.executemany(
+                    "INSERT INTO embeddings (item_id, space, shard, row, frames_shard, frames_row,"
+                    " frames_count, item_version, content_hash, run_id, created_at) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, space) DO UPDATE SET "
+                    "shard = excluded.shard, row = excluded.row, frames_shard = "
+                    "excluded.frames_shard, frames_row = excluded.frames_row, frames_count = "
+                    "excluded.frames_count, item_version = excluded.item_version, content_hash = "
+                    "excluded.content_hash, run_id = excluded.run_id, created_at = "
+                    "excluded.created_at",
+                    rows,
+                )
+        counts["embedded"] += len(rows)
+        done += len(batch)
+        batch.clear()
+        elapsed = time.monotonic() - started
+        rate = counts["embedded"] / elapsed if elapsed > 0 else 0.0
+        progress(ProgressEvent(stage, done, total, "items", f"{rate:.1f} items/s"))
+        del errors
+
+    try:
+        while True:
+            got = q.get()
+            if got is None:
+                break
+            if isinstance(got, tuple) and len(got) == 2 and got[0] == "__error__":
+                raise got[1]
+            task, decoded = got
+            if isinstance(decoded, TaskFailure) or decoded.error is not None:
+                reason = decoded.reason if isinstance(decoded, TaskFailure) else decoded.error
+                _mark_error(catalog, task.item_id, reason)
+                counts["errors"] += 1
+                batch.append((task, None))
+            else:
+                batch.append((task, decoded))
+            if len(batch) >= batch_size:
+                run_batch()
+            if is_cancelled(cancel):
+                break
+        if batch and not is_cancelled(cancel):
+            run_batch()
+    finally:
+        stop.set()
+        while reader.is_alive():
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+        writer.close()
+        if frames_writer is not None:
+            frames_writer.close()
+        if thumbs is not None:
+            thumbs.close()
+    seconds = time.monotonic() - started
+    counts["cancelled"] = is_cancelled(cancel)
+    counts["seconds"] = round(seconds, 2)
+    counts["items_per_second"] = round(counts["embedded"] / seconds, 2) if seconds else 0.0
+    return counts
+
+
+def _with_thumb_flag(task: _Task, thumbs: ThumbnailStore) -> _Task:
+    # Thumbnails are per item, not per space: skip the work when this version already has one.
+    if thumbs.version(task.item_id) == (task.version & 0xFFFF):
+        return _Task(task.item_id, task.path, task.modality, task.version, task.content_hash, False)
+    return task
+
+
+def _mark_error(catalog: Catalog, item_id: int, reason: str) -> None:
+    with catalog.write() as db:
+        db.execute("UPDATE items SET status = 'error', error = ? WHERE id = ?",
+                   [reason[:300], item_id])
+
+
+def compact_space(catalog: Catalog, space: str, chunk: int = 65536) -> int:
+    """Rebuild the space's memory-mapped store from the catalog's current vectors (ok items only).
+
+    Returns:
+        Number of vectors in the store.
+    """
+    row = catalog.db.execute("SELECT dim, folder FROM spaces WHERE space = ?", [space]).fetchone()
+    if row is None:
+        return 0
+    dim, folder = row
+    folder = catalog.root / folder
+    sql_count = (
+        "SELECT COUNT(*) FROM embeddings e JOIN items i ON i.id = e.item_id "
+        "WHERE e.space = ? AND i.status = 'ok' AND e.item_version = i.version"
+    )
+    count = catalog.db.execute(sql_count, [space]).fetchone()[0]
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        cursor = catalog.db.execute(
+            "SELECT e.item_id, e.shard, e.row FROM embeddings e JOIN items i ON i.id = e.item_id "
+            "WHERE e.space = ? AND i.status = 'ok' AND e.item_version = i.version "
+            "ORDER BY e.item_id",
+            [space],
+        )
+        while True:
+            rows = cursor.fetchmany(chunk)
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            out = np.empty((len(rows), dim), dtype=np.float16)
+            shards = np.array([r[1] for r in rows])
+            positions = np.array([r[2] for r in rows], dtype=np.int64)
+            for shard in np.unique(shards):
+                mask = shards == shard
+                out[mask] = read_shard_rows(folder / "shards" / shard, dim, positions[mask])
+            yield ids, out
+
+    VectorStore(folder).write(chunks(), count, dim)
+    return count
+
+
+def space_store(catalog: Catalog, space: str) -> VectorStore:
+    row = catalog.db.execute("SELECT folder FROM spaces WHERE space = ?", [space]).fetchone()
+    if row is None:
+        from curator.errors import UsageError
+
+        raise UsageError(f"no embedding space {space!r}; run `curator embed` first")
+    return VectorStore(catalog.root / row[0])
+
+
+def frame_vectors(catalog: Catalog, space: str, item_id: int) -> Optional[np.ndarray]:
+    """The per-frame vectors kept beside a video's item vector, or None."""
+    row = catalog.db.execute(
+        "SELECT s.dim, s.folder, e.frames_shard, e.frames_row, e.frames_count FROM embeddings e "
+        "JOIN spaces s ON s.space = e.space WHERE e.item_id = ? AND e.space = ?",
+        [item_id, space],
+    ).fetchone()
+    if row is None or row[2] is None:
+        return None
+    dim, folder, shard, first, n = row
+    rows = np.arange(first, first + n)
+    return read_shard_rows(catalog.root / folder / "shards" / shard, dim, rows).astype(np.float32)
