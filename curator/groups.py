@@ -1,0 +1,280 @@
+"""Clustering runs: groups and topics per embedding space, stored by run; split and merge within a run.
+
+Labels belong to items and groups belong to a run, so re-clustering never touches a label. One
+`cluster` run covers every space (CLIP for images and video, CLAP for audio, ...), and its group
+ids are unique within the run: `--group 17` means group 17 of the run, whatever its space.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from curator.catalog import Catalog, utcnow
+from curator.errors import UsageError
+from indexing.progress import Progress, ProgressEvent, no_progress
+
+log = logging.getLogger(__name__)
+
+CLUSTERS_DIR = "clusters"
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group of a clustering run, with its statistics and decision state."""
+
+    run_id: int
+    group_id: int
+    space: str
+    size: int
+    cohesion: float
+    impurity: float
+    topic: int
+    state: str  # active, split, merged
+    parent: Optional[int]
+    status: str  # undecided, labelled, noise, mixed
+    label: Optional[str]
+    labelled: int  # members that carry a current label (any source)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def ok_vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, vectors) of a space restricted to items that are ok now."""
+    from curator.embed import compact_space, space_store
+
+    store = space_store(catalog, space)
+    if not store.exists():
+        compact_space(catalog, space)
+    ids, vectors = store.load()
+    ok = np.fromiter(
+        (r[0] for r in catalog.db.execute(
+            "SELECT id FROM items WHERE status = 'ok' ORDER BY id")), dtype=np.int64)
+    keep = np.isin(ids, ok)
+    if keep.all():
+        return np.asarray(ids), vectors
+    return np.asarray(ids)[keep], vectors[keep]
+
+
+def cluster_run(
+    catalog: Catalog,
+    run_id: int,
+    spaces: Sequence[str],
+    n_groups: Optional[int] = None,
+    method: str = "auto",
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+) -> dict[str, Any]:
+    """Cluster every space and store the groups and assignments of this run.
+
+    Returns:
+        Per-space counts (items, groups, method, seconds).
+    """
+    from indexing.cluster import cluster_embeddings
+
+    progress = progress or no_progress
+    out: dict[str, Any] = {}
+    offset = 0
+    folder = catalog.root / CLUSTERS_DIR / f"run{run_id:06d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for space in spaces:
+        ids, X = ok_vectors(catalog, space)
+        if len(ids) == 0:
+            continue
+        result = cluster_embeddings(
+            X, n_groups=n_groups, method=method, seed=seed,
+            progress=lambda e, s=space: progress(ProgressEvent(f"cluster {s}: {e.stage}", e.done,
+                                                                e.total, e.unit, e.message)),
+            cancel=cancel,
+        )
+        labels = np.asarray(result.labels, dtype=np.int64)
+        stats = result.stats
+        n = len(stats.size)
+        group_rows = []
+        for g in range(n):
+            reps = [int(ids[i]) for i in stats.representatives[g]]
+            bounds = [int(ids[i]) for i in stats.boundary[g]]
+            group_rows.append((
+                run_id, offset + g, space, int(stats.size[g]), float(stats.cohesion[g]),
+                float(stats.impurity[g]), int(result.topics[g]) if len(result.topics) else 0,
+                json.dumps(reps), json.dumps(bounds), "active", None, utcnow(),
+            ))
+        assigned = np.where(labels >= 0, labels + offset, -1)
+        np.save(folder / f"centroids-{offset}.npy", np.asarray(result.centroids, np.float32))
+        with catalog.write() as db:
+            db.conn.executemany(
+                "INSERT INTO groups (run_id, group_id, space, size, cohesion, impurity, topic, "
+                "representatives, boundary, state, parent, created_at) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                group_rows,
+            )
+            db.conn.executemany(
+                "INSERT INTO assignments (run_id, item_id, group_id) VALUES (?, ?, ?)",
+                zip([run_id] * len(ids), ids.tolist(), assigned.tolist()),
+            )
+            db.execute(
+                "INSERT INTO clusterings (run_id, space, method, n_groups, group_offset, params, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, space, result.method, n, offset,
+                 json.dumps(_jsonable(result.params), sort_keys=True), utcnow()],
+            )
+        out[space] = {"items": int(len(ids)), "groups": n, "method": result.method,
+                      "noise": int((labels < 0).sum()), "first_group": offset}
+        offset += n
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def current_run(catalog: Catalog, run_id: Optional[int] = None) -> int:
+    """The clustering run to address: the given one, or the newest finished one."""
+    if run_id is not None:
+        row = catalog.db.execute(
+            "SELECT 1 FROM clusterings WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
+        if row is None:
+            raise UsageError(f"run {run_id} is not a clustering run; see `curator runs --kind "
+                             "cluster`")
+        return run_id
+    row = catalog.db.execute(
+        "SELECT MAX(c.run_id) FROM clusterings c JOIN runs r ON r.id = c.run_id "
+        "WHERE r.status = 'ok'").fetchone()
+    if row is None or row[0] is None:
+        raise UsageError(f"{catalog.root} has no clustering yet; run `curator cluster` first")
+    return int(row[0])
+
+
+def group_members(catalog: Catalog, run_id: int, group_id: int) -> np.ndarray:
+    """Item ids of a group (sorted)."""
+    _check_group(catalog, run_id, group_id)
+    rows = catalog.db.execute(
+        "SELECT item_id FROM assignments WHERE run_id = ? AND group_id = ? ORDER BY item_id",
+        [run_id, group_id]).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.int64)
+
+
+def _check_group(catalog: Catalog, run_id: int, group_id: int) -> tuple:
+    row = catalog.db.execute(
+        "SELECT space, state FROM groups WHERE run_id = ? AND group_id = ?",
+        [run_id, group_id]).fetchone()
+    if row is None:
+        raise UsageError(f"no group {group_id} in clustering run {run_id}; see `curator queue`")
+    return row
+
+
+def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 0) -> list[int]:
+    """Re-cluster one group into k sub-groups of the same run; returns the new group ids."""
+    from indexing.cluster import group_statistics, split_group
+
+    space, state = _check_group(catalog, run_id, group_id)
+    if state != "active":
+        raise UsageError(f"group {group_id} was already {state}; pick an active group")
+    members = group_members(catalog, run_id, group_id)
+    if len(members) < 2:
+        raise UsageError(f"group {group_id} has {len(members)} item(s); nothing to split")
+    from curator.embed import space_store
+
+    found, X = space_store(catalog, space).lookup(members)
+    if len(found) != len(members):
+        members = found
+    k = max(2, min(int(k), len(members)))
+    sub = np.asarray(split_group(X, k, seed=seed), dtype=np.int64)
+    parts = [int(p) for p in np.unique(sub)]
+    centroids = np.stack([_unit(X[sub == p].mean(axis=0)) for p in parts])
+    relabel = np.searchsorted(np.array(parts), sub)
+    stats = group_statistics(X, relabel.astype(np.int32), centroids.astype(np.float32))
+    topic = catalog.db.execute("SELECT topic FROM groups WHERE run_id = ? AND group_id = ?",
+                               [run_id, group_id]).fetchone()[0]
+    with catalog.write() as db:
+        first = db.execute("SELECT MAX(group_id) + 1 FROM groups WHERE run_id = ?",
+                           [run_id]).fetchone()[0]
+        new_ids = [first + i for i in range(len(parts))]
+        for i, gid in enumerate(new_ids):
+            reps = [int(members[j]) for j in stats.representatives[i]]
+            bounds = [int(members[j]) for j in stats.boundary[i]]
+            db.execute(
+                "INSERT INTO groups (run_id, group_id, space, size, cohesion, impurity, topic, "
+                "representatives, boundary, state, parent, created_at) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+                [run_id, gid, space, int(stats.size[i]), float(stats.cohesion[i]),
+                 float(stats.impurity[i]), topic, json.dumps(reps), json.dumps(bounds),
+                 group_id, utcnow()],
+            )
+        db.conn.executemany(
+            "UPDATE assignments SET group_id = ? WHERE run_id = ? AND item_id = ?",
+            [(new_ids[r], run_id, int(m)) for m, r in zip(members.tolist(), relabel.tolist())],
+        )
+        db.execute("UPDATE groups SET state = 'split' WHERE run_id = ? AND group_id = ?",
+                   [run_id, group_id])
+    return new_ids
+
+
+def merge(catalog: Catalog, run_id: int, group_ids: Sequence[int]) -> int:
+    """Join groups of one space into a new group of the same run; returns its id."""
+    from indexing.cluster import group_statistics
+
+    if len(set(group_ids)) < 2:
+        raise UsageError("merge needs at least two different groups")
+    spaces = set()
+    for gid in group_ids:
+        space, state = _check_group(catalog, run_id, gid)
+        if state != "active":
+            raise UsageError(f"group {gid} was already {state}; pick active groups")
+        spaces.add(space)
+    if len(spaces) > 1:
+        raise UsageError("groups from different embedding spaces cannot be merged")
+    space = spaces.pop()
+    members = np.concatenate([group_members(catalog, run_id, g) for g in group_ids])
+    from curator.embed import space_store
+
+    found, X = space_store(catalog, space).lookup(np.sort(members))
+    centroid = _unit(X.mean(axis=0))[None, :].astype(np.float32)
+    stats = group_statistics(X, np.zeros(len(found), np.int32), centroid)
+    marks = ",".join("?" * len(group_ids))
+    with catalog.write() as db:
+        new_id = db.execute("SELECT MAX(group_id) + 1 FROM groups WHERE run_id = ?",
+                            [run_id]).fetchone()[0]
+        topic = db.execute(f"SELECT topic FROM groups WHERE run_id = ? AND group_id IN ({marks}) "
+                           "ORDER BY size DESC LIMIT 1", [run_id, *group_ids]).fetchone()[0]
+        db.execute(
+            "INSERT INTO groups (run_id, group_id, space, size, cohesion, impurity, topic, "
+            "representatives, boundary, state, parent, created_at) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', NULL, ?)",
+            [run_id, new_id, space, int(len(found)), float(stats.cohesion[0]),
+             float(stats.impurity[0]), topic,
+             json.dumps([int(found[j]) for j in stats.representatives[0]]),
+             json.dumps([int(found[j]) for j in stats.boundary[0]]), utcnow()],
+        )
+        db.execute(f"UPDATE assignments SET group_id = ? WHERE run_id = ? AND group_id IN ({marks})",
+                   [new_id, run_id, *group_ids])
+        db.execute(f"UPDATE groups SET state = 'merged', parent = ? WHERE run_id = ? AND "
+                   f"group_id IN ({marks})", [new_id, run_id, *group_ids])
+    return int(new_id)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def centroids_path(catalog: Catalog, run_id: int) -> Path:
+    return catalog.root / CLUSTERS_DIR / f"run{run_id:06d}"

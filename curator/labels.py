@@ -1,0 +1,592 @@
+"""Labels you can trust: the taxonomy, the append-only event log, undo and redo, item history.
+
+Every change of an item's label is an event that records, per touched item, the value before and
+after. The current label of each item (`item_labels`) is materialised from the log in the same
+transaction, so a kill leaves either the whole event or none of it. Undo applies an event's
+before-values to the items that still hold its after-values (a later change by someone else is
+never clobbered) and is itself an event; redo re-applies the after-values. Labels belong to
+items, so rescans, re-embeds and re-clusters never touch them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from curator.catalog import Catalog, utcnow
+from curator.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("assign", "clear", "noise", "mixed", "confirm")
+SOURCES = ("group", "manual", "propagated", "imported", "taxonomy")
+# Keys the desktop app keeps for triage itself: j/k next and previous, x exclude, space preview.
+RESERVED_HOTKEYS = frozenset({"j", "k", "x", " ", "space"})
+_HOTKEY = re.compile(r"^(?:[0-9a-z]|F(?:[1-9]|1[0-2]))$")
+_CHUNK = 900
+
+
+@dataclass(frozen=True)
+class Label:
+    """A taxonomy entry; `path` is its full name through its parents ("animal/cat")."""
+
+    id: int
+    name: str
+    parent_id: Optional[int]
+    colour: Optional[str]
+    hotkey: Optional[str]
+    description: str
+    path: str
+    count: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the history."""
+
+    id: int
+    time: str
+    annotator: str
+    action: str
+    label: Optional[str]
+    source: str
+    run_id: Optional[int]
+    group_id: Optional[int]
+    note: str
+    item_count: int
+    target: Optional[int]
+    undone: bool
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --- taxonomy ---------------------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    """A label name as stored: NFC, stripped; refuses empty names and control characters."""
+    if not isinstance(name, str):
+        raise UsageError("a label name must be text")
+    clean = unicodedata.normalize("NFC", name).strip()
+    if not clean:
+        raise UsageError("a label name cannot be empty")
+    bad = [ch for ch in clean if unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029"]
+    if bad:
+        raise UsageError(f"label name {clean!r} contains control characters "
+                         f"({', '.join(repr(c) for c in bad[:3])}); remove them")
+    if len(clean) > 200:
+        raise UsageError("a label name is limited to 200 characters")
+    return clean
+
+
+def check_hotkey(hotkey: Optional[str]) -> Optional[str]:
+    if hotkey is None or hotkey == "":
+        return None
+    key = hotkey if hotkey.startswith("F") and len(hotkey) > 1 else hotkey.lower()
+    if key in RESERVED_HOTKEYS:
+        raise UsageError(f"hotkey {hotkey!r} is kept for triage (j, k, x, space); choose another")
+    if not _HOTKEY.match(key):
+        raise UsageError(f"hotkey {hotkey!r} must be one letter, one digit or F1-F12")
+    return key
+
+
+def check_colour(colour: Optional[str]) -> Optional[str]:
+    if colour is None or colour == "":
+        return None
+    if not re.match(r"^#[0-9a-fA-F]{6}$", colour):
+        raise UsageError(f"colour {colour!r} must look like #1f77b4")
+    return colour.lower()
+
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def labels(catalog: Catalog, with_counts: bool = True) -> list[Label]:
+    """The live taxonomy, ordered by full path."""
+    rows = catalog.db.execute(
+        "SELECT id, name, parent_id, colour, hotkey, description FROM labels "
+        "WHERE removed_at IS NULL").fetchall()
+    by_id = {r[0]: r for r in rows}
+    counts: dict[int, int] = {}
+    if with_counts:
+        counts = dict(catalog.db.execute(
+            "SELECT label_id, COUNT(*) FROM item_labels WHERE state = 'labelled' "
+            "GROUP BY label_id").fetchall())
+    out = []
+    for r in rows:
+        out.append(Label(r[0], r[1], r[2], r[3], r[4], r[5] or "", _path(by_id, r[0]),
+                         counts.get(r[0], 0)))
+    return sorted(out, key=lambda lab: lab.path)
+
+
+def _path(by_id: dict[int, tuple], label_id: int) -> str:
+    parts = []
+    seen = set()
+    current: Optional[int] = label_id
+    while current is not None and current in by_id and current not in seen:
+        seen.add(current)
+        parts.append(by_id[current][1])
+        current = by_id[current][2]
+    return "/".join(reversed(parts))
+
+
+def find_label(catalog: Catalog, name: str) -> Label:
+    """A live label by name or full path (case-sensitive; a unique case-insensitive match works)."""
+    all_labels = labels(catalog, with_counts=False)
+    for lab in all_labels:
+        if lab.name == name or lab.path == name:
+            return lab
+    folded = [lab for lab in all_labels if name.casefold() in (lab.name.casefold(),
+                                                               lab.path.casefold())]
+    if len(folded) == 1:
+        return folded[0]
+    known = ", ".join(lab.path for lab in all_labels[:12]) or "none yet"
+    raise UsageError(f"no label {name!r}; known labels: {known} (add one with `curator labels add`)")
+
+
+def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
+              colour: Optional[str] = None, hotkey: Optional[str] = None,
+              description: str = "", annotator: str = "") -> Label:
+    """Add a label to the taxonomy; names are unique among live labels."""
+    name = check_name(name)
+    hotkey = check_hotkey(hotkey)
+    colour = check_colour(colour)
+    parent_id = find_label(catalog, parent).id if parent else None
+    with catalog.write() as db:
+        if db.execute("SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL",
+                      [name]).fetchone():
+            raise UsageError(f"label {name!r} already exists")
+        if hotkey and db.execute("SELECT name FROM labels WHERE hotkey = ? AND removed_at IS NULL",
+                                 [hotkey]).fetchone():
+            owner = db.execute("SELECT name FROM labels WHERE hotkey = ? AND removed_at IS NULL",
+                               [hotkey]).fetchone()[0]
+            raise UsageError(f"hotkey {hotkey!r} already belongs to label {owner!r}")
+        if colour is None:
+            n = db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+            colour = _PALETTE[n % len(_PALETTE)]
+        cur = db.execute(
+            "INSERT INTO labels (name, parent_id, colour, hotkey, description, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)", [name, parent_id, colour, hotkey, description, utcnow()])
+        label_id = int(cur.lastrowid)
+        _taxonomy_event(db, annotator, "label-add", label_id, {"name": name, "parent": parent})
+    return next(lab for lab in labels(catalog) if lab.id == label_id)
+
+
+def update_label(catalog: Catalog, name: str, *, new_name: Optional[str] = None,
+                 colour: Optional[str] = None, hotkey: Optional[str] = None,
+                 description: Optional[str] = None, parent: Optional[str] = None,
+                 annotator: str = "") -> Label:
+    """Rename a label or change its colour, hotkey, description or parent (kept in history)."""
+    lab = find_label(catalog, name)
+    changes: dict[str, Any] = {}
+    if new_name is not None:
+        changes["name"] = check_name(new_name)
+    if colour is not None:
+        changes["colour"] = check_colour(colour)
+    if hotkey is not None:
+        changes["hotkey"] = check_hotkey(hotkey)
+    if description is not None:
+        changes["description"] = description
+    if parent is not None:
+        parent_id = find_label(catalog, parent).id if parent else None
+        if parent_id == lab.id:
+            raise UsageError("a label cannot be its own parent")
+        changes["parent_id"] = parent_id
+    if not changes:
+        return lab
+    with catalog.write() as db:
+        if "name" in changes and db.execute(
+                "SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL AND id != ?",
+                [changes["name"], lab.id]).fetchone():
+            raise UsageError(f"label {changes['name']!r} already exists")
+        if changes.get("hotkey") and db.execute(
+                "SELECT 1 FROM labels WHERE hotkey = ? AND removed_at IS NULL AND id != ?",
+                [changes["hotkey"], lab.id]).fetchone():
+            raise UsageError(f"hotkey {changes['hotkey']!r} is taken")
+        before = dict(zip(["name", "colour", "hotkey", "description", "parent_id"],
+                          db.execute("SELECT name, colour, hotkey, description, parent_id FROM "
+                                     "labels WHERE id = ?", [lab.id]).fetchone()))
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        db.execute(f"UPDATE labels SET {sets} WHERE id = ?", [*changes.values(), lab.id])
+        _taxonomy_event(db, annotator, "label-update", lab.id,
+                        {"before": {k: before[k] for k in changes}, "after": changes})
+    return next(x for x in labels(catalog) if x.id == lab.id)
+
+
+def _taxonomy_event(db: Any, annotator: str, action: str, label_id: int,
+                    details: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT INTO events (time, annotator, action, label_id, source, details) "
+        "VALUES (?, ?, ?, ?, 'taxonomy', ?)",
+        [utcnow(), annotator or "unknown", action, label_id, json.dumps(details, default=str)])
+
+
+# --- applying events --------------------------------------------------------------------------
+
+
+def _current(db: Any, item_ids: Sequence[int]) -> dict[int, tuple]:
+    out: dict[int, tuple] = {}
+    for start in range(0, len(item_ids), _CHUNK):
+        chunk = item_ids[start:start + _CHUNK]
+        for row in db.execute(
+                f"SELECT item_id, state, label_id, event_id, confirmed FROM item_labels "
+                f"WHERE item_id IN ({','.join('?' * len(chunk))})", chunk):
+            out[row[0]] = row[1:]
+    return out
+
+
+def _write_items(db: Any, event_id: int, changes: list[tuple[int, Optional[str], Optional[int],
+                                                             int]]) -> None:
+    """Set each item's current value: (item_id, state or None to clear, label_id, confirmed)."""
+    sets = [(i, s, lab, event_id, c) for i, s, lab, c in changes if s is not None]
+    clears = [(i,) for i, s, _, _ in changes if s is None]
+    if sets:
+        db.conn.executemany(
+            "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET state = excluded.state, "
+            "label_id = excluded.label_id, event_id = excluded.event_id, "
+            "confirmed = excluded.confirmed", sets)
+    if clears:
+        db.conn.executemany("DELETE FROM item_labels WHERE item_id = ?", clears)
+
+
+def existing_items(db: Any, item_ids: Iterable[int]) -> list[int]:
+    ids = sorted({int(i) for i in item_ids})
+    found: list[int] = []
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        found.extend(r[0] for r in db.execute(
+            f"SELECT id FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    missing = sorted(set(ids) - set(found))
+    if missing:
+        raise UsageError(f"no item with id {missing[0]}"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                         + "; see `curator status --json` for ids")
+    return found
+
+
+def apply_event(
+    catalog: Catalog,
+    action: str,
+    item_ids: Sequence[int],
+    *,
+    label_id: Optional[int] = None,
+    per_item_labels: Optional[dict[int, int]] = None,
+    source: str = "manual",
+    annotator: str = "",
+    run_id: Optional[int] = None,
+    group_id: Optional[int] = None,
+    note: str = "",
+    details: Optional[dict[str, Any]] = None,
+) -> int:
+    """Record one event touching many items, and update their current labels, atomically.
+
+    Args:
+        action: assign, clear, noise, mixed or confirm.
+        item_ids: the items it touches (checked to exist).
+        label_id: the label for assign (or per_item_labels for an import of many labels).
+        source: group, manual, propagated or imported.
+        run_id, group_id: the clustering run and group a group decision was made on; the group's
+            status follows the event.
+
+    Returns:
+        The event id.
+    """
+    if action not in ACTIONS:
+        raise UsageError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if source not in SOURCES:
+        raise UsageError(f"unknown source {source!r}")
+    if action == "assign" and label_id is None and not per_item_labels:
+        raise UsageError("assign needs a label")
+    details = dict(details or {})
+    with catalog.write() as db:
+        ids = existing_items(db, item_ids)
+        if not ids:
+            raise UsageError("no items to label")
+        current = _current(db, ids)
+        if group_id is not None and run_id is not None:
+            row = db.execute("SELECT status, label_id, decided_event FROM groups WHERE run_id = ? "
+                             "AND group_id = ?", [run_id, group_id]).fetchone()
+            if row is None:
+                raise UsageError(f"no group {group_id} in clustering run {run_id}")
+            details["group_before"] = list(row)
+        cur = db.execute(
+            "INSERT INTO events (time, annotator, action, label_id, source, run_id, group_id, "
+            "note, item_count, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [utcnow(), annotator or "unknown", action, label_id, source, run_id, group_id, note,
+             len(ids), json.dumps(details)])
+        event_id = int(cur.lastrowid)
+        rows = []
+        changes = []
+        for item in ids:
+            before = current.get(item)
+            b_state, b_label, b_event, b_conf = before if before else (None, None, None, 0)
+            if action == "assign":
+                after = ("labelled", (per_item_labels or {}).get(item, label_id), 0)
+            elif action == "clear":
+                after = (None, None, 0)
+            elif action == "noise":
+                after = ("noise", None, 0)
+            elif action == "mixed":
+                after = ("mixed", None, 0)
+            else:  # confirm: keeps the value, marks it checked
+                if b_state is None:
+                    continue
+                after = (b_state, b_label, 1)
+            rows.append((event_id, item, b_state, b_label, b_event, after[0], after[1]))
+            changes.append((item, after[0], after[1], after[2]))
+        db.conn.executemany(
+            "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
+            " after_state, after_label) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.execute("UPDATE events SET item_count = ? WHERE id = ?", [len(rows), event_id])
+        _write_items(db, event_id, changes)
+        if group_id is not None and run_id is not None:
+            status = {"assign": "labelled", "noise": "noise", "mixed": "mixed",
+                      "clear": "undecided"}.get(action)
+            if status is not None:
+                db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
+                           "WHERE run_id = ? AND group_id = ?",
+                           [status, label_id if action == "assign" else None, event_id, run_id,
+                            group_id])
+    return event_id
+
+
+def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[str, Any]:
+    """Undo (or redo) one event: restore items that still hold the value it left (or found)."""
+    with catalog.write() as db:
+        ev = db.execute("SELECT action, undone, run_id, group_id, details, source FROM events "
+                        "WHERE id = ?", [target]).fetchone()
+        if ev is None:
+            raise UsageError(f"no event {target}")
+        action, undone, run_id, group_id, details_json, source = ev
+        if source == "taxonomy":
+            raise UsageError("taxonomy changes are undone with `curator labels` (rename back)")
+        if action in ("undo", "redo"):
+            raise UsageError("pick the original event")
+        if redo and not undone:
+            raise UsageError(f"event {target} is not undone; nothing to redo")
+        if not redo and undone:
+            raise UsageError(f"event {target} is already undone")
+        items = db.execute(
+            "SELECT item_id, before_state, before_label, after_state, after_label "
+            "FROM event_items WHERE event_id = ?", [target]).fetchall()
+        ids = [r[0] for r in items]
+        current = _current(db, ids)
+        cur = db.execute(
+            "INSERT INTO events (time, annotator, action, label_id, source, run_id, group_id, "
+            "note, item_count, target, details) SELECT ?, ?, ?, label_id, source, run_id, "
+            "group_id, '', 0, ?, '{}' FROM events WHERE id = ?",
+            [utcnow(), annotator or "unknown", "redo" if redo else "undo", target, target])
+        new_event = int(cur.lastrowid)
+        rows, changes, skipped = [], [], 0
+        for item, b_state, b_label, a_state, a_label in items:
+            now = current.get(item)
+            now_value = (now[0], now[1]) if now else (None, None)
+            want_from, want_to = ((b_state, b_label), (a_state, a_label)) if redo else (
+                (a_state, a_label), (b_state, b_label))
+            if now_value != want_from:
+                skipped += 1  # changed by a later event: never clobber it
+                continue
+            rows.append((new_event, item, now_value[0], now_value[1], now[2] if now else None,
+                         want_to[0], want_to[1]))
+            changes.append((item, want_to[0], want_to[1], 0))
+        db.conn.executemany(
+            "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
+            " after_state, after_label) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        _write_items(db, new_event, changes)
+        details = json.loads(details_json or "{}")
+        if group_id is not None and run_id is not None and "group_before" in details:
+            if redo:
+                lab = db.execute("SELECT label_id FROM events WHERE id = ?", [target]).fetchone()
+                status = {"assign": "labelled", "noise": "noise", "mixed": "mixed",
+                          "clear": "undecided"}.get(action)
+                if status:
+                    db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
+                               "WHERE run_id = ? AND group_id = ?",
+                               [status, lab[0] if action == "assign" else None, target, run_id,
+                                group_id])
+            else:
+                b_status, b_label, b_event = details["group_before"]
+                db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
+                           "WHERE run_id = ? AND group_id = ? AND decided_event = ?",
+                           [b_status, b_label, b_event, run_id, group_id, target])
+        db.execute("UPDATE events SET item_count = ?, details = ? WHERE id = ?",
+                   [len(rows), json.dumps({"skipped": skipped}), new_event])
+        db.execute("UPDATE events SET undone = ? WHERE id = ?", [0 if redo else 1, target])
+    return {"event": new_event, "target": target, "restored": len(rows), "skipped": skipped,
+            "action": "redo" if redo else "undo"}
+
+
+def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> dict[str, Any]:
+    """Undo this annotator's latest event (or a given one; undoing an undo event redoes).
+
+    Raises:
+        UsageError: nothing to undo.
+    """
+    if event_id is not None:
+        row = catalog.db.execute("SELECT action, target FROM events WHERE id = ?",
+                                 [event_id]).fetchone()
+        if row is None:
+            raise UsageError(f"no event {event_id}; see `curator history`")
+        if row[0] == "undo":
+            return _reverse(catalog, row[1], annotator, redo=True)
+        if row[0] == "redo":
+            return _reverse(catalog, row[1], annotator, redo=False)
+        return _reverse(catalog, event_id, annotator, redo=False)
+    row = catalog.db.execute(
+        f"SELECT id FROM events WHERE annotator = ? AND undone = 0 AND action IN "
+        f"({','.join('?' * len(ACTIONS))}) ORDER BY id DESC LIMIT 1",
+        [annotator or "unknown", *ACTIONS]).fetchone()
+    if row is None:
+        raise UsageError(f"nothing to undo for annotator {annotator!r}")
+    return _reverse(catalog, row[0], annotator, redo=False)
+
+
+def redo(catalog: Catalog, annotator: str) -> dict[str, Any]:
+    """Redo the event this annotator undid last, unless they have made a new change since."""
+    who = annotator or "unknown"
+    row = catalog.db.execute(
+        "SELECT u.id, u.target FROM events u JOIN events t ON t.id = u.target "
+        "WHERE u.annotator = ? AND u.action = 'undo' AND t.undone = 1 ORDER BY u.id DESC LIMIT 1",
+        [who]).fetchone()
+    if row is None:
+        raise UsageError(f"nothing to redo for annotator {who!r}")
+    later = catalog.db.execute(
+        f"SELECT 1 FROM events WHERE annotator = ? AND id > ? AND action IN "
+        f"({','.join('?' * len(ACTIONS))}) LIMIT 1", [who, row[0], *ACTIONS]).fetchone()
+    if later:
+        raise UsageError("nothing to redo: a new change was made after the last undo")
+    return _reverse(catalog, row[1], annotator, redo=True)
+
+
+def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
+    """Events newest first, or those that touched one item."""
+    names = {r[0]: r[1] for r in catalog.db.execute("SELECT id, name FROM labels")}
+    if item_id is None:
+        rows = catalog.db.execute(
+            "SELECT id, time, annotator, action, label_id, source, run_id, group_id, note, "
+            "item_count, target, undone, details FROM events ORDER BY id DESC LIMIT ?",
+            [limit]).fetchall()
+    else:
+        rows = catalog.db.execute(
+            "SELECT e.id, e.time, e.annotator, e.action, COALESCE(ei.after_label, e.label_id), "
+            "e.source, e.run_id, e.group_id, e.note, e.item_count, e.target, e.undone, e.details "
+            "FROM event_items ei JOIN events e ON e.id = ei.event_id WHERE ei.item_id = ? "
+            "ORDER BY e.id DESC LIMIT ?", [item_id, limit]).fetchall()
+    return [Event(r[0], r[1], r[2], r[3], names.get(r[4]) if r[4] is not None else None, r[5],
+                  r[6], r[7], r[8], r[9], r[10], bool(r[11]), json.loads(r[12] or "{}"))
+            for r in rows]
+
+
+def current_labels(catalog: Catalog, item_ids: Optional[np.ndarray] = None) -> dict[int, tuple]:
+    """item id -> (state, label id, event id) for items that have a current value."""
+    if item_ids is None:
+        return {r[0]: r[1:] for r in catalog.db.execute(
+            "SELECT item_id, state, label_id, event_id FROM item_labels")}
+    out = {}
+    ids = [int(i) for i in item_ids]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        for r in catalog.db.execute(
+                f"SELECT item_id, state, label_id, event_id FROM item_labels WHERE item_id IN "
+                f"({','.join('?' * len(chunk))})", chunk):
+            out[r[0]] = r[1:]
+    return out
+
+
+def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,
+                 annotator: str = "") -> dict[str, Any]:
+    """Move every item of the source labels to `into` (one undoable event), retire the sources."""
+    target = find_label(catalog, into)
+    src = [find_label(catalog, s) for s in sources]
+    if any(s.id == target.id for s in src):
+        raise UsageError("a label cannot be merged into itself")
+    ids = [r[0] for s in src for r in catalog.db.execute(
+        "SELECT item_id FROM item_labels WHERE label_id = ? AND state = 'labelled'", [s.id])]
+    event = None
+    if ids:
+        event = apply_event(catalog, "assign", ids, label_id=target.id, source="manual",
+                            annotator=annotator, note=f"merge {', '.join(s.path for s in src)} "
+                            f"into {target.path}", details={"merge": [s.id for s in src]})
+    with catalog.write() as db:
+        for s in src:
+            db.execute("UPDATE labels SET removed_at = ?, merged_into = ? WHERE id = ?",
+                       [utcnow(), target.id, s.id])
+            db.execute("UPDATE labels SET parent_id = ? WHERE parent_id = ? AND removed_at IS NULL",
+                       [target.id, s.id])
+            _taxonomy_event(db, annotator, "label-merge", s.id, {"into": target.id,
+                                                                 "event": event})
+    return {"moved": len(ids), "event": event, "into": target.path}
+
+
+def remove_label(catalog: Catalog, name: str, force: bool = False,
+                 annotator: str = "") -> dict[str, Any]:
+    """Retire a label; items that carry it are cleared (one undoable event) only with force."""
+    lab = find_label(catalog, name)
+    ids = [r[0] for r in catalog.db.execute(
+        "SELECT item_id FROM item_labels WHERE label_id = ?", [lab.id])]
+    if ids and not force:
+        raise UsageError(f"label {lab.path!r} is on {len(ids)} item(s); merge it into another "
+                         "label, or pass --force to clear them (undoable)")
+    event = None
+    if ids:
+        event = apply_event(catalog, "clear", ids, source="manual", annotator=annotator,
+                            note=f"remove label {lab.path}")
+    with catalog.write() as db:
+        db.execute("UPDATE labels SET removed_at = ? WHERE id = ?", [utcnow(), lab.id])
+        db.execute("UPDATE labels SET parent_id = ? WHERE parent_id = ? AND removed_at IS NULL",
+                   [lab.parent_id, lab.id])
+        _taxonomy_event(db, annotator, "label-remove", lab.id, {"cleared": len(ids),
+                                                                "event": event})
+    return {"cleared": len(ids), "event": event}
+
+
+def import_taxonomy(catalog: Catalog, entries: Sequence[dict[str, Any]],
+                    annotator: str = "") -> list[Label]:
+    """Add labels from dicts (name, parent, colour, hotkey, description); existing ones are kept."""
+    added = []
+    existing = {lab.name for lab in labels(catalog, with_counts=False)}
+    pending = list(entries)
+    # Parents first: keep passing over the list until nothing more can be added.
+    for _ in range(len(pending) + 1):
+        rest = []
+        for entry in pending:
+            name = check_name(str(entry.get("name", "")))
+            parent = entry.get("parent") or None
+            if name in existing:
+                continue
+            if parent and parent not in existing:
+                rest.append(entry)
+                continue
+            added.append(add_label(catalog, name, parent=parent, colour=entry.get("colour"),
+                                   hotkey=entry.get("hotkey"),
+                                   description=entry.get("description") or "",
+                                   annotator=annotator))
+            existing.add(name)
+        if not rest or len(rest) == len(pending):
+            pending = rest
+            break
+        pending = rest
+    if pending:
+        raise UsageError(f"label {pending[0].get('name')!r} names a parent that does not exist: "
+                         f"{pending[0].get('parent')!r}")
+    return added
+
+
+def export_taxonomy(catalog: Catalog) -> list[dict[str, Any]]:
+    by_id = {lab.id: lab for lab in labels(catalog, with_counts=False)}
+    return [{"name": lab.name, "parent": by_id[lab.parent_id].name if lab.parent_id in by_id
+             else None, "colour": lab.colour, "hotkey": lab.hotkey,
+             "description": lab.description, "path": lab.path} for lab in by_id.values()]
