@@ -116,6 +116,7 @@ def _m003_embeddings(db: sqlite_utils.Database) -> None:
             dim INTEGER NOT NULL,
             modalities TEXT NOT NULL,
             preprocess TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
             folder TEXT NOT NULL,
             created_at TEXT NOT NULL
         )"""
@@ -147,12 +148,14 @@ def _m004_groups(db: sqlite_utils.Database) -> None:
         """CREATE TABLE clusterings (
             run_id INTEGER NOT NULL REFERENCES runs(id),
             space TEXT NOT NULL,
+            part TEXT NOT NULL DEFAULT '',
             method TEXT NOT NULL,
             n_groups INTEGER NOT NULL,
+            n_items INTEGER NOT NULL DEFAULT 0,
             group_offset INTEGER NOT NULL,
             params TEXT NOT NULL DEFAULT '{}',
             created_at TEXT NOT NULL,
-            PRIMARY KEY (run_id, space)
+            PRIMARY KEY (run_id, space, part)
         )"""
     )
     db.execute(

@@ -434,6 +434,52 @@ def merge(project: Path, group_ids: tuple[int, ...], run_id: Optional[int]) -> N
         click.echo(f"groups {', '.join(map(str, group_ids))} merged into group {new}")
 
 
+@cli.command()
+@PROJECT
+@click.option("--text", default=None, help="Search by text through the CLIP or CLAP text tower.")
+@click.option("--like", type=int, default=None, help="Items like this item id.")
+@click.option("--file", "file", type=click.Path(dir_okay=False), default=None,
+              help="Items like this media file.")
+@click.option("--k", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--modality", type=click.Choice(["image", "audio", "video"]), default=None)
+@click.option("--space", default=None, help="Only this embedding space.")
+@click.option("--json", "as_json", is_flag=True)
+def search(project: Path, text: Optional[str], like: Optional[int], file: Optional[str], k: int,
+           modality: Optional[str], space: Optional[str], as_json: bool) -> None:
+    """Find items by text, by example item, or by a file."""
+    with _open(project) as proj:
+        hits = proj.search(text=text, like=like, file=file, k=k, modality=modality, space=space)
+    if as_json:
+        _emit_json(hits)
+        return
+    for h in hits:
+        click.echo(f"{h['score']:.3f}  [{h['item_id']}] {h['path']}  ({h['modality']})")
+    if not hits:
+        click.echo("no results")
+
+
+@cli.command("map")
+@PROJECT
+@click.option("--sample", "sample_size", type=click.IntRange(min=10), default=50_000,
+              show_default=True, help="UMAP is fitted on this many items; the rest are placed "
+                                      "from their nearest sampled neighbours.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def map_(project: Path, sample_size: int, seed: int, as_json: bool) -> None:
+    """Compute the 2-D map of every item (for the desktop app's map view)."""
+    bars = _Bars(quiet=as_json)
+    with _open(project) as proj, _cancellable() as cancel:
+        try:
+            counts = proj.compute_map(sample_size, seed, bars, cancel)
+        finally:
+            bars.close()
+    if as_json:
+        _emit_json(counts)
+        return
+    for space, c in counts.items():
+        click.echo(f"{space}: {c['items']} items mapped ({c['sampled']} fitted with UMAP)")
+
+
 # --- labels -----------------------------------------------------------------------------------
 
 

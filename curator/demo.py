@@ -51,6 +51,7 @@ def run_demo(
     echo(f"scan: {report.listed} files in {report.seconds:.1f} s, {report.new} new, "
          f"{report.changed} changed, {report.unchanged} unchanged, {report.errors} errors")
     _embed(project, echo, progress, cancel)
+    _cluster(project, echo, progress, cancel)
     st = project.status()
     echo(f"project {st.root}:")
     for modality, by_status in sorted(st.counts.items()):
@@ -93,3 +94,22 @@ def _embed(project: Project, echo: Callable[[str], Any], progress: Optional[Prog
     for space, counts in report.spaces.items():
         echo(f"embed {space}: {counts['embedded']} items, {counts['errors']} errors, "
              f"{counts['items_per_second']:.1f} items/s on {counts['device']}")
+
+
+def _cluster(project: Project, echo: Callable[[str], Any], progress: Optional[Progress],
+             cancel: Optional[Callable[[], bool]]) -> None:
+    """Group the vectors and show the largest and the most doubtful groups."""
+    run_id, counts = project.cluster(progress=progress, cancel=cancel)
+    if hasattr(progress, "close"):
+        progress.close()
+    for name, c in counts.items():
+        echo(f"cluster {name}: {c['items']} items in {c['groups']} groups")
+    for title, order in (("largest groups", "size"), ("most impure groups (review first)",
+                                                      "impurity")):
+        echo(f"{title}:")
+        for g in project.groups(run_id, order=order)[:5]:
+            members = project.group(g.group_id, run_id)["items"][:3]
+            sample = ", ".join(project.item(i)["path"] for i in members)
+            echo(f"  group {g.group_id:>3}: {g.size:>4} items, cohesion {g.cohesion:.2f}, "
+                 f"impurity {g.impurity:.2f}  e.g. {sample}")
+    echo(f"next: curator queue {project.root}   (or: curator gui {project.root})")

@@ -112,7 +112,7 @@ def count_pending(catalog: Catalog, space: str, modalities: Sequence[str]) -> in
     ).fetchone()[0]
 
 
-def register_space(catalog: Catalog, embedder: Any) -> Path:
+def register_space(catalog: Catalog, embedder: Any, options: Optional[dict] = None) -> Path:
     """Record the space an embedder writes to; refuses a space whose dimension changed."""
     folder = Path(VECTORS_DIR) / space_slug(embedder.space)
     row = catalog.db.execute("SELECT dim FROM spaces WHERE space = ?", [embedder.space]).fetchone()
@@ -122,14 +122,21 @@ def register_space(catalog: Catalog, embedder: Any) -> Path:
         raise CuratorError(
             f"space {embedder.space} holds {row[0]}-d vectors but the model gives {embedder.dim}-d"
         )
+    if row is not None:
+        known = set(json.loads(catalog.db.execute(
+            "SELECT modalities FROM spaces WHERE space = ?", [embedder.space]).fetchone()[0]))
+        if not set(embedder.modalities) <= known:
+            with catalog.write() as db:
+                db.execute("UPDATE spaces SET modalities = ? WHERE space = ?",
+                           [json.dumps(sorted(known | set(embedder.modalities))), embedder.space])
     if row is None:
         with catalog.write() as db:
             db.execute(
                 "INSERT OR IGNORE INTO spaces (space, embedder, model, dim, modalities, preprocess,"
-                " folder, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " options, folder, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [embedder.space, embedder.name, embedder.model_string, embedder.dim,
-                 json.dumps(sorted(embedder.modalities)), embedder.preprocess, str(folder),
-                 utcnow()],
+                 json.dumps(sorted(embedder.modalities)), embedder.preprocess,
+                 json.dumps(options or {}, sort_keys=True), str(folder), utcnow()],
             )
     return catalog.root / folder
 
@@ -166,6 +173,7 @@ def embed_space(
     progress: Optional[Progress] = None,
     cancel: Optional[Callable[[], bool]] = None,
     thumbnails: bool = True,
+    options: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
     """Embed every pending item of one embedder's modalities into its space.
 
@@ -175,7 +183,7 @@ def embed_space(
     from indexing.workers import TaskFailure, default_workers, imap_robust
 
     progress = progress or no_progress
-    folder = register_space(catalog, embedder)
+    folder = register_space(catalog, embedder, options)
     modalities = sorted(embedder.modalities)
     total = count_pending(catalog, embedder.space, modalities)
     counts: dict[str, Any] = {"embedded": 0, "errors": 0, "pending": total, "cancelled": False}

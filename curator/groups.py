@@ -85,50 +85,78 @@ def cluster_run(
     folder = catalog.root / CLUSTERS_DIR / f"run{run_id:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     for space in spaces:
-        ids, X = ok_vectors(catalog, space)
-        if len(ids) == 0:
-            continue
-        result = cluster_embeddings(
-            X, n_groups=n_groups, method=method, seed=seed,
-            progress=lambda e, s=space: progress(ProgressEvent(f"cluster {s}: {e.stage}", e.done,
-                                                                e.total, e.unit, e.message)),
-            cancel=cancel,
-        )
-        labels = np.asarray(result.labels, dtype=np.int64)
-        stats = result.stats
-        n = len(stats.size)
-        group_rows = []
-        for g in range(n):
-            reps = [int(ids[i]) for i in stats.representatives[g]]
-            bounds = [int(ids[i]) for i in stats.boundary[g]]
-            group_rows.append((
-                run_id, offset + g, space, int(stats.size[g]), float(stats.cohesion[g]),
-                float(stats.impurity[g]), int(result.topics[g]) if len(result.topics) else 0,
-                json.dumps(reps), json.dumps(bounds), "active", None, utcnow(),
-            ))
-        assigned = np.where(labels >= 0, labels + offset, -1)
-        np.save(folder / f"centroids-{offset}.npy", np.asarray(result.centroids, np.float32))
-        with catalog.write() as db:
-            db.conn.executemany(
-                "INSERT INTO groups (run_id, group_id, space, size, cohesion, impurity, topic, "
-                "representatives, boundary, state, parent, created_at) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                group_rows,
+        all_ids, all_X = ok_vectors(catalog, space)
+        for part, rows in _parts(catalog, space, all_ids):
+            ids = all_ids[rows] if rows is not None else all_ids
+            X = all_X[rows] if rows is not None else all_X
+            if len(ids) == 0:
+                continue
+            name = f"{space} {part}".strip()
+            result = cluster_embeddings(
+                X, n_groups=n_groups, method=method, seed=seed,
+                progress=lambda e, s=name: progress(ProgressEvent(
+                    f"cluster {s}: {e.stage}", e.done, e.total, e.unit, e.message)),
+                cancel=cancel,
             )
-            db.conn.executemany(
-                "INSERT INTO assignments (run_id, item_id, group_id) VALUES (?, ?, ?)",
-                zip([run_id] * len(ids), ids.tolist(), assigned.tolist()),
-            )
-            db.execute(
-                "INSERT INTO clusterings (run_id, space, method, n_groups, group_offset, params, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [run_id, space, result.method, n, offset,
-                 json.dumps(_jsonable(result.params), sort_keys=True), utcnow()],
-            )
-        out[space] = {"items": int(len(ids)), "groups": n, "method": result.method,
-                      "noise": int((labels < 0).sum()), "first_group": offset}
-        offset += n
+            n = _store_result(catalog, run_id, space, part, ids, result, offset, folder)
+            labels = np.asarray(result.labels)
+            out[name] = {"items": int(len(ids)), "groups": n, "method": result.method,
+                         "noise": int((labels < 0).sum()), "first_group": offset}
+            offset += n
     return out
+
+
+def _parts(catalog: Catalog, space: str,
+           ids: np.ndarray) -> list[tuple[str, Optional[np.ndarray]]]:
+    """How a space is clustered: whole, or per modality where its modalities are not comparable.
+
+    CLIP puts images and video frames in one comparable space; `classic` only shares a space id
+    across modalities, so its audio, image and video vectors are clustered apart.
+    """
+    row = catalog.db.execute("SELECT embedder, modalities FROM spaces WHERE space = ?",
+                             [space]).fetchone()
+    modalities = json.loads(row[1]) if row else []
+    if not row or row[0] != "classic" or len(modalities) < 2:
+        return [("", None)]
+    by_id = dict(catalog.db.execute("SELECT id, modality FROM items WHERE status = 'ok'"))
+    kinds = np.array([by_id.get(int(i), "") for i in ids])
+    return [(m, np.flatnonzero(kinds == m)) for m in sorted(set(kinds.tolist())) if m]
+
+
+def _store_result(catalog: Catalog, run_id: int, space: str, part: str, ids: np.ndarray,
+                  result: Any, offset: int, folder: Path) -> int:
+    labels = np.asarray(result.labels, dtype=np.int64)
+    stats = result.stats
+    n = len(stats.size)
+    group_rows = []
+    for g in range(n):
+        reps = [int(ids[i]) for i in stats.representatives[g]]
+        bounds = [int(ids[i]) for i in stats.boundary[g]]
+        group_rows.append((
+            run_id, offset + g, space, int(stats.size[g]), float(stats.cohesion[g]),
+            float(stats.impurity[g]), offset + int(result.topics[g]) if len(result.topics) else 0,
+            json.dumps(reps), json.dumps(bounds), "active", None, utcnow(),
+        ))
+    assigned = np.where(labels >= 0, labels + offset, -1)
+    np.save(folder / f"centroids-{offset}.npy", np.asarray(result.centroids, np.float32))
+    with catalog.write() as db:
+        db.conn.executemany(
+            "INSERT INTO groups (run_id, group_id, space, size, cohesion, impurity, topic, "
+            "representatives, boundary, state, parent, created_at) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            group_rows,
+        )
+        db.conn.executemany(
+            "INSERT INTO assignments (run_id, item_id, group_id) VALUES (?, ?, ?)",
+            zip([run_id] * len(ids), ids.tolist(), assigned.tolist()),
+        )
+        db.execute(
+            "INSERT INTO clusterings (run_id, space, part, method, n_groups, n_items, "
+            "group_offset, params, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, space, part, result.method, n, int(len(ids)), offset,
+             json.dumps(_jsonable(result.params), sort_keys=True), utcnow()],
+        )
+    return n
 
 
 def _jsonable(value: Any) -> Any:

@@ -235,7 +235,9 @@ class Project:
                     continue
                 embedder.modalities = frozenset(wanted)
                 counts = embed_space(self.catalog, embedder, run_id, batch_size=batch_size,
-                                     workers=workers, progress=progress, cancel=cancel)
+                                     workers=workers, progress=progress, cancel=cancel,
+                                     options={"name": name, **{k: v for k, v in options.items()
+                                                               if v is not None}})
                 counts.update(model=embedder.model_string, embedder=embedder.name,
                               device=str(getattr(embedder, "device", "cpu")),
                               precision=str(getattr(embedder, "precision", "fp32")),
@@ -244,6 +246,9 @@ class Project:
                 report.embedded += counts["embedded"]
                 report.errors += counts["errors"]
                 compact_space(self.catalog, embedder.space)
+                from curator.search import sync_index
+
+                sync_index(self.catalog, embedder.space)
                 if counts["cancelled"]:
                     report.cancelled = True
                     break
@@ -422,6 +427,51 @@ class Project:
         from curator.groups import merge
 
         return merge(self.catalog, self.current_run(run_id), group_ids)
+
+    # --- search and map ---------------------------------------------------------------------
+
+    def sync_indexes(self, progress: Optional[Progress] = None) -> dict[str, Any]:
+        """Bring every space's FAISS index up to date with the catalog (incremental)."""
+        from curator.search import sync_index
+
+        return {row["space"]: sync_index(self.catalog, row["space"], progress)
+                for row in self.spaces()}
+
+    def search(self, text: Optional[str] = None, like: Optional[int] = None,
+               file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
+               space: Optional[str] = None, offline: Optional[bool] = None) -> list[dict[str, Any]]:
+        """Items nearest a text query, an item, or a file: item_id, path, score, modality, space."""
+        from curator.search import search
+
+        return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
+                      space=space, offline=offline)
+
+    def compute_map(self, sample_size: int = 50_000, seed: int = 0,
+                    progress: Optional[Progress] = None,
+                    cancel: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
+        """2-D coordinates for every item of every space; a recorded run."""
+        from curator.search import compute_maps
+
+        spaces = [r["space"] for r in self.spaces()]
+        if not spaces:
+            raise UsageError(f"{self.root} has no vectors yet; run `curator embed` first")
+        run_id = self.catalog.start_run("map", {"sample_size": sample_size, "seed": seed})
+        status, counts = "failed", {}
+        try:
+            counts = compute_maps(self.catalog, spaces, sample_size, seed, progress, cancel)
+            status = "ok"
+        except Cancelled:
+            status = "cancelled"
+            raise
+        finally:
+            self.catalog.end_run(run_id, status, counts)
+        return counts
+
+    def map(self, space: Optional[str] = None) -> tuple[Any, Any]:
+        """(item ids, coords (n, 2)) of the map; all spaces side by side when none is named."""
+        from curator.search import load_map
+
+        return load_map(self.catalog, space)
 
     # --- labels -----------------------------------------------------------------------------
 
