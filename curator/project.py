@@ -599,6 +599,52 @@ class Project:
             self.item(item_id)
         return history(self.catalog, item_id, limit)
 
+    # --- label quality ----------------------------------------------------------------------
+
+    def suspects(self, k: int = 10, min_disagreement: float = 0.6, limit: Optional[int] = None,
+                 progress=None, cancel=None) -> list[Any]:
+        """Labelled items whose nearest labelled neighbours mostly carry another label."""
+        from curator.quality import suspects
+
+        return suspects(self, k, min_disagreement, limit, progress, cancel)
+
+
+    def start_audit(self, n: int = 100, seed: int = 0) -> int:
+        """Draw a stratified (label x source) random sample of labelled items to spot-check."""
+        from curator.quality import start_audit
+
+        return start_audit(self, n, seed)
+
+
+    def record_verdict(self, audit_id: int, item_id: int, verdict: str,
+                       corrected_label: Optional[str] = None) -> dict[str, Any]:
+        """Record correct / wrong / unsure on an audited item; a correction relabels it (undoable)."""
+        from curator.quality import record_verdict
+
+        return record_verdict(self, audit_id, item_id, verdict, corrected_label)
+
+
+    def next_unreviewed(self, audit_id: int, limit: int = 10) -> list[Any]:
+        """The next items of an audit to review."""
+        from curator.quality import next_unreviewed
+
+        return next_unreviewed(self, audit_id, limit)
+
+
+    def audit_report(self, audit_id: int) -> dict[str, Any]:
+        """Estimated accuracy per label, per source and overall, with 95% Wilson intervals."""
+        from curator.quality import audit_report
+
+        return audit_report(self, audit_id)
+
+
+    def propagate(self, min_confidence: float = 0.8, k: int = 10, apply: bool = True,
+                  progress=None, cancel=None) -> Any:
+        """Label unlabelled items from labelled neighbours, as one undoable `propagated` event."""
+        from curator.quality import propagate
+
+        return propagate(self, min_confidence, k, apply, progress, cancel)
+
     # --- queries ----------------------------------------------------------------------------
 
     def status(self, max_errors: int = 1000) -> ProjectStatus:
