@@ -188,6 +188,8 @@ def _m004_groups(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID"""
     )
     db.execute("CREATE INDEX assignments_group ON assignments (run_id, group_id, item_id)")
+    # The review queue reads every active group of a run ordered by impurity or size.
+    db.execute("CREATE INDEX groups_queue ON groups (run_id, state, impurity, size, status)")
 
 
 def _m005_labels(db: sqlite_utils.Database) -> None:

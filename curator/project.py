@@ -383,7 +383,8 @@ class Project:
         if order == "unlabeled":
             undecided = groups
         items_total = self.catalog.db.execute(
-            "SELECT COUNT(*) FROM assignments WHERE run_id = ?", [run_id]).fetchone()[0]
+            "SELECT COALESCE(SUM(n_items), 0) FROM clusterings WHERE run_id = ?",
+            [run_id]).fetchone()[0]
         labelled = self.catalog.db.execute("SELECT COUNT(*) FROM item_labels").fetchone()[0]
         return {
             "run_id": run_id,
@@ -407,13 +408,60 @@ class Project:
             "g.representatives, g.boundary, g.parent FROM groups g LEFT JOIN labels l "
             "ON l.id = g.label_id WHERE g.run_id = ? AND g.group_id = ?",
             [run_id, group_id]).fetchone()
-        reps = [i for i in _json.loads(row[8]) if i in set(members.tolist())]
-        boundary = [i for i in _json.loads(row[9]) if i in set(members.tolist())]
-        rest = [int(i) for i in members if int(i) not in set(reps)]
+        member_set = set(members.tolist())
+        reps = [i for i in _json.loads(row[8]) if i in member_set]
+        boundary = [i for i in _json.loads(row[9]) if i in member_set]
+        rep_set = set(reps)
+        rest = [i for i in members.tolist() if i not in rep_set]
         return {"run_id": run_id, "group_id": group_id, "space": row[0], "size": len(members),
                 "cohesion": row[2], "impurity": row[3], "topic": row[4], "state": row[5],
                 "status": row[6], "label": row[7], "parent": row[10],
                 "items": reps + rest, "representatives": reps, "boundary": boundary}
+
+    def item_facets(self, item_ids: Any, run_id: Optional[int] = None) -> dict[str, Any]:
+        """Per-item group, topic, label id and label state, aligned with `item_ids` (for colouring
+        a million map points in one call). Missing values are -1; state is 0 none, 1 labelled,
+        2 noise, 3 mixed."""
+        import numpy as np
+
+        ids = np.asarray(item_ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+
+        def place(pairs: list[tuple], dtype: Any) -> Any:
+            out = np.full(len(ids), -1, dtype=dtype)
+            if not pairs or not len(ids):
+                return out
+            arr = np.array(pairs, dtype=np.int64)
+            pos = np.searchsorted(sorted_ids, arr[:, 0])
+            ok = pos < len(sorted_ids)
+            ok[ok] = sorted_ids[pos[ok]] == arr[ok, 0]
+            out[order[pos[ok]]] = arr[ok, 1]
+            return out
+
+        db = self.catalog.db
+        try:
+            run = self.current_run(run_id)
+        except UsageError:
+            run = None
+        group = np.full(len(ids), -1, np.int64)
+        topic = np.full(len(ids), -1, np.int64)
+        if run is not None:
+            group = place(db.execute("SELECT item_id, group_id FROM assignments WHERE run_id = ?",
+                                     [run]).fetchall(), np.int64)
+            topics = dict(db.execute("SELECT group_id, topic FROM groups WHERE run_id = ?",
+                                     [run]).fetchall())
+            if topics:
+                lut = np.full(max(topics) + 2, -1, np.int64)
+                for g, t in topics.items():
+                    lut[g] = -1 if t is None else t
+                topic = np.where(group >= 0, lut[np.clip(group, 0, len(lut) - 1)], -1)
+        rows = db.execute("SELECT item_id, COALESCE(label_id, -1), CASE state WHEN 'labelled' "
+                          "THEN 1 WHEN 'noise' THEN 2 ELSE 3 END FROM item_labels").fetchall()
+        label = place([(r[0], r[1]) for r in rows], np.int64)
+        state = place([(r[0], r[2]) for r in rows], np.int64)
+        state[state < 0] = 0
+        return {"group": group, "topic": topic, "label": label, "state": state.astype(np.int8)}
 
     def split(self, group_id: int, k: int = 2, run_id: Optional[int] = None,
               seed: int = 0) -> list[int]:
@@ -644,6 +692,40 @@ class Project:
         from curator.quality import propagate
 
         return propagate(self, min_confidence, k, apply, progress, cancel)
+
+    # --- export, duplicates, report -------------------------------------------------------
+
+    def export(self, fmt: str, out: Path | str, split: Optional[str] = None, seed: int = 0,
+               only_labeled: bool = False, mode: str = "copy",
+               progress: Optional[Progress] = None,
+               cancel: Optional[Callable[[], bool]] = None) -> Any:
+        """Export items and labels in a format (atomically, with a manifest); see curator.export."""
+        from curator.export import export
+
+        return export(self, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
+                      mode=mode, progress=progress, cancel=cancel)
+
+    def find_duplicates(self, threshold: float = 0.95, rule: str = "resolution",
+                        preferred_source: Optional[str] = None, outliers: int = 100,
+                        progress: Optional[Progress] = None,
+                        cancel: Optional[Callable[[], bool]] = None) -> Any:
+        """Exact and near duplicate groups with a suggested keeper, and ranked outliers."""
+        from curator.dedup import find_duplicates
+
+        return find_duplicates(self, threshold, rule, preferred_source, progress, cancel,
+                               outliers=outliers)
+
+    def duplicates(self) -> Any:
+        """The latest duplicate search, or None when none ran."""
+        from curator.dedup import load_duplicates
+
+        return load_duplicates(self)
+
+    def report(self) -> dict[str, Any]:
+        """Coverage of the labels: by label, source folder, modality and label source."""
+        from curator.report import build_report
+
+        return build_report(self)
 
     # --- queries ----------------------------------------------------------------------------
 

@@ -165,3 +165,20 @@ def test_cli_from_clustered_project_to_labels_and_undo(project, capsys):
     code, out, err = _cli(capsys, "search", root, "--like", str(q["groups"][0]["group_id"] + 1),
                           "--k", "3", "--json")
     assert code == 0 and len(json.loads(out)) == 3
+
+
+def test_item_facets_align_with_the_ids_given(project):
+    run_id, _ = project.cluster(n_groups=3)
+    project.add_label("red")
+    red = [i["id"] for i in project.items() if i["path"].startswith("red/")]
+    project.label_items(red[:2], "red")
+    project.label_items(red[2:3], action="noise")
+    ids = np.array([red[2], 99999, red[0], red[5]])
+    facets = project.item_facets(ids, run_id)
+    assert facets["state"].tolist() == [2, 0, 1, 0]
+    label_id = project.labels()[0].id
+    assert facets["label"].tolist() == [-1, -1, label_id, -1]
+    assert facets["group"][1] == -1 and (facets["group"][[0, 2, 3]] >= 0).all()
+    assert len(set(facets["group"][[0, 2, 3]].tolist())) == 1  # all red: one group
+    red_group = next(g for g in project.groups(run_id) if g.group_id == facets["group"][0])
+    assert facets["topic"][0] == red_group.topic and facets["topic"][1] == -1
