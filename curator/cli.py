@@ -889,6 +889,113 @@ def history(project: Path, item_id: Optional[int], limit: int, as_json: bool) ->
                    + ("  (undone)" if e.undone else "") + (f"  \"{e.note}\"" if e.note else ""))
 
 
+# --- export, duplicates, report ---------------------------------------------------------------
+
+
+@cli.command()
+@PROJECT
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["jsonl", "csv", "parquet", "imagefolder", "coco", "labelstudio",
+                                 "nemo"]),
+              help="jsonl/csv/parquet: one row per item; imagefolder: class folders with "
+                   "metadata.jsonl (Hugging Face); coco; labelstudio; nemo (audio).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Export folder (new, empty, or a previous export, which is replaced).")
+@click.option("--split", default=None,
+              help="e.g. train=0.8,val=0.1,test=0.1: stratified by label, duplicates kept in "
+                   "one split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--only-labeled", is_flag=True,
+              help="Only items with a label (no noise, mixed or unlabelled).")
+@click.option("--mode", type=click.Choice(["copy", "symlink", "hardlink"]), default="copy",
+              show_default=True, help="How imagefolder places media files.")
+@click.option("--json", "as_json", is_flag=True)
+def export(project: Path, fmt: str, out: Path, split: Optional[str], seed: int,
+           only_labeled: bool, mode: str, as_json: bool) -> None:
+    """Export items and labels of PROJECT for training (atomic; with manifest.json)."""
+    bars = _Bars(quiet=as_json)
+    with _open(project) as proj, _cancellable() as cancel:
+        try:
+            report = proj.export(fmt, out, split=split, seed=seed, only_labeled=only_labeled,
+                                 mode=mode, progress=bars, cancel=cancel)
+        finally:
+            bars.close()
+    if as_json:
+        _emit_json(report.to_json())
+        return
+    click.echo(f"exported {report.items} items as {report.format} to {report.out} "
+               f"in {report.seconds:.1f} s")
+    for split_name, counts in report.counts.items():
+        click.echo(f"  {split_name}: {sum(counts.values())} items, {len(counts)} labels")
+    for reason, n in report.skipped.items():
+        click.echo(f"  left out: {n} ({reason})")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95,
+              show_default=True, help="Cosine similarity for near duplicates.")
+@click.option("--keep", "rule", type=click.Choice(["resolution", "longest", "oldest", "source"]),
+              default="resolution", show_default=True, help="Which copy to suggest keeping.")
+@click.option("--prefer-source", default=None, type=click.Path(path_type=Path),
+              help="With --keep source: the source folder (or a folder in one) to keep.")
+@click.option("--outliers", type=click.IntRange(min=0), default=100, show_default=True,
+              help="How many outliers to rank (needs a clustering).")
+@click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Groups to list.")
+@click.option("--json", "as_json", is_flag=True)
+def dedup(project: Path, threshold: float, rule: str, prefer_source: Optional[Path],
+          outliers: int, show: int, as_json: bool) -> None:
+    """Find exact and near duplicates in PROJECT (nothing is deleted) and rank outliers."""
+    from curator.dedup import latest_path
+
+    bars = _Bars(quiet=as_json)
+    with _open(project) as proj, _cancellable() as cancel:
+        try:
+            report = proj.find_duplicates(threshold, rule,
+                                          str(prefer_source) if prefer_source else None,
+                                          outliers=outliers, progress=bars, cancel=cancel)
+        finally:
+            bars.close()
+        if as_json:
+            _emit_json(report.to_json())
+            return
+        s = report.summary()
+        click.echo(f"{s['exact_groups']} exact groups ({s['exact_items']} items), "
+                   f"{s['near_groups']} near groups ({s['near_items']} items) at cosine >= "
+                   f"{threshold:g}; {s['removable']} items could go (keeping one per group)")
+        for g in report.groups[:show]:
+            keep = proj.item(g.keeper)["abs_path"]
+            click.echo(f"  {g.kind:<5} {len(g.items):>4} items, keep {keep}")
+        if report.outliers:
+            click.echo("top outliers: " + ", ".join(
+                f"{o.item_id} ({o.score:.2f})" for o in report.outliers[:show]))
+        click.echo(f"saved {latest_path(proj)}; exports keep each group in one split")
+
+
+@cli.command()
+@PROJECT
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the report as one self-contained HTML file.")
+@click.option("--json", "as_json", is_flag=True)
+def report(project: Path, html_path: Optional[Path], as_json: bool) -> None:
+    """Coverage of PROJECT's labels: by label, source folder, modality and label source."""
+    from curator.report import render_text, write_html
+
+    with _open(project) as proj:
+        data = proj.report()
+    if html_path is not None:
+        write_html(data, html_path)
+    if as_json:
+        _emit_json(data)
+        return
+    click.echo(render_text(data), nl=False)
+    if html_path is not None:
+        click.echo(f"wrote {html_path}")
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 

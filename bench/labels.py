@@ -1,0 +1,183 @@
+"""Labels and export benchmark on a generated catalog: label, undo, the queue and exports.
+
+    python bench/labels.py [--items 1000000] [--groups 5000] [--labels 50] [--repeat 5] [--keep DIR]
+
+The catalog is generated directly (items, one embedding space, a clustering run with its groups
+and assignments) with executemany, so no media exist on disk: the jsonl and parquet exports write
+one row per item and never open a media file. About 40% of the items carry a label before the
+timings start (bulk imported events, plus 500 groups labelled one by one), so the label, undo and
+queue timings run against a realistically full history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from curator.catalog import utcnow  # noqa: E402 (after the path insert)
+from curator.export import export  # noqa: E402
+from curator.project import Project  # noqa: E402
+
+BIG_GROUP = 10_000
+SPACE = "classic:v1"
+TARGETS = {"label 10,000-item group": 0.100, "undo that label": 0.100,
+           "queue of all groups": 0.200, "export jsonl": 60.0, "export parquet": 30.0}
+
+
+def generate(root: Path, n_items: int, n_groups: int, n_labels: int, seed: int = 0) -> Project:
+    """A project whose catalog holds n_items ok images in one space, clustered into n_groups."""
+    rng = np.random.default_rng(seed)
+    media = root / "media"
+    media.mkdir(parents=True)
+    project = Project.create(root / "project", [media])
+    db = project.catalog.db
+    now = utcnow()
+    with project.catalog.write():
+        db.conn.executemany(
+            "INSERT INTO runs (id, kind, app_version, params, started_at, ended_at, status, "
+            "counts) VALUES (?, ?, '0.1.0', ?, ?, ?, 'ok', '{}')",
+            [(1, "scan", "{}", now, now), (2, "embed", json.dumps({"model": "classic"}), now, now),
+             (3, "cluster", json.dumps({"n_groups": n_groups}), now, now)])
+        db.execute("INSERT INTO spaces (space, embedder, model, dim, modalities, preprocess, "
+                   "folder, created_at) VALUES (?, 'classic', 'v1', 256, '[\"image\"]', '', "
+                   "'vectors/x', ?)", [SPACE, now])
+        sizes = rng.integers(64, 4096, n_items)
+        widths = rng.integers(32, 4000, n_items)
+        chunk = 100_000
+        for start in range(0, n_items, chunk):
+            stop = min(start + chunk, n_items)
+            db.conn.executemany(
+                "INSERT INTO items (id, source_id, path, modality, format, size, mtime, mtime_ns,"
+                " content_hash, width, height, status, first_seen, last_seen, version) VALUES "
+                "(?, 1, ?, 'image', 'jpeg', ?, 0, 0, ?, ?, ?, 'ok', ?, ?, 1)",
+                ((i + 1, f"set{i % 100:02d}/part{(i // 100) % 100:02d}/{i:07d}.jpg",
+                  int(sizes[i]), hashlib.blake2b(i.to_bytes(8, "little"), digest_size=16)
+                  .hexdigest(), int(widths[i]), int(widths[i]) * 3 // 4, now, now, )
+                 for i in range(start, stop)))
+            db.conn.executemany(
+                "INSERT INTO embeddings (item_id, space, shard, row, item_version, run_id, "
+                "created_at) VALUES (?, ?, 'shard', ?, 1, 2, ?)",
+                ((i + 1, SPACE, i, now) for i in range(start, stop)))
+        # Group 0 holds BIG_GROUP items; the rest share the others.
+        rest = rng.integers(1, n_groups, n_items - BIG_GROUP)
+        group_of = np.concatenate([np.zeros(BIG_GROUP, np.int64), rest])
+        rng.shuffle(group_of)
+        counts = np.bincount(group_of, minlength=n_groups)
+        db.conn.executemany(
+            "INSERT INTO groups (run_id, group_id, space, size, cohesion, impurity, topic, "
+            "representatives, boundary, state, created_at) VALUES (3, ?, ?, ?, ?, ?, ?, '[]', "
+            "'[]', 'active', ?)",
+            ((g, SPACE, int(counts[g]), float(rng.random()), float(rng.random()), g % 40, now)
+             for g in range(n_groups)))
+        db.conn.executemany("INSERT INTO assignments (run_id, item_id, group_id) VALUES (3, ?, ?)",
+                            ((i + 1, int(g)) for i, g in enumerate(group_of)))
+        db.execute("INSERT INTO clusterings (run_id, space, method, n_groups, group_offset, "
+                   "params, created_at) VALUES (3, ?, 'kmeans', ?, 0, '{}', ?)",
+                   [SPACE, n_groups, now])
+    project.set_annotator("bench")
+    parents = max(1, n_labels // 5)
+    names = []
+    for p in range(parents):
+        project.add_label(f"kind{p:02d}")
+        names.append(f"kind{p:02d}")
+        for c in range(n_labels // parents - 1):
+            project.add_label(f"kind{p:02d}-sub{c}", parent=f"kind{p:02d}")
+            names.append(f"kind{p:02d}-sub{c}")
+    # About 30% of the items imported in bulk (one event per label) ...
+    order = rng.permutation(np.arange(1, n_items + 1))[: int(n_items * 0.3)]
+    for k, part in enumerate(np.array_split(np.sort(order), len(names))):
+        project.label_items(part.tolist(), names[k], source="imported")
+    # ... and 500 groups decided one by one, as a reviewer would.
+    for g in range(1, min(501, n_groups)):
+        project.label_group(g, names[g % len(names)])
+    return project
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--groups", type=int, default=5000)
+    parser.add_argument("--labels", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", type=Path, default=None, help="keep the project here")
+    parser.add_argument("--no-export", action="store_true", help="skip the export timings")
+    args = parser.parse_args()
+
+    base = args.keep or Path(tempfile.mkdtemp(prefix="curator-bench-labels-"))
+    results: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        if (base / "project" / "catalog.db").exists():
+            project = Project.open(base / "project")
+            project.set_annotator("bench")
+        else:
+            project = generate(base, args.items, args.groups, args.labels)
+        print(f"catalog: {args.items} items, {args.groups} groups, {len(project.labels())} "
+              f"labels ready in {time.perf_counter() - t0:.1f} s")
+        label = project.labels()[3].path
+
+        def clocked(fn) -> tuple[float, float]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            return time.perf_counter() - wall, time.process_time() - cpu
+
+        runs: dict[str, list[tuple[float, float]]] = {}
+        for _ in range(args.repeat):
+            runs.setdefault("label 10,000-item group", []).append(
+                clocked(lambda: project.label_group(0, label)))
+            runs.setdefault("undo that label", []).append(clocked(project.undo))
+            runs.setdefault("queue of all groups", []).append(
+                clocked(lambda: project.queue("impurity")))
+        for name, pairs in runs.items():
+            results[name] = statistics.median(p[0] for p in pairs)
+            cpu_seconds[name] = statistics.median(p[1] for p in pairs)
+        queue = project.queue("impurity")
+        assert queue["groups_total"] == args.groups, queue["groups_total"]
+        if not args.no_export:
+            for fmt in ("jsonl", "parquet"):
+                cpu = time.process_time()
+                report = export(project, fmt, base / f"export-{fmt}")
+                cpu_seconds[f"export {fmt}"] = time.process_time() - cpu
+                assert report.items == args.items, report.items
+                results[f"export {fmt}"] = report.seconds
+                size = sum(p.stat().st_size for p in (base / f"export-{fmt}").iterdir())
+                print(f"{fmt}: {size / 1e6:.0f} MB")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print()
+        print(f"| {'operation':<26} | {'seconds':>9} | {'CPU s':>7} | {'target':>8} | ok  |")
+        print(f"|{'-' * 28}|{'-' * 11}|{'-' * 9}|{'-' * 10}|-----|")
+        for name, seconds in results.items():
+            target = TARGETS[name]
+            cpu = f"{cpu_seconds[name]:.3f}" if seconds < 1 else f"{cpu_seconds[name]:.1f}"
+            print(f"| {name:<26} | {seconds:>9.3f} | {cpu:>7} | {target:>8.3f} | "
+                  f"{'yes' if seconds <= target else 'NO':<3} |")
+        ref = time.process_time()
+        sum(range(10**7))
+        ref = time.process_time() - ref
+        load = os.getloadavg()
+        print(f"\npeak RSS {rss:.0f} MB (includes the catalog's memory map); median of "
+              f"{args.repeat} for label, undo and queue; {os.cpu_count()} cores, load average "
+              f"{load[0]:.1f} at the end; reference: sum(range(10**7)) takes {ref:.2f} s CPU "
+              "here")
+        project.close()
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
