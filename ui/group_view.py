@@ -1,0 +1,566 @@
+"""The group view: one group's thumbnails and the keyboard that decides it.
+
+Keys (the grid has focus):
+    a taxonomy hotkey   label the whole group minus excluded items, then go to the next undecided
+    Alt + hotkey        label only the selected items
+    Shift+N / Shift+M   the group is noise / mixed
+    Shift+S             split the group (asks for k, default 2)
+    Shift+G             merge with another group (asks which)
+    Shift+L             label only the selected items (asks which label)
+    x                   exclude the selected items from the group decision (again: include)
+    j / k               next / previous group of the queue
+    space               preview the current item
+    Ctrl+= / Ctrl+-     larger / smaller thumbnails
+A temporary group (search results, a lasso selection) is decided the same way, item by item
+(`Project.label_items`, source manual), and the view stays on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QKeyEvent, QPainter, QPen, QPolygon
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QInputDialog, QLabel, QListView,
+                               QMenu, QSlider, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
+
+from ui.models import ITEM_ROLE, ItemGridModel
+from ui.session import GROUPS, LABELS, Session
+from ui.thumbnails import ThumbnailCache
+
+log = logging.getLogger(__name__)
+
+MIN_ICON, MAX_ICON, ICON_STEP = 48, 320, 24
+
+
+@dataclass(frozen=True)
+class GroupSource:
+    """What the grid shows: a group of the clustering run, or a temporary set of items."""
+
+    title: str
+    group_id: Optional[int] = None  # None for a temporary group
+    kind: str = "group"  # group, search, selection
+
+
+class ThumbnailDelegate(QStyledItemDelegate):
+    """Paints a thumbnail tile with its marks: representative, boundary, excluded, selected."""
+
+    def __init__(self, model: ItemGridModel, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.model = model
+
+    def sizeHint(self, option: Any, index: Any) -> QSize:  # noqa: N802 - Qt API
+        s = self.model.icon_size + 8
+        return QSize(s, s)
+
+    def paint(self, painter: QPainter, option: Any, index: Any) -> None:
+        # Called for every visible tile at every repaint: kept to a few calls per tile.
+        pix, marks = self.model.tile(index.row())
+        r = option.rect
+        x, y, w, h = r.x() + 3, r.y() + 3, r.width() - 6, r.height() - 6
+        if pix is not None:
+            pw, ph = pix.width(), pix.height()
+            if pw > w or ph > h:
+                painter.drawPixmap(QRect(x, y, w, h), pix)
+            else:
+                painter.drawPixmap(x + (w - pw) // 2, y + (h - ph) // 2, pix)
+        state = option.state
+        if marks or state & _SELECTED or state & _FOCUS:
+            self._marks(painter, option, QRect(x, y, w, h), marks, state)
+
+    def _marks(self, painter: QPainter, option: Any, rect: QRect, marks: int, state: Any) -> None:
+        painter.save()
+        if marks & 4:  # excluded
+            painter.fillRect(rect, QColor(0, 0, 0, 150))
+            painter.setPen(QPen(QColor(230, 60, 60), 3))
+            painter.drawLine(rect.topLeft(), rect.bottomRight())
+            painter.drawLine(rect.topRight(), rect.bottomLeft())
+        if marks & 2:  # boundary: near another group
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(QColor(255, 160, 0))
+            r = rect.topRight()
+            painter.drawPolygon(QPolygon([r, r + _pt(-14, 0), r + _pt(0, 14)]))
+        if marks & 1:  # representative
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(QColor(70, 150, 255))
+            painter.drawEllipse(rect.left() + 4, rect.top() + 4, 8, 8)
+        if state & _SELECTED:
+            painter.setBrush(Qt.NoBrush)
+            painter.setPen(QPen(option.palette.highlight().color(), 3))
+            painter.drawRect(rect.adjusted(-1, -1, 1, 1))
+        if state & _FOCUS:
+            painter.setBrush(Qt.NoBrush)
+            painter.setPen(QPen(QColor(255, 255, 255), 1, Qt.DashLine))
+            painter.drawRect(rect.adjusted(-2, -2, 2, 2))
+        painter.restore()
+
+
+_SELECTED = QStyle.StateFlag.State_Selected
+_FOCUS = QStyle.StateFlag.State_HasFocus
+
+
+def _pt(x: int, y: int) -> Any:
+    from PySide6.QtCore import QPoint
+
+    return QPoint(x, y)
+
+
+class ThumbnailGrid(QListView):
+    """A QListView in icon mode that asks for thumbnails of the visible tiles first."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.IconMode)
+        self.setResizeMode(QListView.Adjust)
+        self.setMovement(QListView.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.Batched)
+        self.setBatchSize(200)
+        self.setSpacing(2)
+        self.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollPerPixel)
+        self.setWordWrap(False)
+        self.verticalScrollBar().valueChanged.connect(self.request_visible)
+
+    def request_visible(self) -> None:
+        """Queue the visible tiles' thumbnails ahead of anything else."""
+        model = self.model()
+        if model is None or model.rowCount() == 0:
+            return
+        first = self.indexAt(self.viewport().rect().topLeft() + _pt(4, 4))
+        start = first.row() if first.isValid() else 0
+        per_row = max(1, self.viewport().width() // max(1, self.gridSize().width() or
+                                                       model.icon_size + 12))
+        rows = self.viewport().height() // max(1, model.icon_size + 12) + 2
+        ids = [model.item_at(r) for r in range(start, min(model.rowCount(),
+                                                           start + per_row * rows))]
+        model.thumbs.request(ids, front=True)
+
+
+class GroupView(QWidget):
+    """One group's thumbnails with the triage keyboard.
+
+    Signals:
+        navigate(int): +1 next group, -1 previous group (j/k).
+        decided(int, str, str): the shown group was decided (group id, new status, label or
+            ""); the window marks its queue row and moves on.
+        preview_requested(int): show this item large (space).
+        message(str): a status line.
+        group_created(int): split or merge made this group; show it.
+        shown(int): a group's items are on screen (the window prefetches the next one).
+    """
+
+    PREFETCH_THUMBS = 64
+
+    navigate = Signal(int)
+    shown = Signal(int)
+    decided = Signal(int, str, str)
+    preview_requested = Signal(int)
+    message = Signal(str)
+    group_created = Signal(int)
+
+    def __init__(self, session: Session, thumbs: ThumbnailCache, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.thumbs = thumbs
+        self.source: Optional[GroupSource] = None
+        self._loading: Optional[int] = None
+        self._moved_on = False
+        self._prefetched: dict[int, dict[str, Any]] = {}
+        self.info: dict[str, Any] = {}
+        self.labels: list[Any] = []
+        # (group id, text, space) of the groups in the queue, for "merge with"; the window fills it.
+        self.merge_candidates: list[tuple[int, str, str]] = []
+        self.model = ItemGridModel(thumbs, self)
+        self.grid = ThumbnailGrid(self)
+        self.grid.setModel(self.model)
+        self.grid.setItemDelegate(ThumbnailDelegate(self.model, self.grid))
+        self.grid.installEventFilter(self)
+        self.grid.doubleClicked.connect(lambda index: self.preview_requested.emit(
+            index.data(ITEM_ROLE)))
+        self.grid.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.grid.customContextMenuRequested.connect(self._context_menu)
+        self.model.modelReset.connect(self.grid.request_visible)
+
+        self.title = QLabel("No group open: pick one in the queue (Enter) or search.")
+        self.title.setObjectName("groupTitle")
+        self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.details = QLabel("")
+        self.details.setObjectName("groupDetails")
+        self.size_slider = QSlider(Qt.Horizontal)
+        self.size_slider.setRange(MIN_ICON, MAX_ICON)
+        self.size_slider.setSingleStep(ICON_STEP)
+        self.size_slider.setFixedWidth(140)
+        self.size_slider.setToolTip("Thumbnail size (Ctrl+= / Ctrl+-)")
+        self.size_slider.valueChanged.connect(self.set_icon_size)
+        self.hint = QLabel("")
+        self.hint.setObjectName("keyHint")
+        self.hint.setWordWrap(True)
+
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(QLabel("Size"))
+        top.addWidget(self.size_slider)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addWidget(self.details)
+        layout.addWidget(self.grid, 1)
+        layout.addWidget(self.hint)
+
+        for text, keys, slot in (("Larger thumbnails", ("Ctrl+=", "Ctrl++"), self.zoom_in),
+                                 ("Smaller thumbnails", ("Ctrl+-",), self.zoom_out)):
+            action = QAction(text, self)
+            action.setShortcuts(list(keys))
+            action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+        self.set_icon_size(128)
+        self._update_hint()
+
+    # --- what is shown --------------------------------------------------------------------
+
+    @property
+    def group_id(self) -> Optional[int]:
+        return self.source.group_id if self.source else None
+
+    @property
+    def is_temporary(self) -> bool:
+        return self.source is not None and self.source.group_id is None
+
+    def show_group(self, group_id: int) -> None:
+        """Load a group of the current run (representatives first) in the background."""
+        self.source = GroupSource(f"Group {group_id}", group_id)
+        if group_id in self._prefetched:
+            self._loading = None
+            self._group_loaded(group_id, self._prefetched.pop(group_id))
+            return
+        self._loading = group_id
+        self.title.setText(f"Group {group_id} · loading…")
+        self.session.read(lambda p: p.group(group_id), key="group-view",
+                          on_result=lambda info: self._group_loaded(group_id, info),
+                          name="group", priority=3)
+
+    def prefetch(self, group_id: Optional[int]) -> None:
+        """Read a group likely to come next, and queue its first thumbnails, in the background."""
+        if group_id is None or group_id == self.group_id or group_id in self._prefetched:
+            return
+
+        def loaded(info: dict[str, Any]) -> None:
+            self._prefetched[group_id] = info
+            while len(self._prefetched) > 4:
+                self._prefetched.pop(next(iter(self._prefetched)))
+            self.thumbs.request(info["items"][:self.PREFETCH_THUMBS], background=True)
+
+        self.session.read(lambda p: p.group(group_id), name="prefetch", on_result=loaded,
+                          on_error=lambda info: None, priority=-2)
+
+    def forget_prefetched(self) -> None:
+        """Something changed in the catalog: prefetched groups may be stale."""
+        self._prefetched.clear()
+
+    def show_items(self, title: str, item_ids: Sequence[int], kind: str = "search",
+                   scores: Optional[dict[int, float]] = None) -> None:
+        """Show a temporary group (search results, a selection on the map)."""
+        self.source = GroupSource(title, None, kind)
+        self.info = {"size": len(item_ids)}
+        self.model.set_items(item_ids, scores=scores)
+        self._update_title()
+        self.grid.setFocus()
+        if self.model.rowCount():
+            self.grid.setCurrentIndex(self.model.index(0))
+
+    def refresh(self) -> None:
+        """Re-read the shown group after a change (its status, label, members)."""
+        if self.source is None or self.source.group_id is None:
+            self._update_title()
+            return
+        gid = self.source.group_id
+        if self._loading == gid:
+            return  # its first load is still on the way and will be current
+        if self._moved_on:
+            # This change is our own decision, and the view already shows the next group.
+            self._moved_on = False
+            return
+        self.session.read(lambda p: p.group(gid), key="group-view",
+                          on_result=lambda info: self._group_loaded(gid, info, keep=True),
+                          on_error=lambda info: log.info("group %s: %s", gid, info),
+                          name="group")
+
+    def _group_loaded(self, group_id: int, info: dict[str, Any], keep: bool = False) -> None:
+        if self.source is None or self.source.group_id != group_id:
+            return
+        self._loading = None
+        self.info = info
+        if not (keep and info["items"] == self.model.ids()):
+            self.model.set_items(info["items"], info.get("representatives", ()),
+                                 info.get("boundary", ()))
+            if self.model.rowCount():
+                self.grid.setCurrentIndex(self.model.index(0))
+            self.grid.scrollToTop()
+        self._update_title()
+        if not keep:
+            self.grid.setFocus()
+            self.grid.request_visible()
+            self.shown.emit(group_id)
+
+    def _update_title(self) -> None:
+        if self.source is None:
+            return
+        if self.source.group_id is None:
+            self.title.setText(f"{self.source.title} · {self.model.rowCount()} items")
+            self.details.setText("Temporary group: hotkeys label its items (minus excluded) "
+                                 "one by one; the view stays here.")
+            return
+        i = self.info
+        status = i.get("status", "")
+        label = f" → {i['label']}" if i.get("label") else ""
+        state = "" if i.get("state", "active") == "active" else f" ({i['state']})"
+        self.title.setText(f"Group {self.source.group_id}{state} · {i.get('size', 0)} items · "
+                           f"{status}{label}")
+        cohesion = i.get("cohesion")
+        impurity = i.get("impurity")
+        self.details.setText(
+            f"space {i.get('space', '?')} · topic {i.get('topic', '?')} · cohesion "
+            f"{cohesion if cohesion is None else f'{cohesion:.3f}'} · impurity "
+            f"{impurity if impurity is None else f'{impurity:.3f}'} · "
+            f"{len(self.model.excluded)} excluded · ● representative ◥ boundary")
+
+    def set_labels(self, labels: list[Any]) -> None:
+        self.labels = list(labels)
+        self._update_hint()
+
+    def _update_hint(self) -> None:
+        keys = [f"[{lab.hotkey}] {lab.path}" for lab in self.labels if lab.hotkey]
+        self.hint.setText(("  ".join(keys) + "   ·   " if keys else "No hotkeys yet (Taxonomy…) "
+                           "  ·   ") + "x exclude · Shift+N noise · Shift+M mixed · Shift+S split"
+                          " · Shift+G merge · j/k next/prev · space preview · Ctrl+Z undo")
+
+    # --- thumbnails size ------------------------------------------------------------------
+
+    def set_icon_size(self, size: int) -> None:
+        size = max(MIN_ICON, min(MAX_ICON, int(size)))
+        self.thumbs.set_side(size)
+        self.model.set_icon_size(size)
+        self.grid.setIconSize(QSize(size, size))
+        self.grid.setGridSize(QSize(size + 10, size + 10))
+        if self.size_slider.value() != size:
+            self.size_slider.setValue(size)
+        self.grid.request_visible()
+
+    def zoom_in(self) -> None:
+        self.set_icon_size(self.model.icon_size + ICON_STEP)
+
+    def zoom_out(self) -> None:
+        self.set_icon_size(self.model.icon_size - ICON_STEP)
+
+    # --- keyboard -------------------------------------------------------------------------
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if obj is self.grid and event.type() == QEvent.KeyPress:
+            return self.handle_key(event)
+        return super().eventFilter(obj, event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        if not self.handle_key(event):
+            super().keyPressEvent(event)
+
+    def handle_key(self, event: QKeyEvent) -> bool:
+        """Triage keys; returns True when the key was used."""
+        key = event.key()
+        mods = event.modifiers() & (Qt.ShiftModifier | Qt.ControlModifier | Qt.AltModifier |
+                                    Qt.MetaModifier)
+        if mods == Qt.ControlModifier and key in (Qt.Key_Equal, Qt.Key_Plus):
+            self.zoom_in()
+            return True
+        if mods == Qt.ControlModifier and key == Qt.Key_Minus:
+            self.zoom_out()
+            return True
+        if mods == Qt.ShiftModifier:
+            shifted = {Qt.Key_N: lambda: self.decide("noise"), Qt.Key_M: lambda: self.decide(
+                "mixed"), Qt.Key_S: self.split, Qt.Key_G: self.merge_with,
+                Qt.Key_L: self.label_selection}
+            if key in shifted:
+                shifted[key]()
+                return True
+            return False
+        if mods not in (Qt.NoModifier, Qt.AltModifier, Qt.KeypadModifier):
+            return False
+        if mods == Qt.NoModifier:
+            if key == Qt.Key_J:
+                self.navigate.emit(1)
+                return True
+            if key == Qt.Key_K:
+                self.navigate.emit(-1)
+                return True
+            if key == Qt.Key_X:
+                self.exclude_selected()
+                return True
+            if key == Qt.Key_Space:
+                item = self.current_item()
+                if item is not None:
+                    self.preview_requested.emit(item)
+                return True
+        label = self.label_for_key(event)
+        if label is not None:
+            if mods == Qt.AltModifier:
+                self.label_selection(label.path)
+            else:
+                self.decide("assign", label.path)
+            return True
+        return False
+
+    def label_for_key(self, event: QKeyEvent) -> Any:
+        key = event.key()
+        name = None
+        if Qt.Key_F1 <= key <= Qt.Key_F12:
+            name = f"F{key - Qt.Key_F1 + 1}"
+        elif Qt.Key_0 <= key <= Qt.Key_9:
+            name = chr(key)
+        elif Qt.Key_A <= key <= Qt.Key_Z:
+            name = chr(key).lower()
+        if name is None:
+            return None
+        for lab in self.labels:
+            if lab.hotkey and lab.hotkey == name:
+                return lab
+        return None
+
+    # --- selection ------------------------------------------------------------------------
+
+    def selected_items(self) -> list[int]:
+        rows = sorted(i.row() for i in self.grid.selectionModel().selectedIndexes())
+        return [self.model.item_at(r) for r in rows]
+
+    def current_item(self) -> Optional[int]:
+        index = self.grid.currentIndex()
+        if index.isValid():
+            return index.data(ITEM_ROLE)
+        return self.model.item_at(0) if self.model.rowCount() else None
+
+    def exclude_selected(self) -> None:
+        ids = self.selected_items()
+        if not ids and self.current_item() is not None:
+            ids = [self.current_item()]
+        self.model.toggle_excluded(ids)
+        self._update_title()
+
+    # --- decisions ------------------------------------------------------------------------
+
+    def decide(self, action: str, label: Optional[str] = None) -> None:
+        """Decide the shown group (minus exclusions): assign a label, noise or mixed."""
+        if self.source is None:
+            self.message.emit("open a group first")
+            return
+        excluded = sorted(self.model.excluded)
+        what = label if action == "assign" else action
+        if self.source.group_id is None:
+            items = [i for i in self.model.ids() if i not in self.model.excluded]
+            if not items:
+                self.message.emit("every item is excluded; nothing to label")
+                return
+            self.session.write(
+                lambda p: p.label_items(items, label, action=action, source="manual",
+                                        note=f"{self.source.kind}: {self.source.title}"),
+                changes=LABELS, name="label items",
+                on_result=lambda ev: self._after_temp_decision(len(items), what))
+            return
+        gid = self.source.group_id
+        status = {"assign": "labelled", "noise": "noise", "mixed": "mixed"}.get(action, action)
+        self.session.write(lambda p: p.label_group(gid, label, action=action, exclude=excluded),
+                           changes=LABELS, name="label group",
+                           on_result=lambda ev: self._after_decision(gid, what, excluded,
+                                                                     status, label or ""))
+
+    def _after_decision(self, gid: int, what: Optional[str], excluded: list[int], status: str,
+                        label: str) -> None:
+        extra = f", {len(excluded)} excluded" if excluded else ""
+        self.message.emit(f"group {gid} → {what}{extra} (Ctrl+Z undoes)")
+        self.decided.emit(gid, status, label)
+        self._moved_on = self.group_id != gid
+
+    def _after_temp_decision(self, count: int, what: Optional[str]) -> None:
+        self.message.emit(f"{count} items → {what} (Ctrl+Z undoes)")
+        self.model.excluded.clear()
+        self.grid.viewport().update()
+        self._update_title()
+
+    def label_selection(self, label: Optional[str] = None) -> None:
+        """Label only the selected items (a label name, or asks which; noise/mixed allowed)."""
+        items = self.selected_items()
+        if not items:
+            self.message.emit("select items first (click, Shift+click, Ctrl+A)")
+            return
+        action = "assign"
+        if label is None:
+            choices = [lab.path for lab in self.labels] + ["(noise)", "(mixed)", "(clear)"]
+            label, ok = QInputDialog.getItem(self, "Label selected items",
+                                             f"Label for {len(items)} selected item(s):",
+                                             choices, 0, False)
+            if not ok:
+                return
+        if label in ("(noise)", "(mixed)", "(clear)"):
+            action, label = label.strip("()"), None
+        self.session.write(lambda p: p.label_items(items, label, action=action, source="manual"),
+                           changes=LABELS, name="label selection",
+                           on_result=lambda ev: self.message.emit(
+                               f"{len(items)} selected items → {label or action} (Ctrl+Z undoes)"))
+
+    def split(self, k: Optional[int] = None) -> None:
+        """Split the shown group into k sub-groups (asks, default 2) and show the first."""
+        if self.group_id is None:
+            self.message.emit("only a group of the clustering can be split")
+            return
+        if k is None:
+            k, ok = QInputDialog.getInt(self, "Split group",
+                                        f"Split group {self.group_id} into how many groups?",
+                                        2, 2, 8)
+            if not ok:
+                return
+        gid = self.group_id
+        self.session.write(lambda p: p.split(gid, k), changes=GROUPS, name="split",
+                           on_result=lambda new: self._created(new, f"group {gid} split into "
+                                                               f"{', '.join(map(str, new))}"))
+
+    def merge_with(self, other: Optional[int] = None) -> None:
+        """Merge the shown group with another one (asks which) and show the result."""
+        if self.group_id is None:
+            self.message.emit("only a group of the clustering can be merged")
+            return
+        gid = self.group_id
+        if other is None:
+            space = self.info.get("space")
+            choices = [(g, text) for g, text, s in self.merge_candidates
+                       if g != gid and (space is None or s == space)]
+            if not choices:
+                self.message.emit("no other group of this embedding space to merge with")
+                return
+            text, ok = QInputDialog.getItem(self, "Merge with", f"Merge group {gid} with:",
+                                            [t for _, t in choices], 0, False)
+            if not ok:
+                return
+            other = next(g for g, t in choices if t == text)
+        self.session.write(lambda p: p.merge([gid, other]), changes=GROUPS, name="merge",
+                           on_result=lambda new: self._created([new], f"groups {gid} and {other} "
+                                                               f"merged into {new}"))
+
+    def _created(self, new_ids: list[int], text: str) -> None:
+        self.message.emit(text)
+        if new_ids:
+            self.group_created.emit(int(new_ids[0]))
+
+    def _context_menu(self, pos: Any) -> None:
+        menu = QMenu(self)
+        menu.addAction("Preview (space)", lambda: self.preview_requested.emit(self.current_item()))
+        menu.addAction("Exclude / include selected (x)", self.exclude_selected)
+        sub = menu.addMenu("Label selected items")
+        for lab in self.labels:
+            sub.addAction(lab.path, lambda name=lab.path: self.label_selection(name))
+        sub.addSeparator()
+        sub.addAction("Noise", lambda: self.label_selection("(noise)"))
+        sub.addAction("Mixed", lambda: self.label_selection("(mixed)"))
+        menu.addAction("More like this", lambda: self.window().search_like(self.current_item())
+                       if hasattr(self.window(), "search_like") else None)
+        menu.exec(self.grid.viewport().mapToGlobal(pos))

@@ -1,0 +1,237 @@
+"""The review queue: the groups of the current clustering as a sortable table, with progress."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QProgressBar, QTableView, QVBoxLayout, QWidget)
+
+from ui.models import GROUP_ROLE, GroupTableModel
+from ui.session import Session
+
+log = logging.getLogger(__name__)
+
+STATUS_FILTERS = (("All groups", None), ("Undecided", "undecided"), ("Mixed", "mixed"),
+                  ("Labelled", "labelled"), ("Noise", "noise"))
+ORDERS = (("Most impure first", "impurity"), ("Largest first", "size"),
+          ("Least cohesive first", "cohesion"), ("Group id", "id"))
+
+
+class QueueView(QWidget):
+    """The groups table with its filters and the two progress bars.
+
+    Signals:
+        open_group(int): the user picked a group (Enter or double-click).
+        loaded(): a new answer is on screen.
+    """
+
+    open_group = Signal(int)
+    loaded = Signal()
+
+    def __init__(self, session: Session, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.model = GroupTableModel(self)
+        self.run_id: Optional[int] = None
+        self.empty_reason = ""
+
+        self.table = QTableView(self)
+        self.table.setModel(self.model)
+        # No sort column until the user clicks a header: the facade's order is the queue order.
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicatorClearable(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setAlternatingRowColors(True)
+        self.table.doubleClicked.connect(lambda index: self._open(index))
+        self.table.activated.connect(lambda index: self._open(index))
+
+        self.status_filter = QComboBox()
+        for text, value in STATUS_FILTERS:
+            self.status_filter.addItem(text, value)
+        self.order = QComboBox()
+        for text, value in ORDERS:
+            self.order.addItem(text, value)
+        self.label_filter = QComboBox()
+        self.label_filter.addItem("Any label", None)
+        self.modality_filter = QComboBox()
+        for text, value in (("Any modality", None), ("Images", "image"), ("Audio", "audio"),
+                            ("Video", "video")):
+            self.modality_filter.addItem(text, value)
+        self.text_filter = QLineEdit()
+        self.text_filter.setPlaceholderText("Filter rows (label, topic, id)…")
+        self.text_filter.setClearButtonEnabled(True)
+        self.text_filter.textChanged.connect(self._filter_rows)
+        for combo in (self.status_filter, self.order, self.label_filter, self.modality_filter):
+            combo.currentIndexChanged.connect(self.reload)
+
+        self.groups_bar = QProgressBar()
+        self.groups_bar.setFormat("groups decided %v / %m")
+        self.items_bar = QProgressBar()
+        self.items_bar.setFormat("items labelled %v / %m")
+        self.summary = QLabel("")
+
+        filters = QHBoxLayout()
+        for w in (self.status_filter, self.order, self.label_filter, self.modality_filter):
+            filters.addWidget(w)
+        filters.addWidget(self.text_filter, 1)
+        bars = QHBoxLayout()
+        bars.addWidget(self.groups_bar, 1)
+        bars.addWidget(self.items_bar, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(filters)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(bars)
+        layout.addWidget(self.summary)
+
+    # --- data -----------------------------------------------------------------------------
+
+    def filters(self) -> dict[str, Any]:
+        return {"status": self.status_filter.currentData(),
+                "label": self.label_filter.currentData(),
+                "modality": self.modality_filter.currentData(), "order": self.order.currentData()}
+
+    def reload(self) -> None:
+        """Re-read the groups (the table and the groups bar) and, separately, the item counts.
+
+        The table comes from `Project.groups()` alone so it is back on screen quickly after a
+        decision; the item counts (`Project.queue()`, which counts assignments and labels) follow
+        in their own read.
+        """
+        f = self.filters()
+
+        def rows(project: Any) -> dict[str, Any]:
+            from curator.errors import UsageError
+
+            try:
+                run_id = project.current_run()
+                everything = project.groups(order=f["order"])
+            except UsageError as exc:
+                return {"groups": [], "empty": str(exc)}
+            if f["status"] or f["label"] or f["modality"]:
+                shown = project.groups(order=f["order"], status=f["status"], label=f["label"],
+                                       modality=f["modality"])
+            else:
+                shown = everything
+            decided = sum(1 for g in everything if g.status != "undecided")
+            return {"groups": shown, "run_id": run_id, "groups_total": len(everything),
+                    "groups_decided": decided}
+
+        def counts(project: Any) -> dict[str, Any]:
+            from curator.errors import UsageError
+
+            try:
+                q = project.queue(order=f["order"])
+            except UsageError:
+                return {}
+            return {"items_total": q["items_total"], "items_labelled": q["items_labelled"]}
+
+        def shown(answer: dict[str, Any]) -> None:
+            self._loaded(answer)
+            # The counts after the rows: they must not slow the table's first appearance.
+            self.session.read(counts, key="queue-counts", on_result=self._counted,
+                              name="queue counts", priority=-1)
+
+        self.session.read(rows, key="queue", on_result=shown, name="queue", priority=2)
+
+    def _counted(self, answer: dict[str, Any]) -> None:
+        if not answer:
+            self.items_bar.setRange(0, 1)
+            self.items_bar.setValue(0)
+            return
+        self.items_bar.setRange(0, max(1, answer["items_total"]))
+        self.items_bar.setValue(min(answer["items_labelled"], answer["items_total"]))
+
+    def _loaded(self, answer: dict[str, Any]) -> None:
+        current = self.current_group()
+        self.empty_reason = answer.get("empty", "")
+        self.run_id = answer.get("run_id")
+        self.model.set_groups(answer["groups"])
+        if self.empty_reason:
+            self.summary.setText(self.empty_reason)
+            self.groups_bar.setRange(0, 1)
+            self.groups_bar.setValue(0)
+        else:
+            self.groups_bar.setRange(0, max(1, answer["groups_total"]))
+            self.groups_bar.setValue(answer["groups_decided"])
+            self.summary.setText(f"clustering run {answer['run_id']} · "
+                                 f"{len(answer['groups'])} groups shown · Enter opens a group")
+        if current is not None:
+            self.select_group(current)
+        self.loaded.emit()
+
+    def set_labels(self, labels: list[Any]) -> None:
+        self.model.label_colours = {lab.path: lab.colour for lab in labels if lab.colour}
+        self.model.label_colours.update({lab.name: lab.colour for lab in labels if lab.colour})
+        current = self.label_filter.currentData()
+        self.label_filter.blockSignals(True)
+        self.label_filter.clear()
+        self.label_filter.addItem("Any label", None)
+        for lab in labels:
+            self.label_filter.addItem(lab.path, lab.path)
+        at = self.label_filter.findData(current)
+        self.label_filter.setCurrentIndex(max(0, at))
+        self.label_filter.blockSignals(False)
+
+    # --- navigation -----------------------------------------------------------------------
+
+    def _filter_rows(self, text: str) -> None:
+        current = self.current_group()
+        self.model.set_filter(text)
+        if current is not None:
+            self.select_group(current)
+
+    def order_ids(self) -> list[int]:
+        """Group ids in the order shown (sorting and row filter applied)."""
+        return self.model.group_ids()
+
+    def current_group(self) -> Optional[int]:
+        index = self.table.currentIndex()
+        return index.data(GROUP_ROLE) if index.isValid() else None
+
+    def select_group(self, group_id: int) -> bool:
+        row = self.model.row_of(group_id)
+        if row is None:
+            return False
+        index = self.model.index(row, 0)
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
+        self.table.scrollTo(index)
+        return True
+
+    def neighbour(self, group_id: Optional[int], step: int) -> Optional[int]:
+        """The group `step` rows after (or before) `group_id` in the shown order."""
+        ids = self.order_ids()
+        if not ids:
+            return None
+        if group_id not in ids:
+            return ids[0] if step > 0 else ids[-1]
+        at = ids.index(group_id) + step
+        return ids[at] if 0 <= at < len(ids) else None
+
+    def next_undecided(self, after: Optional[int]) -> Optional[int]:
+        """The next undecided group after `after` in the shown order (wrapping), not `after`."""
+        rows = self.model.groups()
+        statuses = {g.group_id: g.status for g in rows}
+        ids = [g.group_id for g in rows]
+        if not ids:
+            return None
+        start = ids.index(after) + 1 if after in ids else 0
+        for gid in ids[start:] + ids[:start]:
+            if gid != after and statuses.get(gid) == "undecided":
+                return gid
+        return None
+
+    def _open(self, index: Any) -> None:
+        gid = index.data(GROUP_ROLE)
+        if gid is not None:
+            self.open_group.emit(int(gid))

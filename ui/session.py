@@ -1,0 +1,179 @@
+"""The open project of a window: facade calls run on worker pools; the session says what changed.
+
+The GUI thread never touches the catalog. Reads run on a small pool and may overlap; writes run
+one at a time on their own pool so labels, undos and redos apply in the order they were given.
+A read submitted under a `key` drops the results of older reads with the same key, so a slow
+stale query can never overwrite a newer answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+
+from ui.workers import Worker, WorkerError, submit
+
+log = logging.getLogger(__name__)
+
+# What a write changed, so views refresh only what they show.
+LABELS = "labels"
+GROUPS = "groups"
+TAXONOMY = "taxonomy"
+INDEX = "index"
+
+
+class Session(QObject):
+    """Holds the open `Project` and runs calls on it in the background.
+
+    Signals:
+        opened(object): the Project, once open.
+        closed(): the project was closed.
+        changed(str): a write finished; LABELS, GROUPS, TAXONOMY or INDEX.
+        error(object): a WorkerError from any call that had no error callback of its own.
+        message(str): a short status line (undo/redo outcomes, counts).
+    """
+
+    opened = Signal(object)
+    closed = Signal()
+    changed = Signal(str)
+    error = Signal(object)
+    message = Signal(str)
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.project: Any = None
+        self.path: Optional[Path] = None
+        self.read_pool = QThreadPool(self)
+        self.read_pool.setMaxThreadCount(2)
+        self.write_pool = QThreadPool(self)
+        self.write_pool.setMaxThreadCount(1)
+        self.job_pool = QThreadPool(self)  # long jobs (indexing) must not starve reads
+        self.job_pool.setMaxThreadCount(1)
+        self._latest: dict[str, int] = {}
+        self._seq = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def open(self, path: str | Path, create_sources: Optional[list[str]] = None,
+             on_opened: Optional[Callable[[Any], None]] = None,
+             on_error: Optional[Callable[[WorkerError], None]] = None) -> Worker:
+        """Open (or, with sources, create) a project in the background."""
+        from curator.project import Project
+
+        def work() -> Any:
+            if create_sources is not None:
+                return Project.create(Path(path), list(create_sources))
+            return Project.open(Path(path))
+
+        def done(project: Any) -> None:
+            self.close()
+            self.project = project
+            self.path = Path(project.root)
+            self.opened.emit(project)
+            if on_opened is not None:
+                on_opened(project)
+
+        return submit(work, pool=self.read_pool, name="open project", on_result=done,
+                      on_error=on_error or self.error.emit)
+
+    def adopt(self, project: Any) -> None:
+        """Use a Project opened elsewhere (tests, benchmarks)."""
+        self.close()
+        self.project = project
+        self.path = Path(project.root)
+        self.opened.emit(project)
+
+    def close(self) -> None:
+        if self.project is None:
+            return
+        self.wait(5000)
+        try:
+            self.project.close()
+        except Exception:  # noqa: BLE001 - closing must never stop the window from closing
+            log.warning("closing the project failed", exc_info=True)
+        self.project = None
+        self.path = None
+        self.closed.emit()
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Wait for every call in flight (tests, closing)."""
+        ok = True
+        for pool in (self.job_pool, self.write_pool, self.read_pool):
+            ok = pool.waitForDone(msecs) and ok
+        return ok
+
+    @property
+    def is_open(self) -> bool:
+        return self.project is not None
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def read(self, fn: Callable[..., Any], *args: Any,
+             on_result: Optional[Callable[[Any], None]] = None,
+             on_error: Optional[Callable[[WorkerError], None]] = None,
+             key: Optional[str] = None, name: str = "", priority: int = 0) -> Optional[Worker]:
+        """Run `fn(project, *args)` on the read pool; `on_result` gets its value on the GUI thread.
+
+        Reads with a higher `priority` (what is on screen now) overtake queued lower ones
+        (prefetches, counts).
+        """
+        return self._call(self.read_pool, fn, args, on_result, on_error, key, name, None,
+                          priority)
+
+    def write(self, fn: Callable[..., Any], *args: Any,
+              on_result: Optional[Callable[[Any], None]] = None,
+              on_error: Optional[Callable[[WorkerError], None]] = None,
+              changes: str = LABELS, name: str = "") -> Optional[Worker]:
+        """Run `fn(project, *args)` on the write pool, in order; emits `changed(changes)` after."""
+        return self._call(self.write_pool, fn, args, on_result, on_error, None, name, changes)
+
+    def job(self, fn: Callable[..., Any], *args: Any,
+            on_result: Optional[Callable[[Any], None]] = None,
+            on_error: Optional[Callable[[WorkerError], None]] = None,
+            name: str = "", changes: Optional[str] = INDEX) -> Optional[Worker]:
+        """A long job (indexing): `fn(project, *args, progress=, cancel=)` on its own pool."""
+        return self._call(self.job_pool, fn, args, on_result, on_error, None, name, changes)
+
+    def _call(self, pool: QThreadPool, fn: Callable[..., Any], args: tuple,
+              on_result: Optional[Callable[[Any], None]],
+              on_error: Optional[Callable[[WorkerError], None]], key: Optional[str], name: str,
+              changes: Optional[str], priority: int = 0) -> Optional[Worker]:
+        project = self.project
+        if project is None:
+            self.message.emit("open a project first")
+            return None
+        self._seq += 1
+        seq = self._seq
+        if key is not None:
+            self._latest[key] = seq
+
+        def result(value: Any) -> None:
+            if key is not None and self._latest.get(key) != seq:
+                return  # a newer read with the same key was submitted
+            if self.project is not project:
+                return  # the project was closed or replaced meanwhile
+            # The caller's own follow-up first (e.g. "show the next group"), then the views
+            # refresh, so a refresh never re-reads something the caller is about to replace.
+            if on_result is not None:
+                on_result(value)
+            if changes is not None:
+                self.changed.emit(changes)
+
+        def error(info: WorkerError) -> None:
+            if key is not None and self._latest.get(key) != seq:
+                return
+            (on_error or self.error.emit)(info)
+
+        return submit(_bind(fn, project, args), pool=pool,
+                      name=name or getattr(fn, "__name__", ""), on_result=result, on_error=error,
+                      priority=priority)
+
+
+def _bind(fn: Callable[..., Any], project: Any, args: tuple) -> Callable[..., Any]:
+    """`fn` with the project and args bound, keeping its progress/cancel parameters visible."""
+    import functools
+
+    return functools.partial(fn, project, *args)
