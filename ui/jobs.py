@@ -54,7 +54,7 @@ def run_indexing(project: Any, options: IndexOptions, progress: Optional[Callabl
     run_id, counts = project.cluster(options.n_groups, progress=stage(3, "group"), cancel=cancel)
     summary["cluster"] = {"run_id": run_id, **counts}
     check_cancel(cancel)
-    if options.build_map and hasattr(project, "compute_map"):
+    if options.build_map:
         summary["map"] = project.compute_map(progress=stage(4, "map"), cancel=cancel)
     return summary
 

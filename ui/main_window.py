@@ -463,9 +463,6 @@ class MainWindow(QMainWindow):
         if project is None:
             self.show_message("open a project first")
             return
-        if not hasattr(project, "search"):
-            self.show_error("search needs a newer Curator (Project.search is missing)")
-            return
         self.show_message(f"{title}: searching…")
         self.session.read(lambda p: p.search(**query), key="search", name="search",
                           on_result=lambda hits: self._search_done(title, hits),

@@ -452,11 +452,6 @@ class MapView(QWidget):
         project = self.session.project
         if project is None:
             return
-        if not hasattr(project, "map"):
-            self.state = "unavailable"
-            self.info.setText("This Curator has no 2-D map yet (Project.map is missing).")
-            self.canvas.set_data(None)
-            return
         self.state = "loading"
         self.info.setText("Loading the map…")
 
@@ -641,42 +636,6 @@ class MapView(QWidget):
 
 
 def item_facets(project: Any, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Group, topic, label and label state of each item, aligned with `ids`.
-
-    Uses `Project.item_facets` when the facade has it. Otherwise it is assembled from
-    `groups()` and `group()` (one query per group), and labels come from each group's decision
-    only (items labelled one by one are not seen): slower and less exact, but it works.
-    """
-    ids = np.asarray(ids, np.int64)
-    if hasattr(project, "item_facets"):
-        facets = project.item_facets(ids)
-        return {k: np.asarray(v) for k, v in facets.items()}
-    from curator.errors import UsageError
-
-    n = len(ids)
-    group = np.full(n, -1, np.int64)
-    topic = np.full(n, -1, np.int64)
-    label = np.full(n, -1, np.int64)
-    state = np.zeros(n, np.int8)
-    order = np.argsort(ids)
-    sorted_ids = ids[order]
-    try:
-        groups = project.groups()
-    except UsageError:
-        return {"group": group, "topic": topic, "label": label, "state": state}
-    label_ids = {lab.path: lab.id for lab in project.labels()}
-    label_ids.update({lab.name: lab.id for lab in project.labels()})
-    codes = {"labelled": 1, "noise": 2, "mixed": 3}
-    for g in groups:
-        members = np.asarray(project.group(g.group_id)["items"], np.int64)
-        if not len(members):
-            continue
-        pos = np.clip(np.searchsorted(sorted_ids, members), 0, max(n - 1, 0))
-        hit = order[pos[sorted_ids[pos] == members]]
-        group[hit] = g.group_id
-        topic[hit] = g.topic
-        if g.status in codes:
-            state[hit] = codes[g.status]
-            if g.status == "labelled" and g.label in label_ids:
-                label[hit] = label_ids[g.label]
-    return {"group": group, "topic": topic, "label": label, "state": state}
+    """Group, topic, label and label state of each item, aligned with `ids` (one facade call)."""
+    facets = project.item_facets(np.asarray(ids, np.int64))
+    return {k: np.asarray(v) for k, v in facets.items()}

@@ -51,8 +51,7 @@ def build_project(work: Path, items: int) -> Path:
         project.scan(ScanOptions())
         project.embed("classic", "classic")
         project.cluster()
-        if hasattr(project, "compute_map"):
-            project.compute_map()
+        project.compute_map()
         for name, key, colour, _ in TAXONOMY:
             project.add_label(name, colour=colour, hotkey=key)
         _decide_some(project)
