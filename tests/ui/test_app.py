@@ -430,20 +430,9 @@ def test_indexing_from_the_window_then_cancel(qtbot, project_template, tmp_path)
     win.close()
 
 
-def _facade(monkeypatch, name, fn):
-    """Use the facade method when this Curator has it; else the domain function it will wrap."""
-    from curator.project import Project
-
-    if not hasattr(Project, name):
-        monkeypatch.setattr(Project, name, fn, raising=False)
-
-
 def test_duplicates_found_then_accepted_as_one_undoable_event(window, qtbot, project_dir,
                                                               monkeypatch):
-    from curator import dedup
 
-    _facade(monkeypatch, "find_duplicates",
-            lambda self, **kw: dedup.find_duplicates(self, **kw))
     window.tabs.setCurrentWidget(window.duplicates)
     panel = window.duplicates
     panel.threshold.setValue(0.8)  # the test images of one colour are near duplicates
@@ -475,9 +464,7 @@ def test_duplicate_sets_from_any_shape(window):
 
 
 def test_export_dialog_runs_an_export_job(window, qtbot, project_dir, monkeypatch, tmp_path):
-    from curator import export
 
-    _facade(monkeypatch, "export", lambda self, fmt, out, **kw: export.export(self, fmt, out, **kw))
     import ui.main_window as main_window
 
     out = tmp_path / "exported"
@@ -500,9 +487,7 @@ def test_export_dialog_runs_an_export_job(window, qtbot, project_dir, monkeypatc
 
 
 def test_report_panel_shows_the_coverage_report(window, qtbot, monkeypatch):
-    from curator import report
 
-    _facade(monkeypatch, "report", lambda self: report.build_report(self))
     window.tabs.setCurrentWidget(window.report)
     qtbot.waitUntil(lambda: window.report.browser.toPlainText().strip() != "", timeout=TIMEOUT)
     text = window.report.browser.toPlainText().lower()
