@@ -72,7 +72,7 @@ def sync_index(catalog: Catalog, space: str, progress: Optional[Progress] = None
     store_ids, vectors = store.load()
     counts = {"added": 0, "updated": 0, "removed": 0}
     big_change = index is None or len(ids) > 2 * max(len(synced), 1) or (
-        index is not None and index.info.kind == "flat" and len(ids) > 200_000)
+        index is not None and index.info.kind == "flat" and len(ids) > 100_000)
     if big_change:
         progress(ProgressEvent(f"index {space}", 0, len(ids), "items"))
         index = VectorIndex.build(store_ids, vectors, space=space, progress=progress) if len(
