@@ -220,8 +220,11 @@ def test_decompression_bomb_is_refused_without_allocating(tmp_path):
         "    pass  # macOS: no address-space limit; the peak RSS check still holds\n"
         "from indexing.media import probe_file\n"
         "info = probe_file(sys.argv[1])\n"
-        "unit = 1 << 20 if sys.platform == 'darwin' else 1 << 10  # ru_maxrss: bytes vs KiB\n"
-        "peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / (1 << 20)\n"
+        "try:  # VmHWM is this process's own peak; ru_maxrss on Linux keeps the forking parent's\n"
+        "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "    peak_mb = int(hwm.split()[1]) / 1024\n"
+        "except OSError:  # macOS: ru_maxrss in bytes\n"
+        "    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)\n"
         "print(json.dumps({'error': info.error, 'modality': info.modality, 'peak_mb': peak_mb}))\n"
     )
     done = subprocess.run(
