@@ -16,7 +16,8 @@ SYSTEM_PACKAGES := libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libway
 help:
 	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
 	@echo "make test   - set up, then run the import-layering check and the test suite"
-	@echo "make bench  - run the benchmarks in bench/ (slow)"
+	@echo "make bench  - run every benchmark in bench/ (about an hour; figures in docs/benchmarks.md)"
+	@echo "make screenshots - run the desktop app under Xvfb on the sample corpus, write docs/*.png"
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -50,6 +51,12 @@ test: setup lint
 
 bench: setup
 	$(PY) bench/scan.py
+	$(PY) bench/embed.py
+	$(PY) bench/cluster.py --sizes 100k,1M
+	$(PY) bench/search.py --n 1000000
+	$(PY) bench/map.py --n 1000000
+	$(PY) bench/labels.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/gui.py
 
 screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m ui.screenshots docs

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.memory import PeakTreeRSS  # noqa: E402
 from curator.project import Project  # noqa: E402
 from curator.scan import ScanOptions  # noqa: E402
 
@@ -76,10 +77,10 @@ def main() -> None:
         proj = base / "project"
         shutil.rmtree(proj, ignore_errors=True)
         options = ScanOptions(workers=args.workers)
-        with Project.create(proj, [tree]) as project:
+        with Project.create(proj, [tree]) as project, PeakTreeRSS() as peak:
             first = project.scan(options)
             second = project.scan(options)
-        me, kids = peak_rss_mb()
+        me, _ = peak_rss_mb()
         ratio = second.files_per_second / first.files_per_second
         print(f"{'':<16}{'files':>8}{'seconds':>10}{'files/s':>10}")
         print(f"{'first scan':<16}{first.listed:>8}{first.seconds:>10.2f}"
@@ -87,7 +88,8 @@ def main() -> None:
         print(f"{'rescan':<16}{second.listed:>8}{second.seconds:>10.2f}"
               f"{second.files_per_second:>10.0f}")
         print(f"rescan speed-up: {ratio:.1f}x (target >= 20x)")
-        print(f"peak RSS: main process {me:.0f} MB, largest worker {kids:.0f} MB")
+        print(f"peak RSS: main process {me:.0f} MB; main process and workers together "
+              f"{peak.peak_mb:.0f} MB")
         print(f"workers: {args.workers if args.workers is not None else os.cpu_count()}, "
               f"cores: {os.cpu_count()}")
         assert first.new == args.files and second.unchanged == args.files, "scan lost files"

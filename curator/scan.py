@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from curator.catalog import Catalog, utcnow
+from indexing.media import MEDIA_EXTENSIONS
 from indexing.progress import Progress, ProgressEvent, is_cancelled, no_progress
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class ScanReport:
         return data
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     """One file found by the walk."""
 
@@ -99,7 +100,7 @@ class _Entry:
     error: Optional[str] = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Known:
     id: int
     size: Optional[int]
@@ -173,6 +174,8 @@ class _Globs:
 
 
 def _is_utf8(name: str) -> bool:
+    if name.isascii():
+        return True
     try:
         name.encode("utf-8")
         return True
@@ -187,8 +190,6 @@ def display_path(name: str) -> str:
 
 def _media_extension(name: str) -> Optional[bool]:
     """True for a media extension, False for a known non-media one, None when unknown."""
-    from indexing.media import MEDIA_EXTENSIONS
-
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if ext in MEDIA_EXTENSIONS:
         return True
@@ -374,10 +375,9 @@ class _Pending:
     inserts: list[tuple] = field(default_factory=list)
     updates: list[tuple] = field(default_factory=list)
     renames: list[tuple] = field(default_factory=list)
-    seen: list[tuple] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.inserts) + len(self.updates) + len(self.renames) + len(self.seen)
+        return len(self.inserts) + len(self.updates) + len(self.renames)
 
 
 def scan_catalog(
@@ -411,9 +411,9 @@ def scan_catalog(
     # 1. Walk every source and sort each file into unchanged / to probe / walk error.
     known: dict[tuple[int, str], _Known] = {}
     for row in db.execute(
-        "SELECT id, source_id, path, size, mtime_ns, status, content_hash, error FROM items"
+        "SELECT id, source_id, path, size, mtime_ns, status, error FROM items"
     ):
-        known[(row[1], row[2])] = _Known(row[0], row[3], row[4], row[5], row[6], row[7])
+        known[(row[1], row[2])] = _Known(row[0], row[3], row[4], row[5], None, row[6])
     seen: set[tuple[int, str]] = set()
     to_probe: list[_Entry] = []
     pending = _Pending()
@@ -442,8 +442,8 @@ def scan_catalog(
                 and old.mtime_ns == entry.mtime_ns
                 and (old.status == "ok" or (old.status == "error" and not _transient(old.error)))
             ):
+                # Its last_seen is set for the whole source in one statement at the end.
                 report.unchanged += 1
-                pending.seen.append((now, old.id))
             else:
                 to_probe.append(entry)
     progress(ProgressEvent("listing", report.listed, report.listed, "files"))
@@ -451,18 +451,26 @@ def scan_catalog(
         report.cancelled = True
     walk_complete = not report.cancelled
 
+    # Re-probed items need their old hash to tell a content change from a touch.
+    reprobe = {known[(e.source_id, e.rel)].id: known[(e.source_id, e.rel)]
+               for e in to_probe if (e.source_id, e.rel) in known}
+    _load_hashes(db, reprobe)
+
     # Items not seen by a complete walk may have vanished; their hashes let a moved file keep
     # its item (and its labels) instead of becoming a new one.
     vanished: dict[tuple[int, str], _Known] = {}
+    roots = dict(sources)
     if walk_complete:
         for key, old in known.items():
-            root = dict(sources).get(key[0])
+            if key in seen or old.status == "missing":
+                continue
+            root = roots.get(key[0])
             if root in report.unreachable:
                 continue
-            if key not in seen and old.status != "missing":
-                if root is None or not os.path.lexists(os.path.join(root, key[1])):
-                    vanished[key] = old
+            if root is None or not os.path.lexists(os.path.join(root, key[1])):
+                vanished[key] = old
     by_hash: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    _load_hashes(db, {old.id: old for old in vanished.values()})
     for key, old in vanished.items():
         if old.content_hash:
             by_hash.setdefault((key[0], old.content_hash), []).append(key)
@@ -500,12 +508,9 @@ def scan_catalog(
                     "last_seen = ? WHERE id = ?",
                     pending.renames,
                 )
-            if pending.seen:
-                wdb.conn.executemany("UPDATE items SET last_seen = ? WHERE id = ?", pending.seen)
         pending.inserts.clear()
         pending.updates.clear()
         pending.renames.clear()
-        pending.seen.clear()
         last_commit = time.monotonic()
 
     def record(entry: _Entry, row: dict[str, Any]) -> None:
@@ -574,8 +579,9 @@ def scan_catalog(
         report.cancelled = True
     flush()
 
-    # 4. After a complete scan, vanished files become `missing` (their history stays).
-    if walk_complete and not report.cancelled and vanished:
+    # 4. After a complete scan, vanished files become `missing` (their history stays), and
+    # everything else that is there was seen now.
+    if walk_complete and not report.cancelled:
         ids = [old.id for old in vanished.values()]
         with catalog.write() as wdb:
             for start in range(0, len(ids), 900):
@@ -584,9 +590,25 @@ def scan_catalog(
                     f"UPDATE items SET status = 'missing' WHERE id IN ({','.join('?' * len(chunk))})",
                     chunk,
                 )
+            for source_id, root in sources:
+                if root not in report.unreachable:
+                    wdb.conn.execute("UPDATE items SET last_seen = ? WHERE source_id = ? AND "
+                                     "status != 'missing' AND last_seen != ?",
+                                     [now, source_id, now])
         report.missing = len(ids)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _load_hashes(db: Any, items: dict[int, _Known]) -> None:
+    """Fill in the stored content hash of these items (loaded only where a scan needs it)."""
+    ids = list(items)
+    for start in range(0, len(ids), 900):
+        chunk = ids[start:start + 900]
+        for item_id, digest in db.execute(
+                f"SELECT id, content_hash FROM items WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk):
+            items[item_id].content_hash = digest
 
 
 def scan_paths_changed(report: ScanReport) -> bool:
