@@ -194,7 +194,9 @@ def embed_space(
         return counts
 
     if workers is None:
-        workers = max(1, default_workers() - 1)
+        # A neural network needs a core of its own; classic's features are cheap beside decoding.
+        cores = default_workers()
+        workers = max(1, cores - 1) if getattr(embedder, "compute_bound", True) else cores
     prefetch = prefetch or max(2 * batch_size, 16)
     thumbs = ThumbnailStore(catalog.root / THUMBS_DIR) if thumbnails else None
     shard_name = f"run{run_id:06d}-{os.getpid()}.f16"

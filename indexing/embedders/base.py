@@ -62,6 +62,8 @@ class Embedder:
         modalities: the modalities this embedder takes.
         preprocess: a short description of the preprocessing, recorded in the catalog.
         has_text: whether `embed_text` works.
+        compute_bound: whether `embed_batch` keeps a core busy (a neural network) so decoding
+            should leave it one; a light embedder decodes on every core.
     """
 
     name: str = ""
@@ -71,6 +73,7 @@ class Embedder:
     modalities: frozenset = frozenset()
     preprocess: str = ""
     has_text: bool = False
+    compute_bound: bool = True
 
     def decoder(self) -> Callable[..., Decoded]:
         """A picklable callable run in worker processes: `(item_id, path, modality, thumbnail)`.

@@ -478,6 +478,7 @@ class ClassicEmbedder(Embedder):
     dim = DIM
     modalities = frozenset({"image", "audio", "video"})
     has_text = False
+    compute_bound = False
 
     def __init__(self) -> None:
         spec = self.spec = classic_decode_spec()
