@@ -111,7 +111,8 @@ def naive_loop(embedder, paths: list[str], batch: int) -> float:
     return len(paths) / (time.perf_counter() - t0)
 
 
-def end_to_end(tree: Path, base: Path, model: str, weights, batch: int, workers) -> tuple:
+def end_to_end(tree: Path, base: Path, model: str, weights, batch: int, workers,
+               thumbnails: bool = True) -> tuple:
     from curator.project import Project
     from curator.scan import ScanOptions
 
@@ -121,7 +122,7 @@ def end_to_end(tree: Path, base: Path, model: str, weights, batch: int, workers)
         project.scan(ScanOptions())
         t0 = time.perf_counter()
         report = project.embed(model, "classic", weights=weights, batch_size=batch,
-                               workers=workers)
+                               workers=workers, thumbnails=thumbnails)
         seconds = time.perf_counter() - t0
         (space,) = [s for s in report.spaces]
         return report.spaces[space]["embedded"] / seconds, report.spaces[space]
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--memory-items", type=int, default=100_000)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--classic-only", action="store_true",
+                        help="only the classic end-to-end figure")
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument("--memory-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -175,6 +178,12 @@ def main() -> None:
             make_images(tree, args.images)
             print(f"generated {args.images} JPEGs (0.3-3 MP) in {time.perf_counter() - t0:.0f} s")
         paths = sorted(str(p) for p in tree.rglob("*.jpg"))
+        if args.classic_only:
+            for thumbs in (True, False):
+                rate, _ = end_to_end(tree, base, "classic", None, 256, args.workers, thumbs)
+                print(f"classic curator embed end to end, thumbnails {'on' if thumbs else 'off'}:"
+                      f" {rate:.1f} images/s")
+            return
         weights = base / "vit-b-32-random.safetensors"
         if not weights.exists():
             save_random_vit(weights)

@@ -9,7 +9,7 @@ import os
 import socket
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -465,6 +465,27 @@ class Catalog:
                 [status, utcnow(), json.dumps(counts, sort_keys=True), error, run_id],
             )
 
+    @contextlib.contextmanager
+    def recorded_run(self, kind: str, params: dict[str, Any]) -> Iterator["RunHandle"]:
+        """Record a computation as a run: 'ok' when the block ends, 'cancelled' when it raises
+        Cancelled, 'failed' (with the error) otherwise. Set `handle.counts` inside the block."""
+        from indexing.progress import Cancelled
+
+        self.mark_interrupted_runs()
+        handle = RunHandle(self.start_run(kind, params))
+        status, error = "failed", None
+        try:
+            yield handle
+            status = "cancelled" if handle.cancelled else "ok"
+        except Cancelled:
+            status = "cancelled"
+            raise
+        except BaseException as exc:
+            error = str(exc)[:500]
+            raise
+        finally:
+            self.end_run(handle.id, status, handle.counts, error=error)
+
     def mark_interrupted_runs(self) -> int:
         """Runs left 'running' by a process of this host that no longer exists were killed."""
         host = socket.gethostname()
@@ -504,6 +525,15 @@ def _pid_alive(pid: Optional[int]) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass
+class RunHandle:
+    """A run in progress: its id, the counts to record, and whether it was cancelled."""
+
+    id: int
+    counts: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)

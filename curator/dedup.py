@@ -21,7 +21,7 @@ import numpy as np
 
 from curator.catalog import utcnow
 from curator.errors import CuratorError, UsageError
-from indexing.progress import Cancelled, Progress, ProgressEvent, check_cancel, no_progress
+from indexing.progress import Progress, ProgressEvent, check_cancel, no_progress
 
 if TYPE_CHECKING:
     from curator.project import Project
@@ -232,10 +232,7 @@ def find_duplicates(
         preferred_source = _match_source(project, preferred_source)
     params = {"threshold": float(threshold), "rule": rule, "preferred_source": preferred_source,
               "outliers": outliers}
-    project.catalog.mark_interrupted_runs()
-    run_id = project.catalog.start_run("dedup", params)
-    status, error, counts = "failed", None, {}
-    try:
+    with project.catalog.recorded_run("dedup", params) as run:
         db = project.catalog.db
         progress(ProgressEvent("exact duplicates", 0, None, "groups"))
         exact_found = exact_groups(db)
@@ -269,20 +266,11 @@ def find_duplicates(
         ranked.sort(key=lambda o: (-o.score, o.item_id))
         report = DedupReport(created=utcnow(), params=params, exact=exact, near=near,
                              outliers=tuple(ranked[:outliers]), cluster_run=cluster_run,
-                             run_id=run_id, seconds=round(time.monotonic() - started, 3),
+                             run_id=run.id, seconds=round(time.monotonic() - started, 3),
                              spaces=spaces)
         _store(project, report)
-        counts = report.summary()
-        status = "ok"
-        return report
-    except Cancelled:
-        status = "cancelled"
-        raise
-    except BaseException as exc:
-        error = str(exc)[:500]
-        raise
-    finally:
-        project.catalog.end_run(run_id, status, counts, error=error)
+        run.counts = report.summary()
+    return report
 
 
 def _match_source(project: "Project", folder: str) -> str:

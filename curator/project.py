@@ -185,6 +185,7 @@ class Project:
         batch_size: int = 64,
         workers: Optional[int] = None,
         offline: Optional[bool] = None,
+        thumbnails: bool = True,
         progress: Optional[Progress] = None,
         cancel: Optional[Callable[[], bool]] = None,
     ) -> "EmbedReport":
@@ -236,6 +237,7 @@ class Project:
                 embedder.modalities = frozenset(wanted)
                 counts = embed_space(self.catalog, embedder, run_id, batch_size=batch_size,
                                      workers=workers, progress=progress, cancel=cancel,
+                                     thumbnails=thumbnails,
                                      options={"name": name, **{k: v for k, v in options.items()
                                                                if v is not None}})
                 counts.update(model=embedder.model_string, embedder=embedder.name,
@@ -312,25 +314,11 @@ class Project:
                                  " (run `curator embed` first)")
         if not spaces:
             raise UsageError(f"{self.root} has no vectors yet; run `curator embed` first")
-        self.catalog.mark_interrupted_runs()
-        run_id = self.catalog.start_run("cluster", {"n_groups": n_groups, "method": method,
-                                                    "seed": seed, "spaces": spaces})
-        status = "failed"
-        counts: dict[str, Any] = {}
-        error = None
-        try:
-            counts = cluster_run(self.catalog, run_id, spaces, n_groups, method, seed, progress,
-                                 cancel)
-            status = "ok"
-        except Cancelled:
-            status = "cancelled"
-            raise
-        except BaseException as exc:
-            error = str(exc)[:500]
-            raise
-        finally:
-            self.catalog.end_run(run_id, status, counts, error=error)
-        return run_id, counts
+        params = {"n_groups": n_groups, "method": method, "seed": seed, "spaces": spaces}
+        with self.catalog.recorded_run("cluster", params) as run:
+            run.counts = cluster_run(self.catalog, run.id, spaces, n_groups, method, seed,
+                                     progress, cancel)
+        return run.id, run.counts
 
     def current_run(self, run_id: Optional[int] = None) -> int:
         from curator.groups import current_run
@@ -503,17 +491,9 @@ class Project:
         spaces = [r["space"] for r in self.spaces()]
         if not spaces:
             raise UsageError(f"{self.root} has no vectors yet; run `curator embed` first")
-        run_id = self.catalog.start_run("map", {"sample_size": sample_size, "seed": seed})
-        status, counts = "failed", {}
-        try:
-            counts = compute_maps(self.catalog, spaces, sample_size, seed, progress, cancel)
-            status = "ok"
-        except Cancelled:
-            status = "cancelled"
-            raise
-        finally:
-            self.catalog.end_run(run_id, status, counts)
-        return counts
+        with self.catalog.recorded_run("map", {"sample_size": sample_size, "seed": seed}) as run:
+            run.counts = compute_maps(self.catalog, spaces, sample_size, seed, progress, cancel)
+        return run.counts
 
     def map(self, space: Optional[str] = None) -> tuple[Any, Any]:
         """(item ids, coords (n, 2)) of the map; all spaces side by side when none is named."""

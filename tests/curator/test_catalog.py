@@ -108,3 +108,22 @@ def test_interrupted_runs_are_marked(tmp_path):
         project.catalog.db.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", [run])
         assert project.catalog.mark_interrupted_runs() == 1
         assert project.runs("scan")[0].status == "interrupted"
+
+
+def test_recorded_run_ends_ok_cancelled_or_failed(tmp_path):
+    from indexing.progress import Cancelled
+
+    (tmp_path / "m").mkdir()
+    with Project.create(tmp_path / "p", [tmp_path / "m"]) as project:
+        with project.catalog.recorded_run("demo", {"a": 1}) as run:
+            run.counts = {"n": 3}
+        with pytest.raises(Cancelled):
+            with project.catalog.recorded_run("demo", {}):
+                raise Cancelled()
+        with pytest.raises(ValueError):
+            with project.catalog.recorded_run("demo", {}):
+                raise ValueError("boom")
+        runs = project.runs("demo")
+        assert [r.status for r in runs] == ["failed", "cancelled", "ok"]
+        assert runs[0].error == "boom" and runs[2].counts == {"n": 3}
+        assert runs[2].params == {"a": 1} and runs[2].ended_at is not None
