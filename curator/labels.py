@@ -259,7 +259,9 @@ def _bulk_write(catalog: Catalog) -> Iterator[Any]:
 
 
 def _ids_exist(db: Any, count: int) -> None:
-    found = db.execute("SELECT COUNT(*) FROM event_scope s JOIN items i ON i.id = s.item_id"
+    # CROSS JOIN keeps the small temp table as the outer loop: without statistics on it the
+    # planner may otherwise scan all of `items` (a third of a second at a million items).
+    found = db.execute("SELECT COUNT(*) FROM event_scope s CROSS JOIN items i ON i.id = s.item_id"
                        ).fetchone()[0]
     if found != count:
         missing = [r[0] for r in db.execute(
