@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from curator.catalog import Catalog, utcnow
-from curator.errors import UsageError
+from curator.errors import CuratorError, UsageError
 from indexing.progress import Progress, ProgressEvent, no_progress
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def cluster_run(
     Returns:
         Per-space counts (items, groups, method, seconds).
     """
-    from indexing.cluster import cluster_embeddings
+    from indexing.cluster import InvalidEmbeddings, cluster_embeddings
 
     progress = progress or no_progress
     out: dict[str, Any] = {}
@@ -92,12 +92,20 @@ def cluster_run(
             if len(ids) == 0:
                 continue
             name = f"{space} {part}".strip()
-            result = cluster_embeddings(
-                X, n_groups=n_groups, method=method, seed=seed,
-                progress=lambda e, s=name: progress(ProgressEvent(
-                    f"cluster {s}: {e.stage}", e.done, e.total, e.unit, e.message)),
-                cancel=cancel,
-            )
+            try:
+                result = cluster_embeddings(
+                    X, n_groups=n_groups, method=method, seed=seed,
+                    progress=lambda e, s=name: progress(ProgressEvent(
+                        f"cluster {s}: {e.stage}", e.done, e.total, e.unit, e.message)),
+                    cancel=cancel,
+                )
+            except InvalidEmbeddings as exc:
+                bad = [int(ids[r]) for r in exc.rows[:5]]
+                raise CuratorError(
+                    f"space {space}: item {bad[0]} has "
+                    + ("an all-zero" if exc.reason == "zero" else "a NaN or infinite") + " vector"
+                    + (f" (also items {', '.join(map(str, bad[1:]))})" if len(bad) > 1 else "")
+                    + "; re-embed it (`curator embed`) or check the file") from exc
             n = _store_result(catalog, run_id, space, part, ids, result, offset, folder)
             labels = np.asarray(result.labels)
             out[name] = {"items": int(len(ids)), "groups": n, "method": result.method,

@@ -182,3 +182,21 @@ def test_item_facets_align_with_the_ids_given(project):
     assert len(set(facets["group"][[0, 2, 3]].tolist())) == 1  # all red: one group
     red_group = next(g for g in project.groups(run_id) if g.group_id == facets["group"][0])
     assert facets["topic"][0] == red_group.topic and facets["topic"][1] == -1
+
+
+@pytest.mark.parametrize("bad", [np.nan, 0.0])
+def test_a_broken_vector_is_a_clear_error_naming_the_item(project, bad):
+    from curator.embed import space_store
+    from curator.errors import CuratorError
+
+    ids, _ = project.vectors("classic:v1")
+    store = space_store(project.catalog, "classic:v1")
+    vectors = np.load(store.vectors_path, mmap_mode="r+")
+    vectors[3] = bad
+    vectors.flush()
+    del vectors
+    with pytest.raises(CuratorError) as info:
+        project.cluster(n_groups=3)
+    message = str(info.value)
+    assert f"item {int(ids[3])} has" in message and "re-embed" in message
+    assert project.runs("cluster")[0].status == "failed"

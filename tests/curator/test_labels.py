@@ -161,14 +161,21 @@ def test_taxonomy_export_import_round_trip(project, tmp_path):
         assert other.labels()[0].hotkey == "a"
 
 
-def test_history_survives_a_rescan(project, tmp_path):
+def test_history_survives_a_rescan_a_reembed_and_a_recluster(project, tmp_path, media):
     project.add_label("a")
     ids = [i["id"] for i in project.items()]
     project.label_items(ids, "a")
     (tmp_path / "media" / "0.png").unlink()
+    time.sleep(0.01)
+    media.image(tmp_path / "media" / "1.png", size=(16, 16), color=(0, 250, 0))  # changed
     project.scan(ScanOptions(workers=0))
+    project.embed("classic", "classic", workers=0)
+    project.cluster(n_groups=2)
+    project.embed("classic", "classic", workers=0)
+    project.cluster(n_groups=3)
     assert all(_state(project, i) == ("labelled", "a") for i in ids)
     assert project.history()[0].item_count == 10
+    assert [e.action for e in project.history(item_id=ids[1])] == ["assign"]
 
 
 @pytest.mark.slow
