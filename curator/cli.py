@@ -37,8 +37,12 @@ class _Bars:
         if event.stage != self.stage:
             self.close()
             self.stage = event.stage
+            # In a log file (no terminal) a bar that redraws five times a second buries the
+            # output; there it redraws every ten seconds.
+            tty = sys.stderr.isatty()
             self.bar = tqdm(total=event.total, desc=event.stage, unit=event.unit.rstrip("s") or "it",
-                            dynamic_ncols=True, leave=False, file=sys.stderr, mininterval=0.2)
+                            dynamic_ncols=True, leave=False, file=sys.stderr,
+                            mininterval=0.2 if tty else 10.0)
         if self.bar.total != event.total:
             self.bar.total = event.total
         self.bar.n = event.done
