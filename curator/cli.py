@@ -716,9 +716,9 @@ def labels_export(project: Path, out: Optional[str]) -> None:
     with _open(project) as proj:
         data = json.dumps(proj.export_taxonomy(), indent=2, ensure_ascii=False)
     if out:
-        tmp = Path(out).with_name(Path(out).name + ".tmp")
-        tmp.write_text(data + "\n", encoding="utf-8")
-        tmp.replace(out)
+        from curator.stores import write_text_atomic
+
+        write_text_atomic(Path(out), data + "\n")
     else:
         click.echo(data)
 

@@ -402,18 +402,9 @@ def latest_path(project: "Project") -> Path:
 
 def _store(project: "Project", report: DedupReport) -> None:
     """Write latest.json atomically: a temporary file, fsynced, then renamed over the old one."""
-    path = latest_path(project)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(report.to_json(), fh, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from curator.stores import write_text_atomic
+
+    write_text_atomic(latest_path(project), json.dumps(report.to_json(), ensure_ascii=False))
 
 
 def load_duplicates(project: "Project") -> Optional[DedupReport]:

@@ -321,15 +321,6 @@ def write_html(report: dict[str, Any], path: Path | str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name such as report.html")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(render_html(report))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    from curator.stores import write_text_atomic
+
+    return write_text_atomic(path, render_html(report))

@@ -22,6 +22,24 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a text file durably under a temporary name, then rename it into place: a reader
+    sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def space_slug(space: str) -> str:
     """A folder name for an embedding space: readable, and unique through a short hash."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", space).strip("_")[:60]
