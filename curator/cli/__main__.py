@@ -1,0 +1,5 @@
+"""`python -m curator.cli`."""
+
+from curator.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""Commands on groups: cluster, queue, split, merge, search and map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from curator.cli.base import (
+    PROJECT,
+    RUN,
+    Bars,
+    cancellable,
+    cli,
+    emit_json,
+    open_project,
+)
+
+
+@cli.command()
+@PROJECT
+@click.option("--groups", "n_groups", default="auto", show_default=True,
+              help="Number of groups, or 'auto' (about items/300, within 10..5000).")
+@click.option("--method", type=click.Choice(["auto", "kmeans", "hdbscan"]), default="auto",
+              show_default=True, help="auto: spherical k-means with FAISS; hdbscan: UMAP + HDBSCAN "
+                                      "(up to ~200k items, marks noise).")
+@click.option("--space", "spaces", multiple=True, help="Only these embedding spaces.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], seed: int,
+            as_json: bool) -> None:
+    """Cluster every embedding space of PROJECT into groups (a new run; labels are kept)."""
+    from curator.errors import UsageError
+
+    if n_groups != "auto" and not n_groups.isdigit():
+        raise UsageError(f"--groups must be a number or 'auto', not {n_groups!r}")
+    groups = None if n_groups == "auto" else int(n_groups)
+    bars = Bars(quiet=as_json)
+    with open_project(project) as proj, cancellable() as cancel:
+        try:
+            run_id, counts = proj.cluster(groups, method, seed, list(spaces) or None, bars, cancel)
+        finally:
+            bars.close()
+        if as_json:
+            emit_json({"run_id": run_id, "spaces": counts})
+            return
+        click.echo(f"clustering run {run_id}:")
+        for space, c in counts.items():
+            click.echo(f"  {space}: {c['items']} items in {c['groups']} groups ({c['method']}"
+                       + (f", {c['noise']} noise" if c.get("noise") else "") + ")")
+        _print_groups(proj.groups(run_id, order="size")[:5], "largest groups")
+        _print_groups(proj.groups(run_id, order="impurity")[:5], "most impure groups")
+
+
+def _print_groups(groups: list[Any], title: str) -> None:
+    click.echo(f"{title}:")
+    click.echo(f"  {'group':>6} {'size':>7} {'cohesion':>9} {'impurity':>9} {'topic':>6}  "
+               f"{'status':<10} label")
+    for g in groups:
+        click.echo(f"  {g.group_id:>6} {g.size:>7} {g.cohesion:>9.3f} {g.impurity:>9.3f} "
+                   f"{g.topic:>6}  {g.status:<10} {g.label or ''}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--order", type=click.Choice(["impurity", "size", "unlabeled"]), default="impurity",
+              show_default=True)
+@RUN
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json: bool) -> None:
+    """The undecided groups to review next, with progress."""
+    with open_project(project) as proj:
+        q = proj.queue(order, run_id)
+    if as_json:
+        emit_json({**q, "groups": [g.to_json() for g in q["groups"]]})
+        return
+    click.echo(f"run {q['run_id']}: {q['groups_decided']} of {q['groups_total']} groups decided, "
+               f"{q['items_labelled']} of {q['items_total']} items labelled")
+    _print_groups(q["groups"][:limit], f"next {min(limit, len(q['groups']))} groups ({order})")
+
+
+@cli.command()
+@PROJECT
+@click.option("--group", "group_id", type=int, required=True)
+@click.option("--k", type=click.IntRange(2, 8), default=2, show_default=True)
+@RUN
+def split(project: Path, group_id: int, k: int, run_id: Optional[int]) -> None:
+    """Re-cluster one group into K sub-groups of the same run."""
+    with open_project(project) as proj:
+        new = proj.split(group_id, k, run_id)
+        click.echo(f"group {group_id} split into {', '.join(map(str, new))}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--groups", "group_ids", type=int, multiple=True, required=True,
+              help="Groups to join (repeat: --groups 3 --groups 7).")
+@RUN
+def merge(project: Path, group_ids: tuple[int, ...], run_id: Optional[int]) -> None:
+    """Join groups of one run into a new group."""
+    with open_project(project) as proj:
+        new = proj.merge(list(group_ids), run_id)
+        click.echo(f"groups {', '.join(map(str, group_ids))} merged into group {new}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--text", default=None, help="Search by text through the CLIP or CLAP text tower.")
+@click.option("--like", type=int, default=None, help="Items like this item id.")
+@click.option("--file", "file", type=click.Path(dir_okay=False), default=None,
+              help="Items like this media file.")
+@click.option("--k", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--modality", type=click.Choice(["image", "audio", "video"]), default=None)
+@click.option("--space", default=None, help="Only this embedding space.")
+@click.option("--json", "as_json", is_flag=True)
+def search(project: Path, text: Optional[str], like: Optional[int], file: Optional[str], k: int,
+           modality: Optional[str], space: Optional[str], as_json: bool) -> None:
+    """Find items by text, by example item, or by a file."""
+    with open_project(project) as proj:
+        hits = proj.search(text=text, like=like, file=file, k=k, modality=modality, space=space)
+    if as_json:
+        emit_json(hits)
+        return
+    for h in hits:
+        click.echo(f"{h['score']:.3f}  [{h['item_id']}] {h['path']}  ({h['modality']})")
+    if not hits:
+        click.echo("no results")
+
+
+@cli.command("map")
+@PROJECT
+@click.option("--sample", "sample_size", type=click.IntRange(min=10), default=50_000,
+              show_default=True, help="UMAP is fitted on this many items; the rest are placed "
+                                      "from their nearest sampled neighbours.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def map_(project: Path, sample_size: int, seed: int, as_json: bool) -> None:
+    """Compute the 2-D map of every item (for the desktop app's map view)."""
+    bars = Bars(quiet=as_json)
+    with open_project(project) as proj, cancellable() as cancel:
+        try:
+            counts = proj.compute_map(sample_size, seed, bars, cancel)
+        finally:
+            bars.close()
+    if as_json:
+        emit_json(counts)
+        return
+    for space, c in counts.items():
+        click.echo(f"{space}: {c['items']} items mapped ({c['sampled']} fitted with UMAP)")

@@ -1,0 +1,241 @@
+"""Commands that build a project: init, scan, embed, status, runs, doctor, demo, sample-corpus."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from curator.cli.base import (
+    PROJECT,
+    Bars,
+    cancellable,
+    cli,
+    emit_json,
+    human_bytes,
+    open_project,
+)
+
+
+@cli.command()
+@PROJECT
+@click.option("--source", "sources", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="A media folder to index (repeat for several).")
+def init(project: Path, sources: tuple[Path, ...]) -> None:
+    """Create a project folder PROJECT indexing the given source folders."""
+    from curator.project import Project
+
+    with Project.create(project, list(sources)) as proj:
+        click.echo(f"project {proj.root} with {len(proj.sources())} source(s):")
+        for source in proj.sources():
+            click.echo(f"  {source.root}")
+        click.echo(f"next: curator scan {project}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable; ** ok).")
+@click.option("--exclude", multiple=True, help="Leave out files or folders matching this glob.")
+@click.option("--hidden", is_flag=True, help="Also walk hidden files and folders.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Probing processes (default: one per core; 0: in this process).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidden: bool,
+         workers: Optional[int], as_json: bool) -> None:
+    """Walk every source of PROJECT and update the catalog (incremental)."""
+    from curator.scan import ScanOptions
+    from curator.settings import load_settings
+
+    settings = load_settings().with_overrides(workers=workers)
+    options = ScanOptions(include=include, exclude=exclude, hidden=hidden, workers=settings.workers)
+    bars = Bars(quiet=as_json)
+    with open_project(project) as proj, cancellable() as cancel:
+        try:
+            report = proj.scan(options, progress=bars, cancel=cancel)
+        finally:
+            bars.close()
+    if as_json:
+        emit_json({"run_id": report.run_id, **report.counts()})
+    else:
+        click.echo(
+            f"scanned {report.listed} files in {report.seconds:.1f} s "
+            f"({report.files_per_second:.0f} files/s): {report.new} new, {report.changed} changed, "
+            f"{report.renamed} moved, {report.missing} missing, {report.unchanged} unchanged, "
+            f"{report.errors} errors"
+        )
+        if report.errors:
+            click.echo(f"see the errors with: curator status {project}")
+    for root in report.unreachable:
+        click.echo(f"warning: source {root} is not reachable (unmounted?); its items were left "
+                   "as they are", err=True)
+    if report.cancelled:
+        click.echo("scan cancelled; run it again to finish (finished files are kept)", err=True)
+        sys.exit(130)
+
+
+@cli.command()
+@PROJECT
+@click.option("--model", default=None,
+              help="Images and video: an open_clip model string (ARCH/TAG, hf-hub:ORG/REPO, or ARCH "
+                   "with --weights), or 'classic' (weight-free). Default from settings: "
+                   "ViT-B-32/laion2b_s34b_b79k.")
+@click.option("--audio-model", default=None,
+              help="Audio: a CLAP model (hub id or local folder), or 'classic'. "
+                   "Default: laion/clap-htsat-unfused.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A local open_clip checkpoint (.safetensors or a torch state_dict file).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decoding processes (default: cores - 1; 0: in this process).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+              show_default=True)
+@click.option("--offline", is_flag=True, default=None,
+              help="Never try the network for weights (also CURATOR_OFFLINE=1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def embed(project: Path, model: Optional[str], audio_model: Optional[str], weights: Optional[str],
+          device: Optional[str], batch_size: Optional[int], workers: Optional[int],
+          precision: str, offline: Optional[bool], as_json: bool) -> None:
+    """Embed every scanned item of PROJECT not yet embedded by the chosen models (resumable)."""
+    from curator.settings import load_settings
+
+    settings = load_settings().with_overrides(model=model, audio_model=audio_model, device=device,
+                                              batch_size=batch_size, workers=workers,
+                                              offline=offline)
+    bars = Bars(quiet=as_json)
+    with open_project(project) as proj, cancellable() as cancel:
+        try:
+            report = proj.embed(settings.model, settings.audio_model, weights=weights,
+                                device=settings.device, precision=precision,
+                                batch_size=settings.batch_size, workers=settings.workers,
+                                offline=settings.offline or None, progress=bars, cancel=cancel)
+        finally:
+            bars.close()
+    if as_json:
+        emit_json({"run_id": report.run_id, **report.counts(), "unavailable": report.unavailable})
+    else:
+        for space, c in report.spaces.items():
+            click.echo(f"{space}: {c['embedded']} embedded, {c['errors']} errors, "
+                       f"{c['items_per_second']:.1f} items/s on {c['device']} ({c['precision']})")
+        if not report.spaces:
+            click.echo("nothing to embed")
+    for line in report.unavailable:
+        click.echo(f"error: {line}", err=True)
+    if report.cancelled:
+        click.echo("embedding cancelled; run it again to continue (finished batches are kept)",
+                   err=True)
+        sys.exit(130)
+    if report.unavailable:
+        sys.exit(1)
+
+
+@cli.command()
+@PROJECT
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--max-errors", type=click.IntRange(min=0), default=50, show_default=True,
+              help="How many error items to list.")
+def status(project: Path, as_json: bool, max_errors: int) -> None:
+    """Counts per modality and status, sizes, and the errors with reasons."""
+    with open_project(project) as proj:
+        st = proj.status(max_errors=max_errors if not as_json else 100_000)
+    if as_json:
+        emit_json(st.to_json())
+        return
+    click.echo(f"project {st.root}")
+    for source in st.sources:
+        click.echo(f"  source {source.root}")
+    click.echo(f"{'modality':<10}{'ok':>9}{'error':>9}{'missing':>9}{'size':>12}")
+    for modality, by_status in st.counts.items():
+        click.echo(
+            f"{modality:<10}{by_status.get('ok', 0):>9}{by_status.get('error', 0):>9}"
+            f"{by_status.get('missing', 0):>9}{human_bytes(st.sizes.get(modality, 0)):>12}"
+        )
+    click.echo(f"{'total':<10}{st.total:>9}")
+    if st.last_scan:
+        click.echo(f"last scan: run {st.last_scan.id}, {st.last_scan.status}, "
+                   f"started {st.last_scan.started_at}")
+    if st.errors:
+        n_errors = sum(c.get("error", 0) for c in st.counts.values())
+        click.echo(f"errors ({n_errors}):")
+        for err in st.errors:
+            click.echo(f"  [{err['id']}] {err['path']}: {err['error']}")
+        if n_errors > len(st.errors):
+            click.echo(f"  ... and {n_errors - len(st.errors)} more (--max-errors N or --json)")
+
+
+@cli.command("sample-corpus")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--items", type=click.IntRange(min=30), default=300, show_default=True,
+              help="How many good files to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+def sample_corpus(out: Path, items: int, seed: int) -> None:
+    """Write a deterministic, labelled sample corpus of images, audio and video to OUT."""
+    from curator.sample_corpus import write_sample_corpus
+
+    bars = Bars()
+    try:
+        summary = write_sample_corpus(out, items=items, seed=seed, progress=bars)
+    except ValueError as exc:
+        from curator.errors import UsageError
+
+        raise UsageError(str(exc)) from exc
+    finally:
+        bars.close()
+    counts = ", ".join(f"{n} {m}" for m, n in sorted(summary.counts.items()))
+    click.echo(f"wrote {counts} and {summary.broken} broken files to {summary.root}")
+    click.echo(f"ground truth: {summary.ground_truth}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path), default=Path("demo"))
+@click.option("--items", type=click.IntRange(min=30), default=300, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(folder: Path, items: int, seed: int) -> None:
+    """Make the sample corpus in FOLDER/corpus, a project in FOLDER/project, scan it, summarise."""
+    from curator.demo import run_demo
+
+    with cancellable() as cancel:
+        run_demo(folder, items=items, seed=seed, echo=click.echo, progress=Bars(), cancel=cancel)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def doctor(as_json: bool) -> None:
+    """What this machine has: Python, torch and CUDA, faiss, open_clip weights, Qt, FFmpeg."""
+    from curator.doctor import collect
+
+    report = collect()
+    if as_json:
+        emit_json(report)
+        return
+    for section, entries in report.items():
+        click.echo(f"{section}:")
+        if isinstance(entries, dict):
+            for key, value in entries.items():
+                click.echo(f"  {key}: {value}")
+        elif isinstance(entries, list):
+            if not entries:
+                click.echo("  (none)")
+            for entry in entries:
+                click.echo(f"  {entry}")
+        else:
+            click.echo(f"  {entries}")
+
+
+@cli.command()
+@PROJECT
+@click.option("--kind", default=None, help="Only runs of this kind (scan, embed, cluster, ...).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def runs(project: Path, kind: Optional[str], limit: int, as_json: bool) -> None:
+    """The recorded runs of PROJECT, newest first: what ran, with which parameters, and how it ended."""
+    with open_project(project) as proj:
+        records = proj.runs(kind, limit)
+    if as_json:
+        emit_json([r.__dict__ for r in records])
+        return
+    for r in records:
+        click.echo(f"{r.id:>5} {r.kind:<10} {r.status:<11} {r.started_at}  {json.dumps(r.counts)}")
