@@ -39,10 +39,13 @@ class Group:
     parent: Optional[int]
     status: str  # undecided, labelled, noise, mixed
     label: Optional[str]
-    labelled: int  # members that carry a current label (any source)
+    labelled: int  # members that carry a current decision (any source)
+    decision: Any = None  # curator.decisions.GroupDecision: shares behind `status`
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["decision"] = None if self.decision is None else self.decision.to_json()
+        return out
 
 
 def ok_vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +74,11 @@ def cluster_run(
     seed: int = 0,
     progress: Optional[Progress] = None,
     cancel: Optional[Callable[[], bool]] = None,
+    undecided_only: bool = False,
 ) -> dict[str, Any]:
     """Cluster every space and store the groups and assignments of this run.
+
+    With `undecided_only`, items that already carry a decision are left out of the run.
 
     Returns:
         Per-space counts (items, groups, method, seconds).
@@ -86,6 +92,11 @@ def cluster_run(
     folder.mkdir(parents=True, exist_ok=True)
     for space in spaces:
         all_ids, all_X = ok_vectors(catalog, space)
+        if undecided_only:
+            from curator.decisions import undecided_mask
+
+            keep = undecided_mask(catalog, all_ids)
+            all_ids, all_X = all_ids[keep], all_X[keep]
         for part, rows in _parts(catalog, space, all_ids):
             ids = all_ids[rows] if rows is not None else all_ids
             X = all_X[rows] if rows is not None else all_X
@@ -216,8 +227,13 @@ def _check_group(catalog: Catalog, run_id: int, group_id: int) -> tuple:
     return row
 
 
-def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 0) -> list[int]:
-    """Re-cluster one group into k sub-groups of the same run; returns the new group ids."""
+def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 0,
+          partition: Optional[dict[int, int]] = None) -> list[int]:
+    """Re-cluster one group into k sub-groups of the same run; returns the new group ids.
+
+    `partition` (item id -> part) replaces the re-clustering: a split carried over from an
+    older run divides the group the way the user divided it there.
+    """
     from indexing.cluster import group_statistics, split_group
 
     space, state = _check_group(catalog, run_id, group_id)
@@ -232,7 +248,10 @@ def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 
     if len(found) != len(members):
         members = found
     k = max(2, min(int(k), len(members)))
-    sub = np.asarray(split_group(X, k, seed=seed), dtype=np.int64)
+    if partition is not None:
+        sub = np.array([partition.get(int(m), -1) for m in members], dtype=np.int64)
+    else:
+        sub = np.asarray(split_group(X, k, seed=seed), dtype=np.int64)
     parts = [int(p) for p in np.unique(sub)]
     centroids = np.stack([_unit(X[sub == p].mean(axis=0)) for p in parts])
     relabel = np.searchsorted(np.array(parts), sub)

@@ -298,8 +298,12 @@ class Project:
         spaces: Optional[list[str]] = None,
         progress: Optional[Progress] = None,
         cancel: Optional[Callable[[], bool]] = None,
+        undecided_only: bool = False,
     ) -> tuple[int, dict[str, Any]]:
         """Cluster every embedding space (or the given ones) into groups; a recorded run.
+
+        With `undecided_only`, only items without a decision are grouped. Splits and merges
+        made on the previous run are carried over to groups that reappear.
 
         Returns:
             (run id, per-space counts). Labels are untouched: they belong to items.
@@ -315,10 +319,28 @@ class Project:
         if not spaces:
             raise UsageError(f"{self.root} has no vectors yet; run `curator embed` first")
         params = {"n_groups": n_groups, "method": method, "seed": seed, "spaces": spaces}
+        if undecided_only:
+            from curator.decisions import undecided_count
+
+            params["undecided"] = True
+            if undecided_count(self.catalog) == 0:
+                raise UsageError("every item already carries a decision; nothing to cluster "
+                                 "with --undecided (drop the flag to regroup everything)")
+        previous = self._newest_run_or_none()
         with self.catalog.recorded_run("cluster", params) as run:
             run.counts = cluster_run(self.catalog, run.id, spaces, n_groups, method, seed,
-                                     progress, cancel)
+                                     progress, cancel, undecided_only=undecided_only)
+            if previous is not None:
+                from curator.decisions import carry_over
+
+                carry_over(self.catalog, previous, run.id, self.annotator)
         return run.id, run.counts
+
+    def _newest_run_or_none(self) -> Optional[int]:
+        try:
+            return self.current_run()
+        except UsageError:
+            return None
 
     def current_run(self, run_id: Optional[int] = None) -> int:
         from curator.groups import current_run
@@ -338,14 +360,6 @@ class Project:
         args: list[Any] = [run_id]
         if not include_inactive:
             sql += " AND g.state = 'active'"
-        if status:
-            sql += " AND g.status = ?"
-            args.append(status)
-        if label:
-            from curator.labels import find_label
-
-            sql += " AND g.label_id = ?"
-            args.append(find_label(self.catalog, label).id)
         if modality:
             spaces = [r["space"] for r in self.spaces() if modality in r["modalities"]]
             sql += f" AND g.space IN ({','.join('?' * len(spaces)) or 'NULL'})"
@@ -360,24 +374,30 @@ class Project:
         if order not in orders:
             raise UsageError(f"unknown order {order!r}; one of {', '.join(orders)}")
         sql += " ORDER BY " + orders[order]
-        return [Group(r[0], r[1], r[2], r[3], r[4] or 0.0, r[5] or 0.0, r[6] or 0, r[7], r[8],
+        rows = [Group(r[0], r[1], r[2], r[3], r[4] or 0.0, r[5] or 0.0, r[6] or 0, r[7], r[8],
                       r[9], r[10], 0) for r in self.catalog.db.execute(sql, args)]
+        # triage: status and label are derived from the members' current labels (any run).
+        from curator.decisions import filter_groups, with_decisions
+
+        return filter_groups(self.catalog, with_decisions(self.catalog, run_id, rows), order,
+                             status, label)
 
     def queue(self, order: str = "impurity", run_id: Optional[int] = None) -> dict[str, Any]:
         """Undecided groups first in the given order, with progress (groups and items)."""
         run_id = self.current_run(run_id)
         groups = self.groups(run_id, order=order)
-        undecided = [g for g in groups if g.status == "undecided"]
-        if order == "unlabeled":
-            undecided = groups
+        from curator.decisions import OPEN_STATUSES, queue_progress
+
+        undecided = [g for g in groups if g.status in OPEN_STATUSES]
+        decided, total = queue_progress(groups)
         items_total = self.catalog.db.execute(
             "SELECT COALESCE(SUM(n_items), 0) FROM clusterings WHERE run_id = ?",
             [run_id]).fetchone()[0]
         labelled = self.catalog.db.execute("SELECT COUNT(*) FROM item_labels").fetchone()[0]
         return {
             "run_id": run_id,
-            "groups_total": len(groups),
-            "groups_decided": len(groups) - sum(1 for g in groups if g.status == "undecided"),
+            "groups_total": total,
+            "groups_decided": decided,
             "items_total": items_total,
             "items_labelled": labelled,
             "groups": undecided if order != "unlabeled" else groups,
@@ -453,16 +473,20 @@ class Project:
 
     def split(self, group_id: int, k: int = 2, run_id: Optional[int] = None,
               seed: int = 0) -> list[int]:
-        from curator.groups import split
+        """Split a group into k sub-groups of its run: one undoable event."""
+        from curator.history import split_group
 
         if not 2 <= k <= 8:
             raise UsageError("--k must be between 2 and 8")
-        return split(self.catalog, self.current_run(run_id), group_id, k, seed)
+        return split_group(self.catalog, self.current_run(run_id), group_id, k, seed,
+                           self.annotator)[0]
 
     def merge(self, group_ids: list[int], run_id: Optional[int] = None) -> int:
-        from curator.groups import merge
+        """Join groups of one run into a new group: one undoable event."""
+        from curator.history import merge_groups
 
-        return merge(self.catalog, self.current_run(run_id), group_ids)
+        return merge_groups(self.catalog, self.current_run(run_id), list(group_ids),
+                            self.annotator)[0]
 
     # --- search and map ---------------------------------------------------------------------
 
@@ -619,6 +643,18 @@ class Project:
         from curator.labels import redo
 
         return redo(self.catalog, self.annotator)
+
+    def describe_event(self, event_id: int) -> str:
+        """What an event did, in words ("label 'cat' on 12 items, event 7")."""
+        from curator.history import describe
+
+        return describe(self.catalog.db, event_id)
+
+    def undo_redo_texts(self) -> dict[str, Optional[str]]:
+        """What undo and redo would do now for this annotator (None where nothing)."""
+        from curator.history import peek
+
+        return peek(self.catalog, self.annotator)
 
     def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Any]:
         from curator.labels import history
