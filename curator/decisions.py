@@ -19,9 +19,9 @@ from curator.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
-# A group counts as decided when this share of its members carries a decision; below it (and
-# above zero) it is `partial`. Excluding a few items of a group before labelling it keeps the
-# group decided; a group where only a lasso's worth of items was labelled does not.
+# A group counts as decided when this share of its members carries a decision, or when it was
+# decided as a whole on its own run (the items excluded then stay undecided); otherwise, with
+# some decided members, it is `partial`: a lasso's worth of labelled items does not decide it.
 DECIDED_SHARE = 0.8
 # The dominant decision names the group when it covers this share of the decided members;
 # otherwise the group is `mixed` (its members carry several labels).
@@ -44,6 +44,7 @@ class GroupDecision:
     label_id: Optional[int] = None  # the most common label among the labelled members
     label_count: int = 0
     labels: int = 0  # how many different labels the members carry
+    explicit: bool = False  # decided as a whole on this run (its exclusions stay undecided)
 
     @property
     def share(self) -> float:
@@ -55,7 +56,7 @@ class GroupDecision:
         """undecided, partial, labelled, noise, mixed or duplicate."""
         if self.decided == 0:
             return "undecided"
-        if self.share < DECIDED_SHARE:
+        if self.share < DECIDED_SHARE and not self.explicit:
             return "partial"
         kinds = {"labelled": self.label_count, "noise": self.noise, "duplicate": self.duplicate}
         kind, count = max(kinds.items(), key=lambda kv: kv[1])
@@ -134,6 +135,8 @@ def with_decisions(catalog: Catalog, run_id: int, groups: Sequence[Any]) -> list
     out = []
     for g in groups:
         d = decisions.get(g.group_id) or GroupDecision(g.group_id, g.size)
+        if g.status != "undecided":  # the stored decision of a group event on this run
+            d = dataclasses.replace(d, explicit=True)
         label = names.get(d.label_id) if d.label_id is not None else None
         fields = {"status": d.status, "label": label, "labelled": d.decided}
         if any(f.name == "decision" for f in dataclasses.fields(g)):
