@@ -21,7 +21,11 @@ _ORIGINAL = "(SELECT {col} FROM events t WHERE t.id = NEW.target)"
 
 
 def create_change_log(db: Any) -> None:
-    """The `changes` table and the triggers that fill it (migration 006_triage_changes)."""
+    """The `changes` table and the triggers that fill it, and the group tallies
+    (migration 006_triage_changes)."""
+    from curator.tallies import create_tally_tables
+
+    create_tally_tables(db)
     db.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY, time TEXT NOT NULL, "
                "kind TEXT NOT NULL, ref INTEGER, run_id INTEGER)")
     action = f"COALESCE({_ORIGINAL.format(col='action')}, NEW.action)"

@@ -88,17 +88,15 @@ def group_decisions(catalog: Catalog, run_id: int,
                     group_ids: Optional[Iterable[int]] = None) -> dict[int, GroupDecision]:
     """The derived decision of every group of a run (or of the given groups).
 
-    One aggregate query driven by the items that carry a decision, each looked up in the run's
-    assignments by primary key, so the cost follows the number of decided items, not the run.
+    Read from the run's tallies (`curator.tallies`), caught up with the events since.
     """
+    from curator.tallies import tallies
+
     db = catalog.db
     sizes = dict(db.execute("SELECT group_id, size FROM groups WHERE run_id = ?", [run_id]))
     wanted = None if group_ids is None else {int(g) for g in group_ids}
     per: dict[int, dict[str, Any]] = {}
-    rows = db.execute(
-        "SELECT a.group_id, l.state, l.label_id, COUNT(*) FROM item_labels l "
-        "JOIN assignments a ON a.run_id = ? AND a.item_id = l.item_id "
-        "GROUP BY a.group_id, l.state, l.label_id", [run_id]).fetchall()
+    rows = tallies(catalog, run_id)
     for group_id, state, label_id, n in rows:
         if wanted is not None and group_id not in wanted:
             continue

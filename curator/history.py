@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
+from curator.tallies import recount_groups
 
 ITEM_ACTIONS = ("assign", "clear", "noise", "mixed", "confirm")
 GROUP_ACTIONS = ("split", "merge")
@@ -201,6 +202,9 @@ def _reverse_any(catalog: Catalog, db: Any, target: int, who: str, redo: bool) -
         else:
             if action in GROUP_ACTIONS:
                 _reverse_group(db, action, run_id, details, redo)
+                touched = ([details["parent"], *details["children"]] if action == "split"
+                           else [details["into"], *details["sources"]])
+                recount_groups(db, run_id, touched)
             else:
                 _reverse_taxonomy(db, action, target, details, redo)
             new = _mark(db, target, who, redo)
@@ -360,6 +364,7 @@ def split_group(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: 
         details = {"parent": group_id, "children": children,
                    "members": _members_of(db, run_id, children)}
         event = record_group_event(db, "split", run_id, group_id, details, annotator, note)
+        recount_groups(db, run_id, [group_id, *children])
     return children, event
 
 
@@ -377,4 +382,5 @@ def merge_groups(catalog: Catalog, run_id: int, group_ids: list[int], annotator:
         details = {"into": into, "sources": list(group_ids), "members": members,
                    "parents": {k: (v[0] if v else None) for k, v in parents.items()}}
         event = record_group_event(db, "merge", run_id, into, details, annotator, note)
+        recount_groups(db, run_id, [into, *group_ids])
     return into, event

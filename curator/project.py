@@ -330,6 +330,9 @@ class Project:
         with self.catalog.recorded_run("cluster", params) as run:
             run.counts = cluster_run(self.catalog, run.id, spaces, n_groups, method, seed,
                                      progress, cancel, undecided_only=undecided_only)
+            from curator.tallies import tally_run
+
+            tally_run(self.catalog, run.id)
             if previous is not None:
                 from curator.decisions import carry_over
 

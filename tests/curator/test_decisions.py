@@ -109,3 +109,34 @@ def test_an_older_run_keeps_working_and_shows_current_labels(project):
     colour = _colour(project, g.group_id, run1)
     project.label_group(g.group_id, colour, run_id=run1)
     assert sum(1 for x in project.groups(run2) if x.label == colour) == 1
+
+
+def test_tallies_stay_true_through_labels_undo_split_merge_and_other_writers(project):
+    from curator.tallies import _count_in_memory, tallies
+
+    def same(run):
+        got = sorted((g, s, lab or None, n) for g, s, lab, n in tallies(project.catalog, run))
+        assert got == sorted(_count_in_memory(project.catalog, run))
+
+    run, _ = project.cluster(n_groups=3)
+    same(run)
+    ids = [r["id"] for r in project.items()]
+    project.label_items(ids[:10], "red")
+    project.label_items(ids[5:20], "blue")
+    same(run)
+    project.undo()
+    same(run)
+    g = project.groups(run)[0].group_id
+    children = project.split(g, k=2)
+    same(run)
+    project.label_group(children[0], action="noise")
+    merged = project.merge([children[0], children[1]])
+    same(run)
+    project.undo()
+    same(run)
+    with Project.open(project.root) as other:  # another connection, as another process
+        other.set_annotator("bob")
+        other.label_items(ids[20:30], "green")
+        other.merge_labels(["green"], "red")
+    same(run)
+    assert merged not in {x.group_id for x in project.groups(run)}
