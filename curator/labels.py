@@ -496,6 +496,16 @@ def current_labels(catalog: Catalog, item_ids: Optional[np.ndarray] = None) -> d
     return out
 
 
+def item_badges(catalog: Catalog, item_ids: Sequence[int]) -> dict[int, tuple]:
+    """id -> (state, label name or '', colour or None) for the items that carry a decision."""
+    names = {r[0]: (r[1], r[2]) for r in catalog.db.execute("SELECT id, name, colour FROM labels")}
+    out = {}
+    for item_id, (state, label_id, _event) in current_labels(catalog, item_ids).items():
+        name, colour = names.get(label_id, ("", None)) if label_id is not None else ("", None)
+        out[item_id] = (state, name, colour)
+    return out
+
+
 def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,
                  annotator: str = "") -> dict[str, Any]:
     """Move every item of the source labels to `into` and retire the sources: one event, whose

@@ -647,6 +647,12 @@ class Project:
 
         return redo(self.catalog, self.annotator)
 
+    def item_badges(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str, Optional[str]]]:
+        """The current decision of these items: id -> (state, label name, label colour)."""
+        from curator.labels import item_badges
+
+        return item_badges(self.catalog, item_ids)
+
     def describe_event(self, event_id: int) -> str:
         """What an event did, in words ("label 'cat' on 12 items, event 7")."""
         from curator.history import describe

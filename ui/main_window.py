@@ -506,12 +506,21 @@ class MainWindow(QMainWindow):
                           on_result=lambda hits: self._search_done(title, hits),
                           on_error=self.show_error)
 
+    # Search results further than this (cosine) below the best hit are left out: "more like
+    # this" shows the near neighbours, not the 100 nearest whatever their distance.
+    SEARCH_CUTOFF = 0.15
+
     def _search_done(self, title: str, hits: list[dict[str, Any]]) -> None:
-        ids = [int(h["item_id"]) for h in hits]
-        scores = {int(h["item_id"]): float(h.get("score", 0.0)) for h in hits}
+        top = max((float(h.get("score", 0.0)) for h in hits), default=0.0)
+        kept = [h for h in hits if float(h.get("score", 0.0)) >= top - self.SEARCH_CUTOFF]
+        ids = [int(h["item_id"]) for h in kept]
+        scores = {int(h["item_id"]): float(h.get("score", 0.0)) for h in kept}
         self.group.show_items(f"{title}", ids, kind="search", scores=scores)
         self.tabs.setCurrentWidget(self.group)
-        self.show_message(f"{title}: {len(ids)} results; hotkeys label them (source manual)")
+        dropped = len(hits) - len(kept)
+        self.show_message(f"{title}: {len(ids)} results within {self.SEARCH_CUTOFF} of the best"
+                          + (f" ({dropped} further ones left out)" if dropped else "")
+                          + "; badges show labels they already carry")
 
     # --- preview --------------------------------------------------------------------------
 
