@@ -10,6 +10,7 @@ re-counts only the groups it touched.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 from typing import Any, Optional
@@ -51,13 +52,12 @@ def tally_run(catalog: Catalog, run_id: int) -> None:
     db.execute("BEGIN")
     try:
         as_of = _max_event(db)
-        pairs = np.array(db.execute("SELECT item_id, group_id FROM assignments WHERE run_id = ? "
-                                    "AND group_id >= 0 ORDER BY item_id", [run_id]).fetchall(),
-                         dtype=np.int64).reshape(-1, 2)
-        decided = np.array(db.execute(
+        pairs = _ints(db.execute("SELECT item_id, group_id FROM assignments WHERE run_id = ? "
+                                 "AND group_id >= 0 ORDER BY item_id", [run_id]), 2)
+        decided = _ints(db.execute(
             "SELECT item_id, CASE state WHEN 'labelled' THEN 1 WHEN 'noise' THEN 2 "
             "WHEN 'mixed' THEN 3 ELSE 4 END, COALESCE(label_id, 0) FROM item_labels "
-            "ORDER BY item_id").fetchall(), dtype=np.int64).reshape(-1, 3)
+            "ORDER BY item_id"), 3)
     finally:
         db.execute("COMMIT")
     rows = _count(pairs, decided)
@@ -71,6 +71,12 @@ def tally_run(catalog: Catalog, run_id: int) -> None:
     catch_up(catalog, run_id)
 
 
+def _ints(cursor: Any, width: int) -> np.ndarray:
+    """Rows of integers straight into an (n, width) array, without a list of tuples."""
+    flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.int64)
+    return flat.reshape(-1, width)
+
+
 def _count(pairs: np.ndarray, decided: np.ndarray) -> list[tuple[int, int, int, int]]:
     """(group, state code, label, count) from sorted (item, group) and (item, state, label)."""
     if not len(pairs) or not len(decided):
@@ -79,9 +85,14 @@ def _count(pairs: np.ndarray, decided: np.ndarray) -> list[tuple[int, int, int, 
     ok = pos < len(pairs)
     ok[ok] = pairs[pos[ok], 0] == decided[ok, 0]
     groups = pairs[pos[ok], 1]
-    keys = np.stack([groups, decided[ok, 1], decided[ok, 2]], axis=1)
-    uniq, counts = np.unique(keys, axis=0, return_counts=True)
-    return [(int(g), int(s), int(lab), int(n)) for (g, s, lab), n in zip(uniq, counts)]
+    labels = decided[ok, 2]
+    span = int(labels.max()) + 1 if len(labels) else 1
+    # One integer key per (group, state, label): a 1-D unique is many times faster than rows.
+    keys = (groups * 8 + decided[ok, 1]) * span + labels
+    uniq, counts = np.unique(keys, return_counts=True)
+    lab = uniq % span
+    rest = uniq // span
+    return list(zip((rest // 8).tolist(), (rest % 8).tolist(), lab.tolist(), counts.tolist()))
 
 
 _DELTAS = (

@@ -384,8 +384,9 @@ class MainWindow(QMainWindow):
             text = texts.get(key)
             shown = text if not text or len(text) <= 70 else text[:69] + "…"
             action.setText(f"{verb} {shown}" if shown else verb)
+            # Never disabled: the text arrives asynchronously, and a key pressed meanwhile must
+            # still reach the facade (which says "nothing to undo" itself).
             action.setToolTip(f"{verb} {text}" if text else f"nothing to {key}")
-            action.setEnabled(bool(text))
 
     def _changed(self, kind: str) -> None:
         if kind in (LABELS, GROUPS, TAXONOMY):
