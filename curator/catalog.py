@@ -476,7 +476,7 @@ class Catalog:
         status, error = "failed", None
         try:
             yield handle
-            status = "cancelled" if handle.cancelled else "ok"
+            status = "ok"
         except Cancelled:
             status = "cancelled"
             raise
@@ -529,11 +529,10 @@ def _pid_alive(pid: Optional[int]) -> bool:
 
 @dataclass
 class RunHandle:
-    """A run in progress: its id, the counts to record, and whether it was cancelled."""
+    """A run in progress: its id and the counts to record (a cancelled job raises Cancelled)."""
 
     id: int
     counts: dict[str, Any] = field(default_factory=dict)
-    cancelled: bool = False
 
 
 @dataclass(frozen=True)

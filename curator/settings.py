@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from indexing.embedders.defaults import DEFAULT_MODELS
+
 log = logging.getLogger(__name__)
 
 
@@ -29,8 +31,8 @@ class Settings:
 
     workers: Optional[int] = None
     annotator: str = ""
-    model: str = "ViT-B-32/laion2b_s34b_b79k"
-    audio_model: str = "laion/clap-htsat-unfused"
+    model: str = DEFAULT_MODELS["image"]
+    audio_model: str = DEFAULT_MODELS["audio"]
     device: str = "auto"
     batch_size: int = 64
     offline: bool = False

@@ -86,9 +86,11 @@ class MainWindow(QMainWindow):
         self.session = Session(self)
         self.thumbs = ThumbnailCache(parent=self)
         self.labels: list[Any] = []
-        self.index_options = IndexOptions(
-            model=app_settings.value("index/model", "classic", str),
-            audio_model=app_settings.value("index/audio_model", "classic", str))
+        # The user's settings (config file, CURATOR_* environment), as `curator index` reads
+        # them; the models last chosen in the dialog take precedence.
+        self.index_options = IndexOptions.from_settings(
+            model=app_settings.value("index/model", "", str) or None,
+            audio_model=app_settings.value("index/audio_model", "", str) or None)
         self._preview: Optional[PreviewWindow] = None
         self._taxonomy: Optional[TaxonomyEditor] = None
         self._map_dirty = True
@@ -341,10 +343,9 @@ class MainWindow(QMainWindow):
             self.jobs.attach(worker, "Indexing")
         return worker
 
-    def _indexed(self, summary: dict[str, Any]) -> None:
-        if summary.get("unavailable"):
-            self.show_error("some models could not be loaded: " +
-                            " | ".join(summary["unavailable"]))
+    def _indexed(self, report: Any) -> None:
+        if report.unavailable:
+            self.show_error("some models could not be loaded: " + " | ".join(report.unavailable))
 
     def _job_done(self, ok: bool) -> None:
         self.queue.reload()
