@@ -1,4 +1,5 @@
-"""Clustering runs: groups and topics per embedding space, stored by run; split and merge within a run.
+"""Clustering runs: groups and topics per embedding space, stored by run; split and merge
+within a run; the review queue over them.
 
 Labels belong to items and groups belong to a run, so re-clustering never touches a label. One
 `cluster` run covers every space (CLIP for images and video, CLAP for audio, ...), and its group
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -304,7 +306,8 @@ def merge(catalog: Catalog, run_id: int, group_ids: Sequence[int]) -> int:
              json.dumps([int(found[j]) for j in stats.representatives[0]]),
              json.dumps([int(found[j]) for j in stats.boundary[0]]), utcnow()],
         )
-        db.execute(f"UPDATE assignments SET group_id = ? WHERE run_id = ? AND group_id IN ({marks})",
+        db.execute(f"UPDATE assignments SET group_id = ? WHERE run_id = ? AND group_id IN "
+                   f"({marks})",
                    [new_id, run_id, *group_ids])
         db.execute(f"UPDATE groups SET state = 'merged', parent = ? WHERE run_id = ? AND "
                    f"group_id IN ({marks})", [new_id, run_id, *group_ids])

@@ -8,8 +8,9 @@ Each method composes feature calls (`curator.items`, `scan`, `models`, `groups`,
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from curator import items as _items
 from curator.catalog import Catalog, RunRecord
@@ -433,7 +434,8 @@ class Project:
 
     def record_verdict(self, audit_id: int, item_id: int, verdict: str,
                        corrected_label: Optional[str] = None) -> Verdict:
-        """Record correct / wrong / unsure on an audited item; a correction relabels it (undoable)."""
+        """Record correct / wrong / unsure on an audited item; a correction relabels it
+        (undoable)."""
         from curator.audit import record_verdict
 
         return record_verdict(self.catalog, audit_id, item_id, verdict, corrected_label,

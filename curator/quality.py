@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -29,7 +30,8 @@ from indexing.progress import Progress, ProgressEvent, check_cancel, no_progress
 log = logging.getLogger(__name__)
 
 QUERY_CHUNK = 4096
-"""Query rows converted to float32 and searched at a time: memory stays flat, cancel stays prompt."""
+"""Query rows converted to float32 and searched at a time: memory stays flat, cancel stays
+prompt."""
 
 _NOISE = 0  # label code of a neighbour marked noise or mixed: a vote for "no single label"
 _UNLABELLED = -1  # label code of a neighbour with no current value: no vote at all

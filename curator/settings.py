@@ -1,4 +1,5 @@
-"""Settings: defaults < user config file < CURATOR_* environment < CLI flags, as one frozen dataclass."""
+"""Settings: defaults < user config file < CURATOR_* environment < CLI flags, as one frozen
+dataclass."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class Settings:
     batch_size: int = 64
     offline: bool = False
 
-    def with_overrides(self, **values: Any) -> "Settings":
+    def with_overrides(self, **values: Any) -> Settings:
         """A copy with the given non-None values replaced (CLI flags)."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
@@ -81,7 +82,7 @@ def _coerce(field_type: Any, raw: Any, name: str) -> Any:
 
 
 def load_settings(environ: Optional[dict[str, str]] = None) -> Settings:
-    """Defaults, then the config file, then CURATOR_* variables. Bad values are logged and skipped."""
+    """Defaults, then the config file, then CURATOR_* variables; bad values are logged, skipped."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     types = {f.name: f.type for f in fields(Settings)}

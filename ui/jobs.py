@@ -1,4 +1,4 @@
-"""The app's long jobs (indexing runs `curator.pipeline.index`) and the panel showing their progress.
+"""The app's long jobs (indexing runs `curator.pipeline.index`) and the panel showing progress.
 
 The panel shows the stage, a bar, the measured rate and the time left, and a Cancel button that
 sets the job's CancelToken; every finished batch is kept, so indexing again resumes.
@@ -7,7 +7,8 @@ sets the job's CancelToken; every finished batch is kept, so indexing again resu
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget

@@ -1,4 +1,5 @@
-"""Commands that build a project: init, scan, embed, index, status, runs, doctor, demo, sample-corpus."""
+"""Commands that build a project: init, scan, embed, index, status, runs, doctor, demo and
+sample-corpus."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Optional
 
 import click
 
-from indexing.embedders.defaults import DEFAULT_MODELS
 from curator.cli.base import (
     PROJECT,
     Bars,
@@ -19,6 +19,7 @@ from curator.cli.base import (
     human_bytes,
     open_project,
 )
+from indexing.embedders.defaults import DEFAULT_MODELS
 
 
 @cli.command()
@@ -77,8 +78,8 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
 @cli.command()
 @PROJECT
 @click.option("--model", default=None,
-              help="Images and video: an open_clip model string (ARCH/TAG, hf-hub:ORG/REPO, or ARCH "
-                   "with --weights), or 'classic' (weight-free). Default from settings: "
+              help="Images and video: an open_clip model string (ARCH/TAG, hf-hub:ORG/REPO, or "
+                   "ARCH with --weights), or 'classic' (weight-free). Default from settings: "
                    f"{DEFAULT_MODELS['image']}.")
 @click.option("--audio-model", default=None,
               help="Audio: a CLAP model (hub id or local folder), or 'classic'. "
@@ -291,7 +292,8 @@ def doctor(as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def runs(project: Path, kind: Optional[str], limit: int, as_json: bool) -> None:
-    """The recorded runs of PROJECT, newest first: what ran, with which parameters, and how it ended."""
+    """The recorded runs of PROJECT, newest first: what ran, with which parameters, how it
+    ended."""
     with open_project(project) as proj:
         records = proj.runs(kind, limit)
     if as_json:

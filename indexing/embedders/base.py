@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from indexing.embedders.defaults import DEFAULT_MODELS, FAMILY
+from indexing.embedders.defaults import FAMILY
 
 
 class EmbedderUnavailable(RuntimeError):
-    """The embedder cannot run here (weights absent, package missing); the message says what to do."""
+    """The embedder cannot run here (weights absent, package missing); the message says what to
+    do."""
 
 
 @dataclass
@@ -211,7 +213,7 @@ class EmbedderSpec:
         return create_embedder(self.name, **self.options(), **runtime)
 
 
-def resolve(spec: "str | EmbedderSpec", modality: str = "image",
+def resolve(spec: str | EmbedderSpec, modality: str = "image",
             weights: Optional[str] = None) -> EmbedderSpec:
     """The embedder a user's model choice names.
 
