@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QFrame, QHBoxLayout, QInput
                                QToolBar, QVBoxLayout, QWidget)
 
 from ui import settings as app_settings
+from ui.about import install_about
 from ui.dialogs import ExportDialog, IndexDialog, IndexOptions, NewProjectDialog, TaxonomyEditor
 from ui.group_view import GroupView
 from ui.jobs import JobPanel, run_indexing
@@ -26,6 +27,7 @@ from ui.preview import PreviewWindow
 from ui.queue_view import QueueView
 from ui.session import GROUPS, INDEX, LABELS, TAXONOMY, Session
 from ui.thumbnails import ThumbnailCache
+from ui.welcome import install_welcome
 from ui.workers import WorkerError
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,8 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._connect()
+        install_about(self)  # Help ▸ About, the window icon
+        install_welcome(self)  # the first-start page until a project is open
         self.restore_state()
         # Another process (the CLI) may be indexing this project: look for a newer clustering
         # every few seconds (one cheap read) and show it when it lands.
