@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def group_decisions(catalog: Catalog, run_id: int,
     sizes = dict(db.execute("SELECT group_id, size FROM groups WHERE run_id = ?", [run_id]))
     wanted = None if group_ids is None else {int(g) for g in group_ids}
     per: dict[int, dict[str, Any]] = {}
-    rows = tallies(catalog, run_id)
+    rows = tallies(catalog, run_id, None if wanted is None else sorted(wanted))
     for group_id, state, label_id, n in rows:
         if wanted is not None and group_id not in wanted:
             continue
@@ -143,6 +144,21 @@ def with_decisions(catalog: Catalog, run_id: int, groups: Sequence[Any]) -> list
     return out
 
 
+def group_status(catalog: Catalog, run_id: int, group_id: int,
+                 stored_status: str = "undecided") -> tuple[str, Optional[str], GroupDecision]:
+    """(derived status, dominant label name, decision) of one group."""
+    d = group_decisions(catalog, run_id, [group_id]).get(group_id)
+    if d is None:
+        d = GroupDecision(group_id, 0)
+    if stored_status != "undecided":
+        d = dataclasses.replace(d, explicit=True)
+    name = None
+    if d.label_id is not None:
+        row = catalog.db.execute("SELECT name FROM labels WHERE id = ?", [d.label_id]).fetchone()
+        name = row[0] if row else None
+    return d.status, name, d
+
+
 def undecided_mask(catalog: Catalog, item_ids: np.ndarray) -> np.ndarray:
     """True for the items of `item_ids` that carry no decision (for `cluster --undecided`)."""
     ids = np.asarray(item_ids, dtype=np.int64)
@@ -168,8 +184,8 @@ def run_note(catalog: Catalog, run_id: int) -> Optional[str]:
     return None
 
 
-def filter_groups(catalog: Catalog, groups: list[Any], order: str, status: Optional[str],
-                  label: Optional[str]) -> list[Any]:
+def filter_groups(groups: list[Any], order: str, status: Optional[str],
+                  label_id: Optional[int]) -> list[Any]:
     """Filter a listing by derived status or dominant label; `unlabeled` puts open groups first."""
     from curator.errors import UsageError
 
@@ -177,11 +193,9 @@ def filter_groups(catalog: Catalog, groups: list[Any], order: str, status: Optio
         if status not in STATUSES:
             raise UsageError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
         groups = [g for g in groups if g.status == status]
-    if label:
-        from curator.labels import find_label
-
-        name = find_label(catalog, label).name
-        groups = [g for g in groups if g.label == name]
+    if label_id is not None:
+        groups = [g for g in groups if g.decision is not None
+                  and g.decision.label_id == label_id and g.status == "labelled"]
     if order == "unlabeled":
         groups = sorted(groups, key=lambda g: (g.status not in OPEN_STATUSES, -g.size))
     return groups

@@ -15,10 +15,9 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
-
-import numpy as np
+from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
@@ -143,6 +142,12 @@ def _path(by_id: dict[int, tuple], label_id: int) -> str:
     return "/".join(reversed(parts))
 
 
+def label_paths(catalog: Catalog) -> dict[int, str]:
+    """Label id -> full path ("animal/cat") of every label, removed ones included."""
+    by_id = {r[0]: r for r in catalog.db.execute("SELECT id, name, parent_id FROM labels")}
+    return {label_id: _path(by_id, label_id) for label_id in by_id}
+
+
 def find_label(catalog: Catalog, name: str) -> Label:
     """A live label by name or full path (case-sensitive; a unique case-insensitive match works)."""
     all_labels = labels(catalog, with_counts=False)
@@ -154,7 +159,8 @@ def find_label(catalog: Catalog, name: str) -> Label:
     if len(folded) == 1:
         return folded[0]
     known = ", ".join(lab.path for lab in all_labels[:12]) or "none yet"
-    raise UsageError(f"no label {name!r}; known labels: {known} (add one with `curator labels add`)")
+    raise UsageError(f"no label {name!r}; known labels: {known}",
+                     hint="add one with `curator labels add PROJECT NAME`")
 
 
 def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
@@ -480,7 +486,7 @@ def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -
             for r in rows]
 
 
-def current_labels(catalog: Catalog, item_ids: Optional[np.ndarray] = None) -> dict[int, tuple]:
+def current_labels(catalog: Catalog, item_ids: Optional[Sequence[int]] = None) -> dict[int, tuple]:
     """item id -> (state, label id, event id) for items that have a current value."""
     if item_ids is None:
         return {r[0]: r[1:] for r in catalog.db.execute(

@@ -150,8 +150,9 @@ def recount_groups(db: Any, run_id: int, group_ids: list[int]) -> None:
         [run_id, *group_ids])
 
 
-def tallies(catalog: Catalog, run_id: int) -> list[tuple[int, str, Optional[int], int]]:
-    """(group, state, label id or None, count) rows of a run, true as of now."""
+def tallies(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
+            ) -> list[tuple[int, str, Optional[int], int]]:
+    """(group, state, label id or None, count) rows of a run (or of some groups), true now."""
     if not catch_up(catalog, run_id):
         if _as_of(catalog.db, run_id) is None:
             try:
@@ -162,8 +163,11 @@ def tallies(catalog: Catalog, run_id: int) -> list[tuple[int, str, Optional[int]
                 return _count_in_memory(catalog, run_id)
         else:
             return _count_in_memory(catalog, run_id)
-    return [(g, s, lab or None, n) for g, s, lab, n in catalog.db.execute(
-        "SELECT group_id, state, label_id, n FROM group_tallies WHERE run_id = ?", [run_id])]
+    sql, args = "SELECT group_id, state, label_id, n FROM group_tallies WHERE run_id = ?", [run_id]
+    if group_ids is not None:
+        sql += f" AND group_id IN ({','.join('?' * len(group_ids)) or 'NULL'})"
+        args.extend(int(g) for g in group_ids)
+    return [(g, s, lab or None, n) for g, s, lab, n in catalog.db.execute(sql, args)]
 
 
 def _count_in_memory(catalog: Catalog, run_id: int) -> list[tuple[int, str, Optional[int], int]]:

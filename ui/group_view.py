@@ -18,13 +18,25 @@ A temporary group (search results, a lasso selection) is decided the same way, i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QKeyEvent, QPainter, QPen, QPolygon
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QInputDialog, QLabel, QListView,
-                               QMenu, QSlider, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListView,
+    QMenu,
+    QSlider,
+    QStyle,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui.models import ITEM_ROLE, ItemGridModel
 from ui.session import GROUPS, LABELS, Session
@@ -263,7 +275,7 @@ class GroupView(QWidget):
             return
         self._loading = group_id
         self.title.setText(f"Group {group_id} · loading…")
-        self.session.read(lambda p: p.group(group_id), key="group-view",
+        self.session.read(lambda p: p.group(group_id).to_json(), key="group-view",
                           on_result=lambda info: self._group_loaded(group_id, info),
                           name="group", priority=3)
 
@@ -278,8 +290,8 @@ class GroupView(QWidget):
                 self._prefetched.pop(next(iter(self._prefetched)))
             self.thumbs.request(info["items"][:self.PREFETCH_THUMBS], background=True)
 
-        self.session.read(lambda p: p.group(group_id), name="prefetch", on_result=loaded,
-                          on_error=lambda info: None, priority=-2)
+        self.session.read(lambda p: p.group(group_id).to_json(), name="prefetch",
+                          on_result=loaded, on_error=lambda info: None, priority=-2)
 
     def forget_prefetched(self) -> None:
         """Something changed in the catalog: prefetched groups may be stale."""
@@ -310,7 +322,7 @@ class GroupView(QWidget):
             # This change is our own decision, and the view already shows the next group.
             self._moved_on = False
             return
-        self.session.read(lambda p: p.group(gid), key="group-view",
+        self.session.read(lambda p: p.group(gid).to_json(), key="group-view",
                           on_result=lambda info: self._group_loaded(gid, info, keep=True),
                           on_error=lambda info: log.info("group %s: %s", gid, info),
                           name="group")

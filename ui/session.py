@@ -9,8 +9,9 @@ stale query can never overwrite a newer answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 

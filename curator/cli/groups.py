@@ -55,7 +55,7 @@ def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], 
         for space, c in counts.items():
             click.echo(f"  {space}: {c['items']} items in {c['groups']} groups ({c['method']}"
                        + (f", {c['noise']} noise" if c.get("noise") else "") + ")")
-        click.echo(f"  {q['groups_decided']} of {q['groups_total']} groups already decided by "
+        click.echo(f"  {q.groups_decided} of {q.groups_total} groups already decided by "
                    "their items' labels")
         _print_groups(proj.groups(run_id, order="size")[:5], "largest groups")
         _print_groups(proj.groups(run_id, order="impurity")[:5], "most impure groups")
@@ -82,11 +82,12 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
     with open_project(project) as proj:
         q = proj.queue(order, run_id)
     if as_json:
-        emit_json({**q, "groups": [g.to_json() for g in q["groups"][:limit]]})
+        data = q.to_json()
+        emit_json({**data, "groups": data["groups"][:limit]})
         return
-    click.echo(f"run {q['run_id']}: {q['groups_decided']} of {q['groups_total']} groups decided, "
-               f"{q['items_labelled']} of {q['items_total']} items labelled")
-    _print_groups(q["groups"][:limit], f"next {min(limit, len(q['groups']))} groups ({order})")
+    click.echo(f"run {q.run_id}: {q.groups_decided} of {q.groups_total} groups decided, "
+               f"{q.items_labelled} of {q.items_total} items labelled")
+    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})")
 
 
 @cli.command()

@@ -28,7 +28,7 @@ def project(tmp_path, media):
 
 
 def _colour(project, group_id, run_id):
-    members = project.group(group_id, run_id)["items"]
+    members = project.group(group_id, run_id).items
     colours = {project.item(i)["path"].split("/")[0] for i in members}
     assert len(colours) == 1
     return colours.pop()
@@ -38,10 +38,10 @@ def test_a_new_clustering_shows_every_decision_already_made(project):
     run1, _ = project.cluster(n_groups=3)
     for g in project.groups(run1):
         project.label_group(g.group_id, _colour(project, g.group_id, run1), run_id=run1)
-    assert project.queue(run_id=run1)["groups_decided"] == 3
+    assert project.queue(run_id=run1).groups_decided == 3
     run2, _ = project.cluster(n_groups=3, seed=1)
     queue = project.queue(run_id=run2)
-    assert queue["groups_total"] == 3 and queue["groups_decided"] == 3 and queue["groups"] == []
+    assert queue.groups_total == 3 and queue.groups_decided == 3 and queue.groups == []
     for g in project.groups(run2):
         assert g.status == "labelled" and g.labelled == g.size
         assert g.label == _colour(project, g.group_id, run2)
@@ -51,9 +51,9 @@ def test_a_new_clustering_shows_every_decision_already_made(project):
 def test_partial_mixed_and_noise_groups_are_told_apart(project):
     run, _ = project.cluster(n_groups=3)
     groups = {_colour(project, g.group_id, run): g.group_id for g in project.groups(run)}
-    red = project.group(groups["red"])["items"]
+    red = project.group(groups["red"]).items
     project.label_items(red[:3], "red")
-    green = project.group(groups["green"])["items"]
+    green = project.group(groups["green"]).items
     project.label_items(green[:6], "green")
     project.label_items(green[6:], "blue")
     project.label_group(groups["blue"], action="noise")
@@ -61,7 +61,7 @@ def test_partial_mixed_and_noise_groups_are_told_apart(project):
     assert by_id[groups["red"]].status == "partial" and by_id[groups["red"]].labelled == 3
     assert by_id[groups["green"]].status == "mixed"
     assert by_id[groups["blue"]].status == "noise"
-    assert [g.group_id for g in project.queue(run_id=run)["groups"]] == [groups["red"]]
+    assert [g.group_id for g in project.queue(run_id=run).groups] == [groups["red"]]
     assert [g.group_id for g in project.groups(run, status="partial")] == [groups["red"]]
     d = group_decisions(project.catalog, run)[groups["green"]]
     assert d.labels == 2 and d.decided == 12 and d.label_count == 6
@@ -75,7 +75,7 @@ def test_cluster_undecided_groups_only_items_without_a_decision(project):
     run2, counts = project.cluster(n_groups=2, undecided_only=True)
     (only,) = counts.values()
     assert only["items"] == 24
-    members = [i for g in project.groups(run2) for i in project.group(g.group_id, run2)["items"]]
+    members = [i for g in project.groups(run2) for i in project.group(g.group_id, run2).items]
     assert len(members) == 24
     assert {project.item(i)["path"].split("/")[0] for i in members} == {"green", "blue"}
     assert project.runs("cluster")[0].params["undecided"] is True
@@ -89,13 +89,13 @@ def test_splits_and_merges_carry_over_to_a_new_run(project):
     run1, _ = project.cluster(n_groups=3)
     groups = {_colour(project, g.group_id, run1): g.group_id for g in project.groups(run1)}
     halves = project.split(groups["red"], k=2, run_id=run1)
-    parts = [set(project.group(h, run1)["items"]) for h in halves]
+    parts = [set(project.group(h, run1).items) for h in halves]
     merged = project.merge([groups["green"], groups["blue"]], run_id=run1)
-    merged_items = set(project.group(merged, run1)["items"])
+    merged_items = set(project.group(merged, run1).items)
     run2, _ = project.cluster(n_groups=3)
     active = project.groups(run2)
     assert len(active) == 3
-    got = sorted((set(project.group(g.group_id, run2)["items"]) for g in active), key=len)
+    got = sorted((set(project.group(g.group_id, run2).items) for g in active), key=len)
     assert sorted(parts, key=len) + [merged_items] == got or \
         sorted(parts + [merged_items], key=len) == got
     notes = [e.note for e in project.history(limit=10) if e.action in ("split", "merge")]

@@ -61,21 +61,21 @@ def test_a_relabel_says_so_in_its_summary(project):
 def test_split_and_merge_are_undone_and_redone(project):
     run, _ = project.cluster(n_groups=2)
     g0, g1 = [g.group_id for g in project.groups(run)]
-    before = {g: sorted(project.group(g, run)["items"]) for g in (g0, g1)}
+    before = {g: sorted(project.group(g, run).items) for g in (g0, g1)}
     children = project.split(g0, k=2)
     assert project.undo_redo_texts()["undo"].startswith(
         f"split of group {g0} (run {run}) into groups {children[0]}, {children[1]}")
     r = project.undo()
     assert r["text"].startswith(f"undone: split of group {g0}")
     assert sorted(g.group_id for g in project.groups(run)) == sorted([g0, g1])
-    assert sorted(project.group(g0, run)["items"]) == before[g0]
+    assert sorted(project.group(g0, run).items) == before[g0]
     project.redo()
     assert sorted(g.group_id for g in project.groups(run)) == sorted([g1, *children])
     project.undo()
     merged = project.merge([g0, g1])
-    assert project.group(merged, run)["size"] == 20
+    assert project.group(merged, run).size == 20
     assert project.undo()["text"].startswith(f"undone: merge of groups {g0}, {g1}")
-    assert {g: sorted(project.group(g, run)["items"]) for g in (g0, g1)} == before
+    assert {g: sorted(project.group(g, run).items) for g in (g0, g1)} == before
     assert sorted(g.group_id for g in project.groups(run)) == sorted([g0, g1])
 
 
