@@ -440,6 +440,19 @@ class Project:
 
         return item_badges(self.catalog, item_ids)
 
+    def group_show(self, group_id: int, run_id: Optional[int] = None,
+                   limit: Optional[int] = 50) -> Any:
+        """A group's members (path, modality, label, similarity) and facts; see group_show."""
+        from curator.group_show import group_show
+
+        return group_show(self.catalog, self.current_run(run_id), group_id, limit)
+
+    def group_facts(self, group_ids: Sequence[int], run_id: Optional[int] = None) -> Any:
+        """Modality mix, labels carried and topic name of some groups of a run."""
+        from curator.group_show import group_facts
+
+        return group_facts(self.catalog, self.current_run(run_id), group_ids)
+
     def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
         from curator.labels import history
 
