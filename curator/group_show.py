@@ -18,7 +18,13 @@ import numpy as np
 from curator.catalog import Catalog
 
 # Words that name nothing: media extensions and camera/recorder file-name boilerplate.
-_STOP = frozenset(["jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "heic", "wav", "flac", "mp3", "ogg", "m4a", "aac", "opus", "mp4", "mov", "mkv", "avi", "webm", "img", "dsc", "dscn", "pxl", "vid", "rec", "audio", "video", "image", "images", "photo", "photos", "clip", "clips", "file", "files", "new", "copy", "final", "the", "and", "of", "for", "with", "from", "data", "dataset", "sample", "samples"])
+_STOP = frozenset([
+    "jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "heic", "wav", "flac", "mp3",
+    "ogg", "m4a", "aac", "opus", "mp4", "mov", "mkv", "avi", "webm", "img", "dsc", "dscn",
+    "pxl", "vid", "rec", "audio", "video", "image", "images", "photo", "photos", "clip",
+    "clips", "file", "files", "new", "copy", "final", "the", "and", "of", "for", "with", "from",
+    "data", "dataset", "sample", "samples"
+])
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
 _SAMPLE = 200  # members read to name a topic
 
