@@ -510,22 +510,25 @@ class Catalog:
     def recorded_run(self, kind: str, params: dict[str, Any]) -> Iterator["RunHandle"]:
         """Record a computation as a run: 'ok' when the block ends, 'cancelled' when it raises
         Cancelled, 'failed' (with the error) otherwise. Set `handle.counts` inside the block."""
+        from curator.stage_lock import stage_lock
         from indexing.progress import Cancelled
 
-        self.mark_interrupted_runs()
-        handle = RunHandle(self.start_run(kind, params))
-        status, error = "failed", None
-        try:
-            yield handle
-            status = "ok"
-        except Cancelled:
-            status = "cancelled"
-            raise
-        except BaseException as exc:
-            error = str(exc)[:500]
-            raise
-        finally:
-            self.end_run(handle.id, status, handle.counts, error=error)
+        # One stage at a time per project (triage): a second process refuses, naming the first.
+        with stage_lock(self.root, kind):
+            self.mark_interrupted_runs()
+            handle = RunHandle(self.start_run(kind, params))
+            status, error = "failed", None
+            try:
+                yield handle
+                status = "ok"
+            except Cancelled:
+                status = "cancelled"
+                raise
+            except BaseException as exc:
+                error = str(exc)[:500]
+                raise
+            finally:
+                self.end_run(handle.id, status, handle.counts, error=error)
 
     def mark_interrupted_runs(self) -> int:
         """Runs left 'running' by a process of this host that no longer exists were killed."""
