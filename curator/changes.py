@@ -26,6 +26,7 @@ def create_change_log(db: Any) -> None:
     from curator.tallies import create_tally_tables
 
     create_tally_tables(db)
+    _duplicate_state(db)
     db.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY, time TEXT NOT NULL, "
                "kind TEXT NOT NULL, ref INTEGER, run_id INTEGER)")
     action = f"COALESCE({_ORIGINAL.format(col='action')}, NEW.action)"
@@ -42,6 +43,28 @@ def create_change_log(db: Any) -> None:
         "WHEN NEW.status != OLD.status AND NEW.status != 'running' BEGIN "
         "INSERT INTO changes (time, kind, ref, run_id) VALUES "
         "(COALESCE(NEW.ended_at, NEW.started_at), 'run:' || NEW.kind, NEW.id, NEW.id); END")
+
+
+def _duplicate_state(db: Any) -> None:
+    # A duplicate is a state of its own that points at the item kept (never noise): the state
+    # CHECK of item_labels is widened (a table rebuild; SQLite cannot alter a CHECK) and the
+    # keeper travels with the events so undo and redo restore it.
+    db.execute(
+        """CREATE TABLE item_labels_new (
+            item_id INTEGER PRIMARY KEY REFERENCES items(id),
+            state TEXT NOT NULL CHECK (state IN ('labelled', 'noise', 'mixed', 'duplicate')),
+            label_id INTEGER REFERENCES labels(id),
+            event_id INTEGER NOT NULL REFERENCES events(id),
+            confirmed INTEGER NOT NULL DEFAULT 0,
+            keeper_id INTEGER
+        )""")
+    db.execute("INSERT INTO item_labels_new (item_id, state, label_id, event_id, confirmed) "
+               "SELECT item_id, state, label_id, event_id, confirmed FROM item_labels")
+    db.execute("DROP TABLE item_labels")
+    db.execute("ALTER TABLE item_labels_new RENAME TO item_labels")
+    db.execute("CREATE INDEX item_labels_label ON item_labels (label_id)")
+    db.execute("ALTER TABLE event_items ADD COLUMN before_keeper INTEGER")
+    db.execute("ALTER TABLE event_items ADD COLUMN after_keeper INTEGER")
 
 
 @dataclass(frozen=True)

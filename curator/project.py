@@ -422,6 +422,15 @@ class Project:
 
     # --- triage: named events, badges ------------------------------------------------------
 
+    def mark_duplicates(self, keepers: dict[int, int], note: str = "") -> int:
+        """Mark copies as duplicates of the item kept for each (copy id -> keeper id): one
+        undoable event; a duplicate is its own state, never noise."""
+        from curator.labels import apply_event
+
+        return apply_event(self.catalog, "duplicate", list(keepers), keepers=keepers,
+                           source="manual", annotator=self.annotator,
+                           note=note or "duplicates")
+
     def describe_event(self, event_id: int) -> str:
         """What an event did, in words ("label 'cat' on 12 items, event 7")."""
         from curator.history import describe

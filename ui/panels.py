@@ -89,10 +89,10 @@ def duplicate_sets(answer: Any) -> list[dict[str, Any]]:
 
 
 class DuplicatesPanel(FeaturePanel):
-    """Duplicate sets with a suggested keeper; one action marks every non-keeper as noise.
+    """Duplicate sets with a suggested keeper; one action marks every other copy `duplicate`.
 
-    Accepting is one undoable event (`label_items(..., action="noise")` with a note naming
-    the duplicate search), so Ctrl+Z brings every item back as it was. No file is touched.
+    Accepting is one undoable event (`mark_duplicates`: each copy points at its keeper; a
+    duplicate is never noise), so Ctrl+Z brings every item back as it was. No file is touched.
     """
 
     needs = ("find_duplicates",)
@@ -108,8 +108,8 @@ class DuplicatesPanel(FeaturePanel):
         self.find_button = QPushButton("Find duplicates")
         self.find_button.clicked.connect(self.find)
         self.accept_button = QPushButton("Accept all suggestions")
-        self.accept_button.setToolTip("Mark every copy except the suggested keeper as noise "
-                                      "(one event; Ctrl+Z undoes)")
+        self.accept_button.setToolTip("Mark every copy except the suggested keeper as a "
+                                      "duplicate of it (one event; Ctrl+Z undoes)")
         self.accept_button.clicked.connect(self.accept_all)
         self.accept_button.setEnabled(False)
         self.tree = QTreeWidget()
@@ -157,7 +157,8 @@ class DuplicatesPanel(FeaturePanel):
             self.tree.addTopLevelItem(top)
             for item_id in s["items"]:
                 keep = item_id == s["keeper"]
-                child = QTreeWidgetItem([f"item {item_id}", "", "keep" if keep else "noise"])
+                child = QTreeWidgetItem([f"item {item_id}", "",
+                                         "keep" if keep else f"duplicate of {s['keeper']}"])
                 child.setData(0, Qt.UserRole, item_id)
                 top.addChild(child)
                 self._nodes[item_id] = child
@@ -165,7 +166,7 @@ class DuplicatesPanel(FeaturePanel):
         self.tree.expandToDepth(0)
         removable = sum(len(s["items"]) - 1 for s in self.sets)
         self.note.setText(f"{len(self.sets)} duplicate sets; accepting marks {removable} "
-                          "non-keepers as noise (one undoable event).")
+                          "copies as duplicates of their keeper (one undoable event).")
         self.accept_button.setEnabled(bool(self.sets))
 
     def _set_icon(self, item_id: int) -> None:
@@ -193,15 +194,15 @@ class DuplicatesPanel(FeaturePanel):
         return sorted({i for s in self.sets for i in s["items"] if i != s["keeper"]} - keepers)
 
     def accept_all(self) -> None:
-        ids = self.non_keepers()
-        if not ids:
+        keepers = {i: s["keeper"] for s in self.sets for i in s["items"] if i != s["keeper"]}
+        if not keepers:
             return
         note = f"duplicates: not the suggested keeper ({len(self.sets)} sets)"
-        self.session.write(lambda p: p.label_items(ids, None, action="noise", source="manual",
-                                                   note=note),
+        self.session.write(lambda p: p.mark_duplicates(keepers, note=note),
                            changes=LABELS, name="accept duplicates",
                            on_result=lambda ev: self.message.emit(
-                               f"{len(ids)} duplicates marked noise (Ctrl+Z undoes)"),
+                               f"{len(keepers)} items marked duplicate of their keeper "
+                               "(Ctrl+Z undoes)"),
                            on_error=self.failed)
 
 

@@ -446,7 +446,7 @@ def test_duplicates_found_then_accepted_as_one_undoable_event(window, qtbot, pro
     panel.accept_all()
     qtbot.waitUntil(lambda: len(label_events(project_dir)) == before + 1, timeout=TIMEOUT)
     labels = item_labels(project_dir)
-    assert all(labels.get(i) == ("noise", None) for i in non_keepers)
+    assert all(labels.get(i) == ("duplicate", None) for i in non_keepers)  # never noise
     assert not any(k in labels for k in keepers)
     assert label_events(project_dir)[-1]["item_count"] == len(non_keepers)
     window.undo()
