@@ -608,7 +608,7 @@ def import_taxonomy(catalog: Catalog, entries: Sequence[dict[str, Any]],
                 rest.append(entry)
                 continue
             added.append(add_label(catalog, name, parent=parent, colour=entry.get("colour"),
-                                   hotkey=entry.get("hotkey"),
+                                   hotkey=entry.get("hotkey") or _free_hotkey(catalog),
                                    description=entry.get("description") or "",
                                    annotator=annotator))
             existing.add(name)
@@ -620,6 +620,16 @@ def import_taxonomy(catalog: Catalog, entries: Sequence[dict[str, Any]],
         raise UsageError(f"label {pending[0].get('name')!r} names a parent that does not exist: "
                          f"{pending[0].get('parent')!r}")
     return added
+
+
+def _free_hotkey(catalog: Catalog) -> Optional[str]:
+    """The first digit (1-9, 0), then letter, that no live label uses and triage does not keep."""
+    taken = {r[0] for r in catalog.db.execute(
+        "SELECT hotkey FROM labels WHERE removed_at IS NULL AND hotkey IS NOT NULL")}
+    for key in [*"1234567890", *"abcdefghilmnopqrstuvwyz"]:
+        if key not in taken and key not in RESERVED_HOTKEYS:
+            return key
+    return None
 
 
 def export_taxonomy(catalog: Catalog) -> list[dict[str, Any]]:

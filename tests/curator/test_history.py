@@ -188,3 +188,11 @@ def test_a_duplicate_points_at_its_keeper_and_is_undone_as_one_event(project):
         "SELECT keeper_id FROM item_labels WHERE item_id = ?", [ids[1]]).fetchone()[0] == ids[2]
     with pytest.raises(UsageError, match="never a copy itself"):
         project.mark_duplicates({ids[3]: ids[4], ids[4]: ids[5]})
+
+
+def test_imported_labels_get_free_hotkeys(project):
+    project.add_label("first", hotkey="1")
+    added = project.import_taxonomy([{"name": "cat"}, {"name": "dog", "hotkey": "d"},
+                                     {"name": "kitten", "parent": "cat"}])
+    keys = {lab.name: lab.hotkey for lab in added}
+    assert keys == {"cat": "2", "dog": "d", "kitten": "3"}
