@@ -286,6 +286,14 @@ def _m006_triage_changes(db: sqlite_utils.Database) -> None:
     create_change_log(db)
 
 
+def _m007_triage_duplicate_state(db: sqlite_utils.Database) -> None:
+    # A `duplicate` item state that points at the item kept (item_labels.keeper_id, carried by
+    # event_items so undo and redo restore it).
+    from curator.changes import duplicate_state
+
+    duplicate_state(db)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
@@ -293,6 +301,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_groups", _m004_groups),
     ("005_labels", _m005_labels),
     ("006_triage_changes", _m006_triage_changes),
+    ("007_triage_duplicate_state", _m007_triage_duplicate_state),
 ]
 
 

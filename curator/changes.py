@@ -26,7 +26,6 @@ def create_change_log(db: Any) -> None:
     from curator.tallies import create_tally_tables
 
     create_tally_tables(db)
-    _duplicate_state(db)
     db.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY, time TEXT NOT NULL, "
                "kind TEXT NOT NULL, ref INTEGER, run_id INTEGER)")
     action = f"COALESCE({_ORIGINAL.format(col='action')}, NEW.action)"
@@ -45,7 +44,8 @@ def create_change_log(db: Any) -> None:
         "(COALESCE(NEW.ended_at, NEW.started_at), 'run:' || NEW.kind, NEW.id, NEW.id); END")
 
 
-def _duplicate_state(db: Any) -> None:
+def duplicate_state(db: Any) -> None:
+    """Migration 007_triage_duplicate_state."""
     # A duplicate is a state of its own that points at the item kept (never noise): the state
     # CHECK of item_labels is widened (a table rebuild; SQLite cannot alter a CHECK) and the
     # keeper travels with the events so undo and redo restore it.
