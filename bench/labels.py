@@ -178,7 +178,7 @@ def main() -> None:
             results[name] = statistics.median(p[0] for p in pairs)
             cpu_seconds[name] = statistics.median(p[1] for p in pairs)
         queue = project.queue("impurity")
-        assert queue["groups_total"] == args.groups, queue["groups_total"]
+        assert queue.groups_total == args.groups, queue.groups_total
         if not args.no_export:
             for fmt in ("jsonl", "parquet"):
                 cpu = time.process_time()

@@ -191,7 +191,7 @@ def duplicate_groups(project: "Project", db: Any = None) -> list[list[int]]:
 
 def find_duplicates(
     project: "Project",
-    threshold: float = 0.95,
+    threshold: Optional[float] = None,
     rule: str = "resolution",
     preferred_source: Optional[str] = None,
     progress: Optional[Progress] = None,
@@ -202,7 +202,10 @@ def find_duplicates(
 
     Args:
         project: an open Project.
-        threshold: cosine similarity at or above which two items are near duplicates.
+        threshold: cosine similarity at or above which two items are near duplicates; None
+            calibrates one per embedding space and modality from the space's own
+            nearest-neighbour distances (`indexing.dedup.calibrated_threshold`, never below
+            DEFAULT_FLOOR).
         rule: which copy to suggest keeping: resolution (most pixels), longest (duration),
             oldest (file modification time), or source (a copy under `preferred_source`);
             ties go to the larger file, then the smaller path.
@@ -220,7 +223,8 @@ def find_duplicates(
 
     started = time.monotonic()
     progress = progress or no_progress
-    if not isinstance(threshold, (int, float)) or not 0.0 < float(threshold) <= 1.0:
+    if threshold is not None and (not isinstance(threshold, (int, float))
+                                  or not 0.0 < float(threshold) <= 1.0):
         raise UsageError(f"--threshold must be a number in (0, 1], not {threshold!r}")
     if rule not in RULES:
         raise UsageError(f"unknown keeper rule {rule!r}; one of {', '.join(RULES)}")
@@ -230,8 +234,8 @@ def find_duplicates(
         preferred_source = _match_source(project, preferred_source)
     elif preferred_source:
         preferred_source = _match_source(project, preferred_source)
-    params = {"threshold": float(threshold), "rule": rule, "preferred_source": preferred_source,
-              "outliers": outliers}
+    params = {"threshold": None if threshold is None else float(threshold), "rule": rule,
+              "preferred_source": preferred_source, "outliers": outliers, "thresholds": {}}
     with project.catalog.recorded_run("dedup", params) as run:
         db = project.catalog.db
         progress(ProgressEvent("exact duplicates", 0, None, "groups"))
@@ -242,8 +246,8 @@ def find_duplicates(
         ranked: list[Outlier] = []
         spaces: dict[str, int] = {}
         for space in [row["space"] for row in project.spaces()]:
-            found, outl, n = _search_space(project, space, float(threshold), cluster_run,
-                                           outliers, progress, cancel)
+            found, outl, n = _search_space(project, space, threshold, cluster_run,
+                                           outliers, progress, cancel, params["thresholds"])
             near_found.extend((space, g) for g in found)
             ranked.extend(outl)
             spaces[space] = n
@@ -294,12 +298,22 @@ def _cluster_run(project: "Project") -> Optional[int]:
         return None
 
 
-def _search_space(project: "Project", space: str, threshold: float, cluster_run: Optional[int],
-                  top: int, progress: Progress, cancel: Optional[Callable[[], bool]]
+DEFAULT_FLOOR = 0.95
+
+
+def _search_space(project: "Project", space: str, threshold: Optional[float],
+                  cluster_run: Optional[int], top: int, progress: Progress,
+                  cancel: Optional[Callable[[], bool]], used: dict[str, float]
                   ) -> tuple[list[list[int]], list[Outlier], int]:
-    """Near-duplicate groups (as item ids) and outliers of one space."""
+    """Near-duplicate groups (as item ids) and outliers of one space, searched per modality
+    (a copy is of the same kind; each modality gets its own calibrated threshold)."""
     from curator.groups import ok_vectors
-    from indexing.dedup import near_duplicate_groups, outlier_scores, rank_outliers
+    from indexing.dedup import (
+        calibrated_threshold,
+        near_duplicate_groups,
+        outlier_scores,
+        rank_outliers,
+    )
 
     ids, X = ok_vectors(project.catalog, space)
     if len(ids) < 2:
@@ -313,9 +327,20 @@ def _search_space(project: "Project", space: str, threshold: float, cluster_run:
         progress(ProgressEvent(f"near duplicates {space}: {event.stage}", event.done, event.total,
                                event.unit, event.message))
 
-    rows = near_duplicate_groups(X, threshold=threshold, group_labels=labels,
-                                 centroids=centroids, progress=report, cancel=cancel)
-    found = [[int(i) for i in ids[np.asarray(r, dtype=np.int64)]] for r in rows]
+    modality = dict(project.catalog.db.execute("SELECT id, modality FROM items WHERE status = 'ok'"))
+    kinds = np.array([modality.get(int(i), "") for i in ids])
+    found = []
+    for kind in sorted(set(kinds.tolist())):
+        part = np.flatnonzero(kinds == kind)
+        if len(part) < 2:
+            continue
+        t = threshold if threshold is not None else calibrated_threshold(X[part],
+                                                                         DEFAULT_FLOOR)
+        used[f"{space}/{kind}"] = round(float(t), 5)
+        rows = near_duplicate_groups(X[part], threshold=float(t),
+                                     group_labels=None if labels is None else labels[part],
+                                     centroids=centroids, progress=report, cancel=cancel)
+        found.extend([int(i) for i in ids[part[np.asarray(r, dtype=np.int64)]]] for r in rows)
     ranked: list[Outlier] = []
     if centroids is not None and top > 0:
         check_cancel(cancel)

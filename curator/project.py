@@ -525,7 +525,7 @@ class Project:
         return export(self, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
                       mode=mode, progress=progress, cancel=cancel)
 
-    def find_duplicates(self, threshold: float = 0.95, rule: str = "resolution",
+    def find_duplicates(self, threshold: Optional[float] = None, rule: str = "resolution",
                         preferred_source: Optional[str] = None, outliers: int = 100,
                         progress: Optional[Progress] = None, cancel: Cancel = None
                         ) -> DedupReport:

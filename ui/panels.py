@@ -117,7 +117,9 @@ class DuplicatesPanel(FeaturePanel):
         self.threshold.setRange(0.5, 1.0)
         self.threshold.setSingleStep(0.01)
         self.threshold.setDecimals(3)
-        self.threshold.setValue(0.95)
+        # The lowest value reads "auto": a threshold calibrated per space and modality.
+        self.threshold.setSpecialValueText("auto")
+        self.threshold.setValue(0.5)
         self.find_button = QPushButton("Find duplicates")
         self.find_button.clicked.connect(self.find)
         self.accept_button = QPushButton("Accept all suggestions")
@@ -148,7 +150,8 @@ class DuplicatesPanel(FeaturePanel):
     def find(self) -> None:
         if not self.available():
             return
-        threshold = self.threshold.value()
+        value = self.threshold.value()
+        threshold = None if value <= self.threshold.minimum() else value
         self.note.setText("Searching for duplicates…")
         self.find_button.setEnabled(False)
 
