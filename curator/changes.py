@@ -49,6 +49,16 @@ def duplicate_state(db: Any) -> None:
     # A duplicate is a state of its own that points at the item kept (never noise): the state
     # CHECK of item_labels is widened (a table rebuild; SQLite cannot alter a CHECK) and the
     # keeper travels with the events so undo and redo restore it.
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'item_labels'").fetchone()[0]
+    if "'duplicate'" not in sql:
+        _rebuild_item_labels(db)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(event_items)")}
+    for column in ("before_keeper", "after_keeper"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE event_items ADD COLUMN {column} INTEGER")
+
+
+def _rebuild_item_labels(db: Any) -> None:
     db.execute(
         """CREATE TABLE item_labels_new (
             item_id INTEGER PRIMARY KEY REFERENCES items(id),
@@ -63,8 +73,6 @@ def duplicate_state(db: Any) -> None:
     db.execute("DROP TABLE item_labels")
     db.execute("ALTER TABLE item_labels_new RENAME TO item_labels")
     db.execute("CREATE INDEX item_labels_label ON item_labels (label_id)")
-    db.execute("ALTER TABLE event_items ADD COLUMN before_keeper INTEGER")
-    db.execute("ALTER TABLE event_items ADD COLUMN after_keeper INTEGER")
 
 
 @dataclass(frozen=True)
