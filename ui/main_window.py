@@ -93,6 +93,10 @@ class MainWindow(QMainWindow):
         self.index_options = IndexOptions.from_settings(
             model=app_settings.value("index/model", "", str) or None,
             audio_model=app_settings.value("index/audio_model", "", str) or None)
+        if not app_settings.value("index/model", "", str):
+            # First start: models whose weights are not here fall back to `classic`, so the
+            # first Index… works on any machine (and in the lite build, which has no torch).
+            self.index_options, _ = self.index_options.with_models_here()
         self._preview: Optional[PreviewWindow] = None
         self._taxonomy: Optional[TaxonomyEditor] = None
         self._map_dirty = True
