@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from curator.audit import AuditItem, AuditReport, Verdict
     from curator.dedup import DedupReport
     from curator.embed import EmbedReport
+    from curator.export import ExportReport
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
@@ -457,7 +458,7 @@ class Project:
 
     def export(self, fmt: str, out: Path | str, split: Optional[str] = None, seed: int = 0,
                only_labeled: bool = False, mode: str = "copy",
-               progress: Optional[Progress] = None, cancel: Cancel = None) -> Any:
+               progress: Optional[Progress] = None, cancel: Cancel = None) -> ExportReport:
         """Export items and labels in a format (atomically, with a manifest); see curator.export."""
         from curator.export import export
 

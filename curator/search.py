@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from curator.catalog import Catalog
+from curator.embed import space_spec
 from curator.errors import CuratorError, UsageError
 from indexing.progress import Progress, ProgressEvent, no_progress
 
@@ -115,15 +116,10 @@ def load_index(catalog: Catalog, space: str) -> Any:
 
 def make_embedder(catalog: Catalog, space: str, offline: Optional[bool] = None) -> Any:
     """Rebuild the embedder that made a space, from the options recorded with it."""
-    from indexing.embedders import EmbedderUnavailable, create_embedder
+    from indexing.embedders import EmbedderUnavailable
 
-    row = _space_row(catalog, space)
-    options = json.loads(row.get("options") or "{}")
-    name = options.pop("name", row["embedder"])
-    if name != "classic":
-        options.setdefault("model", row["model"])
     try:
-        embedder = create_embedder(name, offline=offline, **options)
+        embedder = space_spec(catalog, space).create(offline=offline)
     except EmbedderUnavailable as exc:
         raise CuratorError(f"cannot load the model of space {space}: {exc}") from exc
     if embedder.space != space:
@@ -179,8 +175,8 @@ def search(
             raise UsageError("--text is empty")
         reasons = []
         for s in spaces:
-            if s["embedder"] == "classic":
-                reasons.append(f"{s['space']} (classic) has no text tower")
+            if not space_spec(catalog, s["space"]).capabilities.has_text:
+                reasons.append(f"{s['space']} ({s['embedder']}) has no text tower")
                 continue
             embedder = make_embedder(catalog, s["space"], offline)
             if not embedder.has_text:
