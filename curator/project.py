@@ -475,12 +475,25 @@ class Project:
 
     def search(self, text: Optional[str] = None, like: Optional[int] = None,
                file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
-               space: Optional[str] = None, offline: Optional[bool] = None) -> list[dict[str, Any]]:
-        """Items nearest a text query, an item, or a file: item_id, path, score, modality, space."""
+               space: Optional[str] = None, offline: Optional[bool] = None) -> list[Any]:
+        """Items nearest a text query, an item, or a file, best first (`SearchHit`s).
+
+        The opened indexes and the text model stay warm in this Project between calls; a search
+        never writes (the index is brought up to date by `embed` and `sync_indexes`).
+        """
         from curator.search import search
 
         return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
-                      space=space, offline=offline)
+                      space=space, offline=offline, cache=self.search_cache())
+
+    def search_cache(self) -> Any:
+        """This project's warm search state (opened indexes, query models), made on first use."""
+        from curator.search import SearchCache
+
+        cache = self.__dict__.get("_search_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_search_cache", SearchCache(self.catalog))
+        return cache
 
     def compute_map(self, sample_size: int = 50_000, seed: int = 0,
                     progress: Optional[Progress] = None,

@@ -121,10 +121,11 @@ def search(project: Path, text: Optional[str], like: Optional[int], file: Option
     with open_project(project) as proj:
         hits = proj.search(text=text, like=like, file=file, k=k, modality=modality, space=space)
     if as_json:
-        emit_json(hits)
+        emit_json([h.to_json() for h in hits])
         return
     for h in hits:
-        click.echo(f"{h['score']:.3f}  [{h['item_id']}] {h['path']}  ({h['modality']})")
+        moment = f" at {h.frame_time:.1f} s" if h.frame_time is not None else ""
+        click.echo(f"{h.score:.3f}  [{h.item_id}] {h.path}{moment}  ({h.modality})")
     if not hits:
         click.echo("no results")
 
