@@ -495,6 +495,36 @@ class Project:
             cache = self.__dict__.setdefault("_search_cache", SearchCache(self.catalog))
         return cache
 
+    # --- label suggestions (search helper, issue 15) -----------------------------------------
+
+    def suggestions(self, run_id: Optional[int] = None,
+                    group_ids: Optional[list[int]] = None) -> dict[int, Any]:
+        """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
+        group id), from the labelled items nearest its members and, where the model has a text
+        tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
+        from curator.suggest import suggest
+
+        run_id = self.current_run(run_id)
+        last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        key = (run_id, last, tuple(group_ids) if group_ids is not None else None)
+        memo = self.__dict__.get("_suggestions_memo")
+        if memo is None or memo[0] != key:
+            memo = (key, suggest(self.catalog, run_id, group_ids, cache=self.search_cache()))
+            self.__dict__["_suggestions_memo"] = memo
+        return memo[1]
+
+    def accept_suggestions(self, min_confidence: float = 0.9, run_id: Optional[int] = None,
+                           group_ids: Optional[list[int]] = None) -> tuple[Optional[int], list]:
+        """Label every undecided group whose suggestion is at least `min_confidence` with it:
+        one event, undone as one. Returns (event id or None, the accepted suggestions)."""
+        from curator.suggest import accept
+
+        run_id = self.current_run(run_id)
+        chosen = [s for s in self.suggestions(run_id, group_ids).values()
+                  if s.confidence >= min_confidence]
+        chosen.sort(key=lambda s: s.group_id)
+        return accept(self.catalog, run_id, chosen, self.annotator), chosen
+
     def compute_map(self, sample_size: int = 50_000, seed: int = 0,
                     progress: Optional[Progress] = None,
                     cancel: Optional[Callable[[], bool]] = None) -> dict[str, Any]:

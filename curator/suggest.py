@@ -4,7 +4,7 @@ with a confidence calibrated on the decisions already made.
 For each group of a clustering run, up to `MEMBERS` of its items (a fixed random sample) look up
 their `K` nearest labelled items in the same embedding space (an exact search over the labelled
 items only, so a vote exists as soon as one group is decided). Each neighbour votes for its label
-with weight max(cosine, 0); the vote is refreshed on every call, so it follows the decisions.
+with weight exp(-(gap in cosine to the nearest neighbour) / KERNEL_WIDTH); the vote is refreshed on every call, so it follows the decisions.
 Where the space's model has a text tower (CLIP for images and video, CLAP for audio), the
 taxonomy's names and descriptions are embedded as text and matched against the group's centroid;
 a softmax at CLIP's logit scale turns the cosines into a distribution over labels.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ MEMBERS = 16
 
 K = 10
 """Labelled neighbours per member."""
+
+KERNEL_WIDTH = 0.05
+"""A neighbour's vote is exp(-(gap in cosine to the member's nearest labelled item) / this)."""
 
 LABELLED_CAP = 200_000
 """Most labelled items searched per space (a fixed random sample beyond), bounding the cost."""
@@ -82,7 +85,7 @@ class _Space:
     groups: np.ndarray  # group of each labelled item in the run (-1 when none)
 
 
-def suggest(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None,
+def suggest(catalog: Catalog, run_id: int, group_ids: list[int] | None = None,
             cache: Any = None, text_model: bool = True) -> dict[int, Suggestion]:
     """Suggestions for the undecided groups of a run (or for the given groups).
 
@@ -129,15 +132,22 @@ def calibrate(raw: list[float], right: list[bool]) -> tuple[float, float]:
     prior = np.array(PRIOR, np.float64)
     # Prior precision: the curvature PRIOR_DECISIONS decisions spread over [0, 1] would give.
     lam = PRIOR_DECISIONS * 0.25 * np.array([1.0 / 3.0, 1.0])
-    for _ in range(25):  # Newton steps on a 2-parameter convex problem converge fast
+    def loss(t: np.ndarray) -> float:
+        z = t[0] * x + t[1]
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(lam * (t - prior) ** 2))
+
+    for _ in range(50):  # damped Newton on a 2-parameter convex problem
         p = _sigmoid(theta[0] * x + theta[1])
         grad = np.array([np.sum((p - y) * x), np.sum(p - y)]) + lam * (theta - prior)
         w = p * (1 - p)
         hess = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
         hess += np.diag(lam)
         step = np.linalg.solve(hess, grad)
-        theta -= step
-        if np.abs(step).max() < 1e-6:
+        now, scale = loss(theta), 1.0
+        while scale > 1e-4 and loss(theta - scale * step) > now:
+            scale /= 2
+        theta -= scale * step
+        if np.abs(scale * step).max() < 1e-7:
             break
     return float(theta[0]), float(theta[1])
 
@@ -240,7 +250,7 @@ def _raw_scores(catalog: Catalog, run_id: int, groups: dict[int, dict], labels: 
 
 def _knn_votes(store: Any, gids: list[int], samples: dict[int, np.ndarray],
                item_ids: np.ndarray, group_of: np.ndarray, lab_items: np.ndarray,
-               lab_labels: np.ndarray, label_ids: np.ndarray) -> Optional[np.ndarray]:
+               lab_labels: np.ndarray, label_ids: np.ndarray) -> np.ndarray | None:
     """(groups, labels) vote shares from the labelled neighbours of each group's sampled members;
     a group's own members never vote for it (so decided groups are scored as if undecided)."""
     import faiss
@@ -273,14 +283,16 @@ def _knn_votes(store: Any, gids: list[int], samples: dict[int, np.ndarray],
         ok = (I[qi] >= 0)
         ok[ok] &= groups_of_lab[I[qi][ok]] != g
         nbr, sim = I[qi][ok][:K], D[qi][ok][:K]
-        np.add.at(votes[row_of[g]], labels_of[nbr], np.maximum(sim, 0.0))
+        if len(sim):
+            # Nearer neighbours count for much more: a kernel on the gap to the nearest one.
+            np.add.at(votes[row_of[g]], labels_of[nbr], np.exp((sim - sim[0]) / KERNEL_WIDTH))
     total = votes.sum(axis=1, keepdims=True)
     return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
 
 
 def _zero_shot(catalog: Catalog, space: str, store: Any, gids: list[int],
                samples: dict[int, np.ndarray], labels: dict[int, dict], label_ids: np.ndarray,
-               cache: Any) -> Optional[np.ndarray]:
+               cache: Any) -> np.ndarray | None:
     """(groups, labels) softmax of the taxonomy's text vectors against each group's centroid."""
     import json
 
@@ -329,7 +341,7 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 def accept(catalog: Catalog, run_id: int, suggestions: list[Suggestion], annotator: str,
-           note: str = "") -> Optional[int]:
+           note: str = "") -> int | None:
     """Give each group its suggested label, as one event (one undo puts them all back).
 
     Returns:

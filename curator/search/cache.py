@@ -10,10 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from curator.catalog import Catalog
-from curator.search.index_files import FRAMES_FILE, INDEX_FILE, index_stamp, open_index, space_folder
+from curator.search.index_files import (
+    FRAMES_FILE,
+    INDEX_FILE,
+    index_stamp,
+    open_index,
+    space_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +31,10 @@ class SearchCache:
         self._catalog = catalog
         self._lock = threading.Lock()
         self._indexes: dict[Path, tuple[tuple[int, int, int], Any]] = {}
-        self._embedders: dict[tuple[str, Optional[bool]], Any] = {}
-        self._embedder_locks: dict[tuple[str, Optional[bool]], threading.Lock] = {}
+        self._embedders: dict[tuple[str, bool | None], Any] = {}
+        self._embedder_locks: dict[tuple[str, bool | None], threading.Lock] = {}
 
-    def index(self, space: str, frames: bool = False) -> Optional[Any]:
+    def index(self, space: str, frames: bool = False) -> Any | None:
         """The space's item index (or frame index), or None when it has none on disk."""
         path = space_folder(self._catalog, space) / (FRAMES_FILE if frames else INDEX_FILE)
         stamp = index_stamp(path)
@@ -46,13 +52,13 @@ class SearchCache:
         log.debug("opened %s (%d vectors)", path, len(index))
         return index
 
-    def embed_text(self, space: str, texts: list[str], offline: Optional[bool]) -> Any:
+    def embed_text(self, space: str, texts: list[str], offline: bool | None) -> Any:
         """Text vectors through the space's text tower, the model loaded once."""
         embedder, lock = self.embedder(space, offline)
         with lock:
             return embedder.embed_text(texts)
 
-    def embedder(self, space: str, offline: Optional[bool]) -> tuple[Any, threading.Lock]:
+    def embedder(self, space: str, offline: bool | None) -> tuple[Any, threading.Lock]:
         """The embedder that made `space` (loaded once) and the lock to hold while using it."""
         from curator.search.queries import make_embedder
 

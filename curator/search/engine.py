@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -44,16 +44,16 @@ class SearchHit:
     score: float
     modality: str
     space: str
-    frame_time: Optional[float] = None
+    frame_time: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def search(catalog: Catalog, *, text: Optional[str] = None, like: Optional[int] = None,
-           file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
-           space: Optional[str] = None, offline: Optional[bool] = None,
-           cache: Optional[SearchCache] = None) -> list[SearchHit]:
+def search(catalog: Catalog, *, text: str | None = None, like: int | None = None,
+           file: str | None = None, k: int = 50, modality: str | None = None,
+           space: str | None = None, offline: bool | None = None,
+           cache: SearchCache | None = None) -> list[SearchHit]:
     """Search by text (through the space's text tower), by example item, or by a file.
 
     Args:
@@ -119,7 +119,7 @@ def _search_frames(cache: SearchCache, query: Query, k: int, found: dict[int, li
 
 
 def _hits(catalog: Catalog, found: dict[int, list], k: int,
-          modality: Optional[str]) -> list[SearchHit]:
+          modality: str | None) -> list[SearchHit]:
     if not found:
         return []
     ids = list(found)

@@ -19,8 +19,9 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def _diff(synced: np.ndarray, ids: np.ndarray, versions: np.ndarray) -> tuple[np
 # --- the write path --------------------------------------------------------------------------
 
 
-def sync_index(catalog: Catalog, space: str, progress: Optional[Progress] = None) -> dict[str, int]:
+def sync_index(catalog: Catalog, space: str, progress: Progress | None = None) -> dict[str, int]:
     """Bring the space's index files in line with the catalog: add new, replace re-embedded,
     drop missing; the only function that writes them.
 
@@ -171,13 +172,13 @@ def sync_index(catalog: Catalog, space: str, progress: Optional[Progress] = None
         counts = _sync_one(folder / INDEX_FILE, folder / ITEMS_FILE, ids, versions,
                            item_vectors, space, progress, whole=(store_ids, vectors))
         counts["frames"] = _sync_frames(catalog, space, folder, progress)
-    counts["total"] = int(len(ids))
+    counts["total"] = len(ids)
     return counts
 
 
 def _sync_one(index_path: Path, synced_path: Path, ids: np.ndarray, versions: np.ndarray,
               fetch: Callable[[np.ndarray], np.ndarray], space: str, progress: Progress,
-              whole: Optional[tuple[np.ndarray, Any]] = None) -> dict[str, int]:
+              whole: tuple[np.ndarray, Any] | None = None) -> dict[str, int]:
     """Update one index file (and its record of ids) in place; caller holds the lock."""
     from indexing.vector_index import IndexFileError, VectorIndex
 
@@ -286,7 +287,7 @@ def _sync_frames(catalog: Catalog, space: str, folder: Path, progress: Progress)
 # --- the read path ---------------------------------------------------------------------------
 
 
-def index_stamp(path: Path) -> Optional[tuple[int, int, int]]:
+def index_stamp(path: Path) -> tuple[int, int, int] | None:
     """(inode, size, mtime ns) of an index file, or None when absent: a rename changes it."""
     try:
         st = os.stat(path)

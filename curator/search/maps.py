@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -16,8 +17,8 @@ MAPS_DIR = "maps"
 
 
 def compute_maps(catalog: Catalog, spaces: list[str], sample_size: int = 50_000, seed: int = 0,
-                 progress: Optional[Progress] = None,
-                 cancel: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
+                 progress: Progress | None = None,
+                 cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
     """2-D coordinates for every item of each space, stored as arrays keyed by item id."""
     from curator.groups import ok_vectors
     from curator.stores import space_slug
@@ -37,9 +38,9 @@ def compute_maps(catalog: Catalog, spaces: list[str], sample_size: int = 50_000,
         np.save(tmp_i, np.asarray(ids, np.int64))
         os.replace(tmp_c, folder / "coords.npy")
         os.replace(tmp_i, folder / "ids.npy")
-        (folder / "map.json").write_text(json.dumps({"space": space, "n": int(len(ids)),
+        (folder / "map.json").write_text(json.dumps({"space": space, "n": len(ids),
                                                      "params": _plain(result.params)}))
-        out[space] = {"items": int(len(ids)), "sampled": int(len(result.sample_idx))}
+        out[space] = {"items": len(ids), "sampled": len(result.sample_idx)}
     return out
 
 
@@ -49,7 +50,7 @@ def _plain(value: Any) -> Any:
     return _jsonable(value)
 
 
-def load_map(catalog: Catalog, space: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+def load_map(catalog: Catalog, space: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(item ids, coords (n, 2)) of one space, or of all spaces laid side by side."""
     from curator.stores import space_slug
 

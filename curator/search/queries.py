@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Query:
     exclude: frozenset[int] = field(default_factory=frozenset)
 
 
-def spaces_for(catalog: Catalog, space: Optional[str], modality: Optional[str]) -> list[dict]:
+def spaces_for(catalog: Catalog, space: str | None, modality: str | None) -> list[dict]:
     """The spaces a query may search, narrowed to one space or to those holding a modality."""
     spaces = [dict(r) for r in catalog.db.query("SELECT * FROM spaces ORDER BY space")]
     if space:
@@ -41,7 +41,7 @@ def spaces_for(catalog: Catalog, space: Optional[str], modality: Optional[str]) 
     return spaces
 
 
-def make_embedder(catalog: Catalog, space: str, offline: Optional[bool] = None) -> Any:
+def make_embedder(catalog: Catalog, space: str, offline: bool | None = None) -> Any:
     """Rebuild the embedder that made a space, from the options recorded with it."""
     from indexing.embedders import EmbedderUnavailable, create_embedder
 
@@ -80,7 +80,7 @@ def like_queries(catalog: Catalog, spaces: list[dict], item_id: int) -> list[Que
 
 
 def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
-                 offline: Optional[bool]) -> list[Query]:
+                 offline: bool | None) -> list[Query]:
     """The text through each space's text tower (CLIP, CLAP); spaces without one are skipped."""
     if not text.strip():
         raise UsageError("--text is empty")
@@ -101,7 +101,7 @@ def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
 
 
 def file_queries(catalog: Catalog, spaces: list[dict], file: str, cache: Any,
-                 offline: Optional[bool]) -> list[Query]:
+                 offline: bool | None) -> list[Query]:
     """A media file embedded by each space that takes its modality."""
     from indexing.media import probe_file
 
