@@ -506,12 +506,13 @@ class Project:
 
         run_id = self.current_run(run_id)
         last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
-        key = (run_id, last, tuple(group_ids) if group_ids is not None else None)
         memo = self.__dict__.get("_suggestions_memo")
-        if memo is None or memo[0] != key:
-            memo = (key, suggest(self.catalog, run_id, group_ids, cache=self.search_cache()))
+        if memo is None or memo[0] != (run_id, last):
+            memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
             self.__dict__["_suggestions_memo"] = memo
-        return memo[1]
+        if group_ids is None:
+            return dict(memo[1])
+        return {g: memo[1][g] for g in group_ids if g in memo[1]}
 
     def accept_suggestions(self, min_confidence: float = 0.9, run_id: Optional[int] = None,
                            group_ids: Optional[list[int]] = None) -> tuple[Optional[int], list]:
