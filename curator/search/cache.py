@@ -32,11 +32,38 @@ class SearchCache:
         self._lock = threading.Lock()
         self._indexes: dict[Path, tuple[tuple[int, int, int], Any]] = {}
         self._embedders: dict[tuple[str, bool | None], Any] = {}
+        self._folders: dict[str, Path] = {}
+        self._stores: dict[str, tuple[Any, tuple[Any, Any]]] = {}
         self._embedder_locks: dict[tuple[str, bool | None], threading.Lock] = {}
+
+    def folder(self, space: str) -> Path:
+        """The space's folder (looked up once: a space never moves)."""
+        found = self._folders.get(space)
+        if found is None:
+            found = self._folders.setdefault(space, space_folder(self._catalog, space))
+        return found
+
+    def vectors(self, space: str) -> tuple[Any, Any]:
+        """(ids, vectors) of the space's store, memory-mapped once per compaction."""
+        import numpy as np
+
+        folder = self.folder(space)
+        stamp = index_stamp(folder / "vectors.npy")
+        with self._lock:
+            cached = self._stores.get(space)
+            if cached is not None and cached[0] == stamp and stamp is not None:
+                return cached[1]
+        if stamp is None:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float16)
+        pair = (np.load(folder / "ids.npy", mmap_mode="r"),
+                np.load(folder / "vectors.npy", mmap_mode="r"))
+        with self._lock:
+            self._stores[space] = (stamp, pair)
+        return pair
 
     def index(self, space: str, frames: bool = False) -> Any | None:
         """The space's item index (or frame index), or None when it has none on disk."""
-        path = space_folder(self._catalog, space) / (FRAMES_FILE if frames else INDEX_FILE)
+        path = self.folder(space) / (FRAMES_FILE if frames else INDEX_FILE)
         stamp = index_stamp(path)
         if stamp is None:
             return None
@@ -77,5 +104,6 @@ class SearchCache:
         """Forget every opened index and model (the project closes)."""
         with self._lock:
             self._indexes.clear()
+            self._stores.clear()
             self._embedders.clear()
             self._embedder_locks.clear()

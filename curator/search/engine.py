@@ -69,7 +69,7 @@ def search(catalog: Catalog, *, text: str | None = None, like: int | None = None
     cache = cache or SearchCache(catalog)
     spaces = spaces_for(catalog, space, modality)
     if like is not None:
-        queries = like_queries(catalog, spaces, int(like))
+        queries = like_queries(catalog, spaces, int(like), cache)
     elif text is not None:
         queries = text_queries(catalog, spaces, text, cache, offline)
     else:

@@ -63,7 +63,8 @@ def make_embedder(catalog: Catalog, space: str, offline: bool | None = None) -> 
     return embedder
 
 
-def like_queries(catalog: Catalog, spaces: list[dict], item_id: int) -> list[Query]:
+def like_queries(catalog: Catalog, spaces: list[dict], item_id: int,
+                 cache: Any = None) -> list[Query]:
     """The stored vector of an item, in each space that holds it."""
     from curator.embed import space_store
 
@@ -71,6 +72,13 @@ def like_queries(catalog: Catalog, spaces: list[dict], item_id: int) -> list[Que
         raise UsageError(f"no item with id {item_id}")
     out = []
     for s in spaces:
+        if cache is not None:
+            ids, vectors = cache.vectors(s["space"])
+            pos = int(np.searchsorted(ids, item_id)) if len(ids) else 0
+            if pos < len(ids) and ids[pos] == item_id:
+                vector = np.asarray(vectors[pos], np.float32)
+                out.append(Query(s["space"], vector, frozenset({int(item_id)})))
+            continue
         found, X = space_store(catalog, s["space"]).lookup(np.array([item_id]))
         if len(found):
             out.append(Query(s["space"], X[0], frozenset({int(item_id)})))
