@@ -1,7 +1,8 @@
 """Label suggestions for undecided groups: a k-NN vote of labelled items and a zero-shot match,
 with a confidence calibrated on the decisions already made.
 
-For each group of a clustering run, up to `MEMBERS` of its items (a fixed random sample) look up
+For each group of a clustering run, up to `MEMBERS` of its items (a fixed random sample; fewer
+when there are many groups, see `QUERY_BUDGET`) look up
 their `K` nearest labelled items in the same embedding space (an exact search over the labelled
 items only, so a vote exists as soon as one group is decided). Each neighbour votes for its label
 with weight exp(-(gap in cosine to the nearest neighbour) / KERNEL_WIDTH); the vote is refreshed on every call, so it follows the decisions.
@@ -36,13 +37,20 @@ log = logging.getLogger(__name__)
 MEMBERS = 16
 """Items of a group that look up labelled neighbours (a fixed random sample of larger groups)."""
 
+QUERY_BUDGET = 24_000
+"""Most member look-ups per call: with many groups, fewer members each (at least 4), so a
+refresh stays within seconds at 3,000 groups."""
+
+CALIBRATION_GROUPS = 400
+"""Most decided groups re-scored (a fixed random sample) to fit the calibration."""
+
 K = 10
 """Labelled neighbours per member."""
 
 KERNEL_WIDTH = 0.05
 """A neighbour's vote is exp(-(gap in cosine to the member's nearest labelled item) / this)."""
 
-LABELLED_CAP = 200_000
+LABELLED_CAP = 50_000
 """Most labelled items searched per space (a fixed random sample beyond), bounding the cost."""
 
 PRIOR = (6.0, -3.0)
@@ -188,9 +196,9 @@ def _labelled(catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, 0].copy(), rows[:, 1].copy()
 
 
-def _members_sample(item_ids: np.ndarray, group_of: np.ndarray, seed: int = 0
-                    ) -> dict[int, np.ndarray]:
-    """Up to MEMBERS items per group, a fixed random sample independent of call order."""
+def _members_sample(item_ids: np.ndarray, group_of: np.ndarray, per_group: int = MEMBERS,
+                    seed: int = 0) -> dict[int, np.ndarray]:
+    """Up to `per_group` items per group, a fixed random sample independent of call order."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(item_ids))
     shuffled_groups = group_of[order]
@@ -201,7 +209,7 @@ def _members_sample(item_ids: np.ndarray, group_of: np.ndarray, seed: int = 0
     out = {}
     for part_g, part_ids in zip(np.split(g_sorted, bounds), np.split(ids_sorted, bounds)):
         if len(part_g):
-            out[int(part_g[0])] = np.sort(part_ids[:MEMBERS])
+            out[int(part_g[0])] = np.sort(part_ids[:per_group])
     return out
 
 
@@ -218,9 +226,15 @@ def _raw_scores(catalog: Catalog, run_id: int, groups: dict[int, dict], labels: 
     lab_items, lab_labels = _labelled(catalog)
     keep = np.isin(lab_labels, label_ids)
     lab_items, lab_labels = lab_items[keep], lab_labels[keep]
-    samples = _members_sample(item_ids, group_of)
-    decided = sum(1 for g in groups.values() if g["status"] != "undecided")
-    weight = decided / (decided + 5.0)
+    decided_ids = sorted(gid for gid, g in groups.items() if g["status"] != "undecided")
+    weight = len(decided_ids) / (len(decided_ids) + 5.0)
+    if len(decided_ids) > CALIBRATION_GROUPS:
+        keep_ids = set(np.random.default_rng(0).choice(decided_ids, CALIBRATION_GROUPS,
+                                                       replace=False).tolist())
+        groups = {gid: g for gid, g in groups.items()
+                  if g["status"] == "undecided" or gid in keep_ids}
+    per_group = int(np.clip(QUERY_BUDGET // max(1, len(groups)), 4, MEMBERS))
+    samples = _members_sample(item_ids, group_of, per_group)
     out: dict[int, tuple[int, float, str]] = {}
     for space in sorted({g["space"] for g in groups.values()}):
         gids = [gid for gid, g in groups.items() if g["space"] == space and gid in samples]
@@ -274,7 +288,7 @@ def _knn_votes(store: Any, gids: list[int], samples: dict[int, np.ndarray],
     q_group = np.repeat(np.array(gids), [len(q) for q in queries])
     q_group = q_group[np.isin(q_ids, q_found)]
     # Ask for more than K: the group's own labelled members are dropped afterwards.
-    kk = int(min(len(found), K + MEMBERS * 4))
+    kk = int(min(len(found), K + max(len(q) for q in queries) * 4))
     D, I = index.search(_unit_rows(Q), kk)
     votes = np.zeros((len(gids), len(label_ids)), np.float64)
     row_of = {g: r for r, g in enumerate(gids)}
