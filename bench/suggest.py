@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.synth import DEFAULT_CACHE, make_synthetic  # noqa: E402
+from bench.synth import DEFAULT_CACHE, make_synthetic  # noqa: E402 - after the path set-up
 
 SPACE = "synthetic:suggest"
 BINS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0001)

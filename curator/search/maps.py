@@ -11,6 +11,7 @@ import numpy as np
 
 from curator.catalog import Catalog
 from curator.errors import UsageError
+from curator.search.index_files import tmp_name
 from indexing.progress import Progress
 
 MAPS_DIR = "maps"
@@ -33,11 +34,19 @@ def compute_maps(catalog: Catalog, spaces: list[str], sample_size: int = 50_000,
                              cancel=cancel)
         folder = catalog.root / MAPS_DIR / space_slug(space)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp_c, tmp_i = folder / "coords.tmp.npy", folder / "ids.tmp.npy"
-        np.save(tmp_c, np.asarray(result.coords, np.float32))
-        np.save(tmp_i, np.asarray(ids, np.int64))
-        os.replace(tmp_c, folder / "coords.npy")
-        os.replace(tmp_i, folder / "ids.npy")
+        # Names unique to this process and thread, renamed into place: two map runs never
+        # write into each other's files, and a reader sees a whole file.
+        tmp_c, tmp_i = tmp_name(folder / "coords.npy"), tmp_name(folder / "ids.npy")
+        try:
+            with open(tmp_c, "wb") as fh:
+                np.save(fh, np.asarray(result.coords, np.float32))
+            with open(tmp_i, "wb") as fh:
+                np.save(fh, np.asarray(ids, np.int64))
+            os.replace(tmp_c, folder / "coords.npy")
+            os.replace(tmp_i, folder / "ids.npy")
+        finally:
+            tmp_c.unlink(missing_ok=True)
+            tmp_i.unlink(missing_ok=True)
         (folder / "map.json").write_text(json.dumps({"space": space, "n": len(ids),
                                                      "params": _plain(result.params)}))
         out[space] = {"items": len(ids), "sampled": len(result.sample_idx)}
