@@ -79,15 +79,17 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
     """The undecided groups to review next, with progress."""
     with open_project(project) as proj:
         q = proj.queue(order, run_id)
-        suggestions = proj.suggestions(q["run_id"])
+        suggestions = proj.suggestions(q.run_id)
     if as_json:
-        emit_json({**q, "groups": [
-            {**g.to_json(), "suggestion": suggestions[g.group_id].to_json()
-             if g.group_id in suggestions else None} for g in q["groups"]]})
+        payload = q.to_json()
+        for g in payload["groups"]:
+            s = suggestions.get(g["group_id"])
+            g["suggestion"] = s.to_json() if s is not None else None
+        emit_json(payload)
         return
-    click.echo(f"run {q['run_id']}: {q['groups_decided']} of {q['groups_total']} groups decided, "
-               f"{q['items_labelled']} of {q['items_total']} items labelled")
-    _print_groups(q["groups"][:limit], f"next {min(limit, len(q['groups']))} groups ({order})",
+    click.echo(f"run {q.run_id}: {q.groups_decided} of {q.groups_total} groups decided, "
+               f"{q.items_labelled} of {q.items_total} items labelled")
+    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})",
                   suggestions)
 
 
