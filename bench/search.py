@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.synth import DEFAULT_CACHE, make_synthetic
+from bench.synth import DEFAULT_CACHE, make_synthetic  # noqa: E402 - after the path set-up
 
 TINY_ARCH = "CuratorBenchTiny"
 TARGETS = {"app_like_ms": 100.0, "cli_cold_s": 2.0, "app_text_ms": 150.0, "recall": 0.95}

@@ -5,7 +5,8 @@ For each group of a clustering run, up to `MEMBERS` of its items (a fixed random
 when there are many groups, see `QUERY_BUDGET`) look up
 their `K` nearest labelled items in the same embedding space (an exact search over the labelled
 items only, so a vote exists as soon as one group is decided). Each neighbour votes for its label
-with weight exp(-(gap in cosine to the nearest neighbour) / KERNEL_WIDTH); the vote is refreshed on every call, so it follows the decisions.
+with weight exp(-(gap in cosine to the nearest neighbour) / KERNEL_WIDTH); the vote is refreshed
+on every call, so it follows the decisions.
 Where the space's model has a text tower (CLIP for images and video, CLAP for audio), the
 taxonomy's names and descriptions are embedded as text and matched against the group's centroid;
 a softmax at CLIP's logit scale turns the cosines into a distribution over labels.
@@ -289,14 +290,14 @@ def _knn_votes(store: Any, gids: list[int], samples: dict[int, np.ndarray],
     q_group = q_group[np.isin(q_ids, q_found)]
     # Ask for more than K: the group's own labelled members are dropped afterwards.
     kk = int(min(len(found), K + max(len(q) for q in queries) * 4))
-    D, I = index.search(_unit_rows(Q), kk)
+    sims, nbrs = index.search(_unit_rows(Q), kk)
     votes = np.zeros((len(gids), len(label_ids)), np.float64)
     row_of = {g: r for r, g in enumerate(gids)}
     for qi in range(len(Q)):
         g = int(q_group[qi])
-        ok = (I[qi] >= 0)
-        ok[ok] &= groups_of_lab[I[qi][ok]] != g
-        nbr, sim = I[qi][ok][:K], D[qi][ok][:K]
+        ok = nbrs[qi] >= 0
+        ok[ok] &= groups_of_lab[nbrs[qi][ok]] != g
+        nbr, sim = nbrs[qi][ok][:K], sims[qi][ok][:K]
         if len(sim):
             # Nearer neighbours count for much more: a kernel on the gap to the nearest one.
             np.add.at(votes[row_of[g]], labels_of[nbr], np.exp((sim - sim[0]) / KERNEL_WIDTH))

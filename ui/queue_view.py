@@ -33,7 +33,8 @@ def _with_suggestions(groups: list[Any], suggestions: dict[int, Any]) -> list[An
     out = []
     for g in groups:
         s = suggestions.get(g.group_id)
-        text = f"{s.label} {s.confidence:.0%}" if s is not None and g.status == "undecided" else None
+        shown = s is not None and g.status == "undecided"
+        text = f"{s.label} {s.confidence:.0%}" if shown else None
         out.append(_Row(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g)},
                         suggestion=text) if dataclasses.is_dataclass(g) else g)
     return out

@@ -1,4 +1,4 @@
-"""Search through the real path: no write on read, warm reloads, concurrent writers, video moments."""
+"""Search through the real path: no write on read, warm reloads, concurrent writers, moments."""
 
 from __future__ import annotations
 

@@ -120,7 +120,10 @@ def test_calibration_follows_decisions_and_keeps_a_prior():
     raw = list(np.linspace(0.3, 1.0, 40))
     right = [r > 0.6 for r in raw]
     a, b = calibrate(raw, right)
-    p = lambda r: 1 / (1 + np.exp(-(a * r + b)))
+
+    def p(r):
+        return 1 / (1 + np.exp(-(a * r + b)))
+
     assert p(0.95) > 0.9 and p(0.4) < 0.3 and a > a0  # prior: 0.93 and 0.35
     # Decisions that say the scores mean nothing pull every confidence towards the base rate.
     a, b = calibrate([0.9] * 60, [True, False] * 30)
