@@ -62,6 +62,8 @@ bench: setup
 	$(PY) bench/embed.py
 	$(PY) bench/cluster.py --sizes 100k,1M
 	$(PY) bench/search.py --n 1000000
+	$(PY) bench/search_index.py --n 1000000
+	$(PY) bench/suggest.py
 	$(PY) bench/map.py --n 1000000
 	$(PY) bench/labels.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/gui.py

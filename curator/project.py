@@ -244,11 +244,55 @@ class Project:
     def search(self, text: Optional[str] = None, like: Optional[int] = None,
                file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
                space: Optional[str] = None, offline: Optional[bool] = None) -> list[Any]:
-        """Items nearest a text query, an item, or a file, best first (see `curator.search`)."""
+        """Items nearest a text query, an item, or a file, best first (`SearchHit`s).
+
+        The opened indexes and the text model stay warm in this Project between calls; a search
+        never writes (the index is brought up to date by `embed` and `sync_indexes`).
+        """
         from curator.search import search
 
         return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
-                      space=space, offline=offline)
+                      space=space, offline=offline, cache=self.search_cache())
+
+    def search_cache(self) -> Any:
+        """This project's warm search state (opened indexes, query models), made on first use."""
+        from curator.search import SearchCache
+
+        cache = self.__dict__.get("_search_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_search_cache", SearchCache(self.catalog))
+        return cache
+
+    # --- label suggestions (search helper, issue 15) -----------------------------------------
+
+    def suggestions(self, run_id: Optional[int] = None,
+                    group_ids: Optional[list[int]] = None) -> dict[int, Any]:
+        """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
+        group id), from the labelled items nearest its members and, where the model has a text
+        tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
+        from curator.suggest import suggest
+
+        run_id = self.current_run(run_id)
+        last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        memo = self.__dict__.get("_suggestions_memo")
+        if memo is None or memo[0] != (run_id, last):
+            memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
+            self.__dict__["_suggestions_memo"] = memo
+        if group_ids is None:
+            return dict(memo[1])
+        return {g: memo[1][g] for g in group_ids if g in memo[1]}
+
+    def accept_suggestions(self, min_confidence: float = 0.9, run_id: Optional[int] = None,
+                           group_ids: Optional[list[int]] = None) -> tuple[Optional[int], list]:
+        """Label every undecided group whose suggestion is at least `min_confidence` with it:
+        one event, undone as one. Returns (event id or None, the accepted suggestions)."""
+        from curator.suggest import accept
+
+        run_id = self.current_run(run_id)
+        chosen = [s for s in self.suggestions(run_id, group_ids).values()
+                  if s.confidence >= min_confidence]
+        chosen.sort(key=lambda s: s.group_id)
+        return accept(self.catalog, run_id, chosen, self.annotator), chosen
 
     # --- groups and the review queue --------------------------------------------------------
 

@@ -477,9 +477,9 @@ class MainWindow(QMainWindow):
                           on_result=lambda hits: self._search_done(title, hits),
                           on_error=self.show_error)
 
-    def _search_done(self, title: str, hits: list[dict[str, Any]]) -> None:
-        ids = [int(h["item_id"]) for h in hits]
-        scores = {int(h["item_id"]): float(h.get("score", 0.0)) for h in hits}
+    def _search_done(self, title: str, hits: list[Any]) -> None:
+        ids = [h.item_id for h in hits]
+        scores = {h.item_id: h.score for h in hits}
         self.group.show_items(f"{title}", ids, kind="search", scores=scores)
         self.tabs.setCurrentWidget(self.group)
         self.show_message(f"{title}: {len(ids)} results; hotkeys label them (source manual)")

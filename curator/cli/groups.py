@@ -53,13 +53,19 @@ def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], 
         _print_groups(proj.groups(run_id, order="impurity")[:5], "most impure groups")
 
 
-def _print_groups(groups: list[Any], title: str) -> None:
+def _print_groups(groups: list[Any], title: str,
+                  suggestions: Optional[dict[int, Any]] = None) -> None:
     click.echo(f"{title}:")
+    extra = "  suggestion" if suggestions is not None else ""
     click.echo(f"  {'group':>6} {'size':>7} {'cohesion':>9} {'impurity':>9} {'topic':>6}  "
-               f"{'status':<10} label")
+               f"{'status':<10} {'label':<16}{extra}")
     for g in groups:
+        hint = ""
+        if suggestions is not None and g.group_id in suggestions:
+            s = suggestions[g.group_id]
+            hint = f"  {s.label} ({s.confidence:.0%})"
         click.echo(f"  {g.group_id:>6} {g.size:>7} {g.cohesion:>9.3f} {g.impurity:>9.3f} "
-                   f"{g.topic:>6}  {g.status:<10} {g.label or ''}")
+                   f"{g.topic:>6}  {g.status:<10} {g.label or '':<16}{hint}")
 
 
 @cli.command()
@@ -73,12 +79,18 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
     """The undecided groups to review next, with progress."""
     with open_project(project) as proj:
         q = proj.queue(order, run_id)
+        suggestions = proj.suggestions(q.run_id)
     if as_json:
-        emit_json(q.to_json())
+        payload = q.to_json()
+        for g in payload["groups"]:
+            s = suggestions.get(g["group_id"])
+            g["suggestion"] = s.to_json() if s is not None else None
+        emit_json(payload)
         return
     click.echo(f"run {q.run_id}: {q.groups_decided} of {q.groups_total} groups decided, "
                f"{q.items_labelled} of {q.items_total} items labelled")
-    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})")
+    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})",
+                  suggestions)
 
 
 @cli.command()
@@ -121,10 +133,11 @@ def search(project: Path, text: Optional[str], like: Optional[int], file: Option
     with open_project(project) as proj:
         hits = proj.search(text=text, like=like, file=file, k=k, modality=modality, space=space)
     if as_json:
-        emit_json(hits)
+        emit_json([h.to_json() for h in hits])
         return
     for h in hits:
-        click.echo(f"{h['score']:.3f}  [{h['item_id']}] {h['path']}  ({h['modality']})")
+        moment = f" at {h.frame_time:.1f} s" if h.frame_time is not None else ""
+        click.echo(f"{h.score:.3f}  [{h.item_id}] {h.path}{moment}  ({h.modality})")
     if not hits:
         click.echo("no results")
 
