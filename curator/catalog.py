@@ -287,12 +287,22 @@ def _m005_labels(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_triage_changes(db: sqlite_utils.Database) -> None:
+    # A change log that every write path fills through triggers, so an open app (or a second
+    # window) can see what another process changed: kinds are labels, taxonomy, groups (split,
+    # merge) and run:<kind> when a scan, embed, cluster or map run ends.
+    from curator.changes import create_change_log
+
+    create_change_log(db)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
     ("003_embeddings", _m003_embeddings),
     ("004_groups", _m004_groups),
     ("005_labels", _m005_labels),
+    ("006_triage_changes", _m006_triage_changes),
 ]
 
 

@@ -202,19 +202,34 @@ class Project:
 
     def cluster(self, n_groups: Optional[int] = None, method: str = "auto", seed: int = 0,
                 spaces: Optional[list[str]] = None, progress: Optional[Progress] = None,
-                cancel: Cancel = None) -> tuple[int, dict[str, Any]]:
+                cancel: Cancel = None, undecided_only: bool = False
+                ) -> tuple[int, dict[str, Any]]:
         """Cluster every embedding space (or the given ones) into groups; a recorded run.
+
+        With `undecided_only`, only items without a decision are grouped. Splits and merges
+        made on the previous run are carried over to groups that reappear (triage).
 
         Returns:
             (run id, per-space counts). Labels are untouched: they belong to items.
         """
-        from curator.groups import cluster_run
+        from curator.decisions import carry_over, undecided_count
+        from curator.groups import cluster_run, latest_run_id
+        from curator.tallies import tally_run
 
         names = self._space_names(spaces)
         params = {"n_groups": n_groups, "method": method, "seed": seed, "spaces": names}
+        if undecided_only:
+            params["undecided"] = True
+            if undecided_count(self.catalog) == 0:
+                raise UsageError("every item already carries a decision; nothing to cluster "
+                                 "with --undecided", hint="drop --undecided to regroup all")
+        previous = latest_run_id(self.catalog)
         with self.catalog.recorded_run("cluster", params) as run:
             run.counts = cluster_run(self.catalog, run.id, names, n_groups, method, seed,
-                                     progress, cancel)
+                                     progress, cancel, undecided_only=undecided_only)
+            tally_run(self.catalog, run.id)
+            if previous is not None:
+                carry_over(self.catalog, previous, run.id, self.annotator)
         return run.id, run.counts
 
     def compute_map(self, sample_size: int = 50_000, seed: int = 0,
@@ -338,16 +353,20 @@ class Project:
 
     def split(self, group_id: int, k: int = 2, run_id: Optional[int] = None,
               seed: int = 0) -> list[int]:
-        from curator.groups import split
+        """Split a group into k sub-groups of its run: one undoable event."""
+        from curator.history import split_group
 
         if not 2 <= k <= 8:
             raise UsageError(f"a group splits into 2 to 8 parts, not {k}", hint="--k 2 to 8")
-        return split(self.catalog, self.current_run(run_id), group_id, k, seed)
+        return split_group(self.catalog, self.current_run(run_id), group_id, k, seed,
+                           self.annotator)[0]
 
     def merge(self, group_ids: list[int], run_id: Optional[int] = None) -> int:
-        from curator.groups import merge
+        """Join groups of one run into a new group: one undoable event."""
+        from curator.history import merge_groups
 
-        return merge(self.catalog, self.current_run(run_id), group_ids)
+        return merge_groups(self.catalog, self.current_run(run_id), list(group_ids),
+                            self.annotator)[0]
 
     # --- labels -----------------------------------------------------------------------------
 
@@ -445,6 +464,26 @@ class Project:
         from curator.labels import redo
 
         return redo(self.catalog, self.annotator)
+
+    # --- triage: named events, badges ------------------------------------------------------
+
+    def describe_event(self, event_id: int) -> str:
+        """What an event did, in words ("label 'cat' on 12 items, event 7")."""
+        from curator.history import describe
+
+        return describe(self.catalog.db, event_id)
+
+    def undo_redo_texts(self) -> dict[str, Optional[str]]:
+        """What undo and redo would do now for this annotator (None where nothing)."""
+        from curator.history import peek
+
+        return peek(self.catalog, self.annotator)
+
+    def item_badges(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str, Optional[str]]]:
+        """The current decision of these items: id -> (state, label name, label colour)."""
+        from curator.labels import item_badges
+
+        return item_badges(self.catalog, item_ids)
 
     def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
         from curator.labels import history
