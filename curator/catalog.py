@@ -276,12 +276,35 @@ def _m005_labels(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_exports_splits(db: sqlite_utils.Database) -> None:
+    # The stored train/val/test assignment every export reuses (see curator.splits).
+    db.execute(
+        """CREATE TABLE split_assignments (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            annotator TEXT NOT NULL DEFAULT '',
+            fractions TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            cleared_at TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE item_splits (
+            item_id INTEGER PRIMARY KEY,
+            assignment_id INTEGER NOT NULL REFERENCES split_assignments(id),
+            split INTEGER NOT NULL,
+            assigned_at TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
     ("003_embeddings", _m003_embeddings),
     ("004_groups", _m004_groups),
     ("005_labels", _m005_labels),
+    ("006_exports_splits", _m006_exports_splits),
 ]
 
 
