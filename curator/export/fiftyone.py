@@ -25,11 +25,16 @@ from typing import IO, Any, Optional
 from curator import __version__
 from curator.catalog import utcnow
 from curator.export.core import ExportContext, ExportRow
-from curator.export.hf import NO_SPLIT
+from curator.export.hf import NO_SPLIT, UNASSIGNED
 
 
 def _base(ctx: ExportContext, row: ExportRow) -> Optional[tuple[str, ...]]:
-    """The split folder of a row ((), or None when the row must be dropped)."""
+    """The split folder of a row ((), or None when the row must be dropped).
+
+    Unlabelled items have no split: with splits they go in `unassigned/`.
+    """
+    if ctx.splits and row.split is None and row.label_state == "unlabelled":
+        return (UNASSIGNED,)
     if ctx.splits and row.split is None:
         ctx.drop(row, NO_SPLIT)
         return None

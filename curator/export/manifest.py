@@ -21,11 +21,11 @@ TABULAR = ("jsonl", "csv", "parquet")
 
 def counts(ids: np.ndarray, strata: np.ndarray, split_names: list[Optional[str]],
            labels: dict[int, tuple[str, str]], dropped: Counter) -> dict[str, dict[str, int]]:
-    """split ("all" without splits, "none" for items outside the assignment) -> label -> n."""
+    """split ("all" without splits, "unassigned" for items outside the assignment) -> label -> n."""
     state = {NOISE: "noise", MIXED: "mixed", UNLABELLED: "unlabelled"}
     out: dict[str, dict[str, int]] = {}
     if len(ids):
-        keys = [("all" if s is None and not any(split_names) else s or "none")
+        keys = [("all" if s is None and not any(split_names) else s or "unassigned")
                 for s in split_names]
         pair = Counter(zip(keys, strata.tolist()))
         for (split, stratum), n in pair.items():
@@ -33,7 +33,7 @@ def counts(ids: np.ndarray, strata: np.ndarray, split_names: list[Optional[str]]
             out.setdefault(split, {})[label] = n
     for (split, label), n in dropped.items():
         bucket = out.setdefault(split if split is not None else
-                                ("all" if "all" in out else "none"), {})
+                                ("all" if "all" in out else "unassigned"), {})
         bucket[label] = bucket.get(label, 0) - n
         if bucket[label] <= 0:
             del bucket[label]

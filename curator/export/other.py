@@ -20,6 +20,7 @@ from typing import IO, Any, Optional
 
 from curator.export.core import ExportContext, ExportRow
 from curator.export.fiftyone import _base, _missing
+from curator.export.hf import UNASSIGNED
 
 
 def _classes_txt(ctx: ExportContext) -> None:
@@ -63,7 +64,8 @@ class _Shards:
     def add(self, key: str, members: list[tuple[str, Any]]) -> None:
         if self.tar is None or self.count % self.size == 0:
             self.close()
-            name = f"{self.split or 'data'}-{len(self.names):06d}.tar"
+            stem = self.split or (UNASSIGNED if self.ctx.splits else "data")
+            name = f"{stem}-{len(self.names):06d}.tar"
             self.names.append(name)
             path = self.ctx.target("shards", name)
             path.parent.mkdir(exist_ok=True)
