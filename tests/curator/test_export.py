@@ -399,8 +399,8 @@ def test_provenance_comes_from_the_labelling_event_not_the_current_clustering(pr
                       "created_at) VALUES (?, 'x', 'kmeans', 1, 0, ?)", [run, now])
             w.execute("INSERT INTO groups (run_id, group_id, space, size, created_at) "
                       "VALUES (?, ?, 'x', 2, ?)", [run, group, now])
-            w.conn.executemany("INSERT INTO assignments (run_id, item_id, group_id) VALUES (?, ?, ?)",
-                               [(run, i, group) for i in blue])
+            w.conn.executemany("INSERT INTO assignments (run_id, item_id, group_id) "
+                               "VALUES (?, ?, ?)", [(run, i, group) for i in blue])
         return run
 
     run = clustering(7)
