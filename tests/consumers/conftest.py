@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from curator.scan import ScanOptions
 
 REPO = Path(__file__).resolve().parents[2]
 LOADER = Path(__file__).with_name("load.py")
-VENVS = {"consumers": ".venv-consumers", "fiftyone": ".venv-fiftyone",
-         "labelstudio": ".venv-labelstudio"}
+VENVS = {"consumers": ".venv-consumers", "datasets3": ".venv-datasets3",
+         "fiftyone": ".venv-fiftyone", "labelstudio": ".venv-labelstudio"}
 
 # folder -> (label or state, modality, count)
 PLAN = {
@@ -46,7 +45,7 @@ def python_of(venv: str) -> Path:
     return python
 
 
-def consume(venv: str, kind: str, folder: Path, *args: str, tmp: Path | None = None) -> Any:
+def run_consumer(venv: str, kind: str, folder: Path, *args: str, tmp: Path | None = None) -> Any:
     """Run tests/consumers/load.py KIND FOLDER in a consumer venv; its JSON output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     if tmp is not None:
@@ -57,6 +56,12 @@ def consume(venv: str, kind: str, folder: Path, *args: str, tmp: Path | None = N
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def consume():
+    """run_consumer(venv, kind, folder, *args, tmp=...) -> what the tool saw."""
+    return run_consumer
 
 
 @pytest.fixture
