@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libway
 FLAVOUR ?= lite
 
 .PHONY: help setup system-packages demo test lint bench screenshots clean package appimage \
-        test-package test-lowest
+        test-package test-lowest consumers
 
 help:
 	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
@@ -54,8 +54,19 @@ demo: setup
 lint: setup
 	$(VENV)/bin/lint-imports
 
-test: setup lint
+test: setup lint consumers
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
+
+# Consumer tools that load our exports in tests/consumers/, each in its own venv so their pins
+# never meet the app's. Built once and rebuilt only when a requirements file changes; pip's
+# cache makes a rebuild cheap. Cold install times are in docs/exports.md.
+CONSUMERS := consumers datasets3 fiftyone labelstudio
+consumers: $(foreach c,$(CONSUMERS),.venv-$(c)/.installed)
+
+.venv-%/.installed: tests/consumers/requirements/%.txt
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install -q -r $<
+	touch $@
 
 bench: setup
 	$(PY) bench/scan.py
@@ -85,3 +96,4 @@ test-lowest: system-packages
 
 clean:
 	rm -rf demo .pytest_cache build *.egg-info
+	rm -rf $(foreach c,$(CONSUMERS),.venv-$(c))

@@ -294,6 +294,26 @@ def _m006_triage_changes(db: sqlite_utils.Database) -> None:
     from curator.changes import create_change_log
 
     create_change_log(db)
+def _m006_exports_splits(db: sqlite_utils.Database) -> None:
+    # The stored train/val/test assignment every export reuses (see curator.splits).
+    db.execute(
+        """CREATE TABLE split_assignments (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            annotator TEXT NOT NULL DEFAULT '',
+            fractions TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            cleared_at TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE item_splits (
+            item_id INTEGER PRIMARY KEY,
+            assignment_id INTEGER NOT NULL REFERENCES split_assignments(id),
+            split INTEGER NOT NULL,
+            assigned_at TEXT NOT NULL
+        )"""
+    )
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
@@ -303,6 +323,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_groups", _m004_groups),
     ("005_labels", _m005_labels),
     ("006_triage_changes", _m006_triage_changes),
+    ("006_exports_splits", _m006_exports_splits),
 ]
 
 

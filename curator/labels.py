@@ -146,6 +146,17 @@ def label_paths(catalog: Catalog) -> dict[int, str]:
     """Label id -> full path ("animal/cat") of every label, removed ones included."""
     by_id = {r[0]: r for r in catalog.db.execute("SELECT id, name, parent_id FROM labels")}
     return {label_id: _path(by_id, label_id) for label_id in by_id}
+def check_path_free(catalog: Catalog, name: str, parent_id: Optional[int],
+                    label_id: Optional[int] = None) -> None:
+    """Refuse a name whose full path would equal another live label's path (`a/b` beside `b`
+    under `a`): exports and `find_label` tell labels apart by path."""
+    others = [lab for lab in labels(catalog, with_counts=False) if lab.id != label_id]
+    parent = next((lab.path for lab in others if lab.id == parent_id), None)
+    path = f"{parent}/{name}" if parent else name
+    clash = next((lab for lab in others if lab.path == path), None)
+    if clash is not None:
+        raise UsageError(f"a label named {name!r} here would have the path {path!r}, which "
+                         f"label {clash.name!r} already has; choose another name")
 
 
 def find_label(catalog: Catalog, name: str) -> Label:
@@ -171,6 +182,7 @@ def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
     hotkey = check_hotkey(hotkey)
     colour = check_colour(colour)
     parent_id = find_label(catalog, parent).id if parent else None
+    check_path_free(catalog, name, parent_id)
     with catalog.write() as db:
         if db.execute("SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL",
                       [name]).fetchone():
@@ -213,6 +225,9 @@ def update_label(catalog: Catalog, name: str, *, new_name: Optional[str] = None,
         changes["parent_id"] = parent_id
     if not changes:
         return lab
+    if "name" in changes or "parent_id" in changes:
+        check_path_free(catalog, changes.get("name", lab.name),
+                        changes.get("parent_id", lab.parent_id), lab.id)
     with catalog.write() as db:
         if "name" in changes and db.execute(
                 "SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL AND id != ?",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
+    from curator.splits import SplitAssignment, SplitTable
 
 log = logging.getLogger(__name__)
 
@@ -541,12 +542,44 @@ class Project:
 
     def export(self, fmt: str, out: Path | str, split: Optional[str] = None, seed: int = 0,
                only_labeled: bool = False, mode: str = "copy",
-               progress: Optional[Progress] = None, cancel: Cancel = None) -> ExportReport:
-        """Export items and labels in a format (atomically, with a manifest); see curator.export."""
+               progress: Optional[Progress] = None, cancel: Cancel = None,
+               **options: Any) -> ExportReport:
+        """Export items and labels in a format (atomically, with a manifest); see curator.export.
+
+        `options` are the format options of `curator.export.export` (modality, force, resplit,
+        use_splits, relative_to, url_prefix, ls_as, shard_size).
+        """
         from curator.export import export
 
-        return export(self, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
-                      mode=mode, progress=progress, cancel=cancel)
+        return export(self.catalog, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
+                      mode=mode, progress=progress, cancel=cancel,
+                      annotator=options.pop("annotator", None) or self.annotator, **options)
+
+    # --- splits (exports) -----------------------------------------------------------------
+
+    def split_table(self) -> "SplitTable":
+        """The stored split assignment and its counts per split x label."""
+        from curator.splits import table
+
+        return table(self.catalog)
+
+    def assign_splits(self, split: str, seed: int = 0) -> "SplitAssignment":
+        """Re-split: a new stored assignment every later export uses."""
+        from curator.splits import assign
+
+        return assign(self.catalog, split, seed, annotator=self.annotator)
+
+    def clear_splits(self) -> Optional[int]:
+        """Drop the stored split assignment; returns its id (None without one)."""
+        from curator.splits import clear
+
+        return clear(self.catalog)
+
+    def move_to_split(self, item_ids: Sequence[int], split: str) -> int:
+        """Put items in a split by hand; they stay there until a re-split."""
+        from curator.splits import set_split
+
+        return set_split(self.catalog, item_ids, split)
 
     def find_duplicates(self, threshold: float = 0.95, rule: str = "resolution",
                         preferred_source: Optional[str] = None, outliers: int = 100,
