@@ -113,7 +113,8 @@ def cluster_run(
                     f"space {space}: item {bad[0]} has "
                     + ("an all-zero" if exc.reason == "zero" else "a NaN or infinite") + " vector"
                     + (f" (also items {', '.join(map(str, bad[1:]))})" if len(bad) > 1 else "")
-                    + "; re-embed it (`curator embed`) or check the file") from exc
+                    + "; re-embed it or check the file", hint="`curator embed` re-embeds it"
+                ) from exc
             n = _store_result(catalog, run_id, space, part, ids, result, offset, folder)
             labels = np.asarray(result.labels)
             out[name] = {"items": int(len(ids)), "groups": n, "method": result.method,
@@ -126,13 +127,16 @@ def _parts(catalog: Catalog, space: str,
            ids: np.ndarray) -> list[tuple[str, Optional[np.ndarray]]]:
     """How a space is clustered: whole, or per modality where its modalities are not comparable.
 
-    CLIP puts images and video frames in one comparable space; `classic` only shares a space id
-    across modalities, so its audio, image and video vectors are clustered apart.
+    CLIP puts images and video frames in one comparable space (a joint space); `classic` only
+    shares a space id across modalities, so its audio, image and video vectors are clustered
+    apart. The embedder's capability says which.
     """
-    row = catalog.db.execute("SELECT embedder, modalities FROM spaces WHERE space = ?",
+    from curator.embed import space_spec
+
+    row = catalog.db.execute("SELECT modalities FROM spaces WHERE space = ?",
                              [space]).fetchone()
-    modalities = json.loads(row[1]) if row else []
-    if not row or row[0] != "classic" or len(modalities) < 2:
+    modalities = json.loads(row[0]) if row else []
+    if not row or len(modalities) < 2 or space_spec(catalog, space).capabilities.joint_space:
         return [("", None)]
     by_id = dict(catalog.db.execute("SELECT id, modality FROM items WHERE status = 'ok'"))
     kinds = np.array([by_id.get(int(i), "") for i in ids])
@@ -207,12 +211,13 @@ def current_run(catalog: Catalog, run_id: Optional[int] = None) -> int:
         row = catalog.db.execute(
             "SELECT 1 FROM clusterings WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
         if row is None:
-            raise UsageError(f"run {run_id} is not a clustering run; see `curator runs --kind "
-                             "cluster`")
+            raise UsageError(f"run {run_id} is not a clustering run",
+                             hint="see `curator runs --kind cluster`")
         return run_id
     latest = latest_run_id(catalog)
     if latest is None:
-        raise UsageError(f"{catalog.root} has no clustering yet; run `curator cluster` first")
+        raise UsageError(f"{catalog.root} has no groups yet",
+                         hint="run `curator cluster` (or `curator index`) first")
     return latest
 
 
@@ -230,7 +235,8 @@ def _check_group(catalog: Catalog, run_id: int, group_id: int) -> tuple:
         "SELECT space, state FROM groups WHERE run_id = ? AND group_id = ?",
         [run_id, group_id]).fetchone()
     if row is None:
-        raise UsageError(f"no group {group_id} in clustering run {run_id}; see `curator queue`")
+        raise UsageError(f"no group {group_id} in clustering run {run_id}",
+                         hint="see `curator queue`")
     return row
 
 

@@ -146,6 +146,17 @@ def label_paths(catalog: Catalog) -> dict[int, str]:
     """Label id -> full path ("animal/cat") of every label, removed ones included."""
     by_id = {r[0]: r for r in catalog.db.execute("SELECT id, name, parent_id FROM labels")}
     return {label_id: _path(by_id, label_id) for label_id in by_id}
+def check_path_free(catalog: Catalog, name: str, parent_id: Optional[int],
+                    label_id: Optional[int] = None) -> None:
+    """Refuse a name whose full path would equal another live label's path (`a/b` beside `b`
+    under `a`): exports and `find_label` tell labels apart by path."""
+    others = [lab for lab in labels(catalog, with_counts=False) if lab.id != label_id]
+    parent = next((lab.path for lab in others if lab.id == parent_id), None)
+    path = f"{parent}/{name}" if parent else name
+    clash = next((lab for lab in others if lab.path == path), None)
+    if clash is not None:
+        raise UsageError(f"a label named {name!r} here would have the path {path!r}, which "
+                         f"label {clash.name!r} already has; choose another name")
 
 
 def find_label(catalog: Catalog, name: str) -> Label:
@@ -171,6 +182,7 @@ def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
     hotkey = check_hotkey(hotkey)
     colour = check_colour(colour)
     parent_id = find_label(catalog, parent).id if parent else None
+    check_path_free(catalog, name, parent_id)
     with catalog.write() as db:
         if db.execute("SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL",
                       [name]).fetchone():
@@ -213,6 +225,9 @@ def update_label(catalog: Catalog, name: str, *, new_name: Optional[str] = None,
         changes["parent_id"] = parent_id
     if not changes:
         return lab
+    if "name" in changes or "parent_id" in changes:
+        check_path_free(catalog, changes.get("name", lab.name),
+                        changes.get("parent_id", lab.parent_id), lab.id)
     with catalog.write() as db:
         if "name" in changes and db.execute(
                 "SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL AND id != ?",
@@ -298,6 +313,7 @@ def apply_event(
     group_id: Optional[int] = None,
     note: str = "",
     details: Optional[dict[str, Any]] = None,
+    group_labels: Optional[dict[int, int]] = None,
 ) -> int:
     """Record one event touching many items, and update their current labels, atomically.
 
@@ -309,6 +325,8 @@ def apply_event(
         source: group, manual, propagated or imported.
         run_id, group_id: the clustering run and group a group decision was made on; the group's
             status follows the event.
+        group_labels: for an assign deciding many groups of `run_id` at once (accepted
+            suggestions): group id -> label id; each group's status follows the event.
 
     Returns:
         The event id.
@@ -339,6 +357,9 @@ def apply_event(
             if row is None:
                 raise UsageError(f"no group {group_id} in clustering run {run_id}")
             details["group_before"] = list(row)
+        if group_labels and run_id is not None:
+            details["groups_before"] = _groups_state(db, run_id, group_labels)
+            details["group_labels"] = {str(g): int(v) for g, v in group_labels.items()}
         cur = db.execute(
             "INSERT INTO events (time, annotator, action, label_id, source, run_id, group_id, "
             "note, item_count, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
@@ -390,7 +411,26 @@ def apply_event(
                            "WHERE run_id = ? AND group_id = ?",
                            [status, label_id if action == "assign" else None, event_id, run_id,
                             group_id])
+        if group_labels and run_id is not None:
+            _set_groups(db, run_id, details["group_labels"], event_id)
     return event_id
+
+
+def _groups_state(db: Any, run_id: int, group_labels: dict[int, int]) -> dict[str, list]:
+    out = {}
+    for gid in group_labels:
+        row = db.execute("SELECT status, label_id, decided_event FROM groups WHERE run_id = ? "
+                         "AND group_id = ?", [run_id, int(gid)]).fetchone()
+        if row is None:
+            raise UsageError(f"no group {gid} in clustering run {run_id}")
+        out[str(gid)] = list(row)
+    return out
+
+
+def _set_groups(db: Any, run_id: int, group_labels: dict[str, int], event_id: int) -> None:
+    db.conn.executemany("UPDATE groups SET status = 'labelled', label_id = ?, decided_event = ? "
+                        "WHERE run_id = ? AND group_id = ?",
+                        [(label, event_id, run_id, int(g)) for g, label in group_labels.items()])
 
 
 def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[str, Any]:
@@ -460,6 +500,15 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
                 db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
                            "WHERE run_id = ? AND group_id = ? AND decided_event = ?",
                            [b_status, b_label, b_event, run_id, group_id, target])
+        if run_id is not None and "groups_before" in details:  # many groups decided at once
+            if redo:
+                _set_groups(db, run_id, details["group_labels"], target)
+            else:
+                db.conn.executemany(
+                    "UPDATE groups SET status = ?, label_id = ?, decided_event = ? WHERE "
+                    "run_id = ? AND group_id = ? AND decided_event = ?",
+                    [(*before, run_id, int(g), target)
+                     for g, before in details["groups_before"].items()])
         db.execute("UPDATE events SET item_count = ?, details = ? WHERE id = ?",
                    [restored, json.dumps({"skipped": skipped}), new_event])
         db.execute("UPDATE events SET undone = ? WHERE id = ?", [0 if redo else 1, target])

@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from curator.audit import AuditItem, AuditReport, Verdict
     from curator.dedup import DedupReport
     from curator.embed import EmbedReport
+    from curator.export import ExportReport
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
+    from curator.splits import SplitAssignment, SplitTable
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +260,55 @@ class Project:
     def search(self, text: Optional[str] = None, like: Optional[int] = None,
                file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
                space: Optional[str] = None, offline: Optional[bool] = None) -> list[Any]:
-        """Items nearest a text query, an item, or a file, best first (see `curator.search`)."""
+        """Items nearest a text query, an item, or a file, best first (`SearchHit`s).
+
+        The opened indexes and the text model stay warm in this Project between calls; a search
+        never writes (the index is brought up to date by `embed` and `sync_indexes`).
+        """
         from curator.search import search
 
         return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
-                      space=space, offline=offline)
+                      space=space, offline=offline, cache=self.search_cache())
+
+    def search_cache(self) -> Any:
+        """This project's warm search state (opened indexes, query models), made on first use."""
+        from curator.search import SearchCache
+
+        cache = self.__dict__.get("_search_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_search_cache", SearchCache(self.catalog))
+        return cache
+
+    # --- label suggestions (search helper, issue 15) -----------------------------------------
+
+    def suggestions(self, run_id: Optional[int] = None,
+                    group_ids: Optional[list[int]] = None) -> dict[int, Any]:
+        """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
+        group id), from the labelled items nearest its members and, where the model has a text
+        tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
+        from curator.suggest import suggest
+
+        run_id = self.current_run(run_id)
+        last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        memo = self.__dict__.get("_suggestions_memo")
+        if memo is None or memo[0] != (run_id, last):
+            memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
+            self.__dict__["_suggestions_memo"] = memo
+        if group_ids is None:
+            return dict(memo[1])
+        return {g: memo[1][g] for g in group_ids if g in memo[1]}
+
+    def accept_suggestions(self, min_confidence: float = 0.9, run_id: Optional[int] = None,
+                           group_ids: Optional[list[int]] = None) -> tuple[Optional[int], list]:
+        """Label every undecided group whose suggestion is at least `min_confidence` with it:
+        one event, undone as one. Returns (event id or None, the accepted suggestions)."""
+        from curator.suggest import accept
+
+        run_id = self.current_run(run_id)
+        chosen = [s for s in self.suggestions(run_id, group_ids).values()
+                  if s.confidence >= min_confidence]
+        chosen.sort(key=lambda s: s.group_id)
+        return accept(self.catalog, run_id, chosen, self.annotator), chosen
 
     # --- groups and the review queue --------------------------------------------------------
 
@@ -518,12 +564,44 @@ class Project:
 
     def export(self, fmt: str, out: Path | str, split: Optional[str] = None, seed: int = 0,
                only_labeled: bool = False, mode: str = "copy",
-               progress: Optional[Progress] = None, cancel: Cancel = None) -> Any:
-        """Export items and labels in a format (atomically, with a manifest); see curator.export."""
+               progress: Optional[Progress] = None, cancel: Cancel = None,
+               **options: Any) -> ExportReport:
+        """Export items and labels in a format (atomically, with a manifest); see curator.export.
+
+        `options` are the format options of `curator.export.export` (modality, force, resplit,
+        use_splits, relative_to, url_prefix, ls_as, shard_size).
+        """
         from curator.export import export
 
-        return export(self, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
-                      mode=mode, progress=progress, cancel=cancel)
+        return export(self.catalog, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
+                      mode=mode, progress=progress, cancel=cancel,
+                      annotator=options.pop("annotator", None) or self.annotator, **options)
+
+    # --- splits (exports) -----------------------------------------------------------------
+
+    def split_table(self) -> "SplitTable":
+        """The stored split assignment and its counts per split x label."""
+        from curator.splits import table
+
+        return table(self.catalog)
+
+    def assign_splits(self, split: str, seed: int = 0) -> "SplitAssignment":
+        """Re-split: a new stored assignment every later export uses."""
+        from curator.splits import assign
+
+        return assign(self.catalog, split, seed, annotator=self.annotator)
+
+    def clear_splits(self) -> Optional[int]:
+        """Drop the stored split assignment; returns its id (None without one)."""
+        from curator.splits import clear
+
+        return clear(self.catalog)
+
+    def move_to_split(self, item_ids: Sequence[int], split: str) -> int:
+        """Put items in a split by hand; they stay there until a re-split."""
+        from curator.splits import set_split
+
+        return set_split(self.catalog, item_ids, split)
 
     def find_duplicates(self, threshold: Optional[float] = None, rule: str = "resolution",
                         preferred_source: Optional[str] = None, outliers: int = 100,

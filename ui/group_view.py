@@ -9,6 +9,7 @@ Keys (the grid has focus):
     Shift+L             label only the selected items (asks which label)
     x                   exclude the selected items from the group decision (again: include)
     j / k               next / previous group of the queue
+    Enter               accept the suggested label (shown under the title) for the whole group
     space               preview the current item
     Ctrl+= / Ctrl+-     larger / smaller thumbnails
 A temporary group (search results, a lasso selection) is decided the same way, item by item
@@ -207,6 +208,7 @@ class GroupView(QWidget):
         self._prefetched: dict[int, dict[str, Any]] = {}
         self.info: dict[str, Any] = {}
         self.labels: list[Any] = []
+        self.suggestion: Optional[Any] = None  # the shown group's `Suggestion`, once read
         # (group id, text, space) of the groups in the queue, for "merge with"; the window fills it.
         self.merge_candidates: list[tuple[int, str, str]] = []
         self.model = ItemGridModel(thumbs, self)
@@ -344,6 +346,7 @@ class GroupView(QWidget):
             self.grid.setFocus()
             self.grid.request_visible()
             self.shown.emit(group_id)
+        self._read_suggestion(group_id, info)
 
     def _load_badges(self) -> None:
         """Read the current decision of every shown item (the badges) in the background."""
@@ -379,7 +382,10 @@ class GroupView(QWidget):
             f"space {i.get('space', '?')} · topic {i.get('topic', '?')} · cohesion "
             f"{cohesion if cohesion is None else f'{cohesion:.3f}'} · impurity "
             f"{impurity if impurity is None else f'{impurity:.3f}'} · "
-            f"{len(self.model.excluded)} excluded · ● representative ◥ boundary")
+            f"{len(self.model.excluded)} excluded · ● representative ◥ boundary"
+            + (f" · suggested: {self.suggestion.label} ({self.suggestion.confidence:.0%}), "
+               "Enter accepts" if self.suggestion is not None
+               and self.suggestion.group_id == self.source.group_id else ""))
 
     def set_labels(self, labels: list[Any]) -> None:
         self.labels = list(labels)
@@ -451,6 +457,9 @@ class GroupView(QWidget):
             if key == Qt.Key_X:
                 self.exclude_selected()
                 return True
+            if key in (Qt.Key_Return, Qt.Key_Enter):
+                self.accept_suggestion()
+                return True
             if key == Qt.Key_Space:
                 item = self.current_item()
                 if item is not None:
@@ -464,6 +473,36 @@ class GroupView(QWidget):
                 self.decide("assign", label.path)
             return True
         return False
+
+    # --- suggestions ----------------------------------------------------------------------
+
+    def _read_suggestion(self, group_id: int, info: dict[str, Any]) -> None:
+        """Read the group's suggested label in the background (after the group is on screen)."""
+        self.suggestion = None
+        if info.get("status", "undecided") != "undecided":
+            self._update_title()
+            return
+
+        def shown(found: dict[int, Any]) -> None:
+            if self.group_id == group_id:
+                self.suggestion = found.get(group_id)
+                self._update_title()
+
+        self.session.read(lambda p: p.suggestions(), key="group-suggestion", on_result=shown,
+                          on_error=lambda err: log.info("no suggestion: %s", err),
+                          name="suggestion", priority=-1)
+
+    def accept_suggestion(self) -> None:
+        """Enter: label the shown group (minus exclusions) with its suggested label."""
+        if self.source is None or self.source.group_id is None:
+            self.message.emit("suggestions are made for groups of the clustering")
+            return
+        s = self.suggestion
+        if s is None or s.group_id != self.source.group_id:
+            self.message.emit(f"no suggestion for group {self.source.group_id} yet: label one "
+                              "group first, or use a model with a text tower")
+            return
+        self.decide("assign", s.label)
 
     def label_for_key(self, event: QKeyEvent) -> Any:
         key = event.key()

@@ -106,6 +106,10 @@ class MainWindow(QMainWindow):
         self.index_options = IndexOptions.from_settings(
             model=app_settings.value("index/model", "", str) or None,
             audio_model=app_settings.value("index/audio_model", "", str) or None)
+        if not app_settings.value("index/model", "", str):
+            # First start: models whose weights are not here fall back to `classic`, so the
+            # first Index… works on any machine (and in the lite build, which has no torch).
+            self.index_options, _ = self.index_options.with_models_here()
         self._preview: Optional[PreviewWindow] = None
         self._taxonomy: Optional[TaxonomyEditor] = None
         self._map_dirty = True
@@ -529,11 +533,11 @@ class MainWindow(QMainWindow):
     # this" shows the near neighbours, not the 100 nearest whatever their distance.
     SEARCH_CUTOFF = 0.15
 
-    def _search_done(self, title: str, hits: list[dict[str, Any]]) -> None:
-        top = max((float(h.get("score", 0.0)) for h in hits), default=0.0)
-        kept = [h for h in hits if float(h.get("score", 0.0)) >= top - self.SEARCH_CUTOFF]
-        ids = [int(h["item_id"]) for h in kept]
-        scores = {int(h["item_id"]): float(h.get("score", 0.0)) for h in kept}
+    def _search_done(self, title: str, hits: list[Any]) -> None:
+        top = max((float(h.score) for h in hits), default=0.0)
+        kept = [h for h in hits if float(h.score) >= top - self.SEARCH_CUTOFF]
+        ids = [h.item_id for h in kept]
+        scores = {h.item_id: float(h.score) for h in kept}
         self.group.show_items(f"{title}", ids, kind="search", scores=scores)
         self.tabs.setCurrentWidget(self.group)
         dropped = len(hits) - len(kept)

@@ -62,16 +62,22 @@ def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], 
             _print_groups(shown, title, proj.group_facts([g.group_id for g in shown], run_id))
 
 
-def _print_groups(groups: list[Any], title: str, facts: Optional[dict] = None) -> None:
+def _print_groups(groups: list[Any], title: str, facts: Optional[dict] = None,
+                  suggestions: Optional[dict[int, Any]] = None) -> None:
     click.echo(f"{title}:")
+    extra = "  suggestion" if suggestions is not None else ""
     click.echo(f"  {'group':>6} {'size':>7} {'decided':>8} {'cohesion':>8}  {'status':<9} "
-               f"{'label':<14} {'modalities':<18} {'labels carried':<22} topic")
+               f"{'label':<14} {'modalities':<18} {'labels carried':<22} {'topic':<20}{extra}")
     for g in groups:
         f = (facts or {}).get(g.group_id)
+        hint = ""
+        if suggestions is not None and g.group_id in suggestions:
+            s = suggestions[g.group_id]
+            hint = f"  {s.label} ({s.confidence:.0%})"
         click.echo(f"  {g.group_id:>6} {g.size:>7} {g.labelled:>8} {g.cohesion:>8.3f}  "
                    f"{g.status:<9} {(g.label or '-'):<14} "
                    f"{(f.modality_text() if f else ''):<18} {(f.labels_text() if f else ''):<22} "
-                   f"{(f.topic_name if f else g.topic) or '-'}")
+                   f"{((f.topic_name if f else str(g.topic)) or '-'):<20}{hint}")
 
 
 @cli.command()
@@ -87,14 +93,19 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
         q = proj.queue(order, run_id)
         shown = q.groups[:limit]
         facts = proj.group_facts([g.group_id for g in shown], q.run_id)
+        suggestions = proj.suggestions(q.run_id)
     if as_json:
-        data = q.to_json()
-        emit_json({**data, "groups": [{**g, **facts[g["group_id"]].to_json()}
-                                      for g in data["groups"][:limit]]})
+        payload = q.to_json()
+        payload["groups"] = payload["groups"][:limit]
+        for g in payload["groups"]:
+            g.update(facts[g["group_id"]].to_json())
+            s = suggestions.get(g["group_id"])
+            g["suggestion"] = s.to_json() if s is not None else None
+        emit_json(payload)
         return
     click.echo(f"run {q.run_id}: {q.groups_decided} of {q.groups_total} groups decided, "
                f"{q.items_labelled} of {q.items_total} items labelled")
-    _print_groups(shown, f"next {len(shown)} groups ({order})", facts)
+    _print_groups(shown, f"next {len(shown)} groups ({order})", facts, suggestions)
 
 
 @cli.group("group")
@@ -191,10 +202,11 @@ def search(project: Path, text: Optional[str], like: Optional[int], file: Option
     with open_project(project) as proj:
         hits = proj.search(text=text, like=like, file=file, k=k, modality=modality, space=space)
     if as_json:
-        emit_json(hits)
+        emit_json([h.to_json() for h in hits])
         return
     for h in hits:
-        click.echo(f"{h['score']:.3f}  [{h['item_id']}] {h['path']}  ({h['modality']})")
+        moment = f" at {h.frame_time:.1f} s" if h.frame_time is not None else ""
+        click.echo(f"{h.score:.3f}  [{h.item_id}] {h.path}{moment}  ({h.modality})")
     if not hits:
         click.echo("no results")
 

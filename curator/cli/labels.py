@@ -34,14 +34,33 @@ from curator.cli.base import (
 @click.option("--except", "exclude", multiple=True, type=int,
               help="With --group: leave this item out (repeatable).")
 @click.option("--note", default="", help="A note kept with the event.")
+@click.option("--accept-suggestions", "accept_suggestions", is_flag=True,
+              help="Give every undecided group its suggested label (see `curator queue`) when "
+                   "the confidence reaches --min-confidence: one event, undone as one.")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.9,
+              show_default=True, help="With --accept-suggestions: the least confidence taken.")
 @RUN
 @ANNOTATOR
 def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_file: Optional[str],
           label: Optional[str], noise: bool, mixed: bool, clear: bool, confirm: bool,
-          exclude: tuple[int, ...], note: str, run_id: Optional[int],
-          annotator: Optional[str]) -> None:
+          exclude: tuple[int, ...], note: str, accept_suggestions: bool, min_confidence: float,
+          run_id: Optional[int], annotator: Optional[str]) -> None:
     """Label a group, items, or a file of items: one event, undone as one."""
     from curator.errors import UsageError
+
+    if accept_suggestions:
+        if group_id is not None or items or from_file or label or noise or mixed or clear:
+            raise UsageError("--accept-suggestions takes no --group, --items, --label or action")
+        with open_as(project, annotator) as proj:
+            event, accepted = proj.accept_suggestions(min_confidence, run_id)
+        if event is None:
+            click.echo(f"no suggestion reaches confidence {min_confidence:.2f}; nothing labelled")
+            return
+        click.echo(f"event {event}: accepted {len(accepted)} suggestion(s) at confidence >= "
+                   f"{min_confidence:.2f} (undo: curator undo {project})")
+        for s in accepted:
+            click.echo(f"  group {s.group_id:>6}  {s.confidence:5.0%}  {s.label}")
+        return
 
     actions = [a for a, on in (("noise", noise), ("mixed", mixed), ("clear", clear),
                                ("confirm", confirm)) if on]
