@@ -455,7 +455,49 @@ class ReportPanel(FeaturePanel):
 
     def _shown(self, html: str) -> None:
         self.note.setText("")
-        self.browser.setHtml(html)
+        self.charts = show_themed(self.browser, html)
+
+
+def show_themed(browser: Any, html: str) -> int:
+    """Show report HTML in the app's palette (dark or light) with its SVG charts drawn.
+
+    QTextBrowser draws neither inline SVG nor a page's own colours against a dark theme: each
+    chart is rendered to an image resource of the document, and the page's fixed dark text and
+    light rules take the palette's colours. Returns the number of charts drawn.
+    """
+    import re
+
+    from PySide6.QtCore import QByteArray, QUrl
+    from PySide6.QtGui import QImage, QPainter, QPalette, QTextDocument
+    from PySide6.QtSvg import QSvgRenderer
+
+    palette = browser.palette()
+    text = palette.color(QPalette.Text).name()
+    rule = palette.color(QPalette.Mid).name()
+    html = (html.replace("color: #222", f"color: {text}").replace("fill: #222", f"fill: {text}")
+            .replace("#ddd", rule))
+    document = browser.document()
+    charts = []
+
+    def draw(match: Any) -> str:
+        svg = match.group(0).replace("<text ", f'<text fill="{text}" ')
+        renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+        size = renderer.defaultSize()
+        if not renderer.isValid() or size.isEmpty():
+            return ""
+        image = QImage(size, QImage.Format_ARGB32_Premultiplied)
+        image.fill(0)
+        painter = QPainter(image)
+        renderer.render(painter)
+        painter.end()
+        url = QUrl(f"chart://{len(charts)}")
+        document.addResource(QTextDocument.ImageResource, url, image)
+        charts.append(url)
+        return f'<img src="{url.toString()}" width="{size.width()}" height="{size.height()}">'
+
+    html = re.sub(r"<svg\b.*?</svg>", draw, html, flags=re.S)
+    browser.setHtml(html)
+    return len(charts)
 
 
 def report_html(answer: Any) -> str:
