@@ -232,6 +232,10 @@ class MainWindow(QMainWindow):
         self.group.shown.connect(self._prefetch_after)
         self.group.decided.connect(self._decided)
         self.group.preview_requested.connect(self.preview_item)
+        # An open preview follows the grid: j/k to another group, arrows to another item.
+        self.group.shown.connect(lambda _gid: self._preview_follow())
+        self.group.grid.selectionModel().currentChanged.connect(
+            lambda *_: self._preview_follow())
         self.group.message.connect(self.show_message)
         self.group.group_created.connect(self.open_group)
         self.map.open_items.connect(self.open_items)
@@ -561,6 +565,12 @@ class MainWindow(QMainWindow):
         window.pane.show_item(int(item_id))
         window.show()
         window.raise_()
+
+    def _preview_follow(self) -> None:
+        if self._preview is not None and self._preview.isVisible():
+            item = self.group.current_item()
+            if item is not None and item != getattr(self._preview.pane, "item_id", None):
+                self._preview.pane.show_item(int(item))
 
     def _preview_step(self, step: int) -> None:
         grid = self.group.grid
