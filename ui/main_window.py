@@ -531,7 +531,14 @@ class MainWindow(QMainWindow):
         self.show_message(f"{title}: searching…")
         self.session.read(lambda p: p.search(**query), key="search", name="search",
                           on_result=lambda hits: self._search_done(title, hits),
-                          on_error=self.show_error)
+                          on_error=self._search_failed)
+
+    def _search_failed(self, info: Any) -> None:
+        # The domain says what is wrong; the app names its own way out (not a CLI flag).
+        if "text tower" in str(info):
+            self.show_error(f"{info}: select an item and press Ctrl+L (More like this)")
+        else:
+            self.show_error(info)
 
     # Search results further than this (cosine) below the best hit are left out: "more like
     # this" shows the near neighbours, not the 100 nearest whatever their distance.

@@ -97,7 +97,8 @@ def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
         out.append(Query(s["space"], cache.embed_text(s["space"], [text], offline)[0]))
     if not out:
         raise UsageError("text search needs a model with a text tower (CLIP or CLAP): "
-                         + "; ".join(reasons) + ". Search with --like ITEM_ID instead")
+                         + "; ".join(reasons) + "; search by example instead",
+                         hint="curator search PROJECT --like ITEM_ID")
     return out
 
 

@@ -251,6 +251,7 @@ def test_text_search_without_text_tower_says_so(window, qtbot):
     qtbot.keyClick(window.search_box, Qt.Key_Return)
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=TIMEOUT)
     assert "text tower" in window.banner.text.text()
+    assert "Ctrl+L" in window.banner.text.text() and "--like" not in window.banner.text.text()
     assert not window.banner.details_button.isVisible()  # a user error, not a crash
 
 
