@@ -83,7 +83,7 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
                    f"{DEFAULT_MODELS['image']}.")
 @click.option("--audio-model", default=None,
               help="Audio: a CLAP model (hub id or local folder), or 'classic'. "
-                   f"Default: {DEFAULT_MODELS['audio']}.")
+                   f"Default: {DEFAULT_MODELS['audio']}, or classic with --model classic.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A local open_clip checkpoint (.safetensors or a torch state_dict file).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None)
@@ -101,6 +101,8 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
     """Embed every scanned item of PROJECT not yet embedded by the chosen models (resumable)."""
     from curator.settings import load_settings
 
+    if model == "classic" and audio_model is None:
+        audio_model = "classic"  # --model classic means classic for every modality
     settings = load_settings().with_overrides(model=model, audio_model=audio_model, device=device,
                                               batch_size=batch_size, workers=workers,
                                               offline=offline)
@@ -162,6 +164,8 @@ def index_command(project: Path, model: Optional[str], audio_model: Optional[str
     from curator.pipeline import IndexOptions, index
     from curator.scan import ScanOptions
 
+    if model == "classic" and audio_model is None:
+        audio_model = "classic"  # --model classic means classic for every modality
     options = IndexOptions.from_settings(
         model=model, audio_model=audio_model, weights=weights, device=device,
         batch_size=batch_size, workers=workers, precision=precision, offline=offline,

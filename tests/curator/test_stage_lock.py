@@ -55,3 +55,4 @@ def test_the_lock_is_reentrant_within_a_process_and_released_after(tmp_path):
                            "stage_lock\nwith stage_lock(sys.argv[1], 'scan'): print('ok')",
                            str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     assert took.stdout.strip() == "ok", took.stderr
+
