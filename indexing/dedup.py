@@ -440,7 +440,7 @@ def rank_outliers(scores: np.ndarray, top: int | None = 100) -> np.ndarray:
     return order if top is None else order[:max(0, int(top))]
 
 
-MIN_CALIBRATION_ROWS = 30
+MIN_CALIBRATION_ROWS = 8
 
 
 def calibrated_threshold(X: np.ndarray, floor: float = 0.95, ratio: float = 10.0,
