@@ -449,3 +449,24 @@ def load_duplicates(project: Project) -> Optional[DedupReport]:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CuratorError(f"{path} cannot be read ({exc}); run `curator dedup` again") from exc
+
+
+def keeper_similarities(catalog: Any, groups: Sequence[Any]) -> dict[int, float]:
+    """item id -> cosine similarity to its group's keeper (1.0 for exact copies and keepers)."""
+    from curator.embed import space_store
+
+    out: dict[int, float] = {}
+    for g in groups:
+        items = [int(i) for i in g.items]
+        if g.kind == "exact" or not g.space:
+            out.update({i: 1.0 for i in items})
+            continue
+        found, vectors = space_store(catalog, g.space).lookup(np.asarray(sorted(items)))
+        x = np.asarray(vectors, dtype=np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        rows = {int(i): r for r, i in enumerate(found)}
+        if g.keeper not in rows:
+            continue
+        keep = x[rows[g.keeper]]
+        out.update({i: round(float(x[r] @ keep), 4) for i, r in rows.items()})
+    return out

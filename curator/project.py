@@ -468,6 +468,13 @@ class Project:
 
     # --- triage: named events, badges ------------------------------------------------------
 
+    def duplicate_similarities(self) -> dict[int, float]:
+        """Each item of the latest duplicate search -> its cosine similarity to the keeper."""
+        from curator.dedup import keeper_similarities, load_duplicates
+
+        report = load_duplicates(self)
+        return {} if report is None else keeper_similarities(self.catalog, report.groups)
+
     def mark_duplicates(self, keepers: dict[int, int], note: str = "") -> int:
         """Mark copies as duplicates of the item kept for each (copy id -> keeper id): one
         undoable event; a duplicate is its own state, never noise."""

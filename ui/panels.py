@@ -180,10 +180,20 @@ class DuplicatesPanel(FeaturePanel):
                 self._nodes[item_id] = child
                 self._set_icon(item_id)
         self.tree.expandToDepth(0)
+        if self.sets:
+            self.session.read(lambda p: p.duplicate_similarities(), key="dup-similarity",
+                              name="duplicate similarities", on_result=self._similarities,
+                              on_error=lambda info: None)
         removable = sum(len(s["items"]) - 1 for s in self.sets)
         self.note.setText(f"{len(self.sets)} duplicate sets; accepting marks {removable} "
                           "copies as duplicates of their keeper (one undoable event).")
         self.accept_button.setEnabled(bool(self.sets))
+
+    def _similarities(self, sims: dict[int, float]) -> None:
+        """Each copy's cosine similarity to its keeper, beside both thumbnails."""
+        for item_id, node in self._nodes.items():
+            if item_id in sims:
+                node.setText(1, f"similarity {sims[item_id]:.3f}")
 
     def _set_icon(self, item_id: int) -> None:
         image = self.thumbs.image(item_id)
