@@ -113,6 +113,7 @@ class _Known:
 # Errors that say nothing about the file's content: a rescan tries these files again even when
 # their size and mtime are the same. Any other error stays until the file changes.
 TRANSIENT_ERRORS = ("permission denied", "vanished", "cannot read", "timed out", "crashed",
+                    "embedding failed",
                     "cannot stat", "cannot list")
 
 

@@ -9,9 +9,10 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class TaskFailure:
     reason: str
 
 
-def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Optional[Callable]) -> None:
+def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Callable | None) -> None:
     # Ctrl-C belongs to the parent, which cancels cleanly; workers must not die with tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
@@ -39,27 +40,48 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Option
         if message is None:
             return
         for index, task in message:
-            try:
-                result = fn(task)
-            except Exception as exc:  # noqa: BLE001 - a task's failure is data for the caller
-                result = TaskFailure(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            result = _run_one(fn, task)
             try:
                 conn.send((index, result))
-            except (BrokenPipeError, OSError):
+            except OSError:  # the parent went away
                 return
+            except Exception as exc:  # noqa: BLE001 - the result would not pickle: one failure
+                try:
+                    reason = f"result could not be sent back ({_reason(exc)})"
+                    conn.send((index, TaskFailure(reason)))
+                except Exception:  # noqa: BLE001 - give up on this worker only
+                    return
+
+
+def _reason(exc: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text[:300]
+
+
+def _run_one(fn: Callable[[Any], Any], task: Any) -> Any:
+    """`fn(task)`, or a TaskFailure for any exception, including SystemExit from a library."""
+    try:
+        return fn(task)
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # a task's failure is data for the caller
+        log.debug("task failed", exc_info=True)
+        return TaskFailure(_reason(exc))
 
 
 class _Slot:
     """One worker process and the tasks it holds."""
 
-    def __init__(self, ctx: Any, fn: Callable, initializer: Optional[Callable]) -> None:
+    def __init__(self, ctx: Any, fn: Callable, initializer: Callable | None) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
         self.process = ctx.Process(target=_worker_main, args=(child, fn, initializer), daemon=True)
         self.process.start()
         child.close()
         self.pending: deque[tuple[int, Any]] = deque()
-        self.deadline: Optional[float] = None
+        self.deadline: float | None = None
 
     def kill(self) -> None:
         try:
@@ -89,13 +111,13 @@ def default_workers() -> int:
 def imap_robust(
     fn: Callable[[T], R],
     tasks: Iterable[T],
-    workers: Optional[int] = None,
+    workers: int | None = None,
     *,
-    timeout: Optional[float] = 120.0,
+    timeout: float | None = 120.0,
     chunk_size: int = 8,
-    initializer: Optional[Callable[[], None]] = None,
-    cancel: Optional[Callable[[], bool]] = None,
-    max_in_flight: Optional[int] = None,
+    initializer: Callable[[], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    max_in_flight: int | None = None,
 ) -> Iterator[tuple[T, Any]]:
     """Run `fn` over `tasks` in worker processes; yield `(task, result)` as each finishes.
 
@@ -122,10 +144,7 @@ def imap_robust(
         for task in tasks:
             if cancel is not None and cancel():
                 return
-            try:
-                yield task, fn(task)
-            except Exception as exc:  # noqa: BLE001
-                yield task, TaskFailure(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            yield task, _run_one(fn, task)
         return
 
     ctx = _context()
@@ -219,7 +238,7 @@ def imap_robust(
                 slot.conn.close()
 
 
-def _resend(slot: _Slot, chunk: list[tuple[int, Any]], timeout: Optional[float]) -> None:
+def _resend(slot: _Slot, chunk: list[tuple[int, Any]], timeout: float | None) -> None:
     if chunk:
         slot.pending.extend(chunk)
         slot.conn.send(chunk)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from indexing.media.avcommon import _codec_name, _format_ms, _scan_stream, _stream_duration
+from indexing.media.avcommon import _codec_name, _format_ms, measured_duration
 from indexing.media.common import MediaInfo, _Match, _Options
 
 
@@ -16,10 +16,10 @@ def _describe_audio(container, stream, found: _Match, opts: _Options) -> MediaIn
     if codec is None or context is None:
         return replace(info, error="unknown audio codec, or no decoder for it in this FFmpeg build")
     info = replace(info, sample_rate=context.sample_rate or None, channels=context.channels or None)
-    duration = _stream_duration(container, stream)
-    scan = _scan_stream(container, stream, need_duration=duration is None)
-    duration = duration if duration is not None else scan.duration
+    _scan, duration, problem = measured_duration(container, stream, opts.size)
     info = replace(info, duration=duration)
+    if problem is not None:
+        return replace(info, error=problem)
     if duration is not None and duration < opts.min_audio_seconds:
         return replace(
             info,

@@ -13,6 +13,10 @@ logger = logging.getLogger("indexing.media")
 
 _FIRST_FRAME_PACKETS = 512  # packets read while waiting for the first decoded frame
 _DURATION_PACKETS = 50_000  # packets demuxed (not decoded) to measure an unknown duration
+# Packets demuxed to check a declared duration: a stream that ends within them is measured
+# exactly (minutes of audio, about a minute of video); a longer one is checked by bitrate x size.
+_VERIFY_PACKETS = 4_000
+_MAX_PLAUSIBLE_SECONDS = 7 * 24 * 3600.0  # a week: longer claims need timestamps to back them
 _AV_CONTAINER_OPTIONS = {"probesize": "1000000", "analyzeduration": "1000000"}
 
 
@@ -92,16 +96,20 @@ def _stream_duration(container, stream) -> float | None:
 class _StreamScan:
     width: int | None
     height: int | None
-    duration: float | None
+    duration: float | None  # the demuxed span, when the whole stream was demuxed
+    seen_seconds: float | None = None  # the span demuxed before the packet cap
+    seen_bytes: int = 0  # bytes of this stream's packets in that span
 
 
-def _scan_stream(container, stream, need_duration: bool) -> _StreamScan:
-    """Decode the first frame (proof the stream decodes); demux on to time it when unknown."""
+def _scan_stream(container, stream, max_packets: int) -> _StreamScan:
+    """Decode the first frame (proof the stream decodes), demuxing on up to `max_packets`
+    packets to time the stream; `duration` is set only when the stream ended before the cap."""
     # One frame: decoder threads would only cost start-up, and the scanner runs one worker per core.
     stream.codec_context.thread_count = 1
     first = None
     start = end = None
     capped = False
+    seen_bytes = 0
     for count, packet in enumerate(container.demux(stream), start=1):
         if first is None:
             decoded = packet.decode()
@@ -109,22 +117,71 @@ def _scan_stream(container, stream, need_duration: bool) -> _StreamScan:
                 first = decoded[0]
             elif count >= _FIRST_FRAME_PACKETS:
                 break
-        if need_duration and packet.pts is not None:
+        if packet.pts is not None:
             tail = packet.pts + (packet.duration or 0)
             start = packet.pts if start is None else min(start, packet.pts)
             end = tail if end is None else max(end, tail)
-        if first is not None and (not need_duration or count >= _DURATION_PACKETS):
-            capped = need_duration  # a very long stream of unknown length stays unknown
+            seen_bytes += packet.size
+        if first is not None and count >= max_packets:
+            capped = True  # a very long stream: its length is estimated, not measured
             break
     if first is None:
         raise _ProbeFailure(
             f"no {stream.type} frame could be decoded ({_codec_name(stream) or 'unknown codec'}); "
             "the stream is empty or damaged"
         )
-    duration = None
-    if need_duration and not capped and start is not None and end is not None:
-        duration = _seconds(end - start, stream.time_base)
-    return _StreamScan(getattr(first, "width", None), getattr(first, "height", None), duration)
+    span = None if start is None or end is None else _seconds(end - start, stream.time_base)
+    return _StreamScan(
+        getattr(first, "width", None),
+        getattr(first, "height", None),
+        None if capped else span,
+        seen_seconds=span,
+        seen_bytes=seen_bytes,
+    )
+
+
+def _describe_seconds(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds >= 10 else f"{seconds:.2f} s"
+
+
+def measured_duration(
+    container, stream, file_size: int
+) -> tuple[_StreamScan, float | None, str | None]:
+    """The stream's duration, measured where the container's own figure can be checked.
+
+    The declared duration (stream, else container header) is only a claim: a damaged or hostile
+    header says 65,536 s for a 2 s FLAC. The stream is demuxed (not decoded) up to a bound: when
+    it ends within the bound its measured span replaces a declared figure that disagrees; a longer
+    stream is checked against bitrate x size, and a declared figure off by more than 4x either way
+    is replaced by that estimate. A stream with no timestamps at all keeps its declared figure.
+
+    Returns:
+        (scan of the first frame and packets, duration or None when unknown, error or None).
+    """
+    declared = _stream_duration(container, stream)
+    scan = _scan_stream(
+        container, stream, _VERIFY_PACKETS if declared is not None else _DURATION_PACKETS
+    )
+    if declared is None:
+        return scan, scan.duration, None
+    if scan.duration is not None:  # the whole stream was demuxed: its span is the truth
+        if abs(declared - scan.duration) > max(1.0, 0.05 * scan.duration):
+            logger.debug("declared %.3f s, measured %.3f s", declared, scan.duration)
+            return scan, scan.duration, None
+        return scan, declared, None
+    if scan.seen_seconds and scan.seen_bytes > 0 and file_size > 0:
+        estimate = file_size * scan.seen_seconds / scan.seen_bytes
+        estimate = max(estimate, scan.seen_seconds)
+        if declared < scan.seen_seconds * 0.95 or not (estimate / 4 <= declared <= estimate * 4):
+            logger.debug("declared %.3f s, estimated %.3f s", declared, estimate)
+            return scan, estimate, None
+        return scan, declared, None
+    if scan.seen_seconds is None and declared > _MAX_PLAUSIBLE_SECONDS:
+        return scan, None, (
+            f"declared duration {_describe_seconds(declared)} cannot be checked against the "
+            "stream (no timestamps); the file is damaged"
+        )
+    return scan, declared, None
 
 
 def _format_ms(seconds: float) -> str:

@@ -213,3 +213,4 @@ class _Options:
     ext: str
     max_pixels: int
     min_audio_seconds: float
+    size: int = 0  # bytes in the file, set once it is open

@@ -34,7 +34,7 @@ def _describe_container(container, found: _Match, opts: _Options) -> MediaInfo:
     videos = [s for s in container.streams.video if not _is_cover_art(s, found)]
     audios = list(container.streams.audio)
     if videos:
-        return _describe_video(container, videos, bool(audios), found)
+        return _describe_video(container, videos, bool(audios), found, opts)
     # Only a video-style container (MP4, Matroska, AVI, ...) named as video is suspicious; a WAV
     # named .mp4 is plainly audio, and an M4A-branded MP4 declares itself audio.
     ext = opts.ext
@@ -71,6 +71,7 @@ def _probe_av(fh: BinaryIO, size: int, head: bytes, found: _Match, opts: _Option
             check(fh, size, label)
         except _ProbeFailure as exc:
             return replace(failed, error=str(exc))
+    opts = replace(opts, size=size)
     fh.seek(0)
     with _quiet_av() as logs:
         try:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from indexing.media.avcommon import _codec_name, _scan_stream, _stream_duration
-from indexing.media.common import MediaInfo, _Match
+from indexing.media.avcommon import _codec_name, measured_duration
+from indexing.media.common import MediaInfo, _Match, _Options
 
 
-def _describe_video(container, videos, has_audio: bool, found: _Match) -> MediaInfo:
+def _describe_video(
+    container, videos, has_audio: bool, found: _Match, opts: _Options
+) -> MediaInfo:
     import av.stream
 
     default = int(av.stream.Disposition.default)
@@ -17,8 +19,9 @@ def _describe_video(container, videos, has_audio: bool, found: _Match) -> MediaI
     info = MediaInfo(modality="video", format=found.format, codec=codec, has_audio=has_audio)
     if codec is None or stream.codec_context is None:
         return replace(info, error="unknown video codec, or no decoder for it in this FFmpeg build")
-    duration = _stream_duration(container, stream)
-    scan = _scan_stream(container, stream, need_duration=duration is None)
+    scan, duration, problem = measured_duration(container, stream, opts.size)
+    if problem is not None:
+        return replace(info, error=problem)
     rate = stream.average_rate or stream.guessed_rate
     fps = float(rate) if rate and 0 < float(rate) < 10_000 else None
     context = stream.codec_context
@@ -26,7 +29,7 @@ def _describe_video(container, videos, has_audio: bool, found: _Match) -> MediaI
         info,
         width=context.width or scan.width,
         height=context.height or scan.height,
-        duration=duration if duration is not None else scan.duration,
+        duration=duration,
         fps=fps,
         frames=stream.frames or None,
     )
