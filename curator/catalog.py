@@ -17,7 +17,13 @@ from typing import Any, Callable, Iterator, Optional
 import sqlite_utils
 
 from curator import __version__
-from curator.errors import CuratorError, NotAProjectError
+from curator.errors import (
+    CatalogDamagedError,
+    CatalogError,
+    CuratorError,
+    NotAProjectError,
+    ReadOnlyCatalogError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -327,22 +333,72 @@ def migrate(db: sqlite_utils.Database, upto: Optional[str] = None) -> list[str]:
 # --- connections ------------------------------------------------------------------------------
 
 
-def connect(path: Path) -> sqlite_utils.Database:
-    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit transactions."""
-    conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+def connect(path: Path, readonly: Optional[bool] = None) -> sqlite_utils.Database:
+    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit transactions.
+
+    A catalog that cannot be written here (a read-only file, folder or mount) opens read-only:
+    `?mode=ro`, or `?immutable=1` where SQLite cannot create its WAL index beside the file. The
+    returned Database then has `curator_readonly = True` and every write transaction refuses.
+
+    Args:
+        path: the catalog file.
+        readonly: force read-only (True) or read-write (False); None decides from the file system.
+    """
+    path = Path(path)
+    if readonly is None:
+        readonly = path.exists() and not writable(path)
+    if readonly:
+        conn = _connect_readonly(path)
+    else:
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    return sqlite_utils.Database(conn)
+    db = sqlite_utils.Database(conn)
+    db.curator_readonly = bool(readonly)  # type: ignore[attr-defined]
+    return db
+
+
+def writable(path: Path) -> bool:
+    """Whether the catalog file and its folder (for the -wal and -shm files) can be written."""
+    path = Path(path)
+    folder = path.parent
+    return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    from urllib.parse import quote
+
+    uri = "file:" + quote(str(path.resolve()))
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None,
+                           timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        # A WAL catalog in a folder where the -shm file cannot be made: only an immutable open
+        # works, and it cannot see changes still in a -wal file (there is none when it was
+        # closed cleanly).
+        log.debug("read-only open of %s failed (%s); opening it immutable", path, exc)
+        conn.close()
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        log.warning("%s: reading without the changes still in %s (it cannot be read here)",
+                    path, wal.name)
+    return sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None,
+                           check_same_thread=False)
 
 
 @contextlib.contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """A short write transaction taken with BEGIN IMMEDIATE, so writers queue instead of failing."""
     conn = db.conn
+    if getattr(db, "curator_readonly", False):
+        raise ReadOnlyCatalogError(_readonly_message(_db_file(db)))
     if conn.in_transaction:
         # Nested use joins the outer transaction; only the outermost commits.
         yield db
@@ -357,6 +413,112 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         conn.execute("COMMIT")
 
 
+SQLITE_HEADER = b"SQLite format 3\0"
+
+
+def _db_file(db: sqlite_utils.Database) -> str:
+    try:
+        row = db.conn.execute("PRAGMA database_list").fetchone()
+        return row[2] or "the catalog"
+    except sqlite3.Error:
+        return "the catalog"
+
+
+def _readonly_message(path: Any) -> str:
+    return (
+        f"{path} is read-only here, so this command cannot change the project; make the project "
+        "folder and its catalog.db writable (e.g. `chmod -R u+w` or remount read-write). "
+        "Reading still works: status, history, search and export to another folder"
+    )
+
+
+def _damaged_message(path: Any, detail: str) -> str:
+    root = Path(str(path)).parent
+    return (
+        f"{path} is damaged ({detail}); nothing was written to it. Run `curator check {root}` "
+        f"for details and `curator repair {root}` to rebuild it or restore the newest backup"
+    )
+
+
+_DAMAGE_HINTS = ("malformed", "not a database", "corrupt", "could not decode",
+                 "unsupported file format", "no such table", "no such column")
+
+
+def explain(exc: BaseException, path: Any = None) -> CatalogError:
+    """One clear line for an SQLite failure: what happened, to which file, and what to do.
+
+    Args:
+        exc: an sqlite3.Error, or the UnicodeDecodeError a damaged schema gives.
+        path: the catalog file (default: the catalog this process opened last).
+
+    Returns:
+        A CatalogError (CatalogDamagedError, ReadOnlyCatalogError) to raise or print.
+    """
+    if isinstance(exc, CatalogError):
+        return exc
+    path = path or _LAST_OPENED.get("path") or CATALOG_NAME
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    lower = text.lower()
+    if isinstance(exc, UnicodeDecodeError) or any(h in lower for h in _DAMAGE_HINTS):
+        return CatalogDamagedError(_damaged_message(path, text))
+    if "readonly" in lower or "read-only" in lower:
+        return ReadOnlyCatalogError(_readonly_message(path))
+    if "disk is full" in lower or "no space" in lower:
+        return CatalogError(
+            f"the disk holding {path} is full ({text}); the step that failed was not written. "
+            "Free space on that disk and run the command again"
+        )
+    if "disk i/o error" in lower:
+        return CatalogError(
+            f"read/write error on {path} ({text}): the disk may be failing or was removed; copy "
+            f"the project to a healthy disk and run `curator check`"
+        )
+    if "locked" in lower or "busy" in lower:
+        return CatalogError(
+            f"{path} stayed locked by another process for over {BUSY_TIMEOUT_MS // 1000} s "
+            f"({text}); wait for the other command to finish and try again"
+        )
+    if "unable to open" in lower:
+        return CatalogError(
+            f"cannot open {path} ({text}); check that the project folder exists and that you "
+            "may read it"
+        )
+    return CatalogError(f"catalog error on {path}: {text}")
+
+
+_LAST_OPENED: dict[str, str] = {}
+
+
+def check_header(path: Path) -> None:
+    """Refuse a catalog file whose first bytes are not an SQLite header (a cheap first check).
+
+    Raises:
+        CatalogDamagedError: the file is too short or its header is wrong.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise CatalogError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(head) < 100:
+        raise CatalogDamagedError(_damaged_message(path, f"the file is {len(head)} bytes long, "
+                                                         "shorter than an SQLite header"))
+    if head[:16] != SQLITE_HEADER:
+        raise CatalogDamagedError(_damaged_message(path, "its SQLite header is wrong"))
+    page_size = int.from_bytes(head[16:18], "big")
+    if page_size not in (1,) and (page_size < 512 or page_size & (page_size - 1)):
+        raise CatalogDamagedError(_damaged_message(path, f"bad page size {page_size} in header"))
+
+
+def _check_marker(path: Path) -> Path:
+    return path.with_name(path.name + "-checked.json")
+
+
+def _file_identity(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 class Catalog:
     """The catalog of one project folder: a connection per thread over `catalog.db`."""
 
@@ -364,6 +526,7 @@ class Catalog:
         self.root = Path(root)
         self.path = self.root / CATALOG_NAME
         self._local = threading.local()
+        self._sound = False
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -405,37 +568,100 @@ class Catalog:
                 f"{root} is not a Curator project (no {CATALOG_NAME}); create one with "
                 f"`curator init {root} --source MEDIA_FOLDER`"
             )
+        check_header(path)
         catalog = cls(root)
+        _LAST_OPENED["path"] = str(path)
         try:
             tables = catalog.db.table_names()
             app = None
             if "meta" in tables:
                 row = catalog.db.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
                 app = row[0] if row else None
-        except sqlite3.DatabaseError as exc:
+            applied = applied_migrations(catalog.db)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             catalog.close()
-            raise NotAProjectError(f"{path} is not a readable Curator catalog ({exc})") from exc
+            raise explain(exc, path) from exc
         if app != APP_ID:
             catalog.close()
             raise NotAProjectError(f"{path} is an SQLite file but not a Curator catalog")
         known = {name for name, _ in MIGRATIONS}
-        unknown = [m for m in applied_migrations(catalog.db) if m not in known]
+        unknown = [m for m in applied if m not in known]
         if unknown:
             catalog.close()
             raise CuratorError(
                 f"{path} was written by a newer Curator (schema {unknown[-1]}); upgrade Curator"
             )
-        migrate(catalog.db)
+        if catalog.readonly:
+            if len(set(applied) & known) < len(known):
+                catalog.close()
+                raise ReadOnlyCatalogError(
+                    f"{path} needs a schema upgrade, which needs write access; "
+                    + _readonly_message(path).split("; ", 1)[1]
+                )
+            log.info("%s is read-only here; opened read-only", path)
+            return catalog
+        try:
+            migrate(catalog.db)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            catalog.close()
+            raise explain(exc, path) from exc
         return catalog
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this catalog is open read-only (a read-only file, folder or mount)."""
+        return bool(getattr(self.db, "curator_readonly", False))
+
+    def ensure_sound(self) -> None:
+        """Refuse to write into a catalog that fails SQLite's quick check.
+
+        The check runs once per process and catalog, and is skipped while the file is unchanged
+        since the last check that passed (a marker beside it records size, mtime and inode).
+
+        Raises:
+            CatalogDamagedError: the check failed; the message says how to repair.
+            ReadOnlyCatalogError: the catalog is open read-only.
+        """
+        if self._sound:
+            return
+        if self.readonly:
+            raise ReadOnlyCatalogError(_readonly_message(self.path))
+        marker = _check_marker(self.path)
+        identity = _file_identity(self.path)
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(marker.read_text()) == identity:
+                self._sound = True
+                return
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check(5)").fetchall()]
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise explain(exc, self.path) from exc
+        if rows != ["ok"]:
+            raise CatalogDamagedError(_damaged_message(self.path, "; ".join(rows)[:200]))
+        self._sound = True
+        with contextlib.suppress(OSError):
+            tmp = marker.with_name(marker.name + ".tmp")
+            tmp.write_text(json.dumps(_file_identity(self.path)))
+            os.replace(tmp, marker)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
+            readonly = getattr(db, "curator_readonly", False)
             db.conn.close()
             self._local.db = None
+            if self._sound and not readonly:
+                # It passed its check when this process began writing, and only sound writers
+                # wrote since: the next command need not check again unless the file changes.
+                with contextlib.suppress(OSError):
+                    marker = _check_marker(self.path)
+                    tmp = marker.with_name(marker.name + ".tmp")
+                    tmp.write_text(json.dumps(_file_identity(self.path)))
+                    os.replace(tmp, marker)
 
     def write(self) -> contextlib.AbstractContextManager:
-        """A write transaction on this thread's connection."""
+        """A write transaction on this thread's connection, once the catalog passed its check."""
+        self.ensure_sound()
         return transaction(self.db)
 
     # --- runs -------------------------------------------------------------------------------
@@ -488,6 +714,8 @@ class Catalog:
 
     def mark_interrupted_runs(self) -> int:
         """Runs left 'running' by a process of this host that no longer exists were killed."""
+        if self.readonly:
+            return 0
         host = socket.gethostname()
         rows = self.db.execute(
             "SELECT id, pid, host FROM runs WHERE status = 'running'"

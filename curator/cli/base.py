@@ -149,6 +149,8 @@ def cli(verbose: int) -> None:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; every expected failure ends as one `error:` line and a non-zero exit."""
+    import sqlite3
+
     from curator.errors import CuratorError
 
     try:
@@ -172,13 +174,35 @@ def main(argv: Optional[list[str]] = None) -> None:
     except CuratorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        from curator.catalog import explain
+
+        log.debug("catalog error", exc_info=True)
+        click.echo(f"error: {explain(exc)}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted; finished work is kept", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(141)
     except OSError as exc:
-        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        click.echo(f"error:{name} {exc.strerror or exc}", err=True)
+        click.echo(f"error: {os_error_line(exc)}", err=True)
         sys.exit(1)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system failure, with what to do for the common ones."""
+    import errno
+
+    name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    text = f"{name}{exc.strerror or exc}"
+    hints = {
+        errno.ENOSPC: "the disk is full; free space and run the command again",
+        errno.EDQUOT: "the disk quota is used up; free space and run the command again",
+        errno.EROFS: "the file system is read-only; write somewhere else or remount it read-write",
+        errno.EACCES: "permission denied; check the permissions of that path",
+        errno.EIO: "input/output error; the disk may be failing",
+    }
+    hint = hints.get(exc.errno or 0)
+    return f"{text} ({hint})" if hint else text
 
