@@ -463,7 +463,9 @@ def explain(exc: BaseException, path: Any = None) -> CatalogError:
         return CatalogDamagedError(_damaged_message(path, text))
     if "readonly" in lower or "read-only" in lower:
         return ReadOnlyCatalogError(_readonly_message(path))
-    if "disk is full" in lower or "no space" in lower:
+    if "disk is full" in lower or "no space" in lower or (
+        "disk i/o error" in lower and _nearly_full(path)
+    ):
         return CatalogError(
             f"the disk holding {path} is full ({text}); the step that failed was not written. "
             "Free space on that disk and run the command again"
@@ -487,6 +489,16 @@ def explain(exc: BaseException, path: Any = None) -> CatalogError:
 
 
 _LAST_OPENED: dict[str, str] = {}
+
+
+def _nearly_full(path: Any) -> bool:
+    """Whether the disk holding `path` has under 4 MiB free (SQLite then reports I/O errors)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(Path(str(path)).parent).free < (4 << 20)
+    except OSError:
+        return False
 
 
 def check_header(path: Path) -> None:
@@ -637,7 +649,8 @@ class Catalog:
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise explain(exc, self.path) from exc
         if rows != ["ok"]:
-            raise CatalogDamagedError(_damaged_message(self.path, "; ".join(rows)[:200]))
+            detail = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
+            raise CatalogDamagedError(_damaged_message(self.path, detail[:200]))
         self._sound = True
         with contextlib.suppress(OSError):
             tmp = marker.with_name(marker.name + ".tmp")

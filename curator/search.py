@@ -105,12 +105,33 @@ def load_index(catalog: Catalog, space: str) -> Any:
     """The space's index, brought up to date first."""
     from indexing.vector_index import VectorIndex
 
+    if getattr(catalog, "readonly", False):  # hostile: a read-only project searches in memory
+        return _read_only_index(catalog, space)
     sync_index(catalog, space)
     row = _space_row(catalog, space)
     path = catalog.root / row["folder"] / "index.faiss"
     if not path.exists():
         raise UsageError(f"space {space} has no vectors to search")
     return VectorIndex.load(path)
+
+
+def _read_only_index(catalog: Catalog, space: str) -> Any:
+    """The saved index when there is one, else one built in memory from the store; nothing is
+    written (the project is read-only)."""
+    from curator.embed import space_store
+    from indexing.vector_index import IndexFileError, VectorIndex
+
+    path = catalog.root / _space_row(catalog, space)["folder"] / "index.faiss"
+    if path.exists():
+        try:
+            return VectorIndex.load(path)
+        except (IndexFileError, OSError, ValueError) as exc:
+            log.warning("index %s unreadable (%s); searching the stored vectors", path, exc)
+    store = space_store(catalog, space)
+    if not store.exists():
+        raise UsageError(f"space {space} has no vectors to search")
+    ids, vectors = store.load()
+    return VectorIndex.build(ids, vectors, space=space)
 
 
 def make_embedder(catalog: Catalog, space: str, offline: Optional[bool] = None) -> Any:
