@@ -362,7 +362,16 @@ def apply_event(
                            "WHERE run_id = ? AND group_id = ?",
                            [status, label_id if action == "assign" else None, event_id, run_id,
                             group_id])
+    _backup_event_log(catalog)
     return event_id
+
+
+def _backup_event_log(catalog: Catalog) -> None:
+    """Keep the rolling event-log backup current (hostile: see curator.integrity)."""
+    if not catalog.db.conn.in_transaction:  # an outer transaction may still roll back
+        from curator.integrity import backup_event_log
+
+        backup_event_log(catalog)
 
 
 def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[str, Any]:
@@ -435,6 +444,7 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
         db.execute("UPDATE events SET item_count = ?, details = ? WHERE id = ?",
                    [restored, json.dumps({"skipped": skipped}), new_event])
         db.execute("UPDATE events SET undone = ? WHERE id = ?", [0 if redo else 1, target])
+    _backup_event_log(catalog)
     return {"event": new_event, "target": target, "restored": restored, "skipped": skipped,
             "action": "redo" if redo else "undo"}
 
