@@ -189,7 +189,7 @@ def check(root: Path | str, full: bool = False) -> CheckReport:
         fk = db.execute("PRAGMA foreign_key_check").fetchall()
         if fk:
             report.problems.append(Problem("broken references", len(fk),
-                                           f"rows whose reference points nowhere (table {fk[0][0]})",
+                                           f"rows pointing nowhere (table {fk[0][0]})",
                                            "`curator repair` drops them"))
         for kind, sql, what in _ORPHANS:
             n = db.execute(sql).fetchone()[0]

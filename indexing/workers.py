@@ -1,7 +1,8 @@
-"""A crash-proof process pool for per-file work: a decoder that hangs or dies costs one file, not the run."""
+"""A crash-proof process pool for per-file work: a hung or dead decoder costs one file."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -84,10 +85,8 @@ class _Slot:
         self.deadline: float | None = None
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             self.process.kill()
-        except (OSError, AttributeError):
-            pass
         self.process.join(timeout=5)
         self.conn.close()
 
@@ -226,10 +225,8 @@ def imap_robust(
                     feed(slot)
     finally:
         for slot in slots:
-            try:
+            with contextlib.suppress(OSError):
                 slot.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
         for slot in slots:
             slot.process.join(timeout=0.5)
             if slot.process.is_alive():

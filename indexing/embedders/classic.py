@@ -53,7 +53,7 @@ _COLOUR_BINS = _HUE_BINS * 2 * 2 + _GREY_BINS  # hue x saturation (2) x value (2
 _ORIENT_BINS, _CELLS = 9, 4  # HOG: 9 unsigned orientations on a 4 x 4 grid
 _N_MELS = 64
 _MOTION_WEIGHT = 1.2  # change and motion blocks of a clearly moving video, against appearance 1
-# stats 4 + where 16 + spread 2 + centroid path 8 + brightness trend 2; a test holds it to `_motion`.
+# stats 4 + where 16 + spread 2 + centroid path 8 + brightness trend 2 (a test checks it).
 _MOTION_DIMS = 32
 
 
@@ -485,6 +485,7 @@ class ClassicEmbedder(Embedder):
     dim = DIM
     modalities = frozenset({"image", "audio", "video"})
     has_text = False
+    joint_space = False  # one space id, but image, audio and video vectors are not comparable
     compute_bound = False
 
     def __init__(self) -> None:

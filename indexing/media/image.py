@@ -1,4 +1,4 @@
-"""Probing images with Pillow: bomb guard before decode, a bounded validating decode, animation length."""
+"""Probing images with Pillow: a bomb guard before decoding, a bounded validating decode."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _webp_header_size(head: bytes) -> tuple[int, int] | None:
 
 def _check_riff_length(head: bytes, size: int, label: str) -> None:
     declared = _u32le(head, 4) + 8
-    if head[:4] == b"RIFF" and 12 < declared and size < declared:
+    if head[:4] == b"RIFF" and declared > 12 and size < declared:
         raise _ProbeFailure(
             f"truncated {label}: file has {size:,} of the {declared:,} bytes its header declares"
         )

@@ -1,4 +1,4 @@
-"""The catalog tells you when it is hurt: full disk, read-only, corrupt; one line, nothing written."""
+"""The catalog tells you when it is hurt: full disk, read-only, corrupt; one line, no write."""
 
 from __future__ import annotations
 
