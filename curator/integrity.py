@@ -87,7 +87,8 @@ _REPLAYED = (
     "ei.event_id, CASE WHEN e.action = 'confirm' THEN 1 ELSE 0 END AS confirmed "
     "FROM event_items ei JOIN (SELECT item_id, MAX(event_id) AS event_id FROM event_items "
     "GROUP BY item_id) last ON last.item_id = ei.item_id AND last.event_id = ei.event_id "
-    "JOIN events e ON e.id = ei.event_id WHERE ei.after_state IS NOT NULL"
+    "JOIN events e ON e.id = ei.event_id WHERE ei.after_state IS NOT NULL "
+    "AND ei.item_id IN (SELECT id FROM items)"
 )
 
 

@@ -421,10 +421,13 @@ def scan_catalog(
     to_probe: list[_Entry] = []
     pending = _Pending()
     walk_errors: list[_Entry] = []
+    holding = {sid for (sid, _), old in known.items() if old.status != "missing"}
     for source_id, root in sources:
-        if not os.path.isdir(root):
-            # An unmounted disk is not a deletion: its items keep their status.
-            log.warning("source %s is not reachable; its items are left as they are", root)
+        if not os.path.isdir(root) or (source_id in holding and _empty_folder(root)):
+            # An unmounted disk (or the empty mount point it leaves) is not a deletion: its
+            # items keep their status.
+            log.warning("source %s is %s; its items are left as they are", root,
+                        "empty where it had files" if os.path.isdir(root) else "not reachable")
             report.unreachable.append(root)
             continue
         for entry in walk_source(source_id, root, options, cancel):
@@ -471,11 +474,17 @@ def scan_catalog(
                 continue
             if root is None or not os.path.lexists(os.path.join(root, key[1])):
                 vanished[key] = old
-    by_hash: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    # Items already missing since an earlier scan, in any source, can be found again too: a
+    # new file with their content inherits their identity (labels follow the content).
+    if walk_complete:
+        for key, old in known.items():
+            if old.status == "missing" and key not in seen:
+                vanished[key] = old
+    by_hash: dict[str, list[tuple[int, str]]] = {}
     _load_hashes(db, {old.id: old for old in vanished.values()})
     for key, old in vanished.items():
         if old.content_hash:
-            by_hash.setdefault((key[0], old.content_hash), []).append(key)
+            by_hash.setdefault(old.content_hash, []).append(key)
 
     last_commit = time.monotonic()
 
@@ -506,8 +515,8 @@ def scan_catalog(
             if pending.renames:
                 sets = ", ".join(f"{c} = ?" for c in PROBE_COLUMNS)
                 wdb.conn.executemany(
-                    f"UPDATE items SET path = ?, size = ?, mtime = ?, mtime_ns = ?, {sets}, "
-                    "last_seen = ? WHERE id = ?",
+                    "UPDATE items SET source_id = ?, path = ?, size = ?, mtime = ?, mtime_ns = ?, "
+                    f"{sets}, last_seen = ? WHERE id = ?",
                     pending.renames,
                 )
         pending.inserts.clear()
@@ -526,14 +535,16 @@ def scan_catalog(
             move_key = None
             digest = row.get("content_hash")
             if digest and row["status"] == "ok":
-                candidates = by_hash.get((entry.source_id, digest))
-                if candidates:
-                    move_key = candidates.pop(0)
+                candidates = by_hash.get(digest)
+                if candidates:  # the same source first, then a missing item of another
+                    same = [k for k in candidates if k[0] == entry.source_id]
+                    move_key = (same or candidates)[0]
+                    candidates.remove(move_key)
             if move_key is not None:
                 moved = vanished.pop(move_key)
                 report.renamed += 1
-                pending.renames.append((entry.rel, entry.size, mtime, entry.mtime_ns, *values,
-                                        now, moved.id))
+                pending.renames.append((entry.source_id, entry.rel, entry.size, mtime,
+                                        entry.mtime_ns, *values, now, moved.id))
             else:
                 report.new += 1
                 pending.inserts.append((entry.source_id, entry.rel, entry.size, mtime,
@@ -602,6 +613,15 @@ def scan_catalog(
         report.missing = len(ids)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _empty_folder(root: str) -> bool:
+    """Whether a folder holds no entries at all (an unmounted disk's mount point)."""
+    try:
+        with os.scandir(root) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
 
 
 def _load_hashes(db: Any, items: dict[int, _Known]) -> None:
