@@ -84,6 +84,13 @@ def check_name(name: str) -> str:
     if bad:
         raise UsageError(f"label name {clean!r} contains control characters "
                          f"({', '.join(repr(c) for c in bad[:3])}); remove them")
+    # Bidi overrides and zero-width characters (Unicode format characters) make two different
+    # names look alike, or a name display reversed: refused (hostile).
+    hidden = [ch for ch in clean if unicodedata.category(ch) == "Cf"]
+    if hidden:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in hidden[:3])
+        raise UsageError(f"label name {clean!r} contains invisible or direction-changing "
+                         f"characters ({codes}); remove them")
     if len(clean) > 200:
         raise UsageError("a label name is limited to 200 characters")
     return clean
@@ -563,7 +570,26 @@ def remove_label(catalog: Catalog, name: str, force: bool = False,
 
 def import_taxonomy(catalog: Catalog, entries: Sequence[dict[str, Any]],
                     annotator: str = "") -> list[Label]:
-    """Add labels from dicts (name, parent, colour, hotkey, description); existing ones are kept."""
+    """Add labels from dicts (name, parent, colour, hotkey, description); existing ones are kept.
+
+    All or nothing: every entry is checked first and all are added in one transaction, so a bad
+    entry anywhere leaves the taxonomy as it was.
+    """
+    for n, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise UsageError(f"entry {n} is not a label (expected an object with a name)")
+        try:
+            check_name(str(entry.get("name", "")))
+            check_colour(entry.get("colour"))
+            check_hotkey(entry.get("hotkey"))
+        except UsageError as exc:
+            raise UsageError(f"entry {n}: {exc}; nothing was imported") from exc
+    with catalog.write():
+        return _import_entries(catalog, entries, annotator)
+
+
+def _import_entries(catalog: Catalog, entries: Sequence[dict[str, Any]],
+                    annotator: str) -> list[Label]:
     added = []
     existing = {lab.name for lab in labels(catalog, with_counts=False)}
     pending = list(entries)

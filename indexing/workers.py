@@ -99,6 +99,20 @@ def _context() -> Any:
     return mp.get_context("spawn")
 
 
+def max_workers() -> int:
+    """The most worker processes a pool starts: twice the usable cores (at least 2)."""
+    return max(2, 2 * default_workers())
+
+
+def capped_workers(workers: int) -> int:
+    """`workers`, capped at `max_workers()` with a warning: more only thrash the cores."""
+    cap = max_workers()
+    if workers > cap:
+        log.warning("%d workers asked for on %d cores; using %d", workers, default_workers(), cap)
+        return cap
+    return workers
+
+
 def default_workers() -> int:
     """One worker per usable core."""
     try:
@@ -146,6 +160,7 @@ def imap_robust(
             yield task, _run_one(fn, task)
         return
 
+    workers = capped_workers(workers)
     ctx = _context()
     max_in_flight = max_in_flight or workers * chunk_size * 2
     source = iter(tasks)

@@ -109,6 +109,50 @@ def open_as(project: Path, annotator: Optional[str]) -> Any:
     return proj
 
 
+def greedy_options(*names: str) -> type[click.Command]:
+    """A Command class whose repeatable options `names` also take several values at once.
+
+    `--items 3 4 5` reads as `--items 3 --items 4 --items 5`: after such an option every
+    following word that is not an option is one more value, once the command's positional
+    argument has been given before it (so `label PROJECT --items 3 4` works, and
+    `label --items 3 PROJECT` keeps its usual meaning).
+    """
+
+    class GreedyCommand(click.Command):
+        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+            return super().parse_args(ctx, _spread(self, args, names))
+
+    return GreedyCommand
+
+
+def _spread(command: click.Command, args: list[str], names: tuple[str, ...]) -> list[str]:
+    takes_value = {opt for p in command.params if isinstance(p, click.Option)
+                   and not p.is_flag and not p.count for opt in p.opts}
+    out: list[str] = []
+    positional = False
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            return out + args[i:]
+        if word in names:
+            values = []
+            i += 1
+            while i < len(args) and not args[i].startswith("-") and (positional or not values):
+                values.append(args[i])
+                i += 1
+            out += [x for v in values for x in (word, v)] or [word]
+            continue
+        out.append(word)
+        if word in takes_value and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 1
+        elif not word.startswith("-"):
+            positional = True
+        i += 1
+    return out
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 
