@@ -661,7 +661,7 @@ class Catalog:
         return bool(getattr(self.db, "curator_readonly", False))
 
     def ensure_sound(self) -> None:
-        """Refuse to write into a catalog that fails SQLite's quick check.
+        """Refuse to write into a catalog that fails SQLite's integrity check.
 
         The check runs once per process and catalog, and is skipped while the file is unchanged
         since the last check that passed (a marker beside it records size, mtime and inode).
@@ -681,7 +681,9 @@ class Catalog:
                 self._sound = True
                 return
         try:
-            rows = [r[0] for r in self.db.execute("PRAGMA quick_check(5)").fetchall()]
+            # integrity_check, not quick_check: a flipped byte in an index passes the quick one,
+            # and a write would spread the damage. The marker makes it once per outside change.
+            rows = [r[0] for r in self.db.execute("PRAGMA integrity_check(5)").fetchall()]
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise explain(exc, self.path) from exc
         if rows != ["ok"]:
