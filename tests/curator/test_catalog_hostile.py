@@ -110,6 +110,8 @@ def test_full_disk_during_scan_and_label_is_one_clear_line(tmp_path, labelled, m
                                "Free space")
         assert "catalog.db" in line or "No space" in line
         _one_error_line(_cli("label", disk / "proj", "--items", "3", "--label", "cat"), "full")
+        _one_error_line(_cli("embed", disk / "proj", "--model", "classic", "--audio-model",
+                             "classic", "--workers", "0"), "full")
         (disk / "filler").unlink()
         # With space again, the same project works and lost nothing.
         _cli("check", disk / "proj", check_rc=0)
