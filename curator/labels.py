@@ -378,9 +378,9 @@ def apply_event(
 
 
 def _backup_event_log(catalog: Catalog) -> None:
-    """Keep the rolling event-log backup current (hostile: see curator.integrity)."""
+    """Keep the rolling event-log backup current (hostile: see curator.eventlog)."""
     if not catalog.db.conn.in_transaction:  # an outer transaction may still roll back
-        from curator.integrity import backup_event_log
+        from curator.eventlog import backup_event_log
 
         backup_event_log(catalog)
 

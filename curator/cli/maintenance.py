@@ -77,8 +77,6 @@ def repair_cmd(project: Path, from_backup: Path | None, as_json: bool) -> None:
 def backup_cmd(project: Path, dest: Path | None) -> None:
     """A consistent copy of PROJECT's catalog (SQLite's online backup API: safe while others
     write). Vectors and thumbnails are rebuilt from their shards by `curator repair`."""
-    from curator.integrity import backup
-
     with open_project(project) as proj:
-        target = backup(proj.catalog, dest)
+        target = proj.backup(dest)
     click.echo(f"backed up to {target}")

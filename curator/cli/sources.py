@@ -19,10 +19,8 @@ def sources_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(project: Path, as_json: bool) -> None:
     """Every source with its items by status and whether it is reachable now."""
-    from curator.sources import list_sources
-
     with open_project(project) as proj:
-        rows = list_sources(proj.catalog)
+        rows = proj.source_details()
     if as_json:
         emit_json([r.to_json() for r in rows])
         return
@@ -43,10 +41,8 @@ def relocate_cmd(project: Path, old: str, new: Path, as_json: bool) -> None:
     If NEW was already added as a source, its items are merged into OLD's (matched by relative
     path, else by content).
     """
-    from curator.sources import relocate
-
     with open_project(project) as proj:
-        report = relocate(proj.catalog, old, new)
+        report = proj.relocate_source(old, new)
     if as_json:
         emit_json(report.to_json())
         return
@@ -64,8 +60,6 @@ def relocate_cmd(project: Path, old: str, new: Path, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Also when its items have labels (they are lost).")
 def remove_cmd(project: Path, source: str, force: bool) -> None:
     """Forget SOURCE (its path or id) and its items; the label history keeps its events."""
-    from curator.sources import remove
-
     with open_project(project) as proj:
-        done = remove(proj.catalog, source, force=force)
+        done = proj.remove_source(source, force=force)
     click.echo(f"removed source {done['source']} ({done['items']} items)")
