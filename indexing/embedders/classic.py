@@ -103,7 +103,10 @@ def rademacher_projection(n_in: int, n_out: int, seed: int) -> np.ndarray:
 
 def _finish(raw: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """Project, power-normalise (signed sqrt) and L2-normalise rows of raw features."""
-    y = raw.astype(np.float32) @ projection
+    # einsum, not `@`: BLAS picks its kernel by batch size, so a matrix product gave the same
+    # item a vector differing in the last bits depending on its batch (a resumed run then
+    # disagreed with a clean one). einsum sums each row in one fixed order.
+    y = np.einsum("ij,jk->ik", raw.astype(np.float32), projection, optimize=False)
     y = np.sign(y) * np.sqrt(np.abs(y))
     return _l2(y, 1e-12).astype(np.float32)
 

@@ -307,3 +307,12 @@ def test_fuzz_scanner_and_classic_embedder(tmp_path, media):
         path.unlink()
         done += 1
     assert done >= 20
+
+
+def test_classic_vectors_do_not_depend_on_the_batch(tmp_path, media):
+    """A resumed run batches items differently from a clean one: the vectors must agree."""
+    embedder = ClassicEmbedder()
+    decoded = [d for _, d in _decoded(tmp_path, media, n=7)]
+    together = embedder.embed_batch(decoded).vectors
+    for i, item in enumerate(decoded):
+        np.testing.assert_array_equal(embedder.embed_batch([item]).vectors[0], together[i])
