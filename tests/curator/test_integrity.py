@@ -112,3 +112,34 @@ def test_label_and_undo_keep_the_event_log_backup_current(project_root):
             assert conn.execute("SELECT undone FROM events ORDER BY id DESC LIMIT 1 OFFSET 1"
                                 ).fetchone()[0] == 1
     assert events >= 3
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    from curator.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_check_backup_and_repair_commands(project_root, capsys):
+    code, out, _ = _main(capsys, "check", project_root, "--full")
+    assert code == 0 and out.startswith("ok:")
+    code, out, _ = _main(capsys, "backup", project_root)
+    assert code == 0 and "backed up to" in out
+    (project_root / "catalog.db").write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    for extra in ("catalog.db-wal", "catalog.db-shm"):
+        (project_root / extra).unlink(missing_ok=True)
+    code, out, err = _main(capsys, "check", project_root)
+    assert code == 1 and "problem: damaged catalog" in out and "Traceback" not in err
+    code, _, err = _main(capsys, "status", project_root)
+    assert code == 1 and err.count("error:") == 1 and "curator repair" in err
+    code, out, err = _main(capsys, "repair", project_root)
+    assert code == 0, err
+    assert "restored the catalog from" in out and out.rstrip().endswith("passes its check")
+    code, out, _ = _main(capsys, "status", project_root)
+    assert code == 0

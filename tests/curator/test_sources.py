@@ -132,3 +132,29 @@ def test_remove_refuses_labelled_items_unless_forced(labelled):
         assert done["items"] == 10 and project.items() == []
         assert len(project.history()) >= 1  # the history keeps its events
     assert check(root).ok
+
+
+def test_sources_commands(tmp_path, labelled, capsys):
+    from curator.cli import main
+
+    def run(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    root, src = labelled
+    moved = tmp_path / "elsewhere"
+    os.rename(src, moved)
+    code, out, _ = run("sources", "list", root)
+    assert code == 0 and str(src) in out and "not reachable" in out and "10 ok" in out
+    code, out, err = run("sources", "relocate", root, src, moved)
+    assert code == 0, err
+    assert "10 items kept, 10 found" in out
+    code, _, err = run("sources", "relocate", root, "/nowhere", moved)
+    assert code == 1 and "no source" in err
+    code, _, err = run("sources", "remove", root, moved)
+    assert code == 1 and "labelled" in err and "--force" in err
