@@ -69,12 +69,22 @@ def _huge_mp4(path: Path) -> bytes:
     return bytes(data)
 
 
+def _huge_mp3(path: Path) -> bytes:
+    data = bytearray(path.read_bytes())
+    at = max(data.find(b"Xing"), data.find(b"Info"))
+    assert at > 0, "no Xing/Info header"
+    assert data[at + 7] & 1  # the frame count is present
+    data[at + 8 : at + 12] = struct.pack(">I", 0x7FFFFFFF)
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     "name, make, mutate, seconds",
     [
         ("a.flac", lambda p: _audio(p, "flac", "flac", 1.5), _huge_flac, 1.5),
         ("a.ogg", lambda p: _audio(p, "libopus", "ogg", 1.5, rate=48000), _huge_ogg, 1.5),
         ("a.m4a", lambda p: _audio(p, "aac", "mp4", 1.5), _huge_mp4, 1.5),
+        ("a.mp3", lambda p: _audio(p, "libmp3lame", "mp3", 1.5, rate=44100), _huge_mp3, 1.5),
     ],
 )
 def test_a_declared_duration_that_disagrees_with_the_stream_is_replaced(
