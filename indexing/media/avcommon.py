@@ -16,6 +16,7 @@ _DURATION_PACKETS = 50_000  # packets demuxed (not decoded) to measure an unknow
 # Packets demuxed to check a declared duration: a stream that ends within them is measured
 # exactly (minutes of audio, about a minute of video); a longer one is checked by bitrate x size.
 _VERIFY_PACKETS = 4_000
+_VERIFY_BYTES = 16 << 20  # and at most this much packet data, so a long HD video costs little
 _MAX_PLAUSIBLE_SECONDS = 7 * 24 * 3600.0  # a week: longer claims need timestamps to back them
 _AV_CONTAINER_OPTIONS = {"probesize": "1000000", "analyzeduration": "1000000"}
 
@@ -101,7 +102,8 @@ class _StreamScan:
     seen_bytes: int = 0  # bytes of this stream's packets in that span
 
 
-def _scan_stream(container, stream, max_packets: int) -> _StreamScan:
+def _scan_stream(container, stream, max_packets: int, max_bytes: float = float("inf")
+                 ) -> _StreamScan:
     """Decode the first frame (proof the stream decodes), demuxing on up to `max_packets`
     packets to time the stream; `duration` is set only when the stream ended before the cap."""
     # One frame: decoder threads would only cost start-up, and the scanner runs one worker per core.
@@ -122,7 +124,7 @@ def _scan_stream(container, stream, max_packets: int) -> _StreamScan:
             start = packet.pts if start is None else min(start, packet.pts)
             end = tail if end is None else max(end, tail)
             seen_bytes += packet.size
-        if first is not None and count >= max_packets:
+        if first is not None and (count >= max_packets or seen_bytes > max_bytes):
             capped = True  # a very long stream: its length is estimated, not measured
             break
     if first is None:
@@ -140,6 +142,19 @@ def _scan_stream(container, stream, max_packets: int) -> _StreamScan:
     )
 
 
+# Bitrates (bits/s over the whole file) a real stream stays within. Below: even silence in FLAC
+# or a still frame in H.264 costs more than 800 bit/s in frame headers. Above: beyond any
+# uncompressed audio, and beyond any video a camera writes.
+_BITRATE_BOUNDS = {"audio": (800.0, 60e6), "video": (800.0, 4e9)}
+
+
+def _plausible(declared: float, file_size: int, kind: str) -> bool:
+    low, high = _BITRATE_BOUNDS.get(kind, _BITRATE_BOUNDS["video"])
+    if declared <= 0 or declared > _MAX_PLAUSIBLE_SECONDS or file_size <= 0:
+        return False
+    return low <= 8.0 * file_size / declared <= high
+
+
 def _describe_seconds(seconds: float) -> str:
     return f"{seconds:,.0f} s" if seconds >= 10 else f"{seconds:.2f} s"
 
@@ -150,7 +165,9 @@ def measured_duration(
     """The stream's duration, measured where the container's own figure can be checked.
 
     The declared duration (stream, else container header) is only a claim: a damaged or hostile
-    header says 65,536 s for a 2 s FLAC. The stream is demuxed (not decoded) up to a bound: when
+    header says 65,536 s for a 2 s FLAC. A claim whose implied bitrate (size / duration) is
+    plausible for the kind of stream is kept at no cost; any other is checked against the
+    stream, which is demuxed (not decoded) up to a bound: when
     it ends within the bound its measured span replaces a declared figure that disagrees; a longer
     stream is checked against bitrate x size, and a declared figure off by more than 4x either way
     is replaced by that estimate. A stream with no timestamps at all keeps its declared figure.
@@ -159,11 +176,12 @@ def measured_duration(
         (scan of the first frame and packets, duration or None when unknown, error or None).
     """
     declared = _stream_duration(container, stream)
-    scan = _scan_stream(
-        container, stream, _VERIFY_PACKETS if declared is not None else _DURATION_PACKETS
-    )
     if declared is None:
+        scan = _scan_stream(container, stream, _DURATION_PACKETS)
         return scan, scan.duration, None
+    if _plausible(declared, file_size, stream.type):
+        return _scan_stream(container, stream, 1), declared, None  # the first frame only
+    scan = _scan_stream(container, stream, _VERIFY_PACKETS, _VERIFY_BYTES)
     if scan.duration is not None:  # the whole stream was demuxed: its span is the truth
         if abs(declared - scan.duration) > max(1.0, 0.05 * scan.duration):
             logger.debug("declared %.3f s, measured %.3f s", declared, scan.duration)
