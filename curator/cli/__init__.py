@@ -12,6 +12,7 @@ from curator.cli import (  # noqa: F401  (importing registers the commands)
     maintenance,
     quality,
     sources,
+    splits,
 )
 from curator.cli.base import cli, main
 
