@@ -523,14 +523,18 @@ def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> di
     """Undo this annotator's latest event of any kind (see `curator.history`)."""
     from curator.history import undo as undo_any
 
-    return undo_any(catalog, annotator, event_id)
+    result = undo_any(catalog, annotator, event_id)
+    _backup_event_log(catalog)
+    return result
 
 
 def redo(catalog: Catalog, annotator: str) -> dict[str, Any]:
     """Redo the event this annotator undid last (see `curator.history`)."""
     from curator.history import redo as redo_any
 
-    return redo_any(catalog, annotator)
+    result = redo_any(catalog, annotator)
+    _backup_event_log(catalog)
+    return result
 
 
 def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
