@@ -100,8 +100,8 @@ def test_full_disk_during_scan_and_label_is_one_clear_line(tmp_path, labelled, m
     for i in range(40):  # new files for the scan to write
         media.image(src / "more" / f"{i}.png", seed=100 + i, size=(80, 60))
     if not _mount_works(tmp_path):
-        pytest.fail("this test needs root and tmpfs mounts; see "
-                    "test_full_disk_simulated_without_mounts for the unprivileged variant")
+        pytest.skip("needs root and tmpfs mounts; test_full_disk_simulated_without_mounts "
+                    "checks the same behaviour with SQLite's error raised in process")
     disk = tmp_path / "disk"
     with _tmpfs(disk, "3m"):
         shutil.copytree(root, disk / "proj")
@@ -152,7 +152,8 @@ def _read_only(tmp_path: Path, root: Path):
             yield disk / "proj"
         return
     if os.geteuid() == 0:
-        pytest.fail("root without mounts cannot make a read-only folder")
+        pytest.skip("root without mounts cannot make a read-only folder (root ignores modes); "
+                    "test_read_only_forced_open checks the read-only open in process")
     for path in [root, *root.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     try:
@@ -309,3 +310,27 @@ def test_random_byte_flips_never_give_a_traceback_or_a_write_into_damage(tmp_pat
             assert err.count("error:") == 1, err
             assert _digest(copy / "catalog.db") == before, f"flip{n} was written"
     assert refused >= 1
+
+
+def test_read_only_forced_open(labelled, monkeypatch, capsys):
+    """The read-only open on any machine: the catalog is declared unwritable, as a read-only
+    mount would make it, and SQLite itself refuses writes."""
+    import curator.catalog as catalog_module
+    from curator.cli import main
+    from curator.errors import ReadOnlyCatalogError
+
+    root, _ = labelled
+    monkeypatch.setattr(catalog_module, "writable", lambda path: False)
+    before = _digest(root / "catalog.db")
+    with Project.open(root) as project:
+        assert project.catalog.readonly
+        assert project.status().total == 6
+        with pytest.raises(ReadOnlyCatalogError):
+            project.label_items([3], "cat")
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            project.catalog.db.conn.execute("DELETE FROM items")
+    with pytest.raises(SystemExit) as info:
+        main(["label", str(root), "--items", "3", "--label", "cat"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and err.count("error:") == 1 and "read-only" in err
+    assert _digest(root / "catalog.db") == before
