@@ -595,7 +595,7 @@ class Catalog:
             raise CatalogDamagedError(_damaged_message(self.path, detail[:200]))
         self._sound = True
         with contextlib.suppress(OSError):
-            tmp = marker.with_name(marker.name + ".tmp")
+            tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(_file_identity(self.path)))
             os.replace(tmp, marker)
 
@@ -610,7 +610,7 @@ class Catalog:
                 # wrote since: the next command need not check again unless the file changes.
                 with contextlib.suppress(OSError):
                     marker = _check_marker(self.path)
-                    tmp = marker.with_name(marker.name + ".tmp")
+                    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
                     tmp.write_text(json.dumps(_file_identity(self.path)))
                     os.replace(tmp, marker)
 
