@@ -45,8 +45,10 @@ def _video(path: Path, seconds: float, fps: int = 30, size=(320, 240)) -> Path:
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast"}
+        rgb = rng.integers(0, 255, (size[1], size[0], 3), np.uint8)
         for i in range(int(seconds * fps)):
-            rgb = rng.integers(0, 255, (size[1], size[0], 3), np.uint8) if i % fps == 0 else rgb
+            if i % fps == 0:  # a new scene every second, still frames between
+                rgb = rng.integers(0, 255, (size[1], size[0], 3), np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
