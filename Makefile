@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libway
 FLAVOUR ?= lite
 
 .PHONY: help setup system-packages demo test lint bench screenshots clean package appimage \
-        test-package test-lowest consumers
+        test-package test-lowest test-tool-install consumers
 
 help:
 	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
@@ -26,6 +26,7 @@ help:
 	@echo "make appimage [FLAVOUR=lite|full] - the bundle as an AppImage (needs appimagetool)"
 	@echo "make test-package - build the lite bundle and run its CLI, demo and app (CI step)"
 	@echo "make test-lowest - the lowest allowed dependency versions pass a smoke subset (CI step)"
+	@echo "make test-tool-install - \`uv tool install .\` gives working curator commands (CI step)"
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -93,6 +94,9 @@ test-package: package
 
 test-lowest: system-packages
 	PYTHON=$(PYTHON) packaging/ci/lowest_versions.sh
+
+test-tool-install:
+	PYTHON=$(PYTHON) packaging/ci/tool_install.sh
 
 clean:
 	rm -rf demo .pytest_cache build *.egg-info

@@ -271,8 +271,14 @@ def resolve_clip_source(
         if not isinstance(model_cfg, dict):
             raise EmbedderUnavailable(f"{what}: {cfg_file} has no model_cfg; it is not an open_clip repo")
     else:
-        import open_clip
-        from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+        try:
+            import open_clip
+            from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+        except ImportError as exc:  # the lite desktop build has no torch or open_clip
+            raise EmbedderUnavailable(
+                f"open_clip model {name}: open-clip-torch is not installed here ({exc}); "
+                "`pip install open-clip-torch`, or use the full build, or the classic embedder"
+            ) from exc
 
         arch = name
         _check_arch(arch)
