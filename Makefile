@@ -13,6 +13,8 @@ SYSTEM_PACKAGES := libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libway
 
 # The desktop bundle's flavour: lite (no torch: the classic embedder) or full (CLIP and CLAP).
 FLAVOUR ?= lite
+# ARCHIVE=0 leaves the bundle as a folder (CI runs it from there) instead of a .tar.gz too.
+ARCHIVE ?= 1
 
 .PHONY: help setup system-packages demo test lint bench screenshots clean package appimage \
         test-package test-lowest test-tool-install consumers
@@ -84,7 +86,7 @@ screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m ui.screenshots docs
 
 package: system-packages
-	FLAVOUR=$(FLAVOUR) PYTHON=$(PYTHON) packaging/build.sh
+	FLAVOUR=$(FLAVOUR) PYTHON=$(PYTHON) ARCHIVE=$(ARCHIVE) packaging/build.sh
 
 appimage: package
 	FLAVOUR=$(FLAVOUR) packaging/linux/appimage.sh
