@@ -240,19 +240,7 @@ def embed_space(
                 if thumbs is not None and decoded.thumbnail:
                     thumbs.put(task.item_id, decoded.thumbnail, task.version)
         errors = [(t, d) for t, d in batch if d is None]
-        with catalog.write() as db:
-            if rows:
-                db.conn.executemany(
-                    "INSERT INTO embeddings (item_id, space, shard, row, frames_shard, frames_row,"
-                    " frames_count, item_version, content_hash, run_id, created_at) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, space) DO UPDATE SET "
-                    "shard = excluded.shard, row = excluded.row, frames_shard = "
-                    "excluded.frames_shard, frames_row = excluded.frames_row, frames_count = "
-                    "excluded.frames_count, item_version = excluded.item_version, content_hash = "
-                    "excluded.content_hash, run_id = excluded.run_id, created_at = "
-                    "excluded.created_at",
-                    rows,
-                )
+        record_embeddings(catalog, rows)
         counts["embedded"] += len(rows)
         done += len(batch)
         batch.clear()
@@ -300,6 +288,26 @@ def embed_space(
     counts["seconds"] = round(seconds, 2)
     counts["items_per_second"] = round(counts["embedded"] / seconds, 2) if seconds else 0.0
     return counts
+
+
+def record_embeddings(catalog: Catalog, rows: Sequence[tuple]) -> None:
+    """Commit embedding rows (item_id, space, shard, row, frames_shard, frames_row, frames_count,
+    item_version, content_hash, run_id, created_at) in one write; the shard bytes must already be
+    durable. Shared by the local run and the Ray driver (curator.distributed)."""
+    if not rows:
+        return
+    with catalog.write() as db:
+        db.conn.executemany(
+            "INSERT INTO embeddings (item_id, space, shard, row, frames_shard, frames_row,"
+            " frames_count, item_version, content_hash, run_id, created_at) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, space) DO UPDATE SET "
+            "shard = excluded.shard, row = excluded.row, frames_shard = "
+            "excluded.frames_shard, frames_row = excluded.frames_row, frames_count = "
+            "excluded.frames_count, item_version = excluded.item_version, content_hash = "
+            "excluded.content_hash, run_id = excluded.run_id, created_at = "
+            "excluded.created_at",
+            rows,
+        )
 
 
 def _with_thumb_flag(task: _Task, thumbs: ThumbnailStore) -> _Task:

@@ -15,6 +15,7 @@ from curator.scan import ScanOptions, ScanReport, scan_catalog, source_root
 from indexing.progress import Cancelled, Progress
 
 if TYPE_CHECKING:
+    from curator.distributed import RayOptions
     from curator.embed import EmbedReport
     from curator.groups import Group
 
@@ -186,6 +187,7 @@ class Project:
         workers: Optional[int] = None,
         offline: Optional[bool] = None,
         thumbnails: bool = True,
+        ray: Optional["RayOptions"] = None,
         progress: Optional[Progress] = None,
         cancel: Optional[Callable[[], bool]] = None,
     ) -> "EmbedReport":
@@ -193,7 +195,9 @@ class Project:
 
         `model` embeds images and video frames (an open_clip model string, or "classic"),
         `audio_model` embeds audio (a CLAP model, or "classic"). A model whose weights are not
-        here is reported in `report.unavailable` and the others still run.
+        here is reported in `report.unavailable` and the others still run. With `ray`
+        (curator.distributed.RayOptions) the models run on a Ray cluster; this process still
+        writes the shards and the catalog.
 
         Raises:
             CuratorError: no model could be loaded at all (the message says what to do).
@@ -201,6 +205,9 @@ class Project:
         from curator.embed import EmbedReport, compact_space, embed_space
         from indexing.embedders import EmbedderUnavailable, create_embedder
 
+        if weights:
+            # Stored resolved: a later text search from another folder must find the same file.
+            weights = str(Path(weights).expanduser().resolve())
         plan: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
         if model == "classic" and audio_model == "classic":
             plan.append(("classic", {}, ("image", "video", "audio")))
@@ -218,6 +225,8 @@ class Project:
         params = {"model": model, "audio_model": audio_model, "weights": weights,
                   "device": device, "precision": precision, "batch_size": batch_size,
                   "workers": workers}
+        if ray is not None:
+            params["ray"] = {"address": ray.address, "path_map": [list(p) for p in ray.path_map]}
         self.catalog.mark_interrupted_runs()
         run_id = self.catalog.start_run("embed", params)
         report = EmbedReport(run_id=run_id)
@@ -228,20 +237,31 @@ class Project:
                 wanted = [m for m in modalities if m in present]
                 if not wanted:
                     continue
+                factory = {"precision": precision, "batch_size": batch_size,
+                           "offline": offline, **options}
                 try:
-                    embedder = create_embedder(name, device=device, precision=precision,
-                                               batch_size=batch_size, offline=offline, **options)
+                    # On Ray the driver's copy only names the space and decodes nothing itself.
+                    embedder = create_embedder(name, device="cpu" if ray else device, **factory)
                 except EmbedderUnavailable as exc:
                     report.unavailable.append(f"{', '.join(wanted)}: {exc}")
                     continue
                 embedder.modalities = frozenset(wanted)
-                counts = embed_space(self.catalog, embedder, run_id, batch_size=batch_size,
-                                     workers=workers, progress=progress, cancel=cancel,
-                                     thumbnails=thumbnails,
-                                     options={"name": name, **{k: v for k, v in options.items()
-                                                               if v is not None}})
+                space_options = {"name": name, **{k: v for k, v in options.items()
+                                                  if v is not None}}
+                if ray is not None:
+                    from curator.distributed import embed_space_ray
+
+                    counts = embed_space_ray(
+                        self.catalog, embedder, run_id, (name, {"device": device, **factory}),
+                        ray, batch_size=batch_size, progress=progress, cancel=cancel,
+                        thumbnails=thumbnails, options=space_options)
+                else:
+                    counts = embed_space(self.catalog, embedder, run_id, batch_size=batch_size,
+                                         workers=workers, progress=progress, cancel=cancel,
+                                         thumbnails=thumbnails, options=space_options)
                 counts.update(model=embedder.model_string, embedder=embedder.name,
-                              device=str(getattr(embedder, "device", "cpu")),
+                              device=counts.get("actors", {}).get("device")
+                              or str(getattr(embedder, "device", "cpu")),
                               precision=str(getattr(embedder, "precision", "fp32")),
                               modalities=wanted, dim=embedder.dim)
                 report.spaces[embedder.space] = counts

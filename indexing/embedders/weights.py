@@ -455,3 +455,21 @@ def autocast(device: str, precision: str) -> AbstractContextManager:
     except RuntimeError as exc:  # an older torch without autocast for this device type
         log.warning("no %s autocast on %s (%s); running in fp32", precision, device, exc)
         return nullcontext()
+
+
+def weight_dtype(device: str, precision: str) -> Any:
+    """The torch dtype to cast a model's weights to, or None to keep them in fp32.
+
+    fp16 halves the weights on CUDA and MPS; bf16 on CUDA where the GPU supports it (Ampere and
+    newer) and on CPU. Elsewhere the run stays in fp32 weights under autocast.
+    """
+    if precision == "fp32":
+        return None
+    import torch
+
+    kind = device.split(":")[0]
+    if precision == "fp16":
+        return torch.float16 if kind in ("cuda", "mps") else None
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if kind == "cpu" else None
