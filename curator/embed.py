@@ -22,7 +22,7 @@ import numpy as np
 
 from curator.catalog import Catalog, utcnow
 from curator.stores import ShardWriter, ThumbnailStore, VectorStore, read_shard_rows, space_slug
-from indexing.progress import Progress, ProgressEvent, is_cancelled, no_progress
+from indexing.progress import Progress, ProgressEvent, check_cancel, is_cancelled, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ class EmbedReport:
     embedded: int = 0
     errors: int = 0
     unavailable: list[str] = field(default_factory=list)
-    cancelled: bool = False
     seconds: float = 0.0
 
     @property
@@ -52,7 +51,6 @@ class EmbedReport:
         return {
             "embedded": self.embedded,
             "errors": self.errors,
-            "cancelled": self.cancelled,
             "seconds": round(self.seconds, 2),
             "items_per_second": round(self.items_per_second, 2),
             "spaces": self.spaces,
@@ -178,7 +176,10 @@ def embed_space(
     """Embed every pending item of one embedder's modalities into its space.
 
     Returns:
-        Counts for this space: embedded, errors, seconds, items_per_second, cancelled.
+        Counts for this space: embedded, errors, seconds, items_per_second.
+
+    Raises:
+        Cancelled: `cancel` said stop; every finished batch is written.
     """
     from indexing.workers import TaskFailure, default_workers, imap_robust
 
@@ -186,7 +187,7 @@ def embed_space(
     folder = register_space(catalog, embedder, options)
     modalities = sorted(embedder.modalities)
     total = count_pending(catalog, embedder.space, modalities)
-    counts: dict[str, Any] = {"embedded": 0, "errors": 0, "pending": total, "cancelled": False}
+    counts: dict[str, Any] = {"embedded": 0, "errors": 0, "pending": total}
     stage = f"embed {embedder.space}"
     progress(ProgressEvent(stage, 0, total, "items"))
     if total == 0:
@@ -284,7 +285,7 @@ def embed_space(
         if thumbs is not None:
             thumbs.close()
     seconds = time.monotonic() - started
-    counts["cancelled"] = is_cancelled(cancel)
+    check_cancel(cancel)
     counts["seconds"] = round(seconds, 2)
     counts["items_per_second"] = round(counts["embedded"] / seconds, 2) if seconds else 0.0
     return counts
@@ -371,6 +372,24 @@ def space_store(catalog: Catalog, space: str) -> VectorStore:
 
         raise UsageError(f"no embedding space {space!r}; run `curator embed` first")
     return VectorStore(catalog.root / row[0])
+
+
+def spaces(catalog: Catalog) -> list[dict[str, Any]]:
+    """The embedding spaces of a project (every column of `spaces`) with their vector counts."""
+    counts = dict(catalog.db.execute(
+        "SELECT space, COUNT(*) FROM embeddings GROUP BY space").fetchall())
+    rows = [dict(r) for r in catalog.db.query("SELECT * FROM spaces ORDER BY space")]
+    for row in rows:
+        row["count"] = counts.get(row["space"], 0)
+    return rows
+
+
+def vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, float16 vectors) of a space, memory-mapped, sorted by item id."""
+    store = space_store(catalog, space)
+    if not store.exists():
+        compact_space(catalog, space)
+    return store.load()
 
 
 def frame_vectors(catalog: Catalog, space: str, item_id: int) -> Optional[np.ndarray]:

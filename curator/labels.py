@@ -18,8 +18,6 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
-import numpy as np
-
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
 
@@ -141,6 +139,12 @@ def _path(by_id: dict[int, tuple], label_id: int) -> str:
         parts.append(by_id[current][1])
         current = by_id[current][2]
     return "/".join(reversed(parts))
+
+
+def label_paths(catalog: Catalog) -> dict[int, str]:
+    """Label id -> full path ("animal/cat") of every label, removed ones included."""
+    by_id = {r[0]: r for r in catalog.db.execute("SELECT id, name, parent_id FROM labels")}
+    return {label_id: _path(by_id, label_id) for label_id in by_id}
 
 
 def find_label(catalog: Catalog, name: str) -> Label:
@@ -498,22 +502,6 @@ def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -
     return [Event(r[0], r[1], r[2], r[3], names.get(r[4]) if r[4] is not None else None, r[5],
                   r[6], r[7], r[8], r[9], r[10], bool(r[11]), json.loads(r[12] or "{}"))
             for r in rows]
-
-
-def current_labels(catalog: Catalog, item_ids: Optional[np.ndarray] = None) -> dict[int, tuple]:
-    """item id -> (state, label id, event id) for items that have a current value."""
-    if item_ids is None:
-        return {r[0]: r[1:] for r in catalog.db.execute(
-            "SELECT item_id, state, label_id, event_id FROM item_labels")}
-    out = {}
-    ids = [int(i) for i in item_ids]
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        for r in catalog.db.execute(
-                f"SELECT item_id, state, label_id, event_id FROM item_labels WHERE item_id IN "
-                f"({','.join('?' * len(chunk))})", chunk):
-            out[r[0]] = r[1:]
-    return out
 
 
 def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from curator.catalog import Catalog, utcnow
 from indexing.media import MEDIA_EXTENSIONS
-from indexing.progress import Progress, ProgressEvent, is_cancelled, no_progress
+from indexing.progress import Cancelled, Progress, ProgressEvent, is_cancelled, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ class ScanReport:
     probed: int = 0
     skipped: int = 0
     unreachable: list[str] = field(default_factory=list)
-    cancelled: bool = False
     seconds: float = 0.0
 
     @property
@@ -394,6 +393,9 @@ def scan_catalog(
         options: globs, hidden files, workers.
         progress: receives "listing" then "probing" events (files).
         cancel: checked between files; a cancelled scan keeps everything committed so far.
+
+    Raises:
+        Cancelled: `cancel` said stop (after committing what was probed).
         run_id: the run this scan is recorded under.
 
     Returns:
@@ -447,9 +449,8 @@ def scan_catalog(
             else:
                 to_probe.append(entry)
     progress(ProgressEvent("listing", report.listed, report.listed, "files"))
-    if is_cancelled(cancel):
-        report.cancelled = True
-    walk_complete = not report.cancelled
+    cancelled = is_cancelled(cancel)
+    walk_complete = not cancelled
 
     # Re-probed items need their old hash to tell a content change from a touch.
     reprobe = {known[(e.source_id, e.rel)].id: known[(e.source_id, e.rel)]
@@ -575,13 +576,15 @@ def scan_catalog(
         done += 1
         report.probed += 1
         progress(ProgressEvent("probing", done, total, "files"))
-    if is_cancelled(cancel):
-        report.cancelled = True
+    cancelled = cancelled or is_cancelled(cancel)
     flush()
+    if cancelled:
+        # Everything probed so far is committed; the next scan goes on from there.
+        raise Cancelled()
 
     # 4. After a complete scan, vanished files become `missing` (their history stays), and
     # everything else that is there was seen now.
-    if walk_complete and not report.cancelled:
+    if walk_complete:
         ids = [old.id for old in vanished.values()]
         with catalog.write() as wdb:
             for start in range(0, len(ids), 900):
@@ -609,11 +612,6 @@ def _load_hashes(db: Any, items: dict[int, _Known]) -> None:
                 f"SELECT id, content_hash FROM items WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk):
             items[item_id].content_hash = digest
-
-
-def scan_paths_changed(report: ScanReport) -> bool:
-    """Whether a scan changed anything that later stages depend on."""
-    return bool(report.new or report.changed or report.renamed or report.missing or report.reappeared)
 
 
 def source_root(path: Path) -> str:

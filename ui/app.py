@@ -49,6 +49,12 @@ def application() -> Any:
         apply_style(app)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
+    from curator import __version__
+    from ui.about import app_icon
+
+    app.setApplicationVersion(__version__)
+    app.setWindowIcon(app_icon())
+    app.setDesktopFileName("curator")  # matches packaging/linux/curator.desktop (Wayland)
     return app
 
 

@@ -239,7 +239,7 @@ class GroupView(QWidget):
             return
         self._loading = group_id
         self.title.setText(f"Group {group_id} · loading…")
-        self.session.read(lambda p: p.group(group_id), key="group-view",
+        self.session.read(lambda p: p.group(group_id).to_json(), key="group-view",
                           on_result=lambda info: self._group_loaded(group_id, info),
                           name="group", priority=3)
 
@@ -254,8 +254,8 @@ class GroupView(QWidget):
                 self._prefetched.pop(next(iter(self._prefetched)))
             self.thumbs.request(info["items"][:self.PREFETCH_THUMBS], background=True)
 
-        self.session.read(lambda p: p.group(group_id), name="prefetch", on_result=loaded,
-                          on_error=lambda info: None, priority=-2)
+        self.session.read(lambda p: p.group(group_id).to_json(), name="prefetch",
+                          on_result=loaded, on_error=lambda info: None, priority=-2)
 
     def forget_prefetched(self) -> None:
         """Something changed in the catalog: prefetched groups may be stale."""
@@ -284,7 +284,7 @@ class GroupView(QWidget):
             # This change is our own decision, and the view already shows the next group.
             self._moved_on = False
             return
-        self.session.read(lambda p: p.group(gid), key="group-view",
+        self.session.read(lambda p: p.group(gid).to_json(), key="group-view",
                           on_result=lambda info: self._group_loaded(gid, info, keep=True),
                           on_error=lambda info: log.info("group %s: %s", gid, info),
                           name="group")

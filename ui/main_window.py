@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QFrame, QHBoxLayout, QInput
                                QToolBar, QVBoxLayout, QWidget)
 
 from ui import settings as app_settings
+from ui.about import install_about
 from ui.dialogs import ExportDialog, IndexDialog, IndexOptions, NewProjectDialog, TaxonomyEditor
 from ui.group_view import GroupView
 from ui.jobs import JobPanel, run_indexing
@@ -26,6 +27,7 @@ from ui.preview import PreviewWindow
 from ui.queue_view import QueueView
 from ui.session import GROUPS, INDEX, LABELS, TAXONOMY, Session
 from ui.thumbnails import ThumbnailCache
+from ui.welcome import install_welcome
 from ui.workers import WorkerError
 
 log = logging.getLogger(__name__)
@@ -86,9 +88,11 @@ class MainWindow(QMainWindow):
         self.session = Session(self)
         self.thumbs = ThumbnailCache(parent=self)
         self.labels: list[Any] = []
-        self.index_options = IndexOptions(
-            model=app_settings.value("index/model", "classic", str),
-            audio_model=app_settings.value("index/audio_model", "classic", str))
+        # The user's settings (config file, CURATOR_* environment), as `curator index` reads
+        # them; the models last chosen in the dialog take precedence.
+        self.index_options = IndexOptions.from_settings(
+            model=app_settings.value("index/model", "", str) or None,
+            audio_model=app_settings.value("index/audio_model", "", str) or None)
         self._preview: Optional[PreviewWindow] = None
         self._taxonomy: Optional[TaxonomyEditor] = None
         self._map_dirty = True
@@ -123,6 +127,8 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._connect()
+        install_about(self)  # Help ▸ About, the window icon
+        install_welcome(self)  # the first-start page until a project is open
         self.restore_state()
         # Another process (the CLI) may be indexing this project: look for a newer clustering
         # every few seconds (one cheap read) and show it when it lands.
@@ -341,10 +347,9 @@ class MainWindow(QMainWindow):
             self.jobs.attach(worker, "Indexing")
         return worker
 
-    def _indexed(self, summary: dict[str, Any]) -> None:
-        if summary.get("unavailable"):
-            self.show_error("some models could not be loaded: " +
-                            " | ".join(summary["unavailable"]))
+    def _indexed(self, report: Any) -> None:
+        if report.unavailable:
+            self.show_error("some models could not be loaded: " + " | ".join(report.unavailable))
 
     def _job_done(self, ok: bool) -> None:
         self.queue.reload()

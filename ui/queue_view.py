@@ -133,7 +133,7 @@ class QueueView(QWidget):
                 q = project.queue(order=f["order"])
             except UsageError:
                 return {}
-            return {"items_total": q["items_total"], "items_labelled": q["items_labelled"]}
+            return {"items_total": q.items_total, "items_labelled": q.items_labelled}
 
         def shown(answer: dict[str, Any]) -> None:
             self._loaded(answer)

@@ -74,11 +74,11 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
     with open_project(project) as proj:
         q = proj.queue(order, run_id)
     if as_json:
-        emit_json({**q, "groups": [g.to_json() for g in q["groups"]]})
+        emit_json(q.to_json())
         return
-    click.echo(f"run {q['run_id']}: {q['groups_decided']} of {q['groups_total']} groups decided, "
-               f"{q['items_labelled']} of {q['items_total']} items labelled")
-    _print_groups(q["groups"][:limit], f"next {min(limit, len(q['groups']))} groups ({order})")
+    click.echo(f"run {q.run_id}: {q.groups_decided} of {q.groups_total} groups decided, "
+               f"{q.items_labelled} of {q.items_total} items labelled")
+    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})")
 
 
 @cli.command()

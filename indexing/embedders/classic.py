@@ -481,6 +481,7 @@ class ClassicEmbedder(Embedder):
     dim = DIM
     modalities = frozenset({"image", "audio", "video"})
     has_text = False
+    joint_space = False  # one space id, but image, audio and video vectors are not comparable
     compute_bound = False
 
     def __init__(self) -> None:

@@ -40,7 +40,7 @@ def test_cluster_recovers_the_colour_classes_and_records_a_run(project):
     groups = project.groups(run_id)
     assert sum(g.size for g in groups) == 36
     for g in groups:
-        members = project.group(g.group_id, run_id)["items"]
+        members = project.group(g.group_id, run_id).items
         assert len({_colour_of(project, i) for i in members}) == 1
     run = project.runs("cluster")[0]
     assert run.status == "ok" and run.params["n_groups"] == 3
@@ -50,35 +50,35 @@ def test_label_group_with_exceptions_then_recluster_keeps_labels(project):
     run_id, _ = project.cluster(n_groups=3)
     project.add_label("red")
     g = next(g for g in project.groups(run_id)
-             if _colour_of(project, project.group(g.group_id)["items"][0]) == "red")
-    members = project.group(g.group_id)["items"]
+             if _colour_of(project, project.group(g.group_id).items[0]) == "red")
+    members = project.group(g.group_id).items
     event = project.label_group(g.group_id, "red", exclude=[members[0]])
     ev = project.history()[0]
     assert ev.id == event and ev.item_count == len(members) - 1 and ev.source == "group"
     assert ev.group_id == g.group_id and ev.run_id == run_id
     queue = project.queue()
-    assert queue["groups_decided"] == 1 and queue["items_labelled"] == len(members) - 1
-    assert all(q.group_id != g.group_id for q in queue["groups"])
+    assert queue.groups_decided == 1 and queue.items_labelled == len(members) - 1
+    assert all(q.group_id != g.group_id for q in queue.groups)
     # A new clustering is a new run: the labels stay on the items.
     project.cluster(n_groups=4)
     labelled = project.catalog.db.execute("SELECT COUNT(*) FROM item_labels").fetchone()[0]
     assert labelled == len(members) - 1
     # Undo restores the group's status in its own run.
     project.undo()
-    assert project.queue(run_id=run_id)["groups_decided"] == 0
+    assert project.queue(run_id=run_id).groups_decided == 0
 
 
 def test_split_and_merge_within_a_run(project):
     run_id, _ = project.cluster(n_groups=2)
     mixed = max(project.groups(run_id), key=lambda g: g.size)
-    assert len({_colour_of(project, i) for i in project.group(mixed.group_id)["items"]}) == 2
+    assert len({_colour_of(project, i) for i in project.group(mixed.group_id).items}) == 2
     new = project.split(mixed.group_id, k=2)
     assert len(new) == 2
     for gid in new:
-        assert len({_colour_of(project, i) for i in project.group(gid)["items"]}) == 1
+        assert len({_colour_of(project, i) for i in project.group(gid).items}) == 1
     assert all(g.group_id != mixed.group_id for g in project.groups(run_id))
     merged = project.merge(new)
-    assert project.group(merged)["size"] == mixed.size
+    assert project.group(merged).size == mixed.size
     with pytest.raises(UsageError, match="already"):
         project.split(mixed.group_id)
 
@@ -175,13 +175,13 @@ def test_item_facets_align_with_the_ids_given(project):
     project.label_items(red[2:3], action="noise")
     ids = np.array([red[2], 99999, red[0], red[5]])
     facets = project.item_facets(ids, run_id)
-    assert facets["state"].tolist() == [2, 0, 1, 0]
+    assert facets.state.tolist() == [2, 0, 1, 0]
     label_id = project.labels()[0].id
-    assert facets["label"].tolist() == [-1, -1, label_id, -1]
-    assert facets["group"][1] == -1 and (facets["group"][[0, 2, 3]] >= 0).all()
-    assert len(set(facets["group"][[0, 2, 3]].tolist())) == 1  # all red: one group
-    red_group = next(g for g in project.groups(run_id) if g.group_id == facets["group"][0])
-    assert facets["topic"][0] == red_group.topic and facets["topic"][1] == -1
+    assert facets.label.tolist() == [-1, -1, label_id, -1]
+    assert facets.group[1] == -1 and (facets.group[[0, 2, 3]] >= 0).all()
+    assert len(set(facets.group[[0, 2, 3]].tolist())) == 1  # all red: one group
+    red_group = next(g for g in project.groups(run_id) if g.group_id == facets.group[0])
+    assert facets.topic[0] == red_group.topic and facets.topic[1] == -1
 
 
 @pytest.mark.parametrize("bad", [np.nan, 0.0])

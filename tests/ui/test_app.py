@@ -68,9 +68,9 @@ def test_open_project_shows_queue_with_progress(window, qtbot, project_dir):
         queue = p.queue()
     assert window.queue.model.rowCount() == len(groups) > 0
     assert window.queue.order_ids() == [g.group_id for g in groups]  # the facade's order
-    assert window.queue.groups_bar.maximum() == queue["groups_total"]
+    assert window.queue.groups_bar.maximum() == queue.groups_total
     # The item counts follow the rows in their own read.
-    qtbot.waitUntil(lambda: window.queue.items_bar.maximum() == queue["items_total"],
+    qtbot.waitUntil(lambda: window.queue.items_bar.maximum() == queue.items_total,
                     timeout=TIMEOUT)
     from ui.settings import recent_projects
 
@@ -407,7 +407,7 @@ def test_opening_a_folder_that_is_no_project_says_so(qtbot, tmp_path):
 
 
 def test_indexing_from_the_window_then_cancel(qtbot, project_template, tmp_path):
-    from ui.dialogs import IndexOptions
+    from curator.pipeline import IndexOptions
     from ui.main_window import MainWindow
 
     media = project_template.parent / "media"
@@ -549,7 +549,7 @@ def test_audit_records_verdicts(window, qtbot, project_dir):
     settle(qtbot, window)
     with opened(project_dir) as p:
         report = p.audit_report(panel.audit_id)
-    assert report["reviewed"] == 1
+    assert report.reviewed == 1
     assert "Reviewed 1 of 3" in panel.estimate.text()
 
 
