@@ -464,3 +464,56 @@ def _clock(seconds: float) -> str:
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
+
+
+# --- scan ---------------------------------------------------------------------------------------
+
+
+def probe_chunk(tasks: list[tuple[str, str, int | None]]) -> list[tuple[str, dict[str, Any]]]:
+    """Ray task: hash and probe files (as the workers see them); keyed by the driver's path."""
+    from curator.scan import probe_task
+
+    _chaos("probe")
+    return [(key, probe_task((path, size))) for key, path, size in tasks]
+
+
+def ray_probe(tasks: Iterator[tuple[str, int | None]], ray_options: RayOptions,
+              cancel: Callable[[], bool] | None = None,
+              chunk: int = 64) -> Iterator[tuple[tuple[str, int | None], dict[str, Any]]]:
+    """Probe files on the cluster's workers, yielding ((path, size), catalog columns) as chunks
+    finish, in any order: the same contract as `indexing.workers.imap_robust`.
+
+    At most two chunks per cluster CPU are in flight, so the driver's memory stays bounded; a
+    killed worker's chunk is retried by Ray.
+    """
+    import ray
+
+    with RaySession(ray_options.address):
+        remote = ray.remote(num_cpus=1, max_retries=3)(probe_chunk)
+        limit = max(2, 2 * cluster_info()["cpus"])
+        sizes: dict[str, int | None] = {}
+        in_flight: list[Any] = []
+        batch: list[tuple[str, str, int | None]] = []
+        source = iter(tasks)
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < limit and not is_cancelled(cancel):
+                for path, size in source:
+                    sizes[path] = size
+                    batch.append((path, map_path(path, ray_options.path_map), size))
+                    if len(batch) >= chunk:
+                        break
+                else:
+                    exhausted = True
+                if batch:
+                    in_flight.append(remote.remote(batch))
+                    batch = []
+            if not in_flight:
+                return
+            done, in_flight = ray.wait(in_flight, num_returns=1)
+            for key, row in ray.get(done[0]):
+                yield (key, sizes.pop(key)), row
+            if is_cancelled(cancel):
+                for ref in in_flight:
+                    ray.cancel(ref, force=True)
+                return

@@ -48,6 +48,8 @@ class ScanOptions:
         hidden: also walk hidden folders and files (names starting with a dot).
         workers: probing processes; None = one per core, 0 = in this process.
         timeout: seconds one file may take to probe before it is an error item.
+        ray: probe and hash on a Ray cluster's workers (curator.distributed.RayOptions); the
+            catalog is still written here, in batches.
     """
 
     include: tuple[str, ...] = ()
@@ -55,6 +57,7 @@ class ScanOptions:
     hidden: bool = False
     workers: Optional[int] = None
     timeout: float = 120.0
+    ray: Optional[Any] = None  # curator.distributed.RayOptions: probe on a Ray cluster
 
 
 @dataclass
@@ -566,9 +569,13 @@ def scan_catalog(
     if workers is None and total < 64:
         workers = 0 if total < 8 else min(2, os.cpu_count() or 1)
     done = 0
-    for (path, _), result in imap_robust(
-        probe_task, tasks, workers, timeout=options.timeout, cancel=cancel
-    ):
+    if options.ray is not None and total:
+        from curator.distributed import ray_probe
+
+        stream = ray_probe(tasks, options.ray, cancel)
+    else:
+        stream = imap_robust(probe_task, tasks, workers, timeout=options.timeout, cancel=cancel)
+    for (path, _), result in stream:
         entry = entries_by_path[path]
         if isinstance(result, TaskFailure):
             result = {"status": "error", "error": result.reason, "content_hash": None}

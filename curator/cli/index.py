@@ -103,15 +103,23 @@ def ray_options(address: Optional[str], path_map: tuple[str, ...], actors: Optio
 @click.option("--hidden", is_flag=True, help="Also walk hidden files and folders.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Probing processes (default: one per core; 0: in this process).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None,
+              metavar="[ADDRESS]",
+              help="Probe and hash on a Ray cluster's workers over shared storage (address, or "
+                   "no value for this machine's cluster); the catalog is written here.")
+@click.option("--path-map", multiple=True, metavar="OLD=NEW",
+              help="With --ray: workers read files under OLD at NEW (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidden: bool,
-         workers: Optional[int], as_json: bool) -> None:
+         workers: Optional[int], ray_address: Optional[str], path_map: tuple[str, ...],
+         as_json: bool) -> None:
     """Walk every source of PROJECT and update the catalog (incremental)."""
     from curator.scan import ScanOptions
     from curator.settings import load_settings
 
     settings = load_settings().with_overrides(workers=workers)
-    options = ScanOptions(include=include, exclude=exclude, hidden=hidden, workers=settings.workers)
+    options = ScanOptions(include=include, exclude=exclude, hidden=hidden, workers=settings.workers,
+                          ray=ray_options(ray_address, path_map, None, None))
     bars = Bars(quiet=as_json)
     with open_project(project) as proj, cancellable() as cancel:
         try:

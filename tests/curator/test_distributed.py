@@ -221,3 +221,25 @@ def test_killed_driver_resumes_like_a_local_run(ray_cluster, scanned):
     counts = json.loads(second.stdout)
     assert counts["embedded"] == len(scanned["ids"]) - kept  # only the rest was embedded again
     _assert_same_as_local(project, scanned)
+
+
+@pytest.mark.slow
+def test_scan_on_ray_writes_the_same_catalog_as_a_local_scan(ray_cluster, scanned, tmp_path):
+    """Probing and hashing on the workers (through a path map); the driver writes the catalog."""
+    from curator.project import Project
+    from curator.scan import ScanOptions
+
+    corpus = scanned["base"] / "corpus"
+    mounted = tmp_path / "mnt"
+    mounted.symlink_to(corpus)  # where the "workers" see the files
+    cols = ("path", "modality", "status", "content_hash", "width", "height", "duration", "error")
+    with Project.create(tmp_path / "p", [corpus]) as proj:
+        report = proj.scan(ScanOptions(ray=RayOptions(address=ray_cluster["address"],
+                                                      path_map=((str(corpus), str(mounted)),))))
+        got = proj.catalog.db.execute(
+            f"SELECT {', '.join(cols)} FROM items ORDER BY path").fetchall()
+    with Project.open(scanned["base"] / "scanned") as proj:
+        want = proj.catalog.db.execute(
+            f"SELECT {', '.join(cols)} FROM items ORDER BY path").fetchall()
+    assert report.probed == len(want) and len(got) == len(want)
+    assert got == want
