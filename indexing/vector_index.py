@@ -126,6 +126,10 @@ def _faiss():
     return faiss
 
 
+#: The most neighbours a faiss GPU index returns per query (GPU k-selection limit).
+GPU_MAX_K = 2048
+
+
 def _gpu_wanted(gpu: str | bool) -> bool:
     faiss = _faiss()
     has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
@@ -501,7 +505,11 @@ class VectorIndex:
             if self._index.ntotal == 0 or Q.shape[0] == 0:
                 return (np.full((Q.shape[0], k), -np.inf, np.float32),
                         np.full((Q.shape[0], k), -1, np.int64))
-            index, params = self._searcher(self._params(nprobe))
+            if k > GPU_MAX_K:
+                # faiss GPU indexes answer at most 2,048 neighbours: the CPU copy answers more.
+                index, params = self._index, self._params(nprobe)
+            else:
+                index, params = self._searcher(self._params(nprobe))
             D, I = index.search(Q, k, params=params) if params is not None else index.search(Q, k)
         D = np.asarray(D, dtype=np.float32)
         I = np.asarray(I, dtype=np.int64)

@@ -176,3 +176,43 @@ def test_nvjpeg_batch_decode_matches_cpu_decode(files):
     cpu = decode_jpeg_batch(blobs[:1], "cpu")[0]
     assert all(t.is_cuda and t.shape == cpu.shape for t in gpu)
     assert (gpu[0].cpu().int() - cpu.int()).abs().max() <= 3
+
+
+def test_search_beyond_the_gpu_k_limit_uses_the_cpu_copy():
+    """A GPU index answers at most 2,048 neighbours; a larger k (a modality filter asks k*4)
+    must be answered from the CPU index instead of failing."""
+    from indexing.vector_index import GPU_MAX_K, VectorIndex
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    index = VectorIndex.build(np.arange(3000, dtype=np.int64) + 1, x, kind="flat", gpu=False)
+
+    class GpuCopy:  # stands for the GPU index: it refuses k above the limit, as faiss GPU does
+        calls: list[int] = []
+
+        def search(self, q, k):
+            GpuCopy.calls.append(k)
+            if k > GPU_MAX_K:
+                raise RuntimeError("GPU index only supports k <= 2048")
+            return index._index.search(q, k)
+
+    index._gpu, index._gpu_index = True, GpuCopy()
+    scores, ids = index.search(x[0], k=2500)
+    assert ids.shape == (1, 2500) and ids[0, 0] == 1 and GpuCopy.calls == []
+    index.search(x[0], k=10)
+    assert GpuCopy.calls == [10]  # small k still goes to the GPU copy
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_faiss_gpu_index_answers_k_above_2048_when_faiss_has_gpus():
+    faiss = pytest.importorskip("faiss")
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        pytest.skip("this faiss has no GPU support (see `curator doctor`)")
+    from indexing.vector_index import VectorIndex
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5000, 32)).astype(np.float32)
+    index = VectorIndex.build(np.arange(5000, dtype=np.int64), x, kind="flat", gpu=True)
+    assert index.search(x[:2], k=10)[1][0, 0] == 0
+    assert index.search(x[:2], k=4000)[1].shape == (2, 4000)
