@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libway
                    libwayland-egl1 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 \
                    xvfb xauth
 
-.PHONY: help setup system-packages demo test lint bench screenshots clean
+.PHONY: help setup system-packages demo test lint bench screenshots clean gpu-check
 
 help:
 	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
@@ -57,6 +57,11 @@ bench: setup
 	$(PY) bench/map.py --n 1000000
 	$(PY) bench/labels.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/gui.py
+	$(PY) bench/ray_embed.py --items 300
+
+# On a machine with one NVIDIA GPU (no network needed once bench/fetch_gpu_wheels.sh has run).
+gpu-check:
+	PYTHON=$(PYTHON) bench/gpu_check.sh
 
 screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m ui.screenshots docs

@@ -9,12 +9,14 @@
 # per Python version (its CUDA libraries come from the nvidia-* packages a CUDA torch already
 # has); --cpu-faiss takes the abi3 faiss-cpu instead (19 MB, no GPU figures for faiss).
 #
-# The wheels (about 52 MB with faiss-gpu-cu12, 23 MB with faiss-cpu; limit 60 MB):
+# The wheels (about 53 MB with faiss-gpu-cu12, 24 MB with faiss-cpu; limit 60 MB):
 #   faiss-gpu-cu12 (48 MB) or faiss-cpu (19 MB)  - the vector index (`curator embed` syncs it)
 #   open_clip_torch (1.5 MB), ftfy, wcwidth      - the CLIP models and their tokenizer
 #   sqlite-utils, click, click-default-group, sqlite-fts4, tabulate, python-dateutil, six,
 #   pluggy, platformdirs                          - the catalog and the CLI
-#   pytest, iniconfig                             - to run the tests marked gpu
+#   pytest, iniconfig, pygments (exceptiongroup, tomli on Python 3.10) - the tests marked gpu
+# faiss-gpu-cu12 needs numpy >= 2 and CUDA 12 runtime libraries (the nvidia-cublas-cu12 and
+# nvidia-cuda-runtime-cu12 packages a CUDA 12 torch brings); with another torch use --cpu-faiss.
 # Left out (not needed for the check): PySide6, umap-learn, hdbscan, pyarrow, av (the check's
 # corpus is JPEG only), ray.
 set -euo pipefail
@@ -34,7 +36,7 @@ PYVER=${PYVER:-$($PY -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_
 mkdir -p "$DEST"
 rm -f "$DEST"/*.whl
 PURE="open_clip_torch ftfy sqlite-utils click click-default-group sqlite-fts4 tabulate
-      python-dateutil six pluggy platformdirs pytest iniconfig"
+      python-dateutil six pluggy platformdirs pytest iniconfig pygments exceptiongroup tomli"
 $PY -m pip download -q --no-deps --only-binary=:all: -d "$DEST" $PURE
 $PY -m pip download -q --no-deps --only-binary=:all: -d "$DEST" --python-version "$PYVER" \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

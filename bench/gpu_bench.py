@@ -249,11 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CPU proof of the script)")
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="per model-only figure")
+    parser.add_argument("--batch", type=int, default=None, help="inference batch size")
     args = parser.parse_args(argv)
     smoke = args.smoke
     n_images = args.images or (24 if smoke else 4000)
     seconds = args.seconds or (2.0 if smoke else 15.0)
-    batch = 8 if smoke else 256
+    batch = args.batch or (4 if smoke else 256)
     figures = Figures(args.out)
     guarded(figures, "machine")(environment)(figures, args.device)
     with tempfile.TemporaryDirectory(prefix="curator-gpu-check-") as tmp:

@@ -7,6 +7,7 @@
 #   bench/gpu_check.sh [--out FILE]              # the check
 #   bench/gpu_check.sh --dry-run                 # say what would be installed and run
 #   bench/gpu_check.sh --smoke --device cpu      # tiny sizes on CPU: proves the script here
+#   bench/gpu_check.sh ... -- --images 8         # anything after -- goes to bench/gpu_bench.py
 #
 # Packages go to a private folder (.gpu-site/, git-ignored) on PYTHONPATH, never into the
 # machine's own Python.
@@ -18,8 +19,10 @@ OUT="$ROOT/gpu_check_results.md"
 DEVICE=cuda
 DRY=0
 SMOKE=""
+EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --) shift; EXTRA=("$@"); break ;;
     --out) OUT="$2"; shift ;;
     --device) DEVICE="$2"; shift ;;
     --dry-run) DRY=1 ;;
@@ -57,7 +60,10 @@ wheels = {"open_clip": "open_clip_torch", "ftfy": "ftfy", "wcwidth": "wcwidth",
           "click_default_group": "click_default_group", "sqlite_fts4": "sqlite_fts4",
           "tabulate": "tabulate", "dateutil": "python_dateutil", "six": "six",
           "pluggy": "pluggy", "platformdirs": "platformdirs", "faiss": "faiss",
-          "pytest": "pytest", "iniconfig": "iniconfig"}
+          "pytest": "pytest", "iniconfig": "iniconfig", "pygments": "pygments"}
+import sys
+if sys.version_info < (3, 11):
+    wheels.update({"exceptiongroup": "exceptiongroup", "tomli": "tomli"})
 print(" ".join(w for m, w in wheels.items() if importlib.util.find_spec(m) is None))
 PY
 )
@@ -74,13 +80,16 @@ say "bringing:${need:- nothing (all present)}"
 if [ "$DRY" = 1 ]; then
   [ -n "$files" ] && say "would run: $PY -m pip install --no-index --no-deps --target $SITE$files"
   say "would run: $PY -m pytest -m gpu tests/indexing/test_gpu_paths.py"
-  say "would run: $PY bench/gpu_bench.py --device $DEVICE $SMOKE --out $OUT"
+  say "would run: $PY bench/gpu_bench.py --device $DEVICE $SMOKE --out $OUT ${EXTRA[*]}"
   exit 0
 fi
 if [ -n "$files" ]; then
   $PY -m pip install -q --no-index --no-deps --target "$SITE" $files >>"$LOG" 2>&1 \
     || say "warning: some wheels did not install (see $LOG)"
 fi
+$PY -c "import faiss" >>"$LOG" 2>&1 || say "warning: faiss does not import here (faiss-gpu-cu12 \
+needs numpy >= 2 and CUDA 12 libraries; fetch with --cpu-faiss for this machine): \
+\`curator embed\` cannot sync its index, faiss figures will be missing"
 command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$LOG"
 
 # 3. The tests marked gpu (they skip without CUDA, so on CPU this proves only collection).
@@ -92,6 +101,7 @@ tests=$(tail -1 "$LOG")
 say "tests marked gpu: $tests (exit $status)"
 
 # 4. The figures.
-timeout 330 $PY bench/gpu_bench.py --device "$DEVICE" $SMOKE --out "$OUT" 2>&1 | tee -a "$LOG"
+timeout 330 $PY bench/gpu_bench.py --device "$DEVICE" $SMOKE --out "$OUT" "${EXTRA[@]}" 2>&1 \
+  | tee -a "$LOG"
 { echo; echo "tests marked gpu: $tests (exit $status)"; } >> "$OUT"
 say "figures: $OUT (log: $LOG)"

@@ -437,27 +437,58 @@ def _build_dataset(catalog: Catalog, embedder: Any, factory: tuple[str, dict[str
     if thumbs is not None:
         tasks = (_with_thumb_flag(t, thumbs) for t in tasks)
     refs = _input_blocks(tasks, opts.path_map, opts.decode_items)
+    plan = actor_plan(embedder, factory, opts, info)
+    ds = ray.data.from_arrow_refs(refs)
+    ds = ds.map_batches(decode_block, fn_kwargs={"decoder": plan.decoder},
+                        batch_size=None, batch_format="numpy", num_cpus=1)
+    ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"name": plan.name,
+                                                           "options": plan.options},
+                        batch_size=batch_size, batch_format="numpy",
+                        compute=ActorPoolStrategy(min_size=plan.min_actors,
+                                                  max_size=plan.max_actors),
+                        num_gpus=plan.gpus or None, num_cpus=0 if plan.gpus else 1)
+    # Ray's defaults are what a killed worker needs: a decode task is retried (3 times), a model
+    # actor restarts without limit and its call is retried (Ray Data sets max_restarts=-1).
+    return ds, {"min": plan.min_actors, "max": plan.max_actors, "gpus_per_actor": plan.gpus,
+                "device": plan.options["device"], "decoder": type(plan.decoder).__name__}
+
+
+@dataclass
+class ActorPlan:
+    """What the model actors hold and how the decode tasks feed them."""
+
+    name: str
+    options: dict[str, Any]
+    gpus: float
+    min_actors: int
+    max_actors: int
+    decoder: Any
+
+
+def actor_plan(embedder: Any, factory: tuple[str, dict[str, Any]], opts: RayOptions,
+               info: dict[str, Any]) -> ActorPlan:
+    """GPUs per actor, the actor's device, the pool size and the decoder for a cluster.
+
+    A neural network gets one GPU per actor where the cluster has GPUs (a weight-free embedder
+    never does); an actor holding a GPU runs on "cuda" (Ray gives it its GPU as device 0) and its
+    decode tasks ship JPEGs encoded for nvJPEG; without a GPU the actor runs on cpu.
+    """
     name, kwargs = factory
     gpus = opts.gpus_per_actor
     if gpus is None:
         gpus = 1.0 if info["gpus"] > 0 and getattr(embedder, "compute_bound", True) else 0.0
     kwargs = dict(kwargs)
     if gpus > 0:
-        # Ray gives each actor its GPU as device 0 (CUDA_VISIBLE_DEVICES).
         kwargs["device"] = "cuda"
     elif str(kwargs.get("device", "auto")).startswith(("cuda", "auto")):
         kwargs["device"] = "cpu"
+    decoder = embedder.decoder()
+    if gpus > 0 and hasattr(embedder, "gpu_decoder"):
+        # The driver's copy is on cpu, the actors on GPUs: JPEGs travel encoded and the actors
+        # decode them in batches with nvJPEG (indexing.gpu_decode).
+        decoder = embedder.gpu_decoder()
     low, high = _pool_size(opts, info, gpus)
-    ds = ray.data.from_arrow_refs(refs)
-    ds = ds.map_batches(decode_block, fn_kwargs={"decoder": embedder.decoder()},
-                        batch_size=None, batch_format="numpy", num_cpus=1)
-    ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"name": name, "options": kwargs},
-                        batch_size=batch_size, batch_format="numpy",
-                        compute=ActorPoolStrategy(min_size=low, max_size=high),
-                        num_gpus=gpus or None, num_cpus=0 if gpus else 1)
-    # Ray's defaults are what a killed worker needs: a decode task is retried (3 times), a model
-    # actor restarts without limit and its call is retried (Ray Data sets max_restarts=-1).
-    return ds, {"min": low, "max": high, "gpus_per_actor": gpus, "device": kwargs["device"]}
+    return ActorPlan(name, kwargs, gpus, low, high, decoder)
 
 
 def _clock(seconds: float) -> str:

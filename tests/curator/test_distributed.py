@@ -243,3 +243,52 @@ def test_scan_on_ray_writes_the_same_catalog_as_a_local_scan(ray_cluster, scanne
             f"SELECT {', '.join(cols)} FROM items ORDER BY path").fetchall()
     assert report.probed == len(want) and len(got) == len(want)
     assert got == want
+
+
+def test_actor_plan_puts_a_network_on_gpus_with_encoded_jpegs_and_classic_on_cpu(tiny_embedders):
+    """The dispatch, without a cluster: GPU actors for a neural network where the cluster has
+    GPUs (fed encoded JPEGs), CPU actors otherwise, pool bounds from the cluster."""
+    from curator.distributed import actor_plan
+    from indexing.gpu_decode import EncodedJpegDecoder
+
+    clip, classic = tiny_embedders
+    gpu_cluster = {"gpus": 4, "cpus": 32}
+    plan = actor_plan(clip, ("open_clip", {"device": "auto"}), RayOptions(), gpu_cluster)
+    assert plan.gpus == 1 and plan.options["device"] == "cuda"
+    assert (plan.min_actors, plan.max_actors) == (1, 4)
+    assert isinstance(plan.decoder, EncodedJpegDecoder)
+    half = actor_plan(clip, ("open_clip", {}), RayOptions(gpus_per_actor=0.5, min_actors=2),
+                      gpu_cluster)
+    assert (half.min_actors, half.max_actors) == (2, 8)
+    cpu_only = actor_plan(clip, ("open_clip", {"device": "cuda:1"}), RayOptions(),
+                          {"gpus": 0, "cpus": 8})
+    assert cpu_only.gpus == 0 and cpu_only.options["device"] == "cpu"
+    assert not isinstance(cpu_only.decoder, EncodedJpegDecoder) and cpu_only.max_actors == 4
+    light = actor_plan(classic, ("classic", {}), RayOptions(max_actors=3), gpu_cluster)
+    assert light.gpus == 0 and light.max_actors == 3  # classic never takes a GPU
+
+
+@pytest.fixture(scope="module")
+def tiny_embedders(tmp_path_factory):
+    """A tiny random open_clip model (driver-side copy on cpu) and classic."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from indexing.embedders import create_embedder
+
+    root = tmp_path_factory.mktemp("tiny_clip_ray")
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32,
+                                           "head_width": 16, "patch_size": 16},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
+                        "layers": 1}}
+    (root / "RayTiny-ViT.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(root)
+    torch.manual_seed(0)
+    model = open_clip.create_model("RayTiny-ViT", pretrained=None)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "w.safetensors"))
+    clip = create_embedder("open_clip", model="RayTiny-ViT", weights=str(root / "w.safetensors"),
+                           device="cpu")
+    return clip, create_embedder("classic")
