@@ -159,7 +159,8 @@ def clap_on_device(figures: Figures, work: Path, device: str, precision: str, n:
     folder = work / "clap-random"
     torch.manual_seed(0)
     ClapModel(ClapConfig()).eval().save_pretrained(str(folder))
-    ClapFeatureExtractor().save_pretrained(str(folder))
+    # As laion/clap-htsat-unfused: one 10 s window per input, repeat-padded, no fusion.
+    ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad").save_pretrained(str(folder))
     _tokenizer(folder)
     emb = create(model=str(folder), device=device, precision=precision, batch_size=16)
     rng = np.random.default_rng(2)

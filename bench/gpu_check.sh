@@ -84,8 +84,17 @@ if [ "$DRY" = 1 ]; then
   exit 0
 fi
 if [ -n "$files" ]; then
-  $PY -m pip install -q --no-index --no-deps --target "$SITE" $files >>"$LOG" 2>&1 \
-    || say "warning: some wheels did not install (see $LOG)"
+  mkdir -p "$SITE"
+  if $PY -m pip --version >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --target "$SITE" $files >>"$LOG" 2>&1 \
+      || say "warning: some wheels did not install (see $LOG)"
+  else
+    # No pip here: a wheel is a zip whose top level goes on the path as it is.
+    say "no pip in this Python: unpacking the wheels into $SITE"
+    for f in $files; do
+      $PY -m zipfile -e "$f" "$SITE" >>"$LOG" 2>&1 || say "warning: cannot unpack $f"
+    done
+  fi
 fi
 $PY -c "import faiss" >>"$LOG" 2>&1 || say "warning: faiss does not import here (faiss-gpu-cu12 \
 needs numpy >= 2 and CUDA 12 libraries; fetch with --cpu-faiss for this machine): \

@@ -106,10 +106,14 @@ def test_undecodable_encoded_jpeg_fails_only_as_an_error(tiny_clip, files):
         emb.embed_batch([bad])
 
 
-def test_bf16_casts_the_weights_themselves_on_cpu(tiny_clip):
+def test_bf16_casts_the_weights_themselves_on_cpu(tiny_clip, monkeypatch):
     import torch
 
+    import indexing.embedders.weights as weights
     from indexing.embedders.clip import create
+
+    # As on a CPU with native bf16 (AVX512-BF16/AMX); elsewhere the weights stay fp32.
+    monkeypatch.setattr(weights, "cpu_has_native_bf16", lambda: True)
 
     bf16 = create(model=tiny_clip.arch, weights=tiny_clip.safetensors, device="cpu",
                   precision="bf16")
@@ -125,14 +129,18 @@ def test_bf16_casts_the_weights_themselves_on_cpu(tiny_clip):
     assert text.dtype == np.float32 and abs(np.linalg.norm(text) - 1) < 1e-3
 
 
-def test_weight_dtype_follows_the_device():
+def test_weight_dtype_follows_the_device(monkeypatch):
     import torch
 
+    import indexing.embedders.weights as weights
     from indexing.embedders.weights import weight_dtype
 
     assert weight_dtype("cpu", "fp32") is None
     assert weight_dtype("cpu", "fp16") is None  # no fp16 kernels worth having on CPU
+    monkeypatch.setattr(weights, "cpu_has_native_bf16", lambda: True)
     assert weight_dtype("cpu", "bf16") is torch.bfloat16
+    monkeypatch.setattr(weights, "cpu_has_native_bf16", lambda: False)
+    assert weight_dtype("cpu", "bf16") is None  # emulated bf16 would be slower than fp32
     assert weight_dtype("mps", "fp16") is torch.float16
     assert weight_dtype("cuda:1", "fp16") is torch.float16
 
