@@ -9,13 +9,23 @@ import logging
 import os
 import socket
 import sqlite3
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import sqlite_utils
+if "pandas" in sys.modules:
+    import sqlite_utils
+else:
+    # sqlite_utils imports pandas when it is installed, only to map pandas.Timestamp columns,
+    # which the catalog never writes; that import is a third of every CLI start. Hide it.
+    sys.modules["pandas"] = None  # type: ignore[assignment]  (import then raises ImportError)
+    try:
+        import sqlite_utils
+    finally:
+        del sys.modules["pandas"]
 
 from curator import __version__
 from curator.errors import CuratorError, NotAProjectError
@@ -277,12 +287,43 @@ def _m005_labels(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_triage_changes(db: sqlite_utils.Database) -> None:
+    # A change log that every write path fills through triggers, so an open app (or a second
+    # window) can see what another process changed: kinds are labels, taxonomy, groups (split,
+    # merge) and run:<kind> when a scan, embed, cluster or map run ends.
+    from curator.changes import create_change_log
+
+    create_change_log(db)
+def _m006_exports_splits(db: sqlite_utils.Database) -> None:
+    # The stored train/val/test assignment every export reuses (see curator.splits).
+    db.execute(
+        """CREATE TABLE split_assignments (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            annotator TEXT NOT NULL DEFAULT '',
+            fractions TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            cleared_at TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE item_splits (
+            item_id INTEGER PRIMARY KEY,
+            assignment_id INTEGER NOT NULL REFERENCES split_assignments(id),
+            split INTEGER NOT NULL,
+            assigned_at TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
     ("003_embeddings", _m003_embeddings),
     ("004_groups", _m004_groups),
     ("005_labels", _m005_labels),
+    ("006_triage_changes", _m006_triage_changes),
+    ("006_exports_splits", _m006_exports_splits),
 ]
 
 

@@ -16,13 +16,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from curator.catalog import Catalog, utcnow
 from curator.stores import ShardWriter, ThumbnailStore, VectorStore, read_shard_rows, space_slug
 from indexing.progress import Progress, ProgressEvent, check_cancel, is_cancelled, no_progress
+
+if TYPE_CHECKING:
+    from indexing.embedders import EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +373,7 @@ def space_store(catalog: Catalog, space: str) -> VectorStore:
     if row is None:
         from curator.errors import UsageError
 
-        raise UsageError(f"no embedding space {space!r}; run `curator embed` first")
+        raise UsageError(f"no embedding space {space!r}", hint="run `curator embed` first")
     return VectorStore(catalog.root / row[0])
 
 
@@ -390,6 +393,20 @@ def vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
     if not store.exists():
         compact_space(catalog, space)
     return store.load()
+
+
+def space_spec(catalog: Catalog, space: str) -> EmbedderSpec:
+    """The embedder spec a space was made with, as saved in the catalog (see `from_saved`)."""
+    from indexing.embedders import from_saved
+
+    row = catalog.db.execute("SELECT embedder, options FROM spaces WHERE space = ?",
+                             [space]).fetchone()
+    if row is None:
+        from curator.errors import UsageError
+
+        raise UsageError(f"no embedding space {space!r}", hint="run `curator embed` first")
+    saved = json.loads(row[1] or "{}")
+    return from_saved({"name": row[0], **saved})
 
 
 def frame_vectors(catalog: Catalog, space: str, item_id: int) -> Optional[np.ndarray]:

@@ -102,10 +102,10 @@ def rademacher_projection(n_in: int, n_out: int, seed: int) -> np.ndarray:
 
 def _finish(raw: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """Project, power-normalise (signed sqrt) and L2-normalise rows of raw features."""
-    # Row by row: a matrix product's rounding depends on how many rows it gets, and a vector
-    # must not depend on the batch it came in (local and Ray runs batch differently).
-    rows = raw.astype(np.float32)
-    y = np.stack([r @ projection for r in rows]) if len(rows) else rows @ projection
+    # Not `raw @ projection`: BLAS blocks a matrix product differently for different batch
+    # sizes, so an item's vector would depend on which items shared its batch (a resumed run
+    # would then differ in the last bit). einsum's own loop sums each row in one fixed order.
+    y = np.einsum("ij,jk->ik", raw.astype(np.float32), projection)
     y = np.sign(y) * np.sqrt(np.abs(y))
     return _l2(y, 1e-12).astype(np.float32)
 
