@@ -137,7 +137,7 @@ def end_to_end(figures: Figures, jpegs: Path, weights: Path, work: Path, device:
     note = ""
     try:
         import faiss  # noqa: F401 - only whether it imports
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - faiss-gpu may raise PackageNotFoundError
         # No usable faiss here (e.g. faiss-gpu-cu12 beside a CUDA 13 torch): the embedding
         # figure does not involve the index, so skip its sync rather than lose the figure.
         import curator.search
@@ -209,7 +209,7 @@ def faiss_gpu(figures: Figures, n: int, dim: int, k: int, force_cpu: bool) -> No
     """k-means and exact search on the GPU at n x dim, or a row saying why it could not."""
     try:
         import faiss
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - faiss-gpu raises PackageNotFoundError too
         figures.add("faiss GPU", "k-means and search", "not measured", "",
                     f"could not: faiss does not import here ({exc}); a faiss-gpu-cu12 wheel "
                     "needs a CUDA 12 torch's nvidia libraries and numpy >= 2")
