@@ -158,8 +158,10 @@ def end_to_end(figures: Figures, jpegs: Path, weights: Path, work: Path, device:
                 f"{scan_s:.1f} s{note}")
 
 
-def clap_on_device(figures: Figures, work: Path, device: str, precision: str, n: int) -> None:
-    """Clips/s of a random CLAP (transformers' default HTSAT config, 48 kHz, 10 s windows)."""
+def clap_on_device(figures: Figures, work: Path, device: str, precision: str, n: int,
+                   tiny: bool = False) -> None:
+    """Clips/s of a random CLAP (transformers' default HTSAT config, 48 kHz, 10 s windows; a
+    tiny one of the same shape with `tiny`, to prove the script on CPU)."""
     import torch
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
@@ -167,11 +169,16 @@ def clap_on_device(figures: Figures, work: Path, device: str, precision: str, n:
     from indexing.embedders.clap import create
 
     folder = work / "clap-random"
+    vocab = _tokenizer(folder)
     torch.manual_seed(0)
-    ClapModel(ClapConfig()).eval().save_pretrained(str(folder))
+    config = ClapConfig(**_TINY_CLAP, text_config={**_TINY_CLAP_TEXT, "vocab_size": vocab}) \
+        if tiny else ClapConfig()
+    ClapModel(config).eval().save_pretrained(str(folder))
     # As laion/clap-htsat-unfused: one 10 s window per input, repeat-padded, no fusion.
-    ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad").save_pretrained(str(folder))
-    _tokenizer(folder)
+    extractor = {"feature_size": 16, "sampling_rate": 16000, "hop_length": 160,
+                 "max_length_s": 1, "fft_window_size": 512, "frequency_max": 8000} if tiny else {}
+    ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad",
+                         **extractor).save_pretrained(str(folder))
     emb = create(model=str(folder), device=device, precision=precision, batch_size=16)
     rng = np.random.default_rng(2)
     clips = [Decoded(i, "audio", (0.1 * rng.standard_normal((1, emb.window_samples)))
@@ -186,7 +193,16 @@ def clap_on_device(figures: Figures, work: Path, device: str, precision: str, n:
                 f"random weights, {emb.extractor.padding} padding, on {emb.device}")
 
 
-def _tokenizer(folder: Path) -> None:
+_TINY_CLAP_TEXT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "intermediate_size": 64, "max_position_embeddings": 40}
+_TINY_CLAP = {"audio_config": {"window_size": 4, "num_mel_bins": 16, "spec_size": 64,
+                               "patch_size": 4, "patch_stride": (4, 4), "hidden_size": 32,
+                               "depths": [1, 1], "num_attention_heads": [2, 2],
+                               "patch_embeds_hidden_size": 16, "num_classes": 10},
+              "projection_dim": 16}
+
+
+def _tokenizer(folder: Path) -> int:
     """A byte-level RoBERTa-style tokenizer built offline (the text tower is not measured)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -202,7 +218,8 @@ def _tokenizer(folder: Path) -> None:
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                             cls_token="<s>", sep_token="</s>", pad_token="<pad>",
                             unk_token="<unk>", mask_token="<mask>",
-                            model_max_length=64).save_pretrained(str(folder))
+                            model_max_length=32).save_pretrained(str(folder))
+    return len(vocab)
 
 
 def faiss_gpu(figures: Figures, n: int, dim: int, k: int, force_cpu: bool) -> None:
@@ -287,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             guarded(figures, "curator embed end to end")(end_to_end)(
                 figures, work / "jpegs", weights, work, args.device, precision, batch)
         guarded(figures, "CLAP")(clap_on_device)(figures, work, args.device, "fp16",
-                                                 4 if smoke else 256)
+                                                 4 if smoke else 256, tiny=smoke)
     n, k = (20_000, 64) if smoke else (1_000_000, 1024)
     guarded(figures, "faiss GPU")(faiss_gpu)(figures, n, 64 if smoke else 512, k, smoke)
     print(f"figures written to {args.out}")
