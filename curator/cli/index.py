@@ -197,6 +197,11 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
         for space, c in report.spaces.items():
             click.echo(f"{space}: {c['embedded']} embedded, {c['errors']} errors, "
                        f"{c['items_per_second']:.1f} items/s on {c['device']} ({c['precision']})")
+            if "cluster" in c:
+                cl = c["cluster"]
+                kinds = f": {', '.join(cl['gpu_types'])}" if cl["gpu_types"] else ""
+                click.echo(f"  on a Ray cluster of {cl['nodes']} nodes ({cl['cpus']} CPUs, "
+                           f"{cl['gpus']} GPUs{kinds})")
         if not report.spaces:
             click.echo("nothing to embed")
     for line in report.unavailable:
