@@ -44,7 +44,9 @@ class Figures:
         lines = ["# bench/gpu_check.sh figures", "", "| section | measure | value | unit | note |",
                  "|---|---|---|---|---|"]
         for r in self.rows:
-            value = f"{r['value']:.1f}" if isinstance(r["value"], float) else str(r["value"])
+            value = r["value"]
+            if isinstance(value, float):
+                value = f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
             lines.append(f"| {r['section']} | {r['name']} | {value} | {r['unit']} | {r['note']} |")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text("\n".join(lines) + "\n")
