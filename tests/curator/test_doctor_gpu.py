@@ -71,3 +71,31 @@ def test_relative_weights_path_is_stored_resolved(tmp_path, monkeypatch, media):
             "SELECT params FROM runs WHERE kind = 'embed' ORDER BY id DESC").fetchone()[0]
     assert json.loads(params)["weights"] == str(weights.resolve())
     assert str(weights.resolve()) in str(err.value)  # the junk file is refused by its full path
+
+
+def test_index_passes_ray_options_and_cuda_n_to_the_pipeline(tmp_path, monkeypatch):
+    """`curator index --ray ADDRESS --path-map` reaches the pipeline's options (a real project
+    opened; the pipeline stubbed out only to capture what it was given)."""
+    import curator.pipeline
+    from curator.distributed import RayOptions
+    from curator.project import Project
+
+    (tmp_path / "src").mkdir()
+    with Project.create(tmp_path / "proj", [tmp_path / "src"]):
+        pass
+    seen = {}
+
+    def fake_index(project, options, progress=None, cancel=None):
+        seen["options"] = options
+        raise SystemExit(0)
+
+    monkeypatch.setattr(curator.pipeline, "index", fake_index)
+    result = CliRunner().invoke(cli, ["index", str(tmp_path / "proj"), "--ray", "10.0.0.1:6379",
+                                      "--path-map", "/data=/mnt/data", "--ray-actors", "2:6",
+                                      "--device", "cuda:1"])
+    assert result.exit_code == 0, result.output
+    ray = seen["options"].ray
+    assert isinstance(ray, RayOptions) and ray.address == "10.0.0.1:6379"
+    assert ray.path_map == (("/data", "/mnt/data"),)
+    assert (ray.min_actors, ray.max_actors) == (2, 6)
+    assert seen["options"].device == "cuda:1"
