@@ -17,9 +17,10 @@ import os
 import pickle
 import signal
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -199,7 +200,7 @@ class RaySession:
         self.address = address
         self._owned = False
 
-    def __enter__(self) -> "RaySession":
+    def __enter__(self) -> RaySession:
         try:
             import ray
         except ImportError as exc:

@@ -93,7 +93,7 @@ def ray_cluster(tmp_path_factory):
     common = ["--node-ip-address=127.0.0.1", "--object-store-memory=100000000",
               "--disable-usage-stats", "--block"]
     ray_bin = str(Path(sys.executable).with_name("ray"))
-    log = open(temp.with_suffix(".log"), "wb")
+    log = open(temp.with_suffix(".log"), "wb")  # noqa: SIM115 - open for the cluster's life
     procs = [subprocess.Popen(
         [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2",
          "--include-dashboard=false", f"--temp-dir={temp}", *common],
@@ -288,7 +288,8 @@ def tiny_embedders(tmp_path_factory):
     open_clip.add_model_config(root)
     torch.manual_seed(0)
     model = open_clip.create_model("RayTiny-ViT", pretrained=None)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "w.safetensors"))
-    clip = create_embedder("open_clip", model="RayTiny-ViT", weights=str(root / "w.safetensors"),
+    weights = str(root / "w.safetensors")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    clip = create_embedder("open_clip", model="RayTiny-ViT", weights=weights,
                            device="cpu")
     return clip, create_embedder("classic")
