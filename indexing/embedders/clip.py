@@ -659,7 +659,8 @@ class OpenClipEmbedder(Embedder):
             if pos in on_device:
                 frames = on_device[pos]
             else:
-                frames = torch.from_numpy(np.ascontiguousarray(_frames_array(item))).permute(0, 3, 1, 2)
+                pixels = np.ascontiguousarray(_frames_array(item))
+                frames = torch.from_numpy(pixels).permute(0, 3, 1, 2)
             if tuple(frames.shape[-2:]) != self.input_size:
                 frames = _fit_frames(
                     frames, self.input_size, self.resize_mode, self.interpolation, self.pad_rgb
