@@ -31,6 +31,7 @@ from curator.embed import (
     _Task,
     _with_thumb_flag,
     count_pending,
+    embed_isolated,
     pending_items,
     record_embeddings,
     register_space,
@@ -143,35 +144,22 @@ class EmbedActor:
         vectors = np.zeros((n, dim), dtype=np.float32)
         errors = [d.error or "" for d in decoded]
         frames: list[bytes] = [b""] * n
-        good = [i for i, d in enumerate(decoded) if d.error is None]
-        for positions, result in _embed_isolated(self.embedder, decoded, good, errors):
-            for k, i in enumerate(positions):
-                vectors[i] = result.vectors[k]
-                if k in result.frames and len(result.frames[k]):
-                    frames[i] = _array_bytes(result.frames[k])
+        good = [(i, d) for i, d in enumerate(decoded) if d.error is None and d.data is not None]
+        for i, d in enumerate(decoded):
+            if d.error is None and d.data is None:
+                errors[i] = "decoder returned no data"
+        # The local run's isolation: one bad item fails itself, NaN or zero vectors included.
+        embedded, failed = embed_isolated(self.embedder, good)
+        for i, _, vector, item_frames in embedded:
+            vectors[i] = vector
+            if item_frames is not None and len(item_frames):
+                frames[i] = _array_bytes(item_frames)
+        for i, reason in failed:
+            errors[i] = reason
         return {"item_id": batch["item_id"], "version": batch["version"],
                 "content_hash": batch["content_hash"], "vector": vectors,
                 "error": _objects(errors), "frames": _objects(frames),
                 "thumbnail": _objects([d.thumbnail or b"" for d in decoded])}
-
-
-def _embed_isolated(embedder: Any, decoded: list, good: list[int],
-                    errors: list[str]) -> list[tuple[list[int], Any]]:
-    """The whole batch at once; if that fails, each item alone, so a bad input fails only itself
-    (its reason goes to `errors`)."""
-    if not good:
-        return []
-    try:
-        return [(good, embedder.embed_batch([decoded[i] for i in good]))]
-    except Exception:  # noqa: BLE001 - isolate below
-        log.warning("a batch of %d failed to embed; embedding its items one by one", len(good))
-    results = []
-    for i in good:
-        try:
-            results.append(([i], embedder.embed_batch([decoded[i]])))
-        except Exception as exc:  # noqa: BLE001 - recorded as this item's error
-            errors[i] = f"embedding failed: {exc}"[:300]
-    return results
 
 
 def _objects(values: list) -> np.ndarray:
