@@ -17,7 +17,7 @@ FLAVOUR ?= lite
 ARCHIVE ?= 1
 
 .PHONY: help setup system-packages demo test lint bench screenshots clean package appimage \
-        test-package test-lowest test-tool-install consumers
+        test-package test-lowest test-tool-install consumers gpu-check
 
 help:
 	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
@@ -81,6 +81,11 @@ bench: setup
 	$(PY) bench/map.py --n 1000000
 	$(PY) bench/labels.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/gui.py
+	$(PY) bench/ray_embed.py --items 300
+
+# On a machine with one NVIDIA GPU (no network needed once bench/fetch_gpu_wheels.sh has run).
+gpu-check:
+	PYTHON=$(PYTHON) bench/gpu_check.sh
 
 screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m ui.screenshots docs

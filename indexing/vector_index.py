@@ -127,6 +127,10 @@ def _faiss():
     return faiss
 
 
+#: The most neighbours a faiss GPU index returns per query (GPU k-selection limit).
+GPU_MAX_K = 2048
+
+
 def _read_index(faiss: Any, path: Path, mmap: bool) -> Any:
     if not mmap:
         return faiss.read_index(str(path))
@@ -542,7 +546,11 @@ class VectorIndex:
             if self._index.ntotal == 0 or Q.shape[0] == 0:
                 return (np.full((Q.shape[0], k), -np.inf, np.float32),
                         np.full((Q.shape[0], k), -1, np.int64))
-            index, params = self._searcher(self._params(nprobe))
+            if k > GPU_MAX_K:
+                # faiss GPU indexes answer at most 2,048 neighbours: the CPU copy answers more.
+                index, params = self._index, self._params(nprobe)
+            else:
+                index, params = self._searcher(self._params(nprobe))
             with _few_threads(_faiss(), Q.shape[0]):
                 D, I = (index.search(Q, k, params=params) if params is not None
                         else index.search(Q, k))
