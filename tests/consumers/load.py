@@ -87,7 +87,49 @@ def wds(folder: str) -> dict:
     return out
 
 
-LOADERS = {"hf": hf, "coco": coco, "wds": wds}
+def fiftyone(folder: str) -> dict:
+    """FiftyOne's own importers: every split folder of a fiftyone or coco export.
+
+    Layout: image classification (labels.json + data/), video tree (<class>/<video>), COCO
+    (data/ + labels.json with categories and annotations).
+    """
+    import fiftyone as fo
+
+    out: dict = {}
+    for root, dirs, files in sorted(os.walk(folder)):
+        rel = os.path.relpath(root, folder)
+        kind = None
+        if "labels.json" in files and "data" in dirs:
+            with open(os.path.join(root, "labels.json"), encoding="utf-8") as fh:
+                kind = "coco" if "images" in json.load(fh) else "image"
+        elif os.path.basename(root) in ("video", "train", "val", "test") and any(
+                f.endswith(".mp4") for d in dirs for f in os.listdir(os.path.join(root, d))):
+            kind = "video"
+        if kind is None:
+            continue
+        name = f"curator-{abs(hash((folder, rel)))}"
+        if kind == "image":
+            ds = fo.Dataset.from_dir(dataset_dir=root, name=name, label_field="truth",
+                                     dataset_type=fo.types.FiftyOneImageClassificationDataset)
+            labels = {os.path.basename(s.filepath).split("-", 1)[0]: s.truth.label
+                      if s.truth else None for s in ds}
+        elif kind == "video":
+            ds = fo.Dataset.from_dir(dataset_dir=root, name=name, label_field="truth",
+                                     dataset_type=fo.types.VideoClassificationDirectoryTree)
+            labels = {os.path.relpath(s.filepath, root): s.truth.label for s in ds}
+        else:
+            ds = fo.Dataset.from_dir(dataset_dir=root, name=name, label_field="truth",
+                                     dataset_type=fo.types.COCODetectionDataset,
+                                     label_types="detections")
+            labels = {os.path.basename(s.filepath).split("-", 1)[0]:
+                      [d.label for d in s.truth.detections] if s.truth else [] for s in ds}
+        out[rel] = {"kind": kind, "media_type": ds.media_type, "count": len(ds),
+                    "labels": labels}
+        ds.delete()
+    return out
+
+
+LOADERS = {"hf": hf, "coco": coco, "wds": wds, "fiftyone": fiftyone}
 
 if __name__ == "__main__":
     kind, folder = sys.argv[1], sys.argv[2]
