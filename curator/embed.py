@@ -16,13 +16,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from curator.catalog import Catalog, utcnow
 from curator.stores import ShardWriter, ThumbnailStore, VectorStore, read_shard_rows, space_slug
-from indexing.progress import Progress, ProgressEvent, is_cancelled, no_progress
+from indexing.progress import Progress, ProgressEvent, check_cancel, is_cancelled, no_progress
+
+if TYPE_CHECKING:
+    from indexing.embedders import EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,6 @@ class EmbedReport:
     embedded: int = 0
     errors: int = 0
     unavailable: list[str] = field(default_factory=list)
-    cancelled: bool = False
     seconds: float = 0.0
 
     @property
@@ -52,7 +54,6 @@ class EmbedReport:
         return {
             "embedded": self.embedded,
             "errors": self.errors,
-            "cancelled": self.cancelled,
             "seconds": round(self.seconds, 2),
             "items_per_second": round(self.items_per_second, 2),
             "spaces": self.spaces,
@@ -178,7 +179,10 @@ def embed_space(
     """Embed every pending item of one embedder's modalities into its space.
 
     Returns:
-        Counts for this space: embedded, errors, seconds, items_per_second, cancelled.
+        Counts for this space: embedded, errors, seconds, items_per_second.
+
+    Raises:
+        Cancelled: `cancel` said stop; every finished batch is written.
     """
     from indexing.workers import TaskFailure, default_workers, imap_robust
 
@@ -186,7 +190,7 @@ def embed_space(
     folder = register_space(catalog, embedder, options)
     modalities = sorted(embedder.modalities)
     total = count_pending(catalog, embedder.space, modalities)
-    counts: dict[str, Any] = {"embedded": 0, "errors": 0, "pending": total, "cancelled": False}
+    counts: dict[str, Any] = {"embedded": 0, "errors": 0, "pending": total}
     stage = f"embed {embedder.space}"
     progress(ProgressEvent(stage, 0, total, "items"))
     if total == 0:
@@ -296,7 +300,7 @@ def embed_space(
         if thumbs is not None:
             thumbs.close()
     seconds = time.monotonic() - started
-    counts["cancelled"] = is_cancelled(cancel)
+    check_cancel(cancel)
     counts["seconds"] = round(seconds, 2)
     counts["items_per_second"] = round(counts["embedded"] / seconds, 2) if seconds else 0.0
     return counts
@@ -361,8 +365,40 @@ def space_store(catalog: Catalog, space: str) -> VectorStore:
     if row is None:
         from curator.errors import UsageError
 
-        raise UsageError(f"no embedding space {space!r}; run `curator embed` first")
+        raise UsageError(f"no embedding space {space!r}", hint="run `curator embed` first")
     return VectorStore(catalog.root / row[0])
+
+
+def spaces(catalog: Catalog) -> list[dict[str, Any]]:
+    """The embedding spaces of a project (every column of `spaces`) with their vector counts."""
+    counts = dict(catalog.db.execute(
+        "SELECT space, COUNT(*) FROM embeddings GROUP BY space").fetchall())
+    rows = [dict(r) for r in catalog.db.query("SELECT * FROM spaces ORDER BY space")]
+    for row in rows:
+        row["count"] = counts.get(row["space"], 0)
+    return rows
+
+
+def vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, float16 vectors) of a space, memory-mapped, sorted by item id."""
+    store = space_store(catalog, space)
+    if not store.exists():
+        compact_space(catalog, space)
+    return store.load()
+
+
+def space_spec(catalog: Catalog, space: str) -> EmbedderSpec:
+    """The embedder spec a space was made with, as saved in the catalog (see `from_saved`)."""
+    from indexing.embedders import from_saved
+
+    row = catalog.db.execute("SELECT embedder, options FROM spaces WHERE space = ?",
+                             [space]).fetchone()
+    if row is None:
+        from curator.errors import UsageError
+
+        raise UsageError(f"no embedding space {space!r}", hint="run `curator embed` first")
+    saved = json.loads(row[1] or "{}")
+    return from_saved({"name": row[0], **saved})
 
 
 def frame_vectors(catalog: Catalog, space: str, item_id: int) -> Optional[np.ndarray]:

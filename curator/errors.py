@@ -1,8 +1,31 @@
-"""User-facing errors: each carries one line that names the thing and what to do."""
+"""User-facing errors: each carries one line that names the thing and what is wrong with it.
+
+The domain speaks of the domain: the message says what is wrong with the project or the input.
+`hint` says how to fix it in the command line's words (a command or a flag); the CLI appends it,
+the app shows its own wording (a button, a dialog) and leaves it out.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
 
 
 class CuratorError(Exception):
-    """An error the CLI and the GUI show as one clear line, never as a traceback."""
+    """An error the CLI and the GUI show as one clear line, never as a traceback.
+
+    Args:
+        message: what is wrong, in the words of the project and its data.
+        hint: how to fix it on the command line (`curator ...`, `--flag`), or None.
+    """
+
+    def __init__(self, message: str = "", *, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def with_hint(self) -> str:
+        """The message followed by the hint: the CLI's one line."""
+        message, hint = str(self), getattr(self, "hint", None)
+        return f"{message}; {hint}" if hint else message
 
 
 class NotAProjectError(CuratorError):

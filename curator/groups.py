@@ -1,4 +1,5 @@
-"""Clustering runs: groups and topics per embedding space, stored by run; split and merge within a run.
+"""Clustering runs: groups and topics per embedding space, stored by run; split and merge
+within a run; the review queue over them.
 
 Labels belong to items and groups belong to a run, so re-clustering never touches a label. One
 `cluster` run covers every space (CLIP for images and video, CLAP for audio, ...), and its group
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -39,27 +41,25 @@ class Group:
     parent: Optional[int]
     status: str  # undecided, labelled, noise, mixed
     label: Optional[str]
-    labelled: int  # members that carry a current label (any source)
+    labelled: int  # members that carry a current decision (any source)
+    decision: Any = None  # curator.decisions.GroupDecision: shares behind `status`
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["decision"] = None if self.decision is None else self.decision.to_json()
+        return out
 
 
 def ok_vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
     """(item ids, vectors) of a space restricted to items that are ok now."""
-    from curator.embed import compact_space, space_store
+    from curator.embed import vectors
+    from curator.items import ok_ids
 
-    store = space_store(catalog, space)
-    if not store.exists():
-        compact_space(catalog, space)
-    ids, vectors = store.load()
-    ok = np.fromiter(
-        (r[0] for r in catalog.db.execute(
-            "SELECT id FROM items WHERE status = 'ok' ORDER BY id")), dtype=np.int64)
-    keep = np.isin(ids, ok)
+    ids, X = vectors(catalog, space)
+    keep = np.isin(ids, ok_ids(catalog))
     if keep.all():
-        return np.asarray(ids), vectors
-    return np.asarray(ids)[keep], vectors[keep]
+        return np.asarray(ids), X
+    return np.asarray(ids)[keep], X[keep]
 
 
 def cluster_run(
@@ -71,8 +71,11 @@ def cluster_run(
     seed: int = 0,
     progress: Optional[Progress] = None,
     cancel: Optional[Callable[[], bool]] = None,
+    undecided_only: bool = False,
 ) -> dict[str, Any]:
     """Cluster every space and store the groups and assignments of this run.
+
+    With `undecided_only`, items that already carry a decision are left out of the run.
 
     Returns:
         Per-space counts (items, groups, method, seconds).
@@ -86,6 +89,11 @@ def cluster_run(
     folder.mkdir(parents=True, exist_ok=True)
     for space in spaces:
         all_ids, all_X = ok_vectors(catalog, space)
+        if undecided_only:
+            from curator.decisions import undecided_mask
+
+            keep = undecided_mask(catalog, all_ids)
+            all_ids, all_X = all_ids[keep], all_X[keep]
         for part, rows in _parts(catalog, space, all_ids):
             ids = all_ids[rows] if rows is not None else all_ids
             X = all_X[rows] if rows is not None else all_X
@@ -105,7 +113,8 @@ def cluster_run(
                     f"space {space}: item {bad[0]} has "
                     + ("an all-zero" if exc.reason == "zero" else "a NaN or infinite") + " vector"
                     + (f" (also items {', '.join(map(str, bad[1:]))})" if len(bad) > 1 else "")
-                    + "; re-embed it (`curator embed`) or check the file") from exc
+                    + "; re-embed it or check the file", hint="`curator embed` re-embeds it"
+                ) from exc
             n = _store_result(catalog, run_id, space, part, ids, result, offset, folder)
             labels = np.asarray(result.labels)
             out[name] = {"items": int(len(ids)), "groups": n, "method": result.method,
@@ -118,13 +127,16 @@ def _parts(catalog: Catalog, space: str,
            ids: np.ndarray) -> list[tuple[str, Optional[np.ndarray]]]:
     """How a space is clustered: whole, or per modality where its modalities are not comparable.
 
-    CLIP puts images and video frames in one comparable space; `classic` only shares a space id
-    across modalities, so its audio, image and video vectors are clustered apart.
+    CLIP puts images and video frames in one comparable space (a joint space); `classic` only
+    shares a space id across modalities, so its audio, image and video vectors are clustered
+    apart. The embedder's capability says which.
     """
-    row = catalog.db.execute("SELECT embedder, modalities FROM spaces WHERE space = ?",
+    from curator.embed import space_spec
+
+    row = catalog.db.execute("SELECT modalities FROM spaces WHERE space = ?",
                              [space]).fetchone()
-    modalities = json.loads(row[1]) if row else []
-    if not row or row[0] != "classic" or len(modalities) < 2:
+    modalities = json.loads(row[0]) if row else []
+    if not row or len(modalities) < 2 or space_spec(catalog, space).capabilities.joint_space:
         return [("", None)]
     by_id = dict(catalog.db.execute("SELECT id, modality FROM items WHERE status = 'ok'"))
     kinds = np.array([by_id.get(int(i), "") for i in ids])
@@ -181,21 +193,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def latest_run_id(catalog: Catalog) -> Optional[int]:
+    """The newest clustering run that finished, or None when none did."""
+    row = catalog.db.execute(
+        "SELECT MAX(c.run_id) FROM clusterings c JOIN runs r ON r.id = c.run_id "
+        "WHERE r.status = 'ok'").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def current_run(catalog: Catalog, run_id: Optional[int] = None) -> int:
-    """The clustering run to address: the given one, or the newest finished one."""
+    """The clustering run to address: the given one, or the newest finished one.
+
+    Raises:
+        UsageError: the given run is no clustering run, or none has finished yet.
+    """
     if run_id is not None:
         row = catalog.db.execute(
             "SELECT 1 FROM clusterings WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
         if row is None:
-            raise UsageError(f"run {run_id} is not a clustering run; see `curator runs --kind "
-                             "cluster`")
+            raise UsageError(f"run {run_id} is not a clustering run",
+                             hint="see `curator runs --kind cluster`")
         return run_id
-    row = catalog.db.execute(
-        "SELECT MAX(c.run_id) FROM clusterings c JOIN runs r ON r.id = c.run_id "
-        "WHERE r.status = 'ok'").fetchone()
-    if row is None or row[0] is None:
-        raise UsageError(f"{catalog.root} has no clustering yet; run `curator cluster` first")
-    return int(row[0])
+    latest = latest_run_id(catalog)
+    if latest is None:
+        raise UsageError(f"{catalog.root} has no groups yet",
+                         hint="run `curator cluster` (or `curator index`) first")
+    return latest
 
 
 def group_members(catalog: Catalog, run_id: int, group_id: int) -> np.ndarray:
@@ -212,12 +235,18 @@ def _check_group(catalog: Catalog, run_id: int, group_id: int) -> tuple:
         "SELECT space, state FROM groups WHERE run_id = ? AND group_id = ?",
         [run_id, group_id]).fetchone()
     if row is None:
-        raise UsageError(f"no group {group_id} in clustering run {run_id}; see `curator queue`")
+        raise UsageError(f"no group {group_id} in clustering run {run_id}",
+                         hint="see `curator queue`")
     return row
 
 
-def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 0) -> list[int]:
-    """Re-cluster one group into k sub-groups of the same run; returns the new group ids."""
+def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 0,
+          partition: Optional[dict[int, int]] = None) -> list[int]:
+    """Re-cluster one group into k sub-groups of the same run; returns the new group ids.
+
+    `partition` (item id -> part) replaces the re-clustering: a split carried over from an
+    older run divides the group the way the user divided it there.
+    """
     from indexing.cluster import group_statistics, split_group
 
     space, state = _check_group(catalog, run_id, group_id)
@@ -232,7 +261,10 @@ def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 
     if len(found) != len(members):
         members = found
     k = max(2, min(int(k), len(members)))
-    sub = np.asarray(split_group(X, k, seed=seed), dtype=np.int64)
+    if partition is not None:
+        sub = np.array([partition.get(int(m), -1) for m in members], dtype=np.int64)
+    else:
+        sub = np.asarray(split_group(X, k, seed=seed), dtype=np.int64)
     parts = [int(p) for p in np.unique(sub)]
     centroids = np.stack([_unit(X[sub == p].mean(axis=0)) for p in parts])
     relabel = np.searchsorted(np.array(parts), sub)
@@ -299,7 +331,8 @@ def merge(catalog: Catalog, run_id: int, group_ids: Sequence[int]) -> int:
              json.dumps([int(found[j]) for j in stats.representatives[0]]),
              json.dumps([int(found[j]) for j in stats.boundary[0]]), utcnow()],
         )
-        db.execute(f"UPDATE assignments SET group_id = ? WHERE run_id = ? AND group_id IN ({marks})",
+        db.execute(f"UPDATE assignments SET group_id = ? WHERE run_id = ? AND group_id IN "
+                   f"({marks})",
                    [new_id, run_id, *group_ids])
         db.execute(f"UPDATE groups SET state = 'merged', parent = ? WHERE run_id = ? AND "
                    f"group_id IN ({marks})", [new_id, run_id, *group_ids])
@@ -314,3 +347,190 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def centroids_path(catalog: Catalog, run_id: int) -> Path:
     return catalog.root / CLUSTERS_DIR / f"run{run_id:06d}"
+
+
+# --- the review queue -------------------------------------------------------------------------
+
+ORDERS = {
+    "impurity": "g.impurity DESC, g.size DESC",
+    "size": "g.size DESC, g.group_id",
+    "unlabeled": "(g.status = 'undecided') DESC, g.size DESC",
+    "id": "g.group_id",
+    "cohesion": "g.cohesion ASC",
+}
+"""Queue orders by name: the SQL that sorts groups that way."""
+
+
+def list_groups(catalog: Catalog, run_id: int, order: str = "impurity",
+                status: Optional[str] = None, label_id: Optional[int] = None,
+                spaces: Optional[Sequence[str]] = None,
+                include_inactive: bool = False) -> list[Group]:
+    """The groups of a clustering run, ordered and filtered (the review queue's rows).
+
+    Args:
+        catalog: the project's catalog.
+        run_id: the clustering run.
+        order: a key of `ORDERS`.
+        status: only groups with this decision status.
+        label_id: only groups decided with this label.
+        spaces: only groups of these embedding spaces.
+        include_inactive: also groups that were split or merged away.
+
+    Raises:
+        UsageError: an unknown order.
+    """
+    if order not in ORDERS:
+        raise UsageError(f"unknown order {order!r}; one of {', '.join(ORDERS)}")
+    sql = ("SELECT g.run_id, g.group_id, g.space, g.size, g.cohesion, g.impurity, g.topic, "
+           "g.state, g.parent, g.status, l.name FROM groups g LEFT JOIN labels l ON "
+           "l.id = g.label_id WHERE g.run_id = ?")
+    args: list[Any] = [run_id]
+    if not include_inactive:
+        sql += " AND g.state = 'active'"
+    if spaces is not None:
+        sql += f" AND g.space IN ({','.join('?' * len(spaces)) or 'NULL'})"
+        args.extend(spaces)
+    sql += " ORDER BY " + ORDERS[order]
+    rows = [Group(r[0], r[1], r[2], r[3], r[4] or 0.0, r[5] or 0.0, r[6] or 0, r[7], r[8],
+                  r[9], r[10], 0) for r in catalog.db.execute(sql, args)]
+    # triage: status, label and labelled count derive from the members' current labels.
+    from curator.decisions import filter_groups, with_decisions
+
+    return filter_groups(with_decisions(catalog, run_id, rows), order, status, label_id)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The review queue of a clustering run and how far the review has come."""
+
+    run_id: int
+    groups_total: int
+    groups_decided: int
+    items_total: int
+    items_labelled: int
+    groups: list[Group]  # the groups to review, in queue order
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{k: v for k, v in self.__dict__.items() if k != "groups"},
+                "groups": [g.to_json() for g in self.groups]}
+
+
+def queue(catalog: Catalog, run_id: int, order: str = "impurity") -> Queue:
+    """Undecided groups first in the given order (order "unlabeled": every group), with progress."""
+    from curator.decisions import OPEN_STATUSES
+
+    groups = list_groups(catalog, run_id, order=order)
+    undecided = [g for g in groups if g.status in OPEN_STATUSES]
+    items_total = catalog.db.execute(
+        "SELECT COALESCE(SUM(n_items), 0) FROM clusterings WHERE run_id = ?",
+        [run_id]).fetchone()[0]
+    labelled = catalog.db.execute("SELECT COUNT(*) FROM item_labels").fetchone()[0]
+    return Queue(run_id=run_id, groups_total=len(groups),
+                 groups_decided=len(groups) - len(undecided), items_total=items_total,
+                 items_labelled=labelled, groups=groups if order == "unlabeled" else undecided)
+
+
+@dataclass(frozen=True)
+class GroupDetail:
+    """One group with its members: representatives first, boundary items marked."""
+
+    run_id: int
+    group_id: int
+    space: str
+    size: int
+    cohesion: float
+    impurity: float
+    topic: Optional[int]
+    state: str
+    status: str
+    label: Optional[str]
+    parent: Optional[int]
+    items: list[int]
+    representatives: list[int]
+    boundary: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def group_detail(catalog: Catalog, run_id: int, group_id: int) -> GroupDetail:
+    """A group's statistics and its members, representatives first.
+
+    Raises:
+        UsageError: no such group in the run.
+    """
+    members = group_members(catalog, run_id, group_id)
+    row = catalog.db.execute(
+        "SELECT g.space, g.size, g.cohesion, g.impurity, g.topic, g.state, g.status, l.name, "
+        "g.representatives, g.boundary, g.parent FROM groups g LEFT JOIN labels l "
+        "ON l.id = g.label_id WHERE g.run_id = ? AND g.group_id = ?",
+        [run_id, group_id]).fetchone()
+    member_set = set(members.tolist())
+    reps = [i for i in json.loads(row[8]) if i in member_set]
+    boundary = [i for i in json.loads(row[9]) if i in member_set]
+    rep_set = set(reps)
+    rest = [i for i in members.tolist() if i not in rep_set]
+    from curator.decisions import group_status  # triage: the members' decisions, any run
+
+    status, label, _ = group_status(catalog, run_id, group_id, row[6])
+    return GroupDetail(run_id=run_id, group_id=group_id, space=row[0], size=len(members),
+                       cohesion=row[2], impurity=row[3], topic=row[4], state=row[5],
+                       status=status, label=label, parent=row[10], items=reps + rest,
+                       representatives=reps, boundary=boundary)
+
+
+@dataclass(frozen=True)
+class ItemFacets:
+    """Per-item values aligned with the ids asked for (-1 where missing), for colouring a map.
+
+    `state` is 0 none, 1 labelled, 2 noise, 3 mixed.
+    """
+
+    group: np.ndarray
+    topic: np.ndarray
+    label: np.ndarray
+    state: np.ndarray
+
+
+def item_facets(catalog: Catalog, item_ids: Any, run_id: Optional[int]) -> ItemFacets:
+    """Group, topic, label id and label state of many items in a few queries.
+
+    Args:
+        catalog: the project's catalog.
+        item_ids: the items, in any order.
+        run_id: the clustering run whose groups to report, or None for no groups.
+    """
+    ids = np.asarray(item_ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+
+    def place(pairs: list[tuple]) -> np.ndarray:
+        out = np.full(len(ids), -1, dtype=np.int64)
+        if not pairs or not len(ids):
+            return out
+        arr = np.array(pairs, dtype=np.int64)
+        pos = np.searchsorted(sorted_ids, arr[:, 0])
+        ok = pos < len(sorted_ids)
+        ok[ok] = sorted_ids[pos[ok]] == arr[ok, 0]
+        out[order[pos[ok]]] = arr[ok, 1]
+        return out
+
+    db = catalog.db
+    group = np.full(len(ids), -1, np.int64)
+    topic = np.full(len(ids), -1, np.int64)
+    if run_id is not None:
+        group = place(db.execute("SELECT item_id, group_id FROM assignments WHERE run_id = ?",
+                                 [run_id]).fetchall())
+        topics = dict(db.execute("SELECT group_id, topic FROM groups WHERE run_id = ?",
+                                 [run_id]).fetchall())
+        if topics:
+            lut = np.full(max(topics) + 2, -1, np.int64)
+            for g, t in topics.items():
+                lut[g] = -1 if t is None else t
+            topic = np.where(group >= 0, lut[np.clip(group, 0, len(lut) - 1)], -1)
+    rows = db.execute("SELECT item_id, COALESCE(label_id, -1), CASE state WHEN 'labelled' "
+                      "THEN 1 WHEN 'noise' THEN 2 ELSE 3 END FROM item_labels").fetchall()
+    label = place([(r[0], r[1]) for r in rows])
+    state = place([(r[0], r[2]) for r in rows])
+    state[state < 0] = 0
+    return ItemFacets(group=group, topic=topic, label=label, state=state.astype(np.int8))

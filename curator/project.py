@@ -1,59 +1,40 @@
-"""The Project facade: every operation on a project folder, called alike by the CLI and the GUI."""
+"""The Project facade: every operation on a project folder, called alike by the CLI and the GUI.
+
+Each method composes feature calls (`curator.items`, `scan`, `models`, `groups`, `labels`,
+`search`, `quality`, `audit`, `dedup`, `export`, `report`); none holds SQL. Features take the
+`Catalog` and never call back into the facade.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
-from curator.catalog import Catalog, RunRecord, utcnow
+from curator import items as _items
+from curator.catalog import Catalog, RunRecord
 from curator.errors import CuratorError, UsageError
-from curator.scan import ScanOptions, ScanReport, scan_catalog, source_root
-from indexing.progress import Cancelled, Progress
+from curator.items import ProjectStatus, Source
+from curator.scan import ScanOptions, ScanReport, scan_catalog
+from indexing.embedders import DEFAULT_MODELS
+from indexing.progress import Progress
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from curator.audit import AuditItem, AuditReport, Verdict
+    from curator.dedup import DedupReport
     from curator.embed import EmbedReport
     from curator.export import ExportReport
-    from curator.groups import Group
+    from curator.groups import Group, GroupDetail, ItemFacets, Queue
+    from curator.labels import Event, Label
+    from curator.quality import PropagateReport, Suspect
     from curator.splits import SplitAssignment, SplitTable
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Source:
-    """A media folder the project indexes; item paths are relative to its root."""
-
-    id: int
-    root: str
-    added_at: str
-
-
-@dataclass
-class ProjectStatus:
-    """Counts per modality and status, sizes, and the error items with their reasons."""
-
-    root: str
-    sources: list[Source]
-    counts: dict[str, dict[str, int]]
-    sizes: dict[str, int]
-    total: int
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    last_scan: Optional[RunRecord] = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "sources": [s.__dict__ for s in self.sources],
-            "counts": self.counts,
-            "sizes": self.sizes,
-            "total": self.total,
-            "errors": self.errors,
-            "last_scan": None if self.last_scan is None else self.last_scan.__dict__,
-        }
+Cancel = Optional[Callable[[], bool]]
 
 
 class Project:
@@ -65,28 +46,27 @@ class Project:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.root = catalog.root
+        self._annotator = ""
 
     # --- lifecycle --------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path | str, sources: list[Path | str] = ()) -> "Project":
+    def create(cls, root: Path | str, sources: Sequence[Path | str] = ()) -> Project:
         """Make a project folder (or add sources to an existing one).
 
         Raises:
             UsageError: a source is missing, not a folder, or nested in another source.
         """
         root = Path(root)
-        roots = [_checked_source(s) for s in sources]
+        roots = [_items.checked_source(s) for s in sources]
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} is a file; choose a folder for the project")
         if root.exists() and (root / "catalog.db").exists():
             project = cls.open(root)
         else:
             if root.exists() and any(root.iterdir()):
-                raise UsageError(
-                    f"{root} is a folder that is not empty and not a Curator project; "
-                    "choose a new or empty folder"
-                )
+                raise UsageError(f"{root} is a folder that is not empty and not a Curator "
+                                 "project; choose a new or empty folder")
             project = cls(Catalog.create(root))
         try:
             project.add_sources(roots)
@@ -96,7 +76,7 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, root: Path | str) -> "Project":
+    def open(cls, root: Path | str) -> Project:
         """Open a project folder, migrating an older catalog schema.
 
         Raises:
@@ -107,79 +87,64 @@ class Project:
     def close(self) -> None:
         self.catalog.close()
 
-    def __enter__(self) -> "Project":
+    def __enter__(self) -> Project:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- sources ----------------------------------------------------------------------------
+    # --- sources and items ------------------------------------------------------------------
 
     def sources(self) -> list[Source]:
-        return [
-            Source(r["id"], r["root"], r["added_at"])
-            for r in self.catalog.db.query("SELECT * FROM sources ORDER BY id")
-        ]
+        return _items.sources(self.catalog)
 
-    def add_sources(self, roots: list[str]) -> list[Source]:
+    def add_sources(self, roots: Sequence[str]) -> list[Source]:
         """Add media folders; an already known one is left as it is."""
-        existing = {s.root for s in self.sources()}
-        added = []
-        for root in roots:
-            if root in existing:
-                continue
-            for other in existing:
-                if _nested(root, other):
-                    raise UsageError(
-                        f"source {root} overlaps source {other}; files would be indexed twice"
-                    )
-            with self.catalog.write() as db:
-                cursor = db.execute(
-                    "INSERT INTO sources (root, added_at) VALUES (?, ?)", [root, utcnow()]
-                )
-            existing.add(root)
-            added.append(Source(int(cursor.lastrowid), root, utcnow()))
-        return added
+        return _items.add_sources(self.catalog, roots)
 
-    # --- scanning ---------------------------------------------------------------------------
+    def status(self, max_errors: int = 1000) -> ProjectStatus:
+        return _items.status(self.catalog, max_errors)
 
-    def scan(
-        self,
-        options: ScanOptions = ScanOptions(),
-        progress: Optional[Progress] = None,
-        cancel: Optional[Callable[[], bool]] = None,
-    ) -> ScanReport:
-        """Walk every source and bring the catalog up to date; recorded as a `scan` run."""
+    def items(self, status: Optional[str] = None, modality: Optional[str] = None,
+              limit: Optional[int] = None) -> list[dict[str, Any]]:
+        """Item rows with their absolute path (`abs_path`), filtered by status and modality."""
+        return _items.items(self.catalog, status, modality, limit)
+
+    def item(self, item_id: int) -> dict[str, Any]:
+        """One item row with its absolute path (`abs_path`)."""
+        return _items.item(self.catalog, item_id)
+
+    def resolve_items(self, refs: Sequence[str]) -> list[int]:
+        """Item ids from ids, paths relative to a source, or absolute paths."""
+        return _items.resolve_items(self.catalog, refs)
+
+    def runs(self, kind: Optional[str] = None, limit: int = 50) -> list[RunRecord]:
+        return self.catalog.runs(kind, limit)
+
+    # --- indexing: scan, embed, cluster, map ------------------------------------------------
+
+    def scan(self, options: ScanOptions = ScanOptions(), progress: Optional[Progress] = None,
+             cancel: Cancel = None) -> ScanReport:
+        """Walk every source and bring the catalog up to date; recorded as a `scan` run.
+
+        Raises:
+            UsageError: the project has no source folder.
+            Cancelled: `cancel` said stop (what was probed is kept).
+        """
         if not self.sources():
-            raise UsageError(f"{self.root} has no source folders; add one with `curator init "
-                             f"{self.root} --source FOLDER`")
-        self.catalog.mark_interrupted_runs()
-        params = {
-            "include": list(options.include),
-            "exclude": list(options.exclude),
-            "hidden": options.hidden,
-            "workers": options.workers,
-        }
-        run_id = self.catalog.start_run("scan", params)
-        try:
-            report = scan_catalog(self.catalog, options, progress, cancel, run_id=run_id)
-        except Cancelled:
-            self.catalog.end_run(run_id, "cancelled", {})
-            raise
-        except BaseException as exc:
-            self.catalog.end_run(run_id, "failed", {}, error=str(exc)[:500])
-            raise
-        self.catalog.end_run(
-            run_id, "cancelled" if report.cancelled else "ok", report.counts()
-        )
+            raise UsageError(f"{self.root} has no source folders",
+                             hint=f"add one with `curator init {self.root} --source FOLDER`")
+        params = {"include": list(options.include), "exclude": list(options.exclude),
+                  "hidden": options.hidden, "workers": options.workers}
+        with self.catalog.recorded_run("scan", params) as run:
+            report = scan_catalog(self.catalog, options, progress, cancel, run_id=run.id)
+            run.counts = report.counts()
         return report
-
-    # --- embedding --------------------------------------------------------------------------
 
     def embed(
         self,
-        model: str = "ViT-B-32/laion2b_s34b_b79k",
-        audio_model: str = "laion/clap-htsat-unfused",
+        model: str = DEFAULT_MODELS["image"],
+        audio_model: str = DEFAULT_MODELS["audio"],
         *,
         weights: Optional[str] = None,
         device: str = "auto",
@@ -189,99 +154,36 @@ class Project:
         offline: Optional[bool] = None,
         thumbnails: bool = True,
         progress: Optional[Progress] = None,
-        cancel: Optional[Callable[[], bool]] = None,
-    ) -> "EmbedReport":
+        cancel: Cancel = None,
+    ) -> EmbedReport:
         """Embed every ok item not yet embedded (or stale) by the chosen models; a recorded run.
 
         `model` embeds images and video frames (an open_clip model string, or "classic"),
-        `audio_model` embeds audio (a CLAP model, or "classic"). A model whose weights are not
-        here is reported in `report.unavailable` and the others still run.
+        `audio_model` embeds audio (a CLAP model, or "classic"); see `curator.models`. A model
+        whose weights are not here is reported in `report.unavailable` and the others still run.
 
         Raises:
             CuratorError: no model could be loaded at all (the message says what to do).
+            Cancelled: `cancel` said stop (finished batches are kept).
         """
-        from curator.embed import EmbedReport, compact_space, embed_space
-        from indexing.embedders import EmbedderUnavailable, create_embedder
+        from curator.models import EmbedOptions, embed_all
 
-        plan: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
-        if model == "classic" and audio_model == "classic":
-            plan.append(("classic", {}, ("image", "video", "audio")))
-        else:
-            if model == "classic":
-                plan.append(("classic", {}, ("image", "video")))
-            else:
-                plan.append(("open_clip", {"model": model, "weights": weights}, ("image", "video")))
-            if audio_model == "classic":
-                plan.append(("classic", {}, ("audio",)))
-            else:
-                plan.append(("clap", {"model": audio_model}, ("audio",)))
-        present = {m for m, n in self.catalog.db.execute(
-            "SELECT modality, COUNT(*) FROM items WHERE status = 'ok' GROUP BY modality")}
-        params = {"model": model, "audio_model": audio_model, "weights": weights,
-                  "device": device, "precision": precision, "batch_size": batch_size,
-                  "workers": workers}
-        self.catalog.mark_interrupted_runs()
-        run_id = self.catalog.start_run("embed", params)
-        report = EmbedReport(run_id=run_id)
-        started = time.monotonic()
-        status = "failed"
-        try:
-            for name, options, modalities in plan:
-                wanted = [m for m in modalities if m in present]
-                if not wanted:
-                    continue
-                try:
-                    embedder = create_embedder(name, device=device, precision=precision,
-                                               batch_size=batch_size, offline=offline, **options)
-                except EmbedderUnavailable as exc:
-                    report.unavailable.append(f"{', '.join(wanted)}: {exc}")
-                    continue
-                embedder.modalities = frozenset(wanted)
-                counts = embed_space(self.catalog, embedder, run_id, batch_size=batch_size,
-                                     workers=workers, progress=progress, cancel=cancel,
-                                     thumbnails=thumbnails,
-                                     options={"name": name, **{k: v for k, v in options.items()
-                                                               if v is not None}})
-                counts.update(model=embedder.model_string, embedder=embedder.name,
-                              device=str(getattr(embedder, "device", "cpu")),
-                              precision=str(getattr(embedder, "precision", "fp32")),
-                              modalities=wanted, dim=embedder.dim)
-                report.spaces[embedder.space] = counts
-                report.embedded += counts["embedded"]
-                report.errors += counts["errors"]
-                compact_space(self.catalog, embedder.space)
-                from curator.search import sync_index
-
-                sync_index(self.catalog, embedder.space)
-                if counts["cancelled"]:
-                    report.cancelled = True
-                    break
-            report.seconds = time.monotonic() - started
-            if report.unavailable and not report.spaces:
-                raise CuratorError("no model could be loaded: " + " | ".join(report.unavailable))
-            status = "cancelled" if report.cancelled else "ok"
-        finally:
-            report.seconds = time.monotonic() - started
-            self.catalog.end_run(run_id, status, {**report.counts(),
-                                                  "unavailable": report.unavailable})
-        return report
+        options = EmbedOptions(model, audio_model, weights=weights, device=device,
+                               precision=precision, batch_size=batch_size, workers=workers,
+                               offline=offline, thumbnails=thumbnails)
+        return embed_all(self.catalog, options, progress, cancel)
 
     def spaces(self) -> list[dict[str, Any]]:
-        """The embedding spaces of this project with their vector counts."""
-        rows = [dict(r) for r in self.catalog.db.query("SELECT * FROM spaces ORDER BY space")]
-        for row in rows:
-            row["count"] = self.catalog.db.execute(
-                "SELECT COUNT(*) FROM embeddings WHERE space = ?", [row["space"]]).fetchone()[0]
-        return rows
+        """The embedding spaces of this project (their catalog rows) with their vector counts."""
+        from curator.embed import spaces
 
-    def vectors(self, space: str) -> tuple[Any, Any]:
+        return spaces(self.catalog)
+
+    def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         """(item ids, float16 vectors) of a space, memory-mapped, sorted by item id."""
-        from curator.embed import compact_space, space_store
+        from curator.embed import vectors
 
-        store = space_store(self.catalog, space)
-        if not store.exists():
-            compact_space(self.catalog, space)
-        return store.load()
+        return vectors(self.catalog, space)
 
     def thumbnail(self, item_id: int) -> Optional[bytes]:
         """An item's JPEG thumbnail, or None; constant time."""
@@ -290,185 +192,65 @@ class Project:
 
         return ThumbnailStore(self.root / THUMBS_DIR).get(item_id)
 
-    # --- grouping ---------------------------------------------------------------------------
+    def _space_names(self, wanted: Optional[Sequence[str]] = None) -> list[str]:
+        known = [row["space"] for row in self.spaces()]
+        if not known:
+            raise UsageError(f"{self.root} has no vectors yet", hint="run `curator embed` first")
+        for space in wanted or ():
+            if space not in known:
+                raise UsageError(f"no embedding space {space!r}; known: {', '.join(known)}")
+        return list(wanted or known)
 
-    def cluster(
-        self,
-        n_groups: Optional[int] = None,
-        method: str = "auto",
-        seed: int = 0,
-        spaces: Optional[list[str]] = None,
-        progress: Optional[Progress] = None,
-        cancel: Optional[Callable[[], bool]] = None,
-    ) -> tuple[int, dict[str, Any]]:
+    def cluster(self, n_groups: Optional[int] = None, method: str = "auto", seed: int = 0,
+                spaces: Optional[list[str]] = None, progress: Optional[Progress] = None,
+                cancel: Cancel = None, undecided_only: bool = False
+                ) -> tuple[int, dict[str, Any]]:
         """Cluster every embedding space (or the given ones) into groups; a recorded run.
+
+        With `undecided_only`, only items without a decision are grouped. Splits and merges
+        made on the previous run are carried over to groups that reappear (triage).
 
         Returns:
             (run id, per-space counts). Labels are untouched: they belong to items.
         """
-        from curator.groups import cluster_run
+        from curator.decisions import carry_over, undecided_count
+        from curator.groups import cluster_run, latest_run_id
+        from curator.tallies import tally_run
 
-        known = [row["space"] for row in self.spaces()]
-        spaces = spaces or known
-        for space in spaces:
-            if space not in known:
-                raise UsageError(f"no embedding space {space!r}; known: {', '.join(known) or 'none'}"
-                                 " (run `curator embed` first)")
-        if not spaces:
-            raise UsageError(f"{self.root} has no vectors yet; run `curator embed` first")
-        params = {"n_groups": n_groups, "method": method, "seed": seed, "spaces": spaces}
+        names = self._space_names(spaces)
+        params = {"n_groups": n_groups, "method": method, "seed": seed, "spaces": names}
+        if undecided_only:
+            params["undecided"] = True
+            if undecided_count(self.catalog) == 0:
+                raise UsageError("every item already carries a decision; nothing to cluster "
+                                 "with --undecided", hint="drop --undecided to regroup all")
+        previous = latest_run_id(self.catalog)
         with self.catalog.recorded_run("cluster", params) as run:
-            run.counts = cluster_run(self.catalog, run.id, spaces, n_groups, method, seed,
-                                     progress, cancel)
+            run.counts = cluster_run(self.catalog, run.id, names, n_groups, method, seed,
+                                     progress, cancel, undecided_only=undecided_only)
+            tally_run(self.catalog, run.id)
+            if previous is not None:
+                carry_over(self.catalog, previous, run.id, self.annotator)
         return run.id, run.counts
 
-    def current_run(self, run_id: Optional[int] = None) -> int:
-        from curator.groups import current_run
+    def compute_map(self, sample_size: int = 50_000, seed: int = 0,
+                    progress: Optional[Progress] = None, cancel: Cancel = None
+                    ) -> dict[str, Any]:
+        """2-D coordinates for every item of every space; a recorded run (its counts returned)."""
+        from curator.search import compute_maps
 
-        return current_run(self.catalog, run_id)
+        names = self._space_names()
+        with self.catalog.recorded_run("map", {"sample_size": sample_size, "seed": seed}) as run:
+            run.counts = compute_maps(self.catalog, names, sample_size, seed, progress, cancel)
+        return run.counts
 
-    def groups(self, run_id: Optional[int] = None, order: str = "impurity",
-               status: Optional[str] = None, label: Optional[str] = None,
-               modality: Optional[str] = None, include_inactive: bool = False) -> list["Group"]:
-        """The groups of a clustering run, ordered and filtered (the review queue's rows)."""
-        from curator.groups import Group
+    def map(self, space: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, coords (n, 2)) of the map; all spaces side by side when none is named."""
+        from curator.search import load_map
 
-        run_id = self.current_run(run_id)
-        sql = ("SELECT g.run_id, g.group_id, g.space, g.size, g.cohesion, g.impurity, g.topic, "
-               "g.state, g.parent, g.status, l.name FROM groups g LEFT JOIN labels l ON "
-               "l.id = g.label_id WHERE g.run_id = ?")
-        args: list[Any] = [run_id]
-        if not include_inactive:
-            sql += " AND g.state = 'active'"
-        if status:
-            sql += " AND g.status = ?"
-            args.append(status)
-        if label:
-            from curator.labels import find_label
+        return load_map(self.catalog, space)
 
-            sql += " AND g.label_id = ?"
-            args.append(find_label(self.catalog, label).id)
-        if modality:
-            spaces = [r["space"] for r in self.spaces() if modality in r["modalities"]]
-            sql += f" AND g.space IN ({','.join('?' * len(spaces)) or 'NULL'})"
-            args.extend(spaces)
-        orders = {
-            "impurity": "g.impurity DESC, g.size DESC",
-            "size": "g.size DESC, g.group_id",
-            "unlabeled": "(g.status = 'undecided') DESC, g.size DESC",
-            "id": "g.group_id",
-            "cohesion": "g.cohesion ASC",
-        }
-        if order not in orders:
-            raise UsageError(f"unknown order {order!r}; one of {', '.join(orders)}")
-        sql += " ORDER BY " + orders[order]
-        return [Group(r[0], r[1], r[2], r[3], r[4] or 0.0, r[5] or 0.0, r[6] or 0, r[7], r[8],
-                      r[9], r[10], 0) for r in self.catalog.db.execute(sql, args)]
-
-    def queue(self, order: str = "impurity", run_id: Optional[int] = None) -> dict[str, Any]:
-        """Undecided groups first in the given order, with progress (groups and items)."""
-        run_id = self.current_run(run_id)
-        groups = self.groups(run_id, order=order)
-        undecided = [g for g in groups if g.status == "undecided"]
-        if order == "unlabeled":
-            undecided = groups
-        items_total = self.catalog.db.execute(
-            "SELECT COALESCE(SUM(n_items), 0) FROM clusterings WHERE run_id = ?",
-            [run_id]).fetchone()[0]
-        labelled = self.catalog.db.execute("SELECT COUNT(*) FROM item_labels").fetchone()[0]
-        return {
-            "run_id": run_id,
-            "groups_total": len(groups),
-            "groups_decided": len(groups) - sum(1 for g in groups if g.status == "undecided"),
-            "items_total": items_total,
-            "items_labelled": labelled,
-            "groups": undecided if order != "unlabeled" else groups,
-        }
-
-    def group(self, group_id: int, run_id: Optional[int] = None) -> dict[str, Any]:
-        """One group with its members, representatives first, and boundary items marked."""
-        import json as _json
-
-        from curator.groups import group_members
-
-        run_id = self.current_run(run_id)
-        members = group_members(self.catalog, run_id, group_id)
-        row = self.catalog.db.execute(
-            "SELECT g.space, g.size, g.cohesion, g.impurity, g.topic, g.state, g.status, l.name, "
-            "g.representatives, g.boundary, g.parent FROM groups g LEFT JOIN labels l "
-            "ON l.id = g.label_id WHERE g.run_id = ? AND g.group_id = ?",
-            [run_id, group_id]).fetchone()
-        member_set = set(members.tolist())
-        reps = [i for i in _json.loads(row[8]) if i in member_set]
-        boundary = [i for i in _json.loads(row[9]) if i in member_set]
-        rep_set = set(reps)
-        rest = [i for i in members.tolist() if i not in rep_set]
-        return {"run_id": run_id, "group_id": group_id, "space": row[0], "size": len(members),
-                "cohesion": row[2], "impurity": row[3], "topic": row[4], "state": row[5],
-                "status": row[6], "label": row[7], "parent": row[10],
-                "items": reps + rest, "representatives": reps, "boundary": boundary}
-
-    def item_facets(self, item_ids: Any, run_id: Optional[int] = None) -> dict[str, Any]:
-        """Per-item group, topic, label id and label state, aligned with `item_ids` (for colouring
-        a million map points in one call). Missing values are -1; state is 0 none, 1 labelled,
-        2 noise, 3 mixed."""
-        import numpy as np
-
-        ids = np.asarray(item_ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-
-        def place(pairs: list[tuple], dtype: Any) -> Any:
-            out = np.full(len(ids), -1, dtype=dtype)
-            if not pairs or not len(ids):
-                return out
-            arr = np.array(pairs, dtype=np.int64)
-            pos = np.searchsorted(sorted_ids, arr[:, 0])
-            ok = pos < len(sorted_ids)
-            ok[ok] = sorted_ids[pos[ok]] == arr[ok, 0]
-            out[order[pos[ok]]] = arr[ok, 1]
-            return out
-
-        db = self.catalog.db
-        try:
-            run = self.current_run(run_id)
-        except UsageError:
-            run = None
-        group = np.full(len(ids), -1, np.int64)
-        topic = np.full(len(ids), -1, np.int64)
-        if run is not None:
-            group = place(db.execute("SELECT item_id, group_id FROM assignments WHERE run_id = ?",
-                                     [run]).fetchall(), np.int64)
-            topics = dict(db.execute("SELECT group_id, topic FROM groups WHERE run_id = ?",
-                                     [run]).fetchall())
-            if topics:
-                lut = np.full(max(topics) + 2, -1, np.int64)
-                for g, t in topics.items():
-                    lut[g] = -1 if t is None else t
-                topic = np.where(group >= 0, lut[np.clip(group, 0, len(lut) - 1)], -1)
-        rows = db.execute("SELECT item_id, COALESCE(label_id, -1), CASE state WHEN 'labelled' "
-                          "THEN 1 WHEN 'noise' THEN 2 ELSE 3 END FROM item_labels").fetchall()
-        label = place([(r[0], r[1]) for r in rows], np.int64)
-        state = place([(r[0], r[2]) for r in rows], np.int64)
-        state[state < 0] = 0
-        return {"group": group, "topic": topic, "label": label, "state": state.astype(np.int8)}
-
-    def split(self, group_id: int, k: int = 2, run_id: Optional[int] = None,
-              seed: int = 0) -> list[int]:
-        from curator.groups import split
-
-        if not 2 <= k <= 8:
-            raise UsageError("--k must be between 2 and 8")
-        return split(self.catalog, self.current_run(run_id), group_id, k, seed)
-
-    def merge(self, group_ids: list[int], run_id: Optional[int] = None) -> int:
-        from curator.groups import merge
-
-        return merge(self.catalog, self.current_run(run_id), group_ids)
-
-    # --- search and map ---------------------------------------------------------------------
-
-    def sync_indexes(self, progress: Optional[Progress] = None) -> dict[str, Any]:
+    def sync_indexes(self, progress: Optional[Progress] = None) -> dict[str, dict[str, int]]:
         """Bring every space's FAISS index up to date with the catalog (incremental)."""
         from curator.search import sync_index
 
@@ -477,31 +259,115 @@ class Project:
 
     def search(self, text: Optional[str] = None, like: Optional[int] = None,
                file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
-               space: Optional[str] = None, offline: Optional[bool] = None) -> list[dict[str, Any]]:
-        """Items nearest a text query, an item, or a file: item_id, path, score, modality, space."""
+               space: Optional[str] = None, offline: Optional[bool] = None) -> list[Any]:
+        """Items nearest a text query, an item, or a file, best first (`SearchHit`s).
+
+        The opened indexes and the text model stay warm in this Project between calls; a search
+        never writes (the index is brought up to date by `embed` and `sync_indexes`).
+        """
         from curator.search import search
 
         return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
-                      space=space, offline=offline)
+                      space=space, offline=offline, cache=self.search_cache())
 
-    def compute_map(self, sample_size: int = 50_000, seed: int = 0,
-                    progress: Optional[Progress] = None,
-                    cancel: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
-        """2-D coordinates for every item of every space; a recorded run."""
-        from curator.search import compute_maps
+    def search_cache(self) -> Any:
+        """This project's warm search state (opened indexes, query models), made on first use."""
+        from curator.search import SearchCache
 
-        spaces = [r["space"] for r in self.spaces()]
-        if not spaces:
-            raise UsageError(f"{self.root} has no vectors yet; run `curator embed` first")
-        with self.catalog.recorded_run("map", {"sample_size": sample_size, "seed": seed}) as run:
-            run.counts = compute_maps(self.catalog, spaces, sample_size, seed, progress, cancel)
-        return run.counts
+        cache = self.__dict__.get("_search_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_search_cache", SearchCache(self.catalog))
+        return cache
 
-    def map(self, space: Optional[str] = None) -> tuple[Any, Any]:
-        """(item ids, coords (n, 2)) of the map; all spaces side by side when none is named."""
-        from curator.search import load_map
+    # --- label suggestions (search helper, issue 15) -----------------------------------------
 
-        return load_map(self.catalog, space)
+    def suggestions(self, run_id: Optional[int] = None,
+                    group_ids: Optional[list[int]] = None) -> dict[int, Any]:
+        """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
+        group id), from the labelled items nearest its members and, where the model has a text
+        tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
+        from curator.suggest import suggest
+
+        run_id = self.current_run(run_id)
+        last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        memo = self.__dict__.get("_suggestions_memo")
+        if memo is None or memo[0] != (run_id, last):
+            memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
+            self.__dict__["_suggestions_memo"] = memo
+        if group_ids is None:
+            return dict(memo[1])
+        return {g: memo[1][g] for g in group_ids if g in memo[1]}
+
+    def accept_suggestions(self, min_confidence: float = 0.9, run_id: Optional[int] = None,
+                           group_ids: Optional[list[int]] = None) -> tuple[Optional[int], list]:
+        """Label every undecided group whose suggestion is at least `min_confidence` with it:
+        one event, undone as one. Returns (event id or None, the accepted suggestions)."""
+        from curator.suggest import accept
+
+        run_id = self.current_run(run_id)
+        chosen = [s for s in self.suggestions(run_id, group_ids).values()
+                  if s.confidence >= min_confidence]
+        chosen.sort(key=lambda s: s.group_id)
+        return accept(self.catalog, run_id, chosen, self.annotator), chosen
+
+    # --- groups and the review queue --------------------------------------------------------
+
+    def current_run(self, run_id: Optional[int] = None) -> int:
+        """The clustering run to address: the given one, or the newest finished one."""
+        from curator.groups import current_run
+
+        return current_run(self.catalog, run_id)
+
+    def groups(self, run_id: Optional[int] = None, order: str = "impurity",
+               status: Optional[str] = None, label: Optional[str] = None,
+               modality: Optional[str] = None, include_inactive: bool = False) -> list[Group]:
+        """The groups of a clustering run, ordered and filtered (the review queue's rows)."""
+        from curator.groups import list_groups
+        from curator.labels import find_label
+
+        label_id = find_label(self.catalog, label).id if label else None
+        spaces = None
+        if modality:
+            spaces = [r["space"] for r in self.spaces() if modality in r["modalities"]]
+        return list_groups(self.catalog, self.current_run(run_id), order=order, status=status,
+                           label_id=label_id, spaces=spaces, include_inactive=include_inactive)
+
+    def queue(self, order: str = "impurity", run_id: Optional[int] = None) -> Queue:
+        """Undecided groups first in the given order, with progress (groups and items)."""
+        from curator.groups import queue
+
+        return queue(self.catalog, self.current_run(run_id), order)
+
+    def group(self, group_id: int, run_id: Optional[int] = None) -> GroupDetail:
+        """One group with its members, representatives first, and boundary items marked."""
+        from curator.groups import group_detail
+
+        return group_detail(self.catalog, self.current_run(run_id), group_id)
+
+    def item_facets(self, item_ids: Any, run_id: Optional[int] = None) -> ItemFacets:
+        """Per-item group, topic, label id and label state, aligned with `item_ids` (for colouring
+        a million map points in one call); see `groups.ItemFacets`."""
+        from curator.groups import item_facets, latest_run_id
+
+        run = self.current_run(run_id) if run_id is not None else latest_run_id(self.catalog)
+        return item_facets(self.catalog, item_ids, run)
+
+    def split(self, group_id: int, k: int = 2, run_id: Optional[int] = None,
+              seed: int = 0) -> list[int]:
+        """Split a group into k sub-groups of its run: one undoable event."""
+        from curator.history import split_group
+
+        if not 2 <= k <= 8:
+            raise UsageError(f"a group splits into 2 to 8 parts, not {k}", hint="--k 2 to 8")
+        return split_group(self.catalog, self.current_run(run_id), group_id, k, seed,
+                           self.annotator)[0]
+
+    def merge(self, group_ids: list[int], run_id: Optional[int] = None) -> int:
+        """Join groups of one run into a new group: one undoable event."""
+        from curator.history import merge_groups
+
+        return merge_groups(self.catalog, self.current_run(run_id), list(group_ids),
+                            self.annotator)[0]
 
     # --- labels -----------------------------------------------------------------------------
 
@@ -511,23 +377,21 @@ class Project:
 
         return self._annotator or load_settings().annotator_name
 
-    _annotator: str = ""
-
     def set_annotator(self, name: Optional[str]) -> None:
         self._annotator = name or ""
 
-    def labels(self) -> list[Any]:
+    def labels(self) -> list[Label]:
         from curator.labels import labels
 
         return labels(self.catalog)
 
     def add_label(self, name: str, parent: Optional[str] = None, colour: Optional[str] = None,
-                  hotkey: Optional[str] = None, description: str = "") -> Any:
+                  hotkey: Optional[str] = None, description: str = "") -> Label:
         from curator.labels import add_label
 
         return add_label(self.catalog, name, parent, colour, hotkey, description, self.annotator)
 
-    def update_label(self, name: str, **changes: Any) -> Any:
+    def update_label(self, name: str, **changes: Any) -> Label:
         from curator.labels import update_label
 
         return update_label(self.catalog, name, annotator=self.annotator, **changes)
@@ -542,7 +406,7 @@ class Project:
 
         return remove_label(self.catalog, name, force, self.annotator)
 
-    def import_taxonomy(self, entries: list[dict[str, Any]]) -> list[Any]:
+    def import_taxonomy(self, entries: list[dict[str, Any]]) -> list[Label]:
         from curator.labels import import_taxonomy
 
         return import_taxonomy(self.catalog, entries, self.annotator)
@@ -565,10 +429,11 @@ class Project:
         unknown = excluded - set(members.tolist())
         if unknown:
             raise UsageError(f"item {sorted(unknown)[0]} is not in group {group_id}")
+        if action == "assign" and label is None:
+            raise UsageError("no label given for the group", hint="give --label NAME (or "
+                             "--noise / --mixed)")
         items = [int(i) for i in members if int(i) not in excluded]
         label_id = find_label(self.catalog, label).id if action == "assign" else None
-        if action == "assign" and label is None:
-            raise UsageError("give --label NAME (or --noise / --mixed)")
         return apply_event(self.catalog, action, items, label_id=label_id, source="group",
                            annotator=self.annotator, run_id=run_id, group_id=group_id, note=note,
                            details={"excluded": sorted(excluded)} if excluded else None)
@@ -585,32 +450,11 @@ class Project:
             names = {name: find_label(self.catalog, name).id for name in set(per_item.values())}
             per_item_ids = {int(i): names[n] for i, n in per_item.items()}
         if action == "assign" and label_id is None and not per_item_ids:
-            raise UsageError("give --label NAME (or --noise / --mixed)")
+            raise UsageError("no label given for the items", hint="give --label NAME (or "
+                             "--noise / --mixed)")
         return apply_event(self.catalog, action, list(item_ids), label_id=label_id,
                            per_item_labels=per_item_ids, source=source, annotator=self.annotator,
                            note=note)
-
-    def resolve_items(self, refs: Sequence[str]) -> list[int]:
-        """Item ids from ids, paths relative to a source, or absolute paths."""
-        by_path: dict[str, int] = {}
-        ids: list[int] = []
-        for ref in refs:
-            ref = ref.strip()
-            if not ref:
-                continue
-            if ref.isdigit():
-                ids.append(int(ref))
-                continue
-            if not by_path:
-                for row in self.catalog.db.execute(
-                        "SELECT items.id, items.path, sources.root FROM items JOIN sources "
-                        "ON sources.id = items.source_id"):
-                    by_path[row[1]] = row[0]
-                    by_path[os.path.join(row[2], row[1])] = row[0]
-            if ref not in by_path:
-                raise UsageError(f"no item with path {ref!r} in {self.root}")
-            ids.append(by_path[ref])
-        return ids
 
     def undo(self, event_id: Optional[int] = None) -> dict[str, Any]:
         from curator.labels import undo
@@ -622,7 +466,27 @@ class Project:
 
         return redo(self.catalog, self.annotator)
 
-    def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Any]:
+    # --- triage: named events, badges ------------------------------------------------------
+
+    def describe_event(self, event_id: int) -> str:
+        """What an event did, in words ("label 'cat' on 12 items, event 7")."""
+        from curator.history import describe
+
+        return describe(self.catalog.db, event_id)
+
+    def undo_redo_texts(self) -> dict[str, Optional[str]]:
+        """What undo and redo would do now for this annotator (None where nothing)."""
+        from curator.history import peek
+
+        return peek(self.catalog, self.annotator)
+
+    def item_badges(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str, Optional[str]]]:
+        """The current decision of these items: id -> (state, label name, label colour)."""
+        from curator.labels import item_badges
+
+        return item_badges(self.catalog, item_ids)
+
+    def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
         from curator.labels import history
 
         if item_id is not None:
@@ -632,55 +496,54 @@ class Project:
     # --- label quality ----------------------------------------------------------------------
 
     def suspects(self, k: int = 10, min_disagreement: float = 0.6, limit: Optional[int] = None,
-                 progress=None, cancel=None) -> list[Any]:
+                 progress: Optional[Progress] = None, cancel: Cancel = None) -> list[Suspect]:
         """Labelled items whose nearest labelled neighbours mostly carry another label."""
         from curator.quality import suspects
 
-        return suspects(self, k, min_disagreement, limit, progress, cancel)
-
-
-    def start_audit(self, n: int = 100, seed: int = 0) -> int:
-        """Draw a stratified (label x source) random sample of labelled items to spot-check."""
-        from curator.quality import start_audit
-
-        return start_audit(self, n, seed)
-
-
-    def record_verdict(self, audit_id: int, item_id: int, verdict: str,
-                       corrected_label: Optional[str] = None) -> dict[str, Any]:
-        """Record correct / wrong / unsure on an audited item; a correction relabels it (undoable)."""
-        from curator.quality import record_verdict
-
-        return record_verdict(self, audit_id, item_id, verdict, corrected_label)
-
-
-    def next_unreviewed(self, audit_id: int, limit: int = 10) -> list[Any]:
-        """The next items of an audit to review."""
-        from curator.quality import next_unreviewed
-
-        return next_unreviewed(self, audit_id, limit)
-
-
-    def audit_report(self, audit_id: int) -> dict[str, Any]:
-        """Estimated accuracy per label, per source and overall, with 95% Wilson intervals."""
-        from curator.quality import audit_report
-
-        return audit_report(self, audit_id)
-
+        return suspects(self.catalog, k, min_disagreement, limit, progress, cancel)
 
     def propagate(self, min_confidence: float = 0.8, k: int = 10, apply: bool = True,
-                  progress=None, cancel=None) -> Any:
+                  progress: Optional[Progress] = None, cancel: Cancel = None
+                  ) -> PropagateReport:
         """Label unlabelled items from labelled neighbours, as one undoable `propagated` event."""
         from curator.quality import propagate
 
-        return propagate(self, min_confidence, k, apply, progress, cancel)
+        return propagate(self.catalog, min_confidence, k, apply, progress, cancel,
+                         annotator=self.annotator)
 
-    # --- export, duplicates, report -------------------------------------------------------
+    def start_audit(self, n: int = 100, seed: int = 0) -> int:
+        """Draw a stratified (label x source) random sample of labelled items to spot-check."""
+        from curator.audit import start_audit
+
+        return start_audit(self.catalog, n, seed, annotator=self.annotator)
+
+    def record_verdict(self, audit_id: int, item_id: int, verdict: str,
+                       corrected_label: Optional[str] = None) -> Verdict:
+        """Record correct / wrong / unsure on an audited item; a correction relabels it
+        (undoable)."""
+        from curator.audit import record_verdict
+
+        return record_verdict(self.catalog, audit_id, item_id, verdict, corrected_label,
+                              annotator=self.annotator)
+
+    def next_unreviewed(self, audit_id: int, limit: int = 10) -> list[AuditItem]:
+        """The next items of an audit to review."""
+        from curator.audit import next_unreviewed
+
+        return next_unreviewed(self.catalog, audit_id, limit)
+
+    def audit_report(self, audit_id: int) -> AuditReport:
+        """Estimated accuracy per label, per source and overall, with 95% Wilson intervals."""
+        from curator.audit import audit_report
+
+        return audit_report(self.catalog, audit_id)
+
+    # --- export, duplicates, report ---------------------------------------------------------
 
     def export(self, fmt: str, out: Path | str, split: Optional[str] = None, seed: int = 0,
                only_labeled: bool = False, mode: str = "copy",
-               progress: Optional[Progress] = None,
-               cancel: Optional[Callable[[], bool]] = None, **options: Any) -> "ExportReport":
+               progress: Optional[Progress] = None, cancel: Cancel = None,
+               **options: Any) -> ExportReport:
         """Export items and labels in a format (atomically, with a manifest); see curator.export.
 
         `options` are the format options of `curator.export.export` (modality, force, resplit,
@@ -720,111 +583,26 @@ class Project:
 
     def find_duplicates(self, threshold: float = 0.95, rule: str = "resolution",
                         preferred_source: Optional[str] = None, outliers: int = 100,
-                        progress: Optional[Progress] = None,
-                        cancel: Optional[Callable[[], bool]] = None) -> Any:
+                        progress: Optional[Progress] = None, cancel: Cancel = None
+                        ) -> DedupReport:
         """Exact and near duplicate groups with a suggested keeper, and ranked outliers."""
         from curator.dedup import find_duplicates
 
         return find_duplicates(self, threshold, rule, preferred_source, progress, cancel,
                                outliers=outliers)
 
-    def duplicates(self) -> Any:
+    def duplicates(self) -> Optional[DedupReport]:
         """The latest duplicate search, or None when none ran."""
         from curator.dedup import load_duplicates
 
         return load_duplicates(self)
 
     def report(self) -> dict[str, Any]:
-        """Coverage of the labels: by label, source folder, modality and label source."""
+        """Coverage of the labels: by label, source folder, modality and label source (a
+        JSON-ready document that `report.render_text` and `report.write_html` render)."""
         from curator.report import build_report
 
-        return build_report(self)
-
-    # --- queries ----------------------------------------------------------------------------
-
-    def status(self, max_errors: int = 1000) -> ProjectStatus:
-        db = self.catalog.db
-        counts: dict[str, dict[str, int]] = {}
-        sizes: dict[str, int] = {}
-        total = 0
-        for modality, status, n, size in db.execute(
-            "SELECT COALESCE(modality, 'unknown'), status, COUNT(*), COALESCE(SUM(size), 0) "
-            "FROM items GROUP BY 1, 2 ORDER BY 1, 2"
-        ):
-            counts.setdefault(modality, {})[status] = n
-            if status == "ok":
-                sizes[modality] = sizes.get(modality, 0) + size
-            total += n
-        errors = [
-            dict(row)
-            for row in db.query(
-                "SELECT items.id, sources.root AS source, items.path, items.modality, items.error "
-                "FROM items JOIN sources ON sources.id = items.source_id "
-                "WHERE items.status = 'error' ORDER BY items.source_id, items.path LIMIT ?",
-                [max_errors],
-            )
-        ]
-        scans = self.catalog.runs("scan", limit=1)
-        return ProjectStatus(
-            root=str(self.root),
-            sources=self.sources(),
-            counts=counts,
-            sizes=sizes,
-            total=total,
-            errors=errors,
-            last_scan=scans[0] if scans else None,
-        )
-
-    def items(self, status: Optional[str] = None, modality: Optional[str] = None,
-              limit: Optional[int] = None) -> list[dict[str, Any]]:
-        """Items with their absolute path, filtered by status and modality."""
-        sql = ("SELECT items.*, sources.root AS source_root FROM items "
-               "JOIN sources ON sources.id = items.source_id WHERE 1 = 1")
-        args: list[Any] = []
-        if status:
-            sql += " AND items.status = ?"
-            args.append(status)
-        if modality:
-            sql += " AND items.modality = ?"
-            args.append(modality)
-        sql += " ORDER BY items.id"
-        if limit:
-            sql += " LIMIT ?"
-            args.append(limit)
-        rows = []
-        for row in self.catalog.db.query(sql, args):
-            row = dict(row)
-            row["abs_path"] = os.path.join(row["source_root"], row["path"])
-            rows.append(row)
-        return rows
-
-    def item(self, item_id: int) -> dict[str, Any]:
-        rows = list(self.catalog.db.query(
-            "SELECT items.*, sources.root AS source_root FROM items "
-            "JOIN sources ON sources.id = items.source_id WHERE items.id = ?", [item_id]))
-        if not rows:
-            raise UsageError(f"no item with id {item_id} in {self.root}")
-        row = dict(rows[0])
-        row["abs_path"] = os.path.join(row["source_root"], row["path"])
-        return row
-
-    def runs(self, kind: Optional[str] = None, limit: int = 50) -> list[RunRecord]:
-        return self.catalog.runs(kind, limit)
-
-
-def _checked_source(path: Path | str) -> str:
-    root = source_root(Path(path))
-    if not os.path.exists(root):
-        raise UsageError(f"source folder {path} does not exist; check the path")
-    if not os.path.isdir(root):
-        raise UsageError(f"source {path} is a file; give the folder that holds the media")
-    return root
-
-
-def _nested(a: str, b: str) -> bool:
-    a = os.path.join(a, "")
-    b = os.path.join(b, "")
-    return a.startswith(b) or b.startswith(a)
+        return build_report(self.catalog)
 
 
 __all__ = ["Project", "ProjectStatus", "Source", "ScanOptions", "ScanReport", "CuratorError"]

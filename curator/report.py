@@ -11,13 +11,12 @@ import html
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-from curator.catalog import utcnow
+from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
-
-if TYPE_CHECKING:
-    from curator.project import Project
+from curator.groups import latest_run_id
+from curator.labels import labels
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def _breakdown(db: Any, key_sql: str, extra_join: str = "") -> list[dict[str, An
     return sorted(out.values(), key=lambda e: (-e["total"], str(e["name"])))
 
 
-def build_report(project: "Project") -> dict[str, Any]:
+def build_report(catalog: Catalog) -> dict[str, Any]:
     """Coverage of the project's labels.
 
     Returns:
@@ -51,9 +50,7 @@ def build_report(project: "Project") -> dict[str, Any]:
         the current clustering and the largest undecided ones) and `duplicates` (when a
         duplicate search ran).
     """
-    from curator.labels import labels
-
-    db = project.catalog.db
+    db = catalog.db
     totals = {s: 0 for s in STATES}
     for state, n in db.execute(
             "SELECT COALESCE(il.state, 'unlabelled'), COUNT(*) FROM items LEFT JOIN item_labels "
@@ -65,7 +62,7 @@ def build_report(project: "Project") -> dict[str, Any]:
         "WHERE items.status = 'ok' AND il.state = 'labelled' GROUP BY 1").fetchall())
     by_label = [{"label": lab.path, "name": lab.name, "colour": lab.colour,
                  "items": per_label.get(lab.id, 0)}
-                for lab in labels(project.catalog, with_counts=False)]
+                for lab in labels(catalog, with_counts=False)]
     by_source_folder = _breakdown(
         db, "sources.root || char(31) || CASE WHEN instr(items.path, '/') > 0 THEN "
             "substr(items.path, 1, instr(items.path, '/') - 1) ELSE '.' END",
@@ -78,25 +75,24 @@ def build_report(project: "Project") -> dict[str, Any]:
         "SELECT e.source, COUNT(*) FROM item_labels il JOIN events e ON e.id = il.event_id "
         "JOIN items ON items.id = il.item_id WHERE items.status = 'ok' GROUP BY 1 ORDER BY 1")}
     report: dict[str, Any] = {
-        "project": str(project.root),
+        "project": str(catalog.root),
         "created": utcnow(),
         "totals": totals,
         "by_label": by_label,
         "by_source_folder": by_source_folder,
         "by_modality": by_modality,
         "by_label_source": by_label_source,
-        "groups": _groups(project),
-        "duplicates": _duplicates(project),
+        "groups": _groups(catalog),
+        "duplicates": _duplicates(catalog),
     }
     return report
 
 
-def _groups(project: "Project") -> Optional[dict[str, Any]]:
-    try:
-        run_id = project.current_run()
-    except UsageError:
+def _groups(catalog: Catalog) -> Optional[dict[str, Any]]:
+    run_id = latest_run_id(catalog)
+    if run_id is None:
         return None
-    db = project.catalog.db
+    db = catalog.db
     by_status = {s: n for s, n in db.execute(
         "SELECT status, COUNT(*) FROM groups WHERE run_id = ? AND state = 'active' GROUP BY 1",
         [run_id])}
@@ -116,10 +112,10 @@ def _groups(project: "Project") -> Optional[dict[str, Any]]:
             "unlabelled_items_in_undecided_groups": undecided_items}
 
 
-def _duplicates(project: "Project") -> Optional[dict[str, Any]]:
+def _duplicates(catalog: Catalog) -> Optional[dict[str, Any]]:
     from curator.dedup import load_duplicates
 
-    latest = load_duplicates(project)
+    latest = load_duplicates(catalog)
     if latest is None:
         return None
     return {"created": latest.created, "params": latest.params, **latest.summary()}

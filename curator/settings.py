@@ -1,4 +1,5 @@
-"""Settings: defaults < user config file < CURATOR_* environment < CLI flags, as one frozen dataclass."""
+"""Settings: defaults < user config file < CURATOR_* environment < CLI flags, as one frozen
+dataclass."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
+
+from indexing.embedders.defaults import DEFAULT_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,13 @@ class Settings:
 
     workers: Optional[int] = None
     annotator: str = ""
-    model: str = "ViT-B-32/laion2b_s34b_b79k"
-    audio_model: str = "laion/clap-htsat-unfused"
+    model: str = DEFAULT_MODELS["image"]
+    audio_model: str = DEFAULT_MODELS["audio"]
     device: str = "auto"
     batch_size: int = 64
     offline: bool = False
 
-    def with_overrides(self, **values: Any) -> "Settings":
+    def with_overrides(self, **values: Any) -> Settings:
         """A copy with the given non-None values replaced (CLI flags)."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
@@ -79,7 +82,7 @@ def _coerce(field_type: Any, raw: Any, name: str) -> Any:
 
 
 def load_settings(environ: Optional[dict[str, str]] = None) -> Settings:
-    """Defaults, then the config file, then CURATOR_* variables. Bad values are logged and skipped."""
+    """Defaults, then the config file, then CURATOR_* variables; bad values are logged, skipped."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     types = {f.name: f.type for f in fields(Settings)}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 
 class Cancelled(Exception):
@@ -34,13 +35,18 @@ class CancelToken:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One progress report: `done` of `total` units (total None when unknown) in `stage`."""
+    """One progress report: `done` of `total` units (total None when unknown) in `stage`.
+
+    `overall` is the share (0..1) of a multi-stage job done, when a pipeline maps its stages
+    into one bar; None for a single-stage job.
+    """
 
     stage: str
     done: int
     total: Optional[int] = None
     unit: str = "items"
     message: str = ""
+    overall: Optional[float] = None
 
 
 Progress = Callable[[ProgressEvent], None]
@@ -60,14 +66,3 @@ def check_cancel(cancel: Optional[Callable[[], bool]]) -> None:
     """Raise Cancelled when `cancel` says stop; call this at every batch boundary."""
     if is_cancelled(cancel):
         raise Cancelled()
-
-
-def sub_progress(progress: Optional[Progress], stage: str) -> Progress:
-    """A callback that relabels every event with `stage`, so sub-steps of a job report as one stage."""
-    if progress is None:
-        return no_progress
-
-    def report(event: ProgressEvent) -> None:
-        progress(ProgressEvent(stage, event.done, event.total, event.unit, event.message))
-
-    return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -15,22 +16,14 @@ from PySide6.QtWidgets import (QCheckBox, QColorDialog, QComboBox, QDialog, QDia
                                QLabel, QLineEdit, QListWidget, QMessageBox, QPushButton, QSpinBox,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
+from curator.pipeline import IndexOptions
+from indexing.embedders import DEFAULT_MODELS
 from ui.session import LABELS, TAXONOMY, Session
 
 log = logging.getLogger(__name__)
 
-IMAGE_MODELS = ("ViT-B-32/laion2b_s34b_b79k", "ViT-L-14/openai", "classic")
-AUDIO_MODELS = ("laion/clap-htsat-unfused", "classic")
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    """What the indexing pipeline runs with."""
-
-    model: str = "classic"
-    audio_model: str = "classic"
-    n_groups: Optional[int] = None  # None: chosen automatically
-    build_map: bool = True
+IMAGE_MODELS = (DEFAULT_MODELS["image"], "ViT-L-14/openai", "classic")
+AUDIO_MODELS = (DEFAULT_MODELS["audio"], "classic")
 
 
 @dataclass(frozen=True)
@@ -67,13 +60,18 @@ class IndexOptionsForm(QWidget):
         form.addRow("Audio model", self.audio_model)
         form.addRow("Groups", self.groups)
         form.addRow("", self.build_map)
+        # What the form does not show (device, batch size, workers, offline) comes from the
+        # user's settings and passes through unchanged.
+        self._base = IndexOptions.from_settings()
 
     def options(self) -> IndexOptions:
-        return IndexOptions(self.model.currentText().strip() or "classic",
-                            self.audio_model.currentText().strip() or "classic",
-                            self.groups.value() or None, self.build_map.isChecked())
+        return dataclasses.replace(
+            self._base, model=self.model.currentText().strip() or self._base.model,
+            audio_model=self.audio_model.currentText().strip() or self._base.audio_model,
+            n_groups=self.groups.value() or None, build_map=self.build_map.isChecked())
 
     def set_options(self, options: IndexOptions) -> None:
+        self._base = options
         self.model.setCurrentText(options.model)
         self.audio_model.setCurrentText(options.audio_model)
         self.groups.setValue(options.n_groups or 0)

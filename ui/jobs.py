@@ -1,4 +1,4 @@
-"""Long jobs of the app (indexing: scan, embed, group, map) and the panel that shows their progress.
+"""The app's long jobs (indexing runs `curator.pipeline.index`) and the panel showing progress.
 
 The panel shows the stage, a bar, the measured rate and the time left, and a Cancel button that
 sets the job's CancelToken; every finished batch is kept, so indexing again resumes.
@@ -7,56 +7,26 @@ sets the job's CancelToken; every finished batch is kept, so indexing again resu
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from indexing.progress import Cancelled, ProgressEvent, check_cancel
-from ui.dialogs import IndexOptions
+from curator.pipeline import IndexOptions, IndexReport, index
 from ui.workers import ProgressInfo, Worker
 
 log = logging.getLogger(__name__)
 
-STAGES = ("scan", "embed", "group", "map")
-
 
 def run_indexing(project: Any, options: IndexOptions, progress: Optional[Callable] = None,
-                 cancel: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
-    """Scan, embed, cluster and map a project, reporting each step as "i/4 stage: detail".
+                 cancel: Optional[Callable[[], bool]] = None) -> IndexReport:
+    """The app's *Index…*: the same pipeline as `curator index`, on a worker thread.
 
     Raises:
         Cancelled: the cancel token was set; finished batches are kept.
     """
-    from curator.scan import ScanOptions
-
-    def stage(i: int, name: str) -> Callable[[ProgressEvent], None]:
-        def report(e: ProgressEvent) -> None:
-            if progress is not None:
-                detail = f": {e.stage}" if e.stage and e.stage != name else ""
-                progress(ProgressEvent(f"{i}/{len(STAGES)} {name}{detail}", e.done, e.total,
-                                       e.unit, e.message))
-        return report
-
-    summary: dict[str, Any] = {}
-    scan = project.scan(ScanOptions(), progress=stage(1, "scan"), cancel=cancel)
-    summary["scan"] = scan.counts() if hasattr(scan, "counts") else str(scan)
-    if getattr(scan, "cancelled", False):
-        raise Cancelled()
-    check_cancel(cancel)
-    embed = project.embed(options.model, options.audio_model, progress=stage(2, "embed"),
-                          cancel=cancel)
-    summary["embed"] = embed.counts() if hasattr(embed, "counts") else str(embed)
-    summary["unavailable"] = list(getattr(embed, "unavailable", []))
-    if getattr(embed, "cancelled", False):
-        raise Cancelled()
-    check_cancel(cancel)
-    run_id, counts = project.cluster(options.n_groups, progress=stage(3, "group"), cancel=cancel)
-    summary["cluster"] = {"run_id": run_id, **counts}
-    check_cancel(cancel)
-    if options.build_map:
-        summary["map"] = project.compute_map(progress=stage(4, "map"), cancel=cancel)
-    return summary
+    return index(project, options, progress, cancel)
 
 
 def _duration(seconds: Optional[float]) -> str:
@@ -126,7 +96,13 @@ class JobPanel(QWidget):
 
     def on_progress(self, info: ProgressInfo) -> None:
         self.stage.setText(info.stage + (f" · {info.message}" if info.message else ""))
-        if info.total:
+        if info.overall is not None:
+            # A pipeline: the bar shows the whole job, its text the current stage's count.
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(1000 * info.overall))
+            self.bar.setFormat(f"{info.done:,} / {info.total:,} {info.unit}" if info.total
+                               else f"{info.done:,} {info.unit}")
+        elif info.total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(1000 * (info.fraction or 0)))
             self.bar.setFormat(f"{info.done:,} / {info.total:,} {info.unit}")

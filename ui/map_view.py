@@ -638,4 +638,4 @@ class MapView(QWidget):
 def item_facets(project: Any, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Group, topic, label and label state of each item, aligned with `ids` (one facade call)."""
     facets = project.item_facets(np.asarray(ids, np.int64))
-    return {k: np.asarray(v) for k, v in facets.items()}
+    return {k: np.asarray(v) for k, v in vars(facets).items()}

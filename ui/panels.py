@@ -383,10 +383,10 @@ class AuditPanel(FeaturePanel):
                                 "Is that right?")
         self.pane.show_item(int(self.current["item_id"]))
 
-    def show_report(self, report: dict[str, Any]) -> None:
-        overall = report.get("overall") or {}
+    def show_report(self, report: Any) -> None:
+        overall = report.overall or {}
         acc = overall.get("accuracy")
-        text = (f"Reviewed {report.get('reviewed', 0)} of {report.get('sampled', 0)}. ")
+        text = (f"Reviewed {report.reviewed} of {report.sampled}. ")
         if acc is not None:
             text += (f"Estimated accuracy {acc:.1%} (95% interval {overall.get('low', 0):.1%}"
                      f" – {overall.get('high', 0):.1%}).")

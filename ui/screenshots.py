@@ -15,8 +15,9 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ TAXONOMY = (("red disc", "1", "#d62728", "red_discs"), ("blue square", "2", "#1f
 
 def build_project(work: Path, items: int) -> Path:
     """The sample corpus, indexed with `classic`, grouped, mapped and partly labelled."""
+    from curator.pipeline import IndexOptions, index
     from curator.project import Project
     from curator.sample_corpus import write_sample_corpus
-    from curator.scan import ScanOptions
 
     folder = work / "project"
     if (folder / "catalog.db").exists():
@@ -48,10 +49,9 @@ def build_project(work: Path, items: int) -> Path:
     write_sample_corpus(work / "corpus", items=items, seed=0)
     with Project.create(folder, [work / "corpus"]) as project:
         project.set_annotator("screenshots")
-        project.scan(ScanOptions())
-        project.embed("classic", "classic")
-        project.cluster()
-        project.compute_map()
+        # The user's settings for how to run, but always the weight-free models: the pictures
+        # must not depend on which weights this machine has.
+        index(project, IndexOptions.from_settings(model="classic", audio_model="classic"))
         for name, key, colour, _ in TAXONOMY:
             project.add_label(name, colour=colour, hotkey=key)
         _decide_some(project)
@@ -66,7 +66,7 @@ def _decide_some(project: Any) -> None:
     names = {folder: name for name, _, _, folder in TAXONOMY[:3]}
     for g in project.groups(order="size"):
         folders = Counter(Path(project.item(i)["path"]).parent.name
-                          for i in project.group(g.group_id)["items"])
+                          for i in project.group(g.group_id).items)
         folder, count = folders.most_common(1)[0]
         if folder in names and count == g.size:
             project.label_group(g.group_id, names[folder])
@@ -95,7 +95,7 @@ def _an_image(win: Any) -> Any:
     project = win.session.project
     for g in project.groups(order="size"):
         if g.status == "labelled":
-            for item_id in project.group(g.group_id)["items"]:
+            for item_id in project.group(g.group_id).items:
                 if project.item(item_id)["modality"] == "image":
                     return item_id
     return win.group.current_item()

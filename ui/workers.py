@@ -53,6 +53,7 @@ class ProgressInfo:
     message: str
     rate: float  # units per second in this stage, 0 when unknown
     eta: Optional[float]  # seconds left in this stage, None when unknown
+    overall: Optional[float] = None  # share of a multi-stage job done (the pipeline's bar)
 
     @property
     def fraction(self) -> Optional[float]:
@@ -105,7 +106,7 @@ class ProgressRelay:
             eta = max(0.0, (event.total - event.done) / rate)
         try:
             self._emit(ProgressInfo(event.stage, event.done, event.total, event.unit,
-                                    event.message, rate, eta))
+                                    event.message, rate, eta, event.overall))
         except RuntimeError:
             # The window went away while the job ran; the job itself must not fail for that.
             log.debug("progress receiver is gone", exc_info=True)
@@ -242,8 +243,3 @@ def _guarded(callback: Callable[..., Any], owner: Optional[QObject]) -> Callable
             callback(*args)
 
     return call
-
-
-def live_workers() -> int:
-    """How many workers have started and not yet delivered `finished` (tests wait on this)."""
-    return len(_LIVE)

@@ -150,6 +150,7 @@ def cli(verbose: int) -> None:
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; every expected failure ends as one `error:` line and a non-zero exit."""
     from curator.errors import CuratorError
+    from indexing.progress import Cancelled
 
     try:
         cli.main(args=argv, prog_name="curator", standalone_mode=False)
@@ -170,8 +171,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except CuratorError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {exc.with_hint()}", err=True)
         sys.exit(1)
+    except Cancelled:
+        click.echo("cancelled; run it again to continue (finished work is kept)", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         click.echo("interrupted; finished work is kept", err=True)
         sys.exit(130)

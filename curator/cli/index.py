@@ -1,4 +1,5 @@
-"""Commands that build a project: init, scan, embed, status, runs, doctor, demo, sample-corpus."""
+"""Commands that build a project: init, scan, embed, index, status, runs, doctor, demo and
+sample-corpus."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from curator.cli.base import (
     human_bytes,
     open_project,
 )
+from indexing.embedders.defaults import DEFAULT_MODELS
 
 
 @cli.command()
@@ -71,20 +73,17 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
     for root in report.unreachable:
         click.echo(f"warning: source {root} is not reachable (unmounted?); its items were left "
                    "as they are", err=True)
-    if report.cancelled:
-        click.echo("scan cancelled; run it again to finish (finished files are kept)", err=True)
-        sys.exit(130)
 
 
 @cli.command()
 @PROJECT
 @click.option("--model", default=None,
-              help="Images and video: an open_clip model string (ARCH/TAG, hf-hub:ORG/REPO, or ARCH "
-                   "with --weights), or 'classic' (weight-free). Default from settings: "
-                   "ViT-B-32/laion2b_s34b_b79k.")
+              help="Images and video: an open_clip model string (ARCH/TAG, hf-hub:ORG/REPO, or "
+                   "ARCH with --weights), or 'classic' (weight-free). Default from settings: "
+                   f"{DEFAULT_MODELS['image']}.")
 @click.option("--audio-model", default=None,
               help="Audio: a CLAP model (hub id or local folder), or 'classic'. "
-                   "Default: laion/clap-htsat-unfused.")
+                   f"Default: {DEFAULT_MODELS['audio']}.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A local open_clip checkpoint (.safetensors or a torch state_dict file).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None)
@@ -124,10 +123,72 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
             click.echo("nothing to embed")
     for line in report.unavailable:
         click.echo(f"error: {line}", err=True)
-    if report.cancelled:
-        click.echo("embedding cancelled; run it again to continue (finished batches are kept)",
-                   err=True)
-        sys.exit(130)
+    if report.unavailable:
+        sys.exit(1)
+
+
+@cli.command("index")
+@PROJECT
+@click.option("--model", default=None,
+              help="Images and video: an open_clip model string, or 'classic'. Default from "
+                   f"settings: {DEFAULT_MODELS['image']}.")
+@click.option("--audio-model", default=None,
+              help=f"Audio: a CLAP model, or 'classic'. Default: {DEFAULT_MODELS['audio']}.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A local open_clip checkpoint for --model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Probing and decoding processes (default: per core; 0: in this process).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None)
+@click.option("--offline", is_flag=True, default=None,
+              help="Never try the network for weights (also CURATOR_OFFLINE=1).")
+@click.option("--groups", "n_groups", type=click.IntRange(min=1), default=None,
+              help="Groups per space (default: automatic, about items/300).")
+@click.option("--method", type=click.Choice(["auto", "kmeans", "hdbscan"]), default=None)
+@click.option("--seed", type=int, default=None, help="Clustering and map seed (default 0).")
+@click.option("--no-map", is_flag=True, help="Skip the 2-D map.")
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
+@click.option("--exclude", multiple=True, help="Leave out files or folders matching this glob.")
+@click.option("--hidden", is_flag=True, help="Also walk hidden files and folders.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def index_command(project: Path, model: Optional[str], audio_model: Optional[str],
+                  weights: Optional[str], device: Optional[str], batch_size: Optional[int],
+                  workers: Optional[int], precision: Optional[str], offline: Optional[bool],
+                  n_groups: Optional[int], method: Optional[str], seed: Optional[int],
+                  no_map: bool, include: tuple[str, ...], exclude: tuple[str, ...], hidden: bool,
+                  as_json: bool) -> None:
+    """Scan, embed, group and map PROJECT in one go (the app's Index…; resumable)."""
+    from curator.pipeline import IndexOptions, index
+    from curator.scan import ScanOptions
+
+    options = IndexOptions.from_settings(
+        model=model, audio_model=audio_model, weights=weights, device=device,
+        batch_size=batch_size, workers=workers, precision=precision, offline=offline,
+        n_groups=n_groups, method=method, seed=seed, build_map=not no_map,
+        scan=ScanOptions(include=include, exclude=exclude, hidden=hidden))
+    bars = Bars(quiet=as_json)
+    with open_project(project) as proj, cancellable() as cancel:
+        try:
+            report = index(proj, options, progress=bars, cancel=cancel)
+        finally:
+            bars.close()
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        scan = report.scan
+        click.echo(f"scan: {scan.listed} files, {scan.new} new, {scan.changed} changed, "
+                   f"{scan.missing} missing, {scan.errors} errors")
+        for space, c in report.embed.spaces.items():
+            click.echo(f"embed {space}: {c['embedded']} embedded, {c['errors']} errors")
+        for space, c in (report.cluster or {}).items():
+            click.echo(f"group {space}: {c['items']} items in {c['groups']} groups "
+                       f"(run {report.cluster_run})")
+        if report.map is not None:
+            click.echo("map: computed")
+        click.echo(f"next: curator queue {project}   (or: curator gui {project})")
+    for line in report.unavailable:
+        click.echo(f"error: {line}", err=True)
     if report.unavailable:
         sys.exit(1)
 
@@ -231,7 +292,8 @@ def doctor(as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def runs(project: Path, kind: Optional[str], limit: int, as_json: bool) -> None:
-    """The recorded runs of PROJECT, newest first: what ran, with which parameters, and how it ended."""
+    """The recorded runs of PROJECT, newest first: what ran, with which parameters, how it
+    ended."""
     with open_project(project) as proj:
         records = proj.runs(kind, limit)
     if as_json:

@@ -73,7 +73,7 @@ def audit_command(project: Path, sample: Optional[int], seed: int, audit_id: Opt
             raise UsageError("--sample starts a new audit; give --id A alone to work on one")
         with open_as(project, annotator) as proj:
             new = proj.start_audit(sample, seed)
-            size = proj.audit_report(new)["sampled"]
+            size = proj.audit_report(new).sampled
         if as_json:
             emit_json({"audit_id": new, "sampled": size})
         else:
@@ -87,17 +87,17 @@ def audit_command(project: Path, sample: Optional[int], seed: int, audit_id: Opt
         if verdict is not None:
             r = proj.record_verdict(audit_id, item_id, verdict, label)
             click.echo(f"item {item_id}: {verdict}" + (f", relabelled {label} (event "
-                       f"{r['event']}, undo: curator undo {project})" if r["event"] else ""))
+                       f"{r.event}, undo: curator undo {project})" if r.event else ""))
         elif report:
             rep = proj.audit_report(audit_id)
             if as_json:
-                emit_json(rep)
+                emit_json(rep.to_json())
                 return
-            click.echo(f"audit {audit_id}: {rep['reviewed']} of {rep['sampled']} reviewed, "
-                       f"{rep['remaining']} remaining")
-            rows = [("overall", rep["overall"])] + [(f"label {n}", e) for n, e in
-                                                    rep["labels"].items()]
-            rows += [(f"source {n}", e) for n, e in rep["sources"].items()]
+            click.echo(f"audit {audit_id}: {rep.reviewed} of {rep.sampled} reviewed, "
+                       f"{rep.remaining} remaining")
+            rows = [("overall", rep.overall)] + [(f"label {n}", e) for n, e in
+                                                 rep.labels.items()]
+            rows += [(f"source {n}", e) for n, e in rep.sources.items()]
             for name, e in rows:
                 acc = ("n/a" if e["accuracy"] is None else
                        f"{e['accuracy']:.1%} ({e['low']:.1%} - {e['high']:.1%})")

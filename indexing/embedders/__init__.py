@@ -1,21 +1,35 @@
-"""Embedders: the registry and the built-in models (open_clip, CLAP, classic)."""
+"""Embedders: the registry, model specs resolved by value, and the built-in models.
 
-from indexing.embedders.base import (
-    Decoded,
-    Embedder,
-    EmbedderUnavailable,
-    EmbedResult,
-    available_embedders,
-    create_embedder,
-    register_embedder,
-)
+The names below load `indexing.embedders.base` (and NumPy) on first use, so that importing
+`indexing.embedders.defaults` stays light for the command line's start-up.
+"""
 
-__all__ = [
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_FROM_BASE = (
+    "Capabilities",
     "Decoded",
     "Embedder",
+    "EmbedderSpec",
     "EmbedderUnavailable",
     "EmbedResult",
     "available_embedders",
+    "capabilities",
     "create_embedder",
+    "from_saved",
     "register_embedder",
-]
+    "resolve",
+)
+
+__all__ = ["DEFAULT_MODELS", "FAMILY", *_FROM_BASE]
+
+from indexing.embedders.defaults import DEFAULT_MODELS, FAMILY  # noqa: E402
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        return getattr(importlib.import_module("indexing.embedders.base"), name)
+    raise AttributeError(f"module 'indexing.embedders' has no attribute {name!r}")

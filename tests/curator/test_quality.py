@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import curator.audit as audit_mod
 from curator import quality
 from curator.errors import UsageError
 from curator.project import Project
@@ -100,13 +101,13 @@ def test_suspects_reports_progress_and_checks_arguments(colours):
     proj, ids = colours
     proj.label_items(ids["red"], "red")
     events = []
-    quality.suspects(proj, progress=events.append)
+    quality.suspects(proj.catalog, progress=events.append)
     assert events[-1].done == events[-1].total == PER_CLASS
     with pytest.raises(Cancelled):
-        quality.suspects(proj, cancel=lambda: True)
+        quality.suspects(proj.catalog, cancel=lambda: True)
     for bad in ({"k": 0}, {"min_disagreement": 1.5}, {"limit": 0}):
         with pytest.raises(UsageError):
-            quality.suspects(proj, **bad)
+            quality.suspects(proj.catalog, **bad)
 
 
 # --- audits -----------------------------------------------------------------------------------
@@ -116,10 +117,10 @@ def test_allocation_is_proportional_with_a_minimum_of_two():
     sizes = {"a": 12, "b": 3, "c": 15, "d": 10, "e": 3, "f": 2}
     # Quotas 12*N/45: 3.2, 0.8, 4, 2.67, 0.8, 0.53 -> floors 3,0,4,2,0,0 (9); the 3 seats left go
     # to the largest remainders b, e (0.8, key order on a tie) and d (0.67); then b, e, f -> 2.
-    assert quality.allocate(sizes, 12) == {"a": 3, "b": 2, "c": 4, "d": 3, "e": 2, "f": 2}
-    assert quality.allocate({"a": 90, "b": 10}, 10) == {"a": 9, "b": 2}
-    assert quality.allocate({"a": 5, "b": 1}, 3) == {"a": 3, "b": 1}
-    assert quality.allocate({"a": 5, "b": 1}, 50) == {"a": 5, "b": 1}
+    assert audit_mod.allocate(sizes, 12) == {"a": 3, "b": 2, "c": 4, "d": 3, "e": 2, "f": 2}
+    assert audit_mod.allocate({"a": 90, "b": 10}, 10) == {"a": 9, "b": 2}
+    assert audit_mod.allocate({"a": 5, "b": 1}, 3) == {"a": 3, "b": 1}
+    assert audit_mod.allocate({"a": 5, "b": 1}, 50) == {"a": 5, "b": 1}
 
 
 def _audit_rows(proj, audit_id):
@@ -181,19 +182,19 @@ def test_verdicts_and_a_single_stratum_wilson_interval(colours):
         proj.record_verdict(audit, t.item_id, v)
     assert proj.next_unreviewed(audit) == []
     rep = proj.audit_report(audit)
-    assert (rep["sampled"], rep["reviewed"], rep["remaining"]) == (12, 12, 0)
-    overall = rep["overall"]
+    assert (rep.sampled, rep.reviewed, rep.remaining) == (12, 12, 0)
+    overall = rep.overall
     assert (overall["correct"], overall["wrong"], overall["unsure"]) == (8, 2, 2)
     # Wilson, p = 8/10, n = 10, z = 1.96: centre (0.8 + 0.1921) / 1.3841 = 0.7167,
     # half 1.96 * sqrt(0.016 + 0.0096) / 1.3841 = 0.2266.
     assert overall["accuracy"] == pytest.approx(0.8)
     assert overall["low"] == pytest.approx(0.4902, abs=1e-4)
     assert overall["high"] == pytest.approx(0.9433, abs=1e-4)
-    assert rep["labels"]["red"]["accuracy"] == pytest.approx(0.8)
-    assert rep["sources"]["manual"]["low"] == pytest.approx(0.4902, abs=1e-4)
+    assert rep.labels["red"]["accuracy"] == pytest.approx(0.8)
+    assert rep.sources["manual"]["low"] == pytest.approx(0.4902, abs=1e-4)
     # A later verdict replaces the earlier one.
     proj.record_verdict(audit, todo[8].item_id, "correct")
-    assert proj.audit_report(audit)["overall"]["accuracy"] == pytest.approx(9 / 10)
+    assert proj.audit_report(audit).overall["accuracy"] == pytest.approx(9 / 10)
 
 
 def test_report_weights_strata_by_population(colours):
@@ -212,7 +213,7 @@ def test_report_weights_strata_by_population(colours):
     rep = proj.audit_report(audit)
     # Blue is over-sampled, so the plain share (5/6) would be biased low:
     # p = 15/17 * 4/4 + 2/17 * 1/2 = 16/17; n_eff = 1 / ((15/17)^2 / 4 + (2/17)^2 / 2) = 4.9614.
-    overall = rep["overall"]
+    overall = rep.overall
     p, n = 16 / 17, 1 / ((15 / 17) ** 2 / 4 + (2 / 17) ** 2 / 2)
     assert overall["accuracy"] == pytest.approx(0.941176, abs=1e-6)
     assert overall["effective_n"] == pytest.approx(4.9614, abs=1e-4)
@@ -220,11 +221,11 @@ def test_report_weights_strata_by_population(colours):
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert (overall["low"], overall["high"]) == pytest.approx((centre - half, centre + half))
-    assert rep["labels"]["red"]["accuracy"] == 1.0
-    assert rep["labels"]["blue"]["accuracy"] == 0.5
-    assert rep["labels"]["blue"]["effective_n"] == pytest.approx(2.0)
-    assert rep["sources"] == {"group": rep["labels"]["red"], "manual": rep["labels"]["blue"]}
-    assert overall["coverage"] == 1.0 and rep["remaining"] == 0
+    assert rep.labels["red"]["accuracy"] == 1.0
+    assert rep.labels["blue"]["accuracy"] == 0.5
+    assert rep.labels["blue"]["effective_n"] == pytest.approx(2.0)
+    assert rep.sources == {"group": rep.labels["red"], "manual": rep.labels["blue"]}
+    assert overall["coverage"] == 1.0 and rep.remaining == 0
 
 
 def test_wrong_verdict_with_a_correction_relabels_undoably(colours):
@@ -235,7 +236,7 @@ def test_wrong_verdict_with_a_correction_relabels_undoably(colours):
     result = proj.record_verdict(audit, item, "wrong", "blue")
     assert _current(proj, item) == ("labelled", "blue")
     ev = proj.history(limit=1)[0]
-    assert ev.id == result["event"] and ev.source == "manual" and ev.note == f"audit {audit}"
+    assert ev.id == result.event and ev.source == "manual" and ev.note == f"audit {audit}"
     row = proj.catalog.db.execute("SELECT verdict, corrected_label FROM audit_items WHERE "
                                   "audit_id = ? AND item_id = ?", [audit, item]).fetchone()
     assert row == ("wrong", next(x.id for x in proj.labels() if x.name == "blue"))
@@ -261,7 +262,7 @@ def test_audit_needs_labelled_items(colours):
     with pytest.raises(UsageError, match="no labelled items"):
         proj.start_audit(n=5)
     with pytest.raises(UsageError):
-        quality.start_audit(proj, n=0)
+        audit_mod.start_audit(proj.catalog, n=0)
 
 
 # --- propagation ------------------------------------------------------------------------------

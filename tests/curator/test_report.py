@@ -99,7 +99,7 @@ def test_counts_by_label_folder_modality_and_source(project):
     project.label_items(dogs[:3], "dog", source="imported")
     project.label_items(cats[5:], action="noise")
     project.label_items(sounds[:1], action="mixed")
-    report = build_report(project)
+    report = build_report(project.catalog)
     json.dumps(report)  # JSON-ready
     assert report["totals"] == {"labelled": 8, "noise": 1, "mixed": 1, "unlabelled": 3,
                                 "total": 13}
@@ -125,7 +125,7 @@ def test_groups_decided_and_top_undecided(project):
     project.add_label("red")
     groups = project.groups(run_id, order="size")
     project.label_group(groups[0].group_id, "red")
-    report = build_report(project)
+    report = build_report(project.catalog)
     g = report["groups"]
     n = len(groups)
     assert n >= 3
@@ -140,7 +140,7 @@ def test_groups_decided_and_top_undecided(project):
 def test_html_is_self_contained_well_formed_and_escaped(project, tmp_path):
     project.add_label("<script>alert(1)</script> & \"quotes\"")
     project.label_items(_ids(project, "cats/"), "<script>alert(1)</script> & \"quotes\"")
-    report = build_report(project)
+    report = build_report(project.catalog)
     path = write_html(report, tmp_path / "out" / "report.html")
     assert sorted(os.listdir(tmp_path / "out")) == ["report.html"]  # no temp file left
     text = path.read_text(encoding="utf-8")
@@ -156,7 +156,7 @@ def test_html_is_self_contained_well_formed_and_escaped(project, tmp_path):
 
 
 def test_write_html_is_atomic_and_refuses_a_folder(project, tmp_path, monkeypatch):
-    report = build_report(project)
+    report = build_report(project.catalog)
     target = tmp_path / "r.html"
     target.write_text("old report")
 
@@ -176,7 +176,7 @@ def test_write_html_is_atomic_and_refuses_a_folder(project, tmp_path, monkeypatc
 def test_text_rendering_has_the_numbers(project):
     project.add_label("cat")
     project.label_items(_ids(project, "cats/"), "cat")
-    text = render_text(build_report(project))
+    text = render_text(build_report(project.catalog))
     assert "13 items: 6 labelled" in text
     assert "cat" in text and "#" in text
     assert "groups: no clustering yet" in text

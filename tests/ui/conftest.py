@@ -61,8 +61,8 @@ def _qt_settings(tmp_path, qapp):
 @pytest.fixture(scope="session")
 def project_template(tmp_path_factory):
     """A scanned, embedded (classic), clustered and mapped project, built once per session."""
+    from curator.pipeline import IndexOptions, index
     from curator.project import Project
-    from curator.scan import ScanOptions
 
     root = tmp_path_factory.mktemp("uiproject")
     media = root / "media"
@@ -74,11 +74,7 @@ def project_template(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CURATOR_CONFIG", str(root / "config.toml"))
         with Project.create(root / "proj", [media]) as project:
-            project.scan(ScanOptions(workers=0))
-            project.embed("classic", "classic", workers=0)
-            project.cluster(n_groups=4)
-            if hasattr(project, "compute_map"):
-                project.compute_map()
+            index(project, IndexOptions("classic", "classic", n_groups=4, workers=0))
     return root / "proj"
 
 
