@@ -119,3 +119,24 @@ def test_fiftyone_imports_its_layouts_and_coco_with_labels(mixed, consume, tmp_p
     image_ids = {i["id"] for i in project.items() if i["modality"] == "image"}
     assert coco == {i: ([] if lab in ("noise", "mixed", "unlabelled") else [lab])
                     for i, lab in expected.items() if i in image_ids}
+
+
+def test_label_studio_server_imports_every_modality_and_serves_the_media(mixed, consume,
+                                                                          tmp_path):
+    project, expected = mixed
+    report = export(project, "labelstudio", tmp_path / "ls", split=SPLIT)
+    assert report.parts == ("image", "audio", "video")
+    export(project, "labelstudio", tmp_path / "ls-ann", modality="audio", ls_as="annotations")
+    seen = consume("labelstudio", "labelstudio", tmp_path / "ls", tmp=tmp_path)
+    modal = Counter(i["modality"] for i in project.items())
+    decided = Counter(i["modality"] for i in project.items()
+                      if expected[i["id"]] not in ("noise", "mixed", "unlabelled"))
+    sizes = {i["abs_path"]: i["size"] for i in project.items()}
+    assert set(seen) == {"image", "audio", "video"}
+    for modality, part in seen.items():
+        assert part["key"] == modality and part["tasks"] == modal[modality]
+        assert part["predictions"] == decided[modality] and part["annotations"] == 0
+        assert part["media_status"] == 200  # served through the local-files storage
+        assert part["media_bytes"] == sizes[part["media_path"]]
+    seen = consume("labelstudio", "labelstudio", tmp_path / "ls-ann", tmp=tmp_path)
+    assert seen["."]["annotations"] == decided["audio"] and seen["."]["predictions"] == 0
