@@ -124,19 +124,22 @@ def test_fiftyone_imports_its_layouts_and_coco_with_labels(mixed, consume, tmp_p
 def test_label_studio_server_imports_every_modality_and_serves_the_media(mixed, consume,
                                                                           tmp_path):
     project, expected = mixed
-    report = export(project, "labelstudio", tmp_path / "ls", split=SPLIT)
+    both = tmp_path / "lsx"
+    report = export(project, "labelstudio", both / "pred", split=SPLIT)
     assert report.parts == ("image", "audio", "video")
-    export(project, "labelstudio", tmp_path / "ls-ann", modality="audio", ls_as="annotations")
-    seen = consume("labelstudio", "labelstudio", tmp_path / "ls", tmp=tmp_path)
+    export(project, "labelstudio", both / "ann", modality="audio", ls_as="annotations")
+    seen = consume("labelstudio", "labelstudio", both, tmp=tmp_path)  # one server for both
     modal = Counter(i["modality"] for i in project.items())
     decided = Counter(i["modality"] for i in project.items()
                       if expected[i["id"]] not in ("noise", "mixed", "unlabelled"))
     sizes = {i["abs_path"]: i["size"] for i in project.items()}
-    assert set(seen) == {"image", "audio", "video"}
-    for modality, part in seen.items():
+    assert set(seen) == {"ann", "pred/image", "pred/audio", "pred/video"}
+    for name, part in seen.items():
+        modality = name.rsplit("/", 1)[-1] if name != "ann" else "audio"
         assert part["key"] == modality and part["tasks"] == modal[modality]
-        assert part["predictions"] == decided[modality] and part["annotations"] == 0
+        if name == "ann":
+            assert part["annotations"] == decided["audio"] and part["predictions"] == 0
+        else:
+            assert part["predictions"] == decided[modality] and part["annotations"] == 0
         assert part["media_status"] == 200  # served through the local-files storage
         assert part["media_bytes"] == sizes[part["media_path"]]
-    seen = consume("labelstudio", "labelstudio", tmp_path / "ls-ann", tmp=tmp_path)
-    assert seen["."]["annotations"] == decided["audio"] and seen["."]["predictions"] == 0
