@@ -122,8 +122,9 @@ def generate(root: Path, n_items: int, n_groups: int, n_labels: int, seed: int =
                 "created_at) VALUES (?, ?, 'shard', ?, 1, 2, ?)",
                 ((i + 1, SPACE, i, now) for i in range(start, stop)))
         # Group 0 holds BIG_GROUP items; the rest share the others.
-        rest = rng.integers(1, n_groups, n_items - BIG_GROUP)
-        group_of = np.concatenate([np.zeros(BIG_GROUP, np.int64), rest])
+        big = min(BIG_GROUP, n_items // 2)  # small catalogs (the WebDataset run) too
+        rest = rng.integers(1, n_groups, n_items - big)
+        group_of = np.concatenate([np.zeros(big, np.int64), rest])
         rng.shuffle(group_of)
         counts = np.bincount(group_of, minlength=n_groups)
         db.conn.executemany(
