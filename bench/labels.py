@@ -84,6 +84,7 @@ def export_in_child(project_root: Path, fmt: str, out: Path, mode: str) -> dict[
         raise SystemExit(f"export {fmt} failed ({child.returncode})")
     found = json.loads(output.strip().splitlines()[-1])
     found["peak_mb"] = usage.ru_maxrss / 1024
+    found["cpu"] = usage.ru_utime + usage.ru_stime  # the child's, start-up included
     return found
 
 
@@ -247,6 +248,7 @@ def main() -> None:
                 found = export_in_child(base / "project", fmt, out, mode)
                 name = f"export {fmt}"
                 results[name], peaks[name] = found["seconds"], found["peak_mb"]
+                cpu_seconds[name] = found["cpu"]
                 size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()
                            and not p.is_symlink())
                 print(f"{fmt}: {found['items']} items, {size / 1e6:.0f} MB written, peak RSS "
