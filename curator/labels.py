@@ -15,8 +15,9 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
@@ -84,6 +85,13 @@ def check_name(name: str) -> str:
     if bad:
         raise UsageError(f"label name {clean!r} contains control characters "
                          f"({', '.join(repr(c) for c in bad[:3])}); remove them")
+    # Bidi overrides and zero-width characters (Unicode format characters) make two different
+    # names look alike, or a name display reversed: refused (hostile).
+    hidden = [ch for ch in clean if unicodedata.category(ch) == "Cf"]
+    if hidden:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in hidden[:3])
+        raise UsageError(f"label name {clean!r} contains invisible or direction-changing "
+                         f"characters ({codes}); remove them")
     if len(clean) > 200:
         raise UsageError("a label name is limited to 200 characters")
     return clean
@@ -145,6 +153,17 @@ def label_paths(catalog: Catalog) -> dict[int, str]:
     """Label id -> full path ("animal/cat") of every label, removed ones included."""
     by_id = {r[0]: r for r in catalog.db.execute("SELECT id, name, parent_id FROM labels")}
     return {label_id: _path(by_id, label_id) for label_id in by_id}
+def check_path_free(catalog: Catalog, name: str, parent_id: Optional[int],
+                    label_id: Optional[int] = None) -> None:
+    """Refuse a name whose full path would equal another live label's path (`a/b` beside `b`
+    under `a`): exports and `find_label` tell labels apart by path."""
+    others = [lab for lab in labels(catalog, with_counts=False) if lab.id != label_id]
+    parent = next((lab.path for lab in others if lab.id == parent_id), None)
+    path = f"{parent}/{name}" if parent else name
+    clash = next((lab for lab in others if lab.path == path), None)
+    if clash is not None:
+        raise UsageError(f"a label named {name!r} here would have the path {path!r}, which "
+                         f"label {clash.name!r} already has; choose another name")
 
 
 def find_label(catalog: Catalog, name: str) -> Label:
@@ -158,7 +177,8 @@ def find_label(catalog: Catalog, name: str) -> Label:
     if len(folded) == 1:
         return folded[0]
     known = ", ".join(lab.path for lab in all_labels[:12]) or "none yet"
-    raise UsageError(f"no label {name!r}; known labels: {known} (add one with `curator labels add`)")
+    raise UsageError(f"no label {name!r}; known labels: {known}",
+                     hint="add one with `curator labels add PROJECT NAME`")
 
 
 def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
@@ -169,6 +189,7 @@ def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
     hotkey = check_hotkey(hotkey)
     colour = check_colour(colour)
     parent_id = find_label(catalog, parent).id if parent else None
+    check_path_free(catalog, name, parent_id)
     with catalog.write() as db:
         if db.execute("SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL",
                       [name]).fetchone():
@@ -211,6 +232,9 @@ def update_label(catalog: Catalog, name: str, *, new_name: Optional[str] = None,
         changes["parent_id"] = parent_id
     if not changes:
         return lab
+    if "name" in changes or "parent_id" in changes:
+        check_path_free(catalog, changes.get("name", lab.name),
+                        changes.get("parent_id", lab.parent_id), lab.id)
     with catalog.write() as db:
         if "name" in changes and db.execute(
                 "SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL AND id != ?",
@@ -231,11 +255,12 @@ def update_label(catalog: Catalog, name: str, *, new_name: Optional[str] = None,
 
 
 def _taxonomy_event(db: Any, annotator: str, action: str, label_id: int,
-                    details: dict[str, Any]) -> None:
-    db.execute(
+                    details: dict[str, Any]) -> int:
+    cur = db.execute(
         "INSERT INTO events (time, annotator, action, label_id, source, details) "
         "VALUES (?, ?, ?, ?, 'taxonomy', ?)",
         [utcnow(), annotator or "unknown", action, label_id, json.dumps(details, default=str)])
+    return int(cur.lastrowid)
 
 
 # --- applying events --------------------------------------------------------------------------
@@ -363,6 +388,15 @@ def apply_event(
                 "WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
                 "state = excluded.state, label_id = excluded.label_id, "
                 "event_id = excluded.event_id, confirmed = 0", [event_id])
+        if action == "assign":
+            # Say in the event itself how many items it took from another label.
+            relabelled = db.execute(
+                "SELECT COUNT(*) FROM event_items WHERE event_id = ? AND before_state = "
+                "'labelled' AND before_label IS NOT after_label", [event_id]).fetchone()[0]
+            if relabelled:
+                details["relabelled"] = relabelled
+                db.execute("UPDATE events SET details = ? WHERE id = ?",
+                           [json.dumps(details), event_id])
         db.execute("UPDATE events SET item_count = ? WHERE id = ?", [count, event_id])
         if group_id is not None and run_id is not None:
             status = {"assign": "labelled", "noise": "noise", "mixed": "mixed",
@@ -374,6 +408,7 @@ def apply_event(
                             group_id])
         if group_labels and run_id is not None:
             _set_groups(db, run_id, details["group_labels"], event_id)
+    _backup_event_log(catalog)
     return event_id
 
 
@@ -394,6 +429,14 @@ def _set_groups(db: Any, run_id: int, group_labels: dict[str, int], event_id: in
                         [(label, event_id, run_id, int(g)) for g, label in group_labels.items()])
 
 
+def _backup_event_log(catalog: Catalog) -> None:
+    """Keep the rolling event-log backup current (hostile: see curator.eventlog)."""
+    if not catalog.db.conn.in_transaction:  # an outer transaction may still roll back
+        from curator.eventlog import backup_event_log
+
+        backup_event_log(catalog)
+
+
 def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[str, Any]:
     """Undo (or redo) one event: restore items that still hold the value it left (or found)."""
     with _bulk_write(catalog) as db:
@@ -402,9 +445,7 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
         if ev is None:
             raise UsageError(f"no event {target}")
         action, undone, run_id, group_id, details_json, source, ev_label = ev
-        if source == "taxonomy":
-            raise UsageError("taxonomy changes are undone with `curator labels` (rename back)")
-        if action in ("undo", "redo"):
+        if action not in ACTIONS:
             raise UsageError("pick the original event")
         if redo and not undone:
             raise UsageError(f"event {target} is not undone; nothing to redo")
@@ -473,50 +514,27 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
         db.execute("UPDATE events SET item_count = ?, details = ? WHERE id = ?",
                    [restored, json.dumps({"skipped": skipped}), new_event])
         db.execute("UPDATE events SET undone = ? WHERE id = ?", [0 if redo else 1, target])
+    _backup_event_log(catalog)
     return {"event": new_event, "target": target, "restored": restored, "skipped": skipped,
             "action": "redo" if redo else "undo"}
 
 
 def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> dict[str, Any]:
-    """Undo this annotator's latest event (or a given one; undoing an undo event redoes).
+    """Undo this annotator's latest event of any kind (see `curator.history`)."""
+    from curator.history import undo as undo_any
 
-    Raises:
-        UsageError: nothing to undo.
-    """
-    if event_id is not None:
-        row = catalog.db.execute("SELECT action, target FROM events WHERE id = ?",
-                                 [event_id]).fetchone()
-        if row is None:
-            raise UsageError(f"no event {event_id}; see `curator history`")
-        if row[0] == "undo":
-            return _reverse(catalog, row[1], annotator, redo=True)
-        if row[0] == "redo":
-            return _reverse(catalog, row[1], annotator, redo=False)
-        return _reverse(catalog, event_id, annotator, redo=False)
-    row = catalog.db.execute(
-        f"SELECT id FROM events WHERE annotator = ? AND undone = 0 AND action IN "
-        f"({','.join('?' * len(ACTIONS))}) ORDER BY id DESC LIMIT 1",
-        [annotator or "unknown", *ACTIONS]).fetchone()
-    if row is None:
-        raise UsageError(f"nothing to undo for annotator {annotator!r}")
-    return _reverse(catalog, row[0], annotator, redo=False)
+    result = undo_any(catalog, annotator, event_id)
+    _backup_event_log(catalog)
+    return result
 
 
 def redo(catalog: Catalog, annotator: str) -> dict[str, Any]:
-    """Redo the event this annotator undid last, unless they have made a new change since."""
-    who = annotator or "unknown"
-    row = catalog.db.execute(
-        "SELECT u.id, u.target FROM events u JOIN events t ON t.id = u.target "
-        "WHERE u.annotator = ? AND u.action = 'undo' AND t.undone = 1 ORDER BY u.id DESC LIMIT 1",
-        [who]).fetchone()
-    if row is None:
-        raise UsageError(f"nothing to redo for annotator {who!r}")
-    later = catalog.db.execute(
-        f"SELECT 1 FROM events WHERE annotator = ? AND id > ? AND action IN "
-        f"({','.join('?' * len(ACTIONS))}) LIMIT 1", [who, row[0], *ACTIONS]).fetchone()
-    if later:
-        raise UsageError("nothing to redo: a new change was made after the last undo")
-    return _reverse(catalog, row[1], annotator, redo=True)
+    """Redo the event this annotator undid last (see `curator.history`)."""
+    from curator.history import redo as redo_any
+
+    result = redo_any(catalog, annotator)
+    _backup_event_log(catalog)
+    return result
 
 
 def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
@@ -538,56 +556,118 @@ def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -
             for r in rows]
 
 
+def current_labels(catalog: Catalog, item_ids: Optional[Sequence[int]] = None) -> dict[int, tuple]:
+    """item id -> (state, label id, event id) for items that have a current value."""
+    if item_ids is None:
+        return {r[0]: r[1:] for r in catalog.db.execute(
+            "SELECT item_id, state, label_id, event_id FROM item_labels")}
+    out = {}
+    ids = [int(i) for i in item_ids]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        for r in catalog.db.execute(
+                f"SELECT item_id, state, label_id, event_id FROM item_labels WHERE item_id IN "
+                f"({','.join('?' * len(chunk))})", chunk):
+            out[r[0]] = r[1:]
+    return out
+
+
+def item_badges(catalog: Catalog, item_ids: Sequence[int]) -> dict[int, tuple]:
+    """id -> (state, label name or '', colour or None) for the items that carry a decision."""
+    names = {r[0]: (r[1], r[2]) for r in catalog.db.execute("SELECT id, name, colour FROM labels")}
+    out = {}
+    for item_id, (state, label_id, _event) in current_labels(catalog, item_ids).items():
+        name, colour = names.get(label_id, ("", None)) if label_id is not None else ("", None)
+        out[item_id] = (state, name, colour)
+    return out
+
+
 def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,
                  annotator: str = "") -> dict[str, Any]:
-    """Move every item of the source labels to `into` (one undoable event), retire the sources."""
+    """Move every item of the source labels to `into` and retire the sources: one event, whose
+    undo gives the items and the labels back."""
     target = find_label(catalog, into)
     src = [find_label(catalog, s) for s in sources]
     if any(s.id == target.id for s in src):
         raise UsageError("a label cannot be merged into itself")
-    ids = [r[0] for s in src for r in catalog.db.execute(
-        "SELECT item_id FROM item_labels WHERE label_id = ? AND state = 'labelled'", [s.id])]
-    event = None
-    if ids:
-        event = apply_event(catalog, "assign", ids, label_id=target.id, source="manual",
-                            annotator=annotator, note=f"merge {', '.join(s.path for s in src)} "
-                            f"into {target.path}", details={"merge": [s.id for s in src]})
-    with catalog.write() as db:
-        for s in src:
-            db.execute("UPDATE labels SET removed_at = ?, merged_into = ? WHERE id = ?",
-                       [utcnow(), target.id, s.id])
-            db.execute("UPDATE labels SET parent_id = ? WHERE parent_id = ? AND removed_at IS NULL",
-                       [target.id, s.id])
-            _taxonomy_event(db, annotator, "label-merge", s.id, {"into": target.id,
-                                                                 "event": event})
+    with _bulk_write(catalog) as db:
+        ids = [r[0] for s in src for r in db.execute(
+            "SELECT item_id FROM item_labels WHERE label_id = ? AND state = 'labelled'", [s.id])]
+        children = {r[0]: r[1] for s in src for r in db.execute(
+            "SELECT id, parent_id FROM labels WHERE parent_id = ? AND removed_at IS NULL",
+            [s.id])}
+        change = {"sources": [s.id for s in src], "into": target.id,
+                  "children": {str(k): v for k, v in children.items()}}
+        if ids:
+            event = apply_event(catalog, "assign", ids, label_id=target.id, source="manual",
+                                annotator=annotator, note=f"merge {', '.join(s.path for s in src)}"
+                                f" into {target.path}", details={"label_merge": change})
+        else:
+            event = _taxonomy_event(db, annotator, "label-merge", target.id, change)
+        retire_merged(db, change)
     return {"moved": len(ids), "event": event, "into": target.path}
+
+
+def retire_merged(db: Any, change: dict[str, Any]) -> None:
+    """Retire the sources of a label merge and hang their children under the target."""
+    for sid in change["sources"]:
+        db.execute("UPDATE labels SET removed_at = ?, merged_into = ? WHERE id = ?",
+                   [utcnow(), change["into"], sid])
+    for child in change["children"]:
+        db.execute("UPDATE labels SET parent_id = ? WHERE id = ?", [change["into"], int(child)])
+
+
+def retire_removed(db: Any, change: dict[str, Any]) -> None:
+    """Retire a removed label and hang its children under its parent."""
+    db.execute("UPDATE labels SET removed_at = ? WHERE id = ?", [utcnow(), change["label"]])
+    for child in change["children"]:
+        db.execute("UPDATE labels SET parent_id = ? WHERE id = ?", [change["parent"], int(child)])
 
 
 def remove_label(catalog: Catalog, name: str, force: bool = False,
                  annotator: str = "") -> dict[str, Any]:
-    """Retire a label; items that carry it are cleared (one undoable event) only with force."""
+    """Retire a label; items that carry it are cleared only with force. One undoable event."""
     lab = find_label(catalog, name)
     ids = [r[0] for r in catalog.db.execute(
         "SELECT item_id FROM item_labels WHERE label_id = ?", [lab.id])]
     if ids and not force:
         raise UsageError(f"label {lab.path!r} is on {len(ids)} item(s); merge it into another "
                          "label, or pass --force to clear them (undoable)")
-    event = None
-    if ids:
-        event = apply_event(catalog, "clear", ids, source="manual", annotator=annotator,
-                            note=f"remove label {lab.path}")
-    with catalog.write() as db:
-        db.execute("UPDATE labels SET removed_at = ? WHERE id = ?", [utcnow(), lab.id])
-        db.execute("UPDATE labels SET parent_id = ? WHERE parent_id = ? AND removed_at IS NULL",
-                   [lab.parent_id, lab.id])
-        _taxonomy_event(db, annotator, "label-remove", lab.id, {"cleared": len(ids),
-                                                                "event": event})
+    with _bulk_write(catalog) as db:
+        children = [r[0] for r in db.execute(
+            "SELECT id FROM labels WHERE parent_id = ? AND removed_at IS NULL", [lab.id])]
+        change = {"label": lab.id, "parent": lab.parent_id, "children": children}
+        if ids:
+            event = apply_event(catalog, "clear", ids, source="manual", annotator=annotator,
+                                note=f"remove label {lab.path}", details={"label_remove": change})
+        else:
+            event = _taxonomy_event(db, annotator, "label-remove", lab.id, change)
+        retire_removed(db, change)
     return {"cleared": len(ids), "event": event}
 
 
 def import_taxonomy(catalog: Catalog, entries: Sequence[dict[str, Any]],
                     annotator: str = "") -> list[Label]:
-    """Add labels from dicts (name, parent, colour, hotkey, description); existing ones are kept."""
+    """Add labels from dicts (name, parent, colour, hotkey, description); existing ones are kept.
+
+    All or nothing: every entry is checked first and all are added in one transaction, so a bad
+    entry anywhere leaves the taxonomy as it was.
+    """
+    for n, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise UsageError(f"entry {n} is not a label (expected an object with a name)")
+        try:
+            check_name(str(entry.get("name", "")))
+            check_colour(entry.get("colour"))
+            check_hotkey(entry.get("hotkey"))
+        except UsageError as exc:
+            raise UsageError(f"entry {n}: {exc}; nothing was imported") from exc
+    with catalog.write():
+        return _import_entries(catalog, entries, annotator)
+
+
+def _import_entries(catalog: Catalog, entries: Sequence[dict[str, Any]],
+                    annotator: str) -> list[Label]:
     added = []
     existing = {lab.name for lab in labels(catalog, with_counts=False)}
     pending = list(entries)

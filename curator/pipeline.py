@@ -82,6 +82,35 @@ class IndexOptions:
         """A copy with the given non-None values replaced."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
+    def with_models_here(self) -> tuple[IndexOptions, list[str]]:
+        """These options with each model whose weights are not on this machine replaced by
+        `classic`, and one line per modality saying which model runs and why.
+
+        Only looks for the files, offline: nothing loads and nothing is downloaded. The demo and
+        the app's first-start page use it so that they work on a machine without weights.
+        """
+        from indexing.embedders import EmbedderUnavailable
+        from indexing.embedders.clap import resolve_clap_source
+        from indexing.embedders.clip import resolve_clip_source
+
+        chosen, notes = [], []
+        for kind, find, model in (("image/video", resolve_clip_source, self.model),
+                                  ("audio", resolve_clap_source, self.audio_model)):
+            if model == "classic" or (kind == "image/video" and self.weights):
+                chosen.append(model)
+                continue
+            try:
+                find(model, offline=True)
+            except EmbedderUnavailable as exc:
+                chosen.append("classic")
+                first = str(exc).split(";")[0].split(". ")[0]
+                notes.append(f"{kind}: using the weight-free classic embedder because {model} "
+                             f"is not available here ({first})")
+            else:
+                chosen.append(model)
+                notes.append(f"{kind}: using {model} (weights found locally)")
+        return self.with_overrides(model=chosen[0], audio_model=chosen[1]), notes
+
 
 @dataclass
 class IndexReport:
@@ -112,31 +141,43 @@ class IndexReport:
 
 
 class StageProgress:
-    """Maps each stage's own events into the whole job: the stage reads "i/n name: detail" and
-    `ProgressEvent.overall` is the weighted share of the job done (Orange3's `wrap_callback`)."""
+    """Maps each stage's own events into the whole job (Orange3's `wrap_callback`).
+
+    The stage text reads "i/n name: detail" and `ProgressEvent.overall` is the share of the job
+    done: each stage owns a range of the bar by its weight, split among its parts (a scan lists,
+    then probes; embedding, grouping and the map go space by space) in the order they report.
+    The share never goes back.
+    """
 
     def __init__(self, progress: Optional[Progress], stages: tuple = STAGES) -> None:
         self.progress = progress
         self.stages = stages
         total = sum(w for _, w in stages)
-        self.starts: dict[str, tuple[int, float, float]] = {}
+        self.ranges: dict[str, tuple[int, float, float]] = {}
         start = 0.0
         for i, (name, weight) in enumerate(stages, 1):
-            self.starts[name] = (i, start / total, weight / total)
+            self.ranges[name] = (i, start / total, weight / total)
             start += weight
+        self.last = 0.0
 
-    def stage(self, name: str) -> Progress:
-        """The progress callback to hand to stage `name`."""
-        i, start, weight = self.starts[name]
+    def stage(self, name: str, parts: tuple[float, ...] = (1.0,)) -> Progress:
+        """The progress callback to hand to stage `name`, whose parts weigh `parts`."""
+        i, start, weight = self.ranges[name]
+        cuts = [sum(parts[:k]) / sum(parts) for k in range(len(parts) + 1)]
+        seen: list[str] = []
 
         def report(e: ProgressEvent) -> None:
             if self.progress is None:
                 return
-            detail = f": {e.stage}" if e.stage and e.stage != name else ""
+            if e.stage not in seen:
+                seen.append(e.stage)
+            k = min(seen.index(e.stage), len(parts) - 1)
             share = min(1.0, e.done / e.total) if e.total else 0.0
+            within = cuts[k] + (cuts[k + 1] - cuts[k]) * share
+            self.last = max(self.last, start + weight * within)
+            detail = f": {e.stage}" if e.stage and e.stage != name else ""
             self.progress(ProgressEvent(f"{i}/{len(self.stages)} {name}{detail}", e.done,
-                                        e.total, e.unit, e.message,
-                                        overall=start + weight * share))
+                                        e.total, e.unit, e.message, overall=self.last))
         return report
 
 
@@ -161,22 +202,27 @@ def index(project: Project, options: IndexOptions = IndexOptions(),
         Cancelled: `cancel` said stop (a new run picks up where this one stopped).
         CuratorError: a stage failed (no source folder, no model could load, ...).
     """
-    stages = StageProgress(progress)
+    from curator.models import EmbedOptions, plan
+
+    stages = StageProgress(progress, STAGES if options.build_map else STAGES[:3])
     report = IndexReport()
     scan = dataclasses.replace(options.scan, workers=options.workers)
-    report.scan = project.scan(scan, progress=stages.stage("scan"), cancel=cancel)
+    # Listing is quick beside probing; each embedding model, and each space, is a part.
+    report.scan = project.scan(scan, progress=stages.stage("scan", (0.1, 0.9)), cancel=cancel)
     check_cancel(cancel)
+    models = len(plan(*EmbedOptions(options.model, options.audio_model).specs()))
     report.embed = project.embed(options.model, options.audio_model, weights=options.weights,
                                  device=options.device, precision=options.precision,
                                  batch_size=options.batch_size, workers=options.workers,
                                  offline=options.offline or None,
-                                 progress=stages.stage("embed"), cancel=cancel)
+                                 progress=stages.stage("embed", (1.0,) * models), cancel=cancel)
     check_cancel(cancel)
+    spaces = (1.0,) * max(1, len(project.spaces()))
     report.cluster_run, report.cluster = project.cluster(
-        options.n_groups, options.method, options.seed, progress=stages.stage("group"),
+        options.n_groups, options.method, options.seed, progress=stages.stage("group", spaces),
         cancel=cancel)
     check_cancel(cancel)
     if options.build_map:
-        report.map = project.compute_map(seed=options.seed, progress=stages.stage("map"),
+        report.map = project.compute_map(seed=options.seed, progress=stages.stage("map", spaces),
                                          cancel=cancel)
     return report

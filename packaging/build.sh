@@ -39,6 +39,13 @@ echo "build venv ready: $(( $(date +%s) - start )) s"
 "$VENV/bin/python" packaging/icons/make_icons.py --out "$OUT/icons"
 FLAVOUR="$FLAVOUR" CURATOR_ICONS="$OUT/icons" "$VENV/bin/pyinstaller" --noconfirm --clean \
   --log-level WARN --workpath "$OUT/work" --distpath "$OUT/dist" packaging/curator.spec
+# Desktop integration for the unpacked folder: ./install-desktop-entry.sh adds the menu entry.
+BUNDLE="$OUT/dist/Curator"
+mkdir -p "$BUNDLE/share/icons"
+cp packaging/linux/curator.desktop "$BUNDLE/share/curator.desktop"
+cp "$OUT"/icons/curator-*.png "$BUNDLE/share/icons/"
+install -m 755 packaging/linux/install-desktop-entry.sh "$BUNDLE/install-desktop-entry.sh"
+cp LICENSE "$BUNDLE/LICENSE"
 echo "bundle built: $(( $(date +%s) - start )) s"
 
 version=$("$VENV/bin/python" -c 'import curator; print(curator.__version__)')

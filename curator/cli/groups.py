@@ -27,28 +27,36 @@ from curator.cli.base import (
                                       "(up to ~200k items, marks noise).")
 @click.option("--space", "spaces", multiple=True, help="Only these embedding spaces.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--undecided", "undecided_only", is_flag=True,
+              help="Group only the items that carry no decision yet.")
 @click.option("--json", "as_json", is_flag=True)
 def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], seed: int,
-            as_json: bool) -> None:
+            undecided_only: bool, as_json: bool) -> None:
     """Cluster every embedding space of PROJECT into groups (a new run; labels are kept)."""
     from curator.errors import UsageError
 
-    if n_groups != "auto" and not n_groups.isdigit():
-        raise UsageError(f"--groups must be a number or 'auto', not {n_groups!r}")
+    if n_groups != "auto" and (not n_groups.isdigit() or int(n_groups) < 1):
+        raise UsageError(f"--groups must be a whole number of at least 1, or 'auto', "
+                         f"not {n_groups!r}")
     groups = None if n_groups == "auto" else int(n_groups)
     bars = Bars(quiet=as_json)
     with open_project(project) as proj, cancellable() as cancel:
         try:
-            run_id, counts = proj.cluster(groups, method, seed, list(spaces) or None, bars, cancel)
+            run_id, counts = proj.cluster(groups, method, seed, list(spaces) or None, bars, cancel,
+                                          undecided_only=undecided_only)
         finally:
             bars.close()
         if as_json:
             emit_json({"run_id": run_id, "spaces": counts})
             return
-        click.echo(f"clustering run {run_id}:")
+        q = proj.queue("impurity", run_id)
+        click.echo(f"clustering run {run_id}" + (" (undecided items only)" if undecided_only
+                                                  else "") + ":")
         for space, c in counts.items():
             click.echo(f"  {space}: {c['items']} items in {c['groups']} groups ({c['method']}"
                        + (f", {c['noise']} noise" if c.get("noise") else "") + ")")
+        click.echo(f"  {q.groups_decided} of {q.groups_total} groups already decided by "
+                   "their items' labels")
         _print_groups(proj.groups(run_id, order="size")[:5], "largest groups")
         _print_groups(proj.groups(run_id, order="impurity")[:5], "most impure groups")
 
@@ -82,6 +90,7 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
         suggestions = proj.suggestions(q.run_id)
     if as_json:
         payload = q.to_json()
+        payload["groups"] = payload["groups"][:limit]
         for g in payload["groups"]:
             s = suggestions.get(g["group_id"])
             g["suggestion"] = s.to_json() if s is not None else None
@@ -101,8 +110,10 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
 def split(project: Path, group_id: int, k: int, run_id: Optional[int]) -> None:
     """Re-cluster one group into K sub-groups of the same run."""
     with open_project(project) as proj:
-        new = proj.split(group_id, k, run_id)
-        click.echo(f"group {group_id} split into {', '.join(map(str, new))}")
+        run = proj.current_run(run_id)
+        new = proj.split(group_id, k, run)
+        click.echo(f"run {run}: group {group_id} split into groups {', '.join(map(str, new))}")
+        _older_run_note(proj, run)
 
 
 @cli.command()
@@ -113,8 +124,19 @@ def split(project: Path, group_id: int, k: int, run_id: Optional[int]) -> None:
 def merge(project: Path, group_ids: tuple[int, ...], run_id: Optional[int]) -> None:
     """Join groups of one run into a new group."""
     with open_project(project) as proj:
-        new = proj.merge(list(group_ids), run_id)
-        click.echo(f"groups {', '.join(map(str, group_ids))} merged into group {new}")
+        run = proj.current_run(run_id)
+        new = proj.merge(list(group_ids), run)
+        click.echo(f"run {run}: groups {', '.join(map(str, group_ids))} merged into group {new}")
+        _older_run_note(proj, run)
+
+
+def _older_run_note(proj: Any, run_id: int) -> None:
+    """Say so when a command acted on a clustering run that is not the newest."""
+    from curator.decisions import run_note
+
+    note = run_note(proj.catalog, run_id)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 @cli.command()

@@ -14,15 +14,17 @@ from curator.cli.base import (
     RUN,
     cli,
     emit_json,
+    greedy_options,
     open_as,
     open_project,
 )
 
 
-@cli.command()
+@cli.command(cls=greedy_options("--items", "--except"))
 @PROJECT
 @click.option("--group", "group_id", type=int, default=None, help="Label a whole group.")
-@click.option("--items", "items", multiple=True, help="Item ids or paths (repeatable).")
+@click.option("--items", "items", multiple=True,
+              help="Item ids or paths: --items 3 4 5 (or repeat the flag).")
 @click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="A file of item ids or paths, one per line, or a CSV with "
                                  "columns item (or path) and label.")
@@ -32,7 +34,7 @@ from curator.cli.base import (
 @click.option("--clear", is_flag=True, help="Remove the current label.")
 @click.option("--confirm", is_flag=True, help="Confirm the current label.")
 @click.option("--except", "exclude", multiple=True, type=int,
-              help="With --group: leave this item out (repeatable).")
+              help="With --group: leave these items out: --except 3 4 (or repeat the flag).")
 @click.option("--note", default="", help="A note kept with the event.")
 @click.option("--accept-suggestions", "accept_suggestions", is_flag=True,
               help="Give every undecided group its suggested label (see `curator queue`) when "
@@ -66,6 +68,8 @@ def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_f
                                ("confirm", confirm)) if on]
     if len(actions) > 1 or (actions and label):
         raise UsageError("give one of --label, --noise, --mixed, --clear, --confirm")
+    if not actions and label is None and not from_file:
+        raise UsageError("say what to do: --label NAME, --noise, --mixed, --clear or --confirm")
     action = actions[0] if actions else "assign"
     targets = sum(1 for t in (group_id is not None, bool(items), from_file) if t)
     if targets != 1:
@@ -74,6 +78,7 @@ def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_f
         raise UsageError("--except goes with --group")
     with open_as(project, annotator) as proj:
         if group_id is not None:
+            run_id = proj.current_run(run_id)
             event = proj.label_group(group_id, label, action=action, exclude=exclude,
                                      run_id=run_id, note=note)
         elif items:
@@ -86,37 +91,64 @@ def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_f
             else:
                 event = proj.label_items(ids, label, action=action, source="imported",
                                          note=note or f"from {from_file}")
-        ev = proj.history(limit=1)[0]
-        what = ev.label or action
-        click.echo(f"event {event}: {what} on {ev.item_count} item(s) (undo: curator undo "
-                   f"{project})")
+        # This process's own event, by id: another process may have written one since.
+        click.echo(f"{proj.describe_event(event)} (undo: curator undo {project})")
+        if group_id is not None:
+            from curator.decisions import run_note
+
+            note_ = run_note(proj.catalog, run_id)
+            if note_:
+                click.echo(f"note: {note_}", err=True)
 
 
 def _read_item_file(proj: Any, path: str) -> tuple[list[int], dict[int, str]]:
+    """Item ids (and per-item labels for a CSV with a label column) from a file.
+
+    A UTF-8 byte-order mark is accepted; a binary file, or a CSV that gives one item two
+    different labels, is refused with the lines named.
+    """
     import csv
 
     from curator.errors import UsageError
 
-    with open(path, newline="", encoding="utf-8") as fh:
-        text = fh.read()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not a UTF-8 text file (byte {exc.start} is not UTF-8); give "
+                         "one item id or path per line, or a CSV with item and label columns"
+                         ) from None
+    if "\0" in text:
+        raise UsageError(f"{path} is a binary file, not a list of items; give one item id or "
+                         "path per line, or a CSV with item and label columns")
+    numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    if not numbered:
         raise UsageError(f"{path} lists no items")
-    header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
-    if "label" in header and ("item" in header or "path" in header or "id" in header):
-        key = "item" if "item" in header else ("id" if "id" in header else "path")
-        rows = list(csv.DictReader(lines))
-        refs, labels_ = [], []
-        for n, row in enumerate(rows, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            if not row.get(key):
-                raise UsageError(f"{path}: line {n} has no {key}")
-            refs.append(row[key])
-            labels_.append(row.get("label", ""))
-        ids = proj.resolve_items(refs)
-        per_item = {i: lab for i, lab in zip(ids, labels_) if lab}
-        return ids, per_item
-    return proj.resolve_items(lines), {}
+    header = [h.strip().lower() for h in next(csv.reader([numbered[0][1]]))]
+    if not ("label" in header and ("item" in header or "path" in header or "id" in header)):
+        return proj.resolve_items([ln.strip() for _, ln in numbered]), {}
+    key = "item" if "item" in header else ("id" if "id" in header else "path")
+    reader = csv.DictReader([ln for _, ln in numbered])
+    refs, labels_, lines = [], [], []
+    for (n, _), row in zip(numbered[1:], reader):
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        if not row.get(key):
+            raise UsageError(f"{path}: line {n} has no {key}")
+        refs.append(row[key])
+        labels_.append(row.get("label", ""))
+        lines.append(n)
+    ids = proj.resolve_items(refs)
+    per_item: dict[int, str] = {}
+    first_line: dict[int, int] = {}
+    for item_id, lab, n in zip(ids, labels_, lines):
+        if item_id in per_item and per_item[item_id] != lab:
+            raise UsageError(f"{path}: lines {first_line[item_id]} and {n} give item {item_id} "
+                             f"two labels ({per_item[item_id]!r} and {lab!r}); keep one")
+        per_item.setdefault(item_id, lab)
+        first_line.setdefault(item_id, n)
+    ids = list(dict.fromkeys(ids))
+    return ids, {i: lab for i, lab in per_item.items() if lab}
 
 
 @cli.group()
@@ -151,6 +183,8 @@ def labels_list(project: Path, as_json: bool) -> None:
     if as_json:
         emit_json([lab.to_json() for lab in labs])
         return
+    if not labs:
+        click.echo(f"no labels yet; add one with `curator labels add {project} NAME --hotkey 1`")
     for lab in labs:
         click.echo(f"{lab.path:<40} {lab.count:>8}  {lab.colour or ''} "
                    f"{('[' + lab.hotkey + ']') if lab.hotkey else ''}")
@@ -265,8 +299,8 @@ def undo(project: Path, event_id: Optional[int], annotator: Optional[str]) -> No
     """Undo your latest labelling event (a bulk label is one event)."""
     with open_as(project, annotator) as proj:
         r = proj.undo(event_id)
-    click.echo(f"{r['action']} of event {r['target']}: {r['restored']} item(s) restored"
-               + (f", {r['skipped']} left as they are (changed since)" if r["skipped"] else ""))
+    click.echo(r["text"] + (f" ({r['skipped']} item(s) left as they are: changed since)"
+                            if r["skipped"] else ""))
 
 
 @cli.command()
@@ -276,8 +310,8 @@ def redo(project: Path, annotator: Optional[str]) -> None:
     """Redo what you undid last."""
     with open_as(project, annotator) as proj:
         r = proj.redo()
-    click.echo(f"redo of event {r['target']}: {r['restored']} item(s)"
-               + (f", {r['skipped']} left as they are (changed since)" if r["skipped"] else ""))
+    click.echo(r["text"] + (f" ({r['skipped']} item(s) left as they are: changed since)"
+                            if r["skipped"] else ""))
 
 
 @cli.command()
@@ -289,12 +323,10 @@ def history(project: Path, item_id: Optional[int], limit: int, as_json: bool) ->
     """The labelling history, newest first: who did what, to which items, from where."""
     with open_project(project) as proj:
         events = proj.history(item_id, limit)
-    if as_json:
-        emit_json([e.to_json() for e in events])
-        return
+        if as_json:
+            emit_json([{**e.to_json(), "text": proj.describe_event(e.id)} for e in events])
+            return
+        texts = {e.id: proj.describe_event(e.id) for e in events}
     for e in events:
-        where = f" group {e.group_id} of run {e.run_id}" if e.group_id is not None else ""
-        target = f" event {e.target}" if e.target else ""
-        click.echo(f"{e.id:>6} {e.time} {e.annotator:<12} {e.action:<12} {e.label or '':<16} "
-                   f"{e.item_count:>7} items  {e.source}{where}{target}"
+        click.echo(f"{e.id:>6} {e.time} {e.annotator:<12} {texts[e.id]} [{e.source}]"
                    + ("  (undone)" if e.undone else "") + (f"  \"{e.note}\"" if e.note else ""))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from curator.catalog import Catalog
+from curator.embed import space_spec
 from curator.errors import CuratorError, UsageError
 
 TEXT_PROBE_FACTOR = 4
@@ -69,18 +70,10 @@ def spaces_for(catalog: Catalog, space: str | None, modality: str | None) -> lis
 
 def make_embedder(catalog: Catalog, space: str, offline: bool | None = None) -> Any:
     """Rebuild the embedder that made a space, from the options recorded with it."""
-    from indexing.embedders import EmbedderUnavailable, create_embedder
+    from indexing.embedders import EmbedderUnavailable
 
-    rows = list(catalog.db.query("SELECT * FROM spaces WHERE space = ?", [space]))
-    if not rows:
-        raise UsageError(f"no embedding space {space!r}; run `curator embed` first")
-    row = dict(rows[0])
-    options = json.loads(row.get("options") or "{}")
-    name = options.pop("name", row["embedder"])
-    if name != "classic":
-        options.setdefault("model", row["model"])
     try:
-        embedder = create_embedder(name, offline=offline, **options)
+        embedder = space_spec(catalog, space).create(offline=offline)
     except EmbedderUnavailable as exc:
         raise CuratorError(f"cannot load the model of space {space}: {exc}") from exc
     if embedder.space != space:
@@ -120,8 +113,8 @@ def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
         raise UsageError("--text is empty")
     out, reasons = [], []
     for s in spaces:
-        if s["embedder"] == "classic":
-            reasons.append(f"{s['space']} (classic) has no text tower")
+        if not space_spec(catalog, s["space"]).capabilities.has_text:
+            reasons.append(f"{s['space']} ({s['embedder']}) has no text tower")
             continue
         embedder, _ = cache.embedder(s["space"], offline)
         if not embedder.has_text:

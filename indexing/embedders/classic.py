@@ -53,7 +53,8 @@ _COLOUR_BINS = _HUE_BINS * 2 * 2 + _GREY_BINS  # hue x saturation (2) x value (2
 _ORIENT_BINS, _CELLS = 9, 4  # HOG: 9 unsigned orientations on a 4 x 4 grid
 _N_MELS = 64
 _MOTION_WEIGHT = 1.2  # change and motion blocks of a clearly moving video, against appearance 1
-_MOTION_DIMS = 34
+# stats 4 + where 16 + spread 2 + centroid path 8 + brightness trend 2 (a test checks it).
+_MOTION_DIMS = 32
 
 
 def classic_decode_spec() -> DecodeSpec:
@@ -102,7 +103,10 @@ def rademacher_projection(n_in: int, n_out: int, seed: int) -> np.ndarray:
 
 def _finish(raw: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """Project, power-normalise (signed sqrt) and L2-normalise rows of raw features."""
-    y = raw.astype(np.float32) @ projection
+    # Not `raw @ projection`: BLAS blocks a matrix product differently for different batch
+    # sizes, so an item's vector would depend on which items shared its batch (a resumed run
+    # would then differ in the last bit). einsum's own loop sums each row in one fixed order.
+    y = np.einsum("ij,jk->ik", raw.astype(np.float32), projection)
     y = np.sign(y) * np.sqrt(np.abs(y))
     return _l2(y, 1e-12).astype(np.float32)
 
@@ -376,9 +380,15 @@ def video_features(frames: np.ndarray, frame_features: np.ndarray | None = None)
         frame_features: `image_features(frames)` when already computed.
 
     Returns:
-        float32 (D,).
+        float32 (D,), the same length for any number of frames from one up.
+
+    Raises:
+        ValueError: no frames at all (there is nothing to describe).
     """
-    x = _as_grid(np.asarray(frames, np.uint8))
+    x = np.asarray(frames, np.uint8)
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"a video needs at least one decoded frame (got shape {x.shape})")
+    x = _as_grid(x)
     feats = image_features(x) if frame_features is None else frame_features
     appearance = _l2(feats.mean(axis=0), 1e-6)
     motion, moving = _motion(x)

@@ -7,10 +7,8 @@ import csv
 import numpy as np
 import pytest
 
+from curator import sample_corpus
 from indexing.embedders.classic import create
-
-# Written by another part of the project; until it exists this file skips.
-sample_corpus = pytest.importorskip("curator.sample_corpus")
 
 
 @pytest.fixture(scope="module")

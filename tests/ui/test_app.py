@@ -226,8 +226,6 @@ def test_merge_with_shift_g(window, qtbot, project_dir, monkeypatch):
 
 def test_search_like_shows_temporary_group_labelled_manually(window, qtbot, project_dir):
     project = window.session.project
-    if not hasattr(project, "search"):
-        pytest.skip("Project.search is not in this Curator yet")
     add_labels(qtbot, window, project_dir)
     with opened(project_dir) as p:
         red = next(i["id"] for i in p.items(modality="image") if "red" in i["path"])
@@ -249,8 +247,6 @@ def test_search_like_shows_temporary_group_labelled_manually(window, qtbot, proj
 
 
 def test_text_search_without_text_tower_says_so(window, qtbot):
-    if not hasattr(window.session.project, "search"):
-        pytest.skip("Project.search is not in this Curator yet")
     window.search_box.setText("a red car")
     qtbot.keyClick(window.search_box, Qt.Key_Return)
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=TIMEOUT)
@@ -266,8 +262,6 @@ def _send_mouse(widget, kind, pos, buttons):
 
 
 def test_map_is_drawn_and_a_lasso_selection_is_labelled(window, qtbot, project_dir):
-    if not hasattr(window.session.project, "map"):
-        pytest.skip("Project.map is not in this Curator yet")
     add_labels(qtbot, window, project_dir)
     window.tabs.setCurrentWidget(window.map)
     canvas = window.map.canvas
@@ -301,8 +295,6 @@ def test_map_is_drawn_and_a_lasso_selection_is_labelled(window, qtbot, project_d
 
 
 def test_map_zoom_and_pan_keep_rendering(window, qtbot):
-    if not hasattr(window.session.project, "map"):
-        pytest.skip("Project.map is not in this Curator yet")
     window.tabs.setCurrentWidget(window.map)
     canvas = window.map.canvas
     qtbot.waitUntil(lambda: canvas.data is not None and canvas._image is not None and
@@ -531,8 +523,6 @@ def test_taxonomy_editor_adds_and_edits_labels(window, qtbot, project_dir, monke
 
 
 def test_audit_records_verdicts(window, qtbot, project_dir):
-    if not hasattr(window.session.project, "start_audit"):
-        pytest.skip("audits are not in this Curator yet")
     add_labels(qtbot, window, project_dir)
     with opened(project_dir) as p:
         ids = [i["id"] for i in p.items(modality="image")][:6]
@@ -622,8 +612,6 @@ def test_new_project_dialog_creates_the_project(qtbot, project_template, tmp_pat
 
 
 def test_suspects_found_and_a_suggestion_accepted(window, qtbot, project_dir):
-    if not hasattr(window.session.project, "suspects"):
-        pytest.skip("suspects are not in this Curator yet")
     add_labels(qtbot, window, project_dir)
     with opened(project_dir) as p:
         images = p.items(modality="image")
