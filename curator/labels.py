@@ -166,6 +166,11 @@ def check_path_free(catalog: Catalog, name: str, parent_id: Optional[int],
                          f"label {clash.name!r} already has; choose another name")
 
 
+def last_event_id(catalog: Catalog) -> int:
+    """The id of the newest labelling event (0 when none): a cheap "did a decision land?"."""
+    return int(catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
+
 def find_label(catalog: Catalog, name: str) -> Label:
     """A live label by name or full path (case-sensitive; a unique case-insensitive match works)."""
     all_labels = labels(catalog, with_counts=False)

@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from curator.distributed import RayOptions
     from curator.embed import EmbedReport
     from curator.export import ExportReport
+    from curator.group_show import GroupFacts, GroupShow
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
+    from curator.search import SearchCache
     from curator.sources import RelocateReport, SourceInfo
     from curator.splits import SplitAssignment, SplitTable
 
@@ -155,7 +157,7 @@ class Project:
         workers: Optional[int] = None,
         offline: Optional[bool] = None,
         thumbnails: bool = True,
-        ray: Optional["RayOptions"] = None,
+        ray: Optional[RayOptions] = None,
         progress: Optional[Progress] = None,
         cancel: Cancel = None,
     ) -> EmbedReport:
@@ -275,7 +277,7 @@ class Project:
         return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
                       space=space, offline=offline, cache=self.search_cache())
 
-    def search_cache(self) -> Any:
+    def search_cache(self) -> SearchCache:
         """This project's warm search state (opened indexes, query models), made on first use."""
         from curator.search import SearchCache
 
@@ -291,10 +293,11 @@ class Project:
         """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
         group id), from the labelled items nearest its members and, where the model has a text
         tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
+        from curator.labels import last_event_id
         from curator.suggest import suggest
 
         run_id = self.current_run(run_id)
-        last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        last = last_event_id(self.catalog)
         memo = self.__dict__.get("_suggestions_memo")
         if memo is None or memo[0] != (run_id, last):
             memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
@@ -508,13 +511,14 @@ class Project:
         return item_badges(self.catalog, item_ids)
 
     def group_show(self, group_id: int, run_id: Optional[int] = None,
-                   limit: Optional[int] = 50) -> Any:
+                   limit: Optional[int] = 50) -> GroupShow:
         """A group's members (path, modality, label, similarity) and facts; see group_show."""
         from curator.group_show import group_show
 
         return group_show(self.catalog, self.current_run(run_id), group_id, limit)
 
-    def group_facts(self, group_ids: Sequence[int], run_id: Optional[int] = None) -> Any:
+    def group_facts(self, group_ids: Sequence[int],
+                    run_id: Optional[int] = None) -> dict[int, GroupFacts]:
         """Modality mix, labels carried and topic name of some groups of a run."""
         from curator.group_show import group_facts
 
@@ -591,13 +595,13 @@ class Project:
 
     # --- splits (exports) -----------------------------------------------------------------
 
-    def split_table(self) -> "SplitTable":
+    def split_table(self) -> SplitTable:
         """The stored split assignment and its counts per split x label."""
         from curator.splits import table
 
         return table(self.catalog)
 
-    def assign_splits(self, split: str, seed: int = 0) -> "SplitAssignment":
+    def assign_splits(self, split: str, seed: int = 0) -> SplitAssignment:
         """Re-split: a new stored assignment every later export uses."""
         from curator.splits import assign
 
