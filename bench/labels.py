@@ -251,8 +251,9 @@ def main() -> None:
                 cpu_seconds[name] = found["cpu"]
                 size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()
                            and not p.is_symlink())
-                print(f"{fmt}: {found['items']} items, {size / 1e6:.0f} MB written, peak RSS "
-                      f"{found['peak_mb']:.0f} MB")
+                print(f"{fmt}: {found['items']} items in {found['seconds']:.1f} s "
+                      f"({found['cpu']:.1f} s CPU), {size / 1e6:.0f} MB written, peak RSS "
+                      f"{found['peak_mb']:.0f} MB", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
             project = Project.open(base / "project")
             if args.wds_files:
