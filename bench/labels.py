@@ -34,7 +34,9 @@ from curator.project import Project  # noqa: E402
 BIG_GROUP = 10_000
 SPACE = "classic:v1"
 TARGETS = {"label 10,000-item group": 0.100, "undo that label": 0.100,
-           "queue of all groups": 0.200, "export jsonl": 60.0, "export parquet": 30.0}
+           "queue of all groups": 0.200, "export jsonl": 60.0, "export parquet": 30.0,
+           "tally a new run (once)": 1.0, "derived status, all groups": 1.0,
+           "change poll, nothing new": 0.005, "change poll after a write": 0.005}
 
 
 def generate(root: Path, n_items: int, n_groups: int, n_labels: int, seed: int = 0) -> Project:
@@ -106,6 +108,35 @@ def generate(root: Path, n_items: int, n_groups: int, n_labels: int, seed: int =
     return project
 
 
+def _triage_timings(project: Project, runs: dict, clocked) -> None:
+    """Derived group status (issue 11): the one-off tally of a new run, the status read after
+    a label (catch-up included), and change detection as an open app polls it."""
+    from curator.changes import ChangeFeed
+    from curator.decisions import group_decisions
+    from curator.tallies import tally_run
+
+    catalog = project.catalog
+    runs["tally a new run (once)"] = [clocked(lambda: tally_run(catalog, 3))]
+    label = project.labels()[5].path
+    for _ in range(3):
+        project.label_group(1, label)
+        runs.setdefault("derived status, all groups", []).append(
+            clocked(lambda: group_decisions(catalog, 3)))
+        project.undo()
+    feed = ChangeFeed(catalog.path)
+    feed.start()
+    idle = [clocked(feed.poll) for _ in range(200)]
+    runs["change poll, nothing new"] = idle
+    after = []
+    for _ in range(5):
+        project.label_group(2, label)
+        after.append(clocked(feed.poll))
+        project.undo()
+        feed.poll()
+    runs["change poll after a write"] = after
+    feed.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -142,6 +173,7 @@ def main() -> None:
             runs.setdefault("undo that label", []).append(clocked(project.undo))
             runs.setdefault("queue of all groups", []).append(
                 clocked(lambda: project.queue("impurity")))
+        _triage_timings(project, runs, clocked)
         for name, pairs in runs.items():
             results[name] = statistics.median(p[0] for p in pairs)
             cpu_seconds[name] = statistics.median(p[1] for p in pairs)

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import socket
 import sqlite3
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import sqlite_utils
+if "pandas" in sys.modules:
+    import sqlite_utils
+else:
+    # sqlite_utils imports pandas when it is installed, only to map pandas.Timestamp columns,
+    # which the catalog never writes; that import is a third of every CLI start. Hide it.
+    sys.modules["pandas"] = None  # type: ignore[assignment]  (import then raises ImportError)
+    try:
+        import sqlite_utils
+    finally:
+        del sys.modules["pandas"]
 
 from curator import __version__
 from curator.errors import CuratorError, NotAProjectError
@@ -276,12 +287,43 @@ def _m005_labels(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_triage_changes(db: sqlite_utils.Database) -> None:
+    # A change log that every write path fills through triggers, so an open app (or a second
+    # window) can see what another process changed: kinds are labels, taxonomy, groups (split,
+    # merge) and run:<kind> when a scan, embed, cluster or map run ends.
+    from curator.changes import create_change_log
+
+    create_change_log(db)
+def _m006_exports_splits(db: sqlite_utils.Database) -> None:
+    # The stored train/val/test assignment every export reuses (see curator.splits).
+    db.execute(
+        """CREATE TABLE split_assignments (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            annotator TEXT NOT NULL DEFAULT '',
+            fractions TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            cleared_at TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE item_splits (
+            item_id INTEGER PRIMARY KEY,
+            assignment_id INTEGER NOT NULL REFERENCES split_assignments(id),
+            split INTEGER NOT NULL,
+            assigned_at TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
     ("003_embeddings", _m003_embeddings),
     ("004_groups", _m004_groups),
     ("005_labels", _m005_labels),
+    ("006_triage_changes", _m006_triage_changes),
+    ("006_exports_splits", _m006_exports_splits),
 ]
 
 
@@ -322,6 +364,39 @@ def migrate(db: sqlite_utils.Database, upto: Optional[str] = None) -> list[str]:
         if name == upto:
             break
     return applied
+
+
+# --- newer catalogs ---------------------------------------------------------------------------
+# A catalog from a newer Curator is refused before anything is written: an unknown migration
+# means a schema this version does not know; `meta.min_reader_version` lets a later release
+# mark data that an older one would misread even without a schema change.
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """"0.10.2rc1" → (0, 10, 2): the numeric release parts, enough to order Curator versions."""
+    parts = []
+    for piece in str(version).split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def _newer_writer(db: sqlite_utils.Database) -> Optional[str]:
+    """Why this Curator must not open the catalog (written by a newer one), or None."""
+    known = {name for name, _ in MIGRATIONS}
+    unknown = [m for m in applied_migrations(db) if m not in known]
+    row = db.execute("SELECT value FROM meta WHERE key = 'min_reader_version'").fetchone()
+    needed = row[0] if row else None
+    if not unknown and not (needed and _version_key(needed) > _version_key(__version__)):
+        return None
+    writers = [r[0] for r in db.execute("SELECT DISTINCT app_version FROM runs").fetchall()]
+    newest = max(writers + [needed or "0"], key=_version_key)
+    by = f"Curator {newest}" if _version_key(newest) > _version_key(__version__) else (
+        "a newer Curator")
+    what = f"schema {unknown[-1]}" if unknown else f"needs Curator {needed} or later"
+    return f"was written by {by} ({what}), newer than this Curator {__version__}"
 
 
 # --- connections ------------------------------------------------------------------------------
@@ -418,13 +493,10 @@ class Catalog:
         if app != APP_ID:
             catalog.close()
             raise NotAProjectError(f"{path} is an SQLite file but not a Curator catalog")
-        known = {name for name, _ in MIGRATIONS}
-        unknown = [m for m in applied_migrations(catalog.db) if m not in known]
-        if unknown:
+        newer = _newer_writer(catalog.db)
+        if newer:
             catalog.close()
-            raise CuratorError(
-                f"{path} was written by a newer Curator (schema {unknown[-1]}); upgrade Curator"
-            )
+            raise CuratorError(f"{path} {newer}; upgrade Curator to open it (nothing was changed)")
         migrate(catalog.db)
         return catalog
 

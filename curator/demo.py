@@ -46,8 +46,9 @@ def run_demo(
          f"({', '.join(f'{n} {m}' for m, n in sorted(summary.counts.items()))}) "
          f"and {summary.broken} broken ones in {corpus}")
     project = Project.create(folder / "project", [corpus])
-    image, audio = _models(echo)
-    options = IndexOptions.from_settings(model=image, audio_model=audio, offline=True)
+    options, notes = IndexOptions.from_settings(offline=True).with_models_here()
+    for note in notes:
+        echo(note)
     report = index(project, options, progress, cancel)
     if hasattr(progress, "close"):
         progress.close()
@@ -68,32 +69,6 @@ def run_demo(
         for err in st.errors:
             echo(f"  {err['path']}: {err['error']}")
     return project
-
-
-def _models(echo: Callable[[str], Any]) -> tuple[str, str]:
-    """The settings' models when their weights are here, otherwise `classic`, saying which and
-    why (the demo must run on a machine without network or weights)."""
-    from curator.settings import load_settings
-    from indexing.embedders import EmbedderUnavailable
-    from indexing.embedders.clap import resolve_clap_source
-    from indexing.embedders.clip import resolve_clip_source
-
-    settings = load_settings()
-    choice = []
-    for kind, find, model in (("image/video", resolve_clip_source, settings.model),
-                              ("audio", resolve_clap_source, settings.audio_model)):
-        try:
-            # Only looks for the files (offline: no network); the model loads once, in embed.
-            find(model, offline=True)
-        except EmbedderUnavailable as exc:
-            choice.append("classic")
-            first = str(exc).split(";")[0].split(". ")[0]
-            echo(f"{kind}: using the weight-free classic embedder because {model} is not "
-                 f"available here ({first})")
-        else:
-            choice.append(model)
-            echo(f"{kind}: using {model} (weights found locally)")
-    return choice[0], choice[1]
 
 
 def _groups(project: Project, run_id: int, counts: dict[str, Any],

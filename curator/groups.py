@@ -41,10 +41,13 @@ class Group:
     parent: Optional[int]
     status: str  # undecided, labelled, noise, mixed
     label: Optional[str]
-    labelled: int  # members that carry a current label (any source)
+    labelled: int  # members that carry a current decision (any source)
+    decision: Any = None  # curator.decisions.GroupDecision: shares behind `status`
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["decision"] = None if self.decision is None else self.decision.to_json()
+        return out
 
 
 def ok_vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +71,11 @@ def cluster_run(
     seed: int = 0,
     progress: Optional[Progress] = None,
     cancel: Optional[Callable[[], bool]] = None,
+    undecided_only: bool = False,
 ) -> dict[str, Any]:
     """Cluster every space and store the groups and assignments of this run.
+
+    With `undecided_only`, items that already carry a decision are left out of the run.
 
     Returns:
         Per-space counts (items, groups, method, seconds).
@@ -83,6 +89,11 @@ def cluster_run(
     folder.mkdir(parents=True, exist_ok=True)
     for space in spaces:
         all_ids, all_X = ok_vectors(catalog, space)
+        if undecided_only:
+            from curator.decisions import undecided_mask
+
+            keep = undecided_mask(catalog, all_ids)
+            all_ids, all_X = all_ids[keep], all_X[keep]
         for part, rows in _parts(catalog, space, all_ids):
             ids = all_ids[rows] if rows is not None else all_ids
             X = all_X[rows] if rows is not None else all_X
@@ -229,8 +240,13 @@ def _check_group(catalog: Catalog, run_id: int, group_id: int) -> tuple:
     return row
 
 
-def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 0) -> list[int]:
-    """Re-cluster one group into k sub-groups of the same run; returns the new group ids."""
+def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 0,
+          partition: Optional[dict[int, int]] = None) -> list[int]:
+    """Re-cluster one group into k sub-groups of the same run; returns the new group ids.
+
+    `partition` (item id -> part) replaces the re-clustering: a split carried over from an
+    older run divides the group the way the user divided it there.
+    """
     from indexing.cluster import group_statistics, split_group
 
     space, state = _check_group(catalog, run_id, group_id)
@@ -245,7 +261,10 @@ def split(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: int = 
     if len(found) != len(members):
         members = found
     k = max(2, min(int(k), len(members)))
-    sub = np.asarray(split_group(X, k, seed=seed), dtype=np.int64)
+    if partition is not None:
+        sub = np.array([partition.get(int(m), -1) for m in members], dtype=np.int64)
+    else:
+        sub = np.asarray(split_group(X, k, seed=seed), dtype=np.int64)
     parts = [int(p) for p in np.unique(sub)]
     centroids = np.stack([_unit(X[sub == p].mean(axis=0)) for p in parts])
     relabel = np.searchsorted(np.array(parts), sub)
@@ -368,21 +387,16 @@ def list_groups(catalog: Catalog, run_id: int, order: str = "impurity",
     args: list[Any] = [run_id]
     if not include_inactive:
         sql += " AND g.state = 'active'"
-    if status:
-        sql += " AND g.status = ?"
-        args.append(status)
-    if label_id is not None:
-        sql += " AND g.label_id = ?"
-        args.append(label_id)
     if spaces is not None:
         sql += f" AND g.space IN ({','.join('?' * len(spaces)) or 'NULL'})"
         args.extend(spaces)
     sql += " ORDER BY " + ORDERS[order]
-    labelled = dict(catalog.db.execute(
-        "SELECT a.group_id, COUNT(*) FROM assignments a JOIN item_labels il "
-        "ON il.item_id = a.item_id WHERE a.run_id = ? GROUP BY a.group_id", [run_id]).fetchall())
-    return [Group(r[0], r[1], r[2], r[3], r[4] or 0.0, r[5] or 0.0, r[6] or 0, r[7], r[8],
-                  r[9], r[10], labelled.get(r[1], 0)) for r in catalog.db.execute(sql, args)]
+    rows = [Group(r[0], r[1], r[2], r[3], r[4] or 0.0, r[5] or 0.0, r[6] or 0, r[7], r[8],
+                  r[9], r[10], 0) for r in catalog.db.execute(sql, args)]
+    # triage: status, label and labelled count derive from the members' current labels.
+    from curator.decisions import filter_groups, with_decisions
+
+    return filter_groups(with_decisions(catalog, run_id, rows), order, status, label_id)
 
 
 @dataclass(frozen=True)
@@ -403,8 +417,10 @@ class Queue:
 
 def queue(catalog: Catalog, run_id: int, order: str = "impurity") -> Queue:
     """Undecided groups first in the given order (order "unlabeled": every group), with progress."""
+    from curator.decisions import OPEN_STATUSES
+
     groups = list_groups(catalog, run_id, order=order)
-    undecided = [g for g in groups if g.status == "undecided"]
+    undecided = [g for g in groups if g.status in OPEN_STATUSES]
     items_total = catalog.db.execute(
         "SELECT COALESCE(SUM(n_items), 0) FROM clusterings WHERE run_id = ?",
         [run_id]).fetchone()[0]
@@ -454,9 +470,12 @@ def group_detail(catalog: Catalog, run_id: int, group_id: int) -> GroupDetail:
     boundary = [i for i in json.loads(row[9]) if i in member_set]
     rep_set = set(reps)
     rest = [i for i in members.tolist() if i not in rep_set]
+    from curator.decisions import group_status  # triage: the members' decisions, any run
+
+    status, label, _ = group_status(catalog, run_id, group_id, row[6])
     return GroupDetail(run_id=run_id, group_id=group_id, space=row[0], size=len(members),
                        cohesion=row[2], impurity=row[3], topic=row[4], state=row[5],
-                       status=row[6], label=row[7], parent=row[10], items=reps + rest,
+                       status=status, label=label, parent=row[10], items=reps + rest,
                        representatives=reps, boundary=boundary)
 
 

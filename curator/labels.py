@@ -15,8 +15,9 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
@@ -145,6 +146,17 @@ def label_paths(catalog: Catalog) -> dict[int, str]:
     """Label id -> full path ("animal/cat") of every label, removed ones included."""
     by_id = {r[0]: r for r in catalog.db.execute("SELECT id, name, parent_id FROM labels")}
     return {label_id: _path(by_id, label_id) for label_id in by_id}
+def check_path_free(catalog: Catalog, name: str, parent_id: Optional[int],
+                    label_id: Optional[int] = None) -> None:
+    """Refuse a name whose full path would equal another live label's path (`a/b` beside `b`
+    under `a`): exports and `find_label` tell labels apart by path."""
+    others = [lab for lab in labels(catalog, with_counts=False) if lab.id != label_id]
+    parent = next((lab.path for lab in others if lab.id == parent_id), None)
+    path = f"{parent}/{name}" if parent else name
+    clash = next((lab for lab in others if lab.path == path), None)
+    if clash is not None:
+        raise UsageError(f"a label named {name!r} here would have the path {path!r}, which "
+                         f"label {clash.name!r} already has; choose another name")
 
 
 def find_label(catalog: Catalog, name: str) -> Label:
@@ -158,7 +170,8 @@ def find_label(catalog: Catalog, name: str) -> Label:
     if len(folded) == 1:
         return folded[0]
     known = ", ".join(lab.path for lab in all_labels[:12]) or "none yet"
-    raise UsageError(f"no label {name!r}; known labels: {known} (add one with `curator labels add`)")
+    raise UsageError(f"no label {name!r}; known labels: {known}",
+                     hint="add one with `curator labels add PROJECT NAME`")
 
 
 def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
@@ -169,6 +182,7 @@ def add_label(catalog: Catalog, name: str, parent: Optional[str] = None,
     hotkey = check_hotkey(hotkey)
     colour = check_colour(colour)
     parent_id = find_label(catalog, parent).id if parent else None
+    check_path_free(catalog, name, parent_id)
     with catalog.write() as db:
         if db.execute("SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL",
                       [name]).fetchone():
@@ -211,6 +225,9 @@ def update_label(catalog: Catalog, name: str, *, new_name: Optional[str] = None,
         changes["parent_id"] = parent_id
     if not changes:
         return lab
+    if "name" in changes or "parent_id" in changes:
+        check_path_free(catalog, changes.get("name", lab.name),
+                        changes.get("parent_id", lab.parent_id), lab.id)
     with catalog.write() as db:
         if "name" in changes and db.execute(
                 "SELECT 1 FROM labels WHERE name = ? AND removed_at IS NULL AND id != ?",
@@ -231,11 +248,12 @@ def update_label(catalog: Catalog, name: str, *, new_name: Optional[str] = None,
 
 
 def _taxonomy_event(db: Any, annotator: str, action: str, label_id: int,
-                    details: dict[str, Any]) -> None:
-    db.execute(
+                    details: dict[str, Any]) -> int:
+    cur = db.execute(
         "INSERT INTO events (time, annotator, action, label_id, source, details) "
         "VALUES (?, ?, ?, ?, 'taxonomy', ?)",
         [utcnow(), annotator or "unknown", action, label_id, json.dumps(details, default=str)])
+    return int(cur.lastrowid)
 
 
 # --- applying events --------------------------------------------------------------------------
@@ -293,6 +311,7 @@ def apply_event(
     group_id: Optional[int] = None,
     note: str = "",
     details: Optional[dict[str, Any]] = None,
+    group_labels: Optional[dict[int, int]] = None,
 ) -> int:
     """Record one event touching many items, and update their current labels, atomically.
 
@@ -303,6 +322,8 @@ def apply_event(
         source: group, manual, propagated or imported.
         run_id, group_id: the clustering run and group a group decision was made on; the group's
             status follows the event.
+        group_labels: for an assign deciding many groups of `run_id` at once (accepted
+            suggestions): group id -> label id; each group's status follows the event.
 
     Returns:
         The event id.
@@ -328,6 +349,9 @@ def apply_event(
             if row is None:
                 raise UsageError(f"no group {group_id} in clustering run {run_id}")
             details["group_before"] = list(row)
+        if group_labels and run_id is not None:
+            details["groups_before"] = _groups_state(db, run_id, group_labels)
+            details["group_labels"] = {str(g): int(v) for g, v in group_labels.items()}
         cur = db.execute(
             "INSERT INTO events (time, annotator, action, label_id, source, run_id, group_id, "
             "note, item_count, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
@@ -357,6 +381,15 @@ def apply_event(
                 "WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
                 "state = excluded.state, label_id = excluded.label_id, "
                 "event_id = excluded.event_id, confirmed = 0", [event_id])
+        if action == "assign":
+            # Say in the event itself how many items it took from another label.
+            relabelled = db.execute(
+                "SELECT COUNT(*) FROM event_items WHERE event_id = ? AND before_state = "
+                "'labelled' AND before_label IS NOT after_label", [event_id]).fetchone()[0]
+            if relabelled:
+                details["relabelled"] = relabelled
+                db.execute("UPDATE events SET details = ? WHERE id = ?",
+                           [json.dumps(details), event_id])
         db.execute("UPDATE events SET item_count = ? WHERE id = ?", [count, event_id])
         if group_id is not None and run_id is not None:
             status = {"assign": "labelled", "noise": "noise", "mixed": "mixed",
@@ -366,7 +399,26 @@ def apply_event(
                            "WHERE run_id = ? AND group_id = ?",
                            [status, label_id if action == "assign" else None, event_id, run_id,
                             group_id])
+        if group_labels and run_id is not None:
+            _set_groups(db, run_id, details["group_labels"], event_id)
     return event_id
+
+
+def _groups_state(db: Any, run_id: int, group_labels: dict[int, int]) -> dict[str, list]:
+    out = {}
+    for gid in group_labels:
+        row = db.execute("SELECT status, label_id, decided_event FROM groups WHERE run_id = ? "
+                         "AND group_id = ?", [run_id, int(gid)]).fetchone()
+        if row is None:
+            raise UsageError(f"no group {gid} in clustering run {run_id}")
+        out[str(gid)] = list(row)
+    return out
+
+
+def _set_groups(db: Any, run_id: int, group_labels: dict[str, int], event_id: int) -> None:
+    db.conn.executemany("UPDATE groups SET status = 'labelled', label_id = ?, decided_event = ? "
+                        "WHERE run_id = ? AND group_id = ?",
+                        [(label, event_id, run_id, int(g)) for g, label in group_labels.items()])
 
 
 def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[str, Any]:
@@ -377,9 +429,7 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
         if ev is None:
             raise UsageError(f"no event {target}")
         action, undone, run_id, group_id, details_json, source, ev_label = ev
-        if source == "taxonomy":
-            raise UsageError("taxonomy changes are undone with `curator labels` (rename back)")
-        if action in ("undo", "redo"):
+        if action not in ACTIONS:
             raise UsageError("pick the original event")
         if redo and not undone:
             raise UsageError(f"event {target} is not undone; nothing to redo")
@@ -436,6 +486,15 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
                 db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
                            "WHERE run_id = ? AND group_id = ? AND decided_event = ?",
                            [b_status, b_label, b_event, run_id, group_id, target])
+        if run_id is not None and "groups_before" in details:  # many groups decided at once
+            if redo:
+                _set_groups(db, run_id, details["group_labels"], target)
+            else:
+                db.conn.executemany(
+                    "UPDATE groups SET status = ?, label_id = ?, decided_event = ? WHERE "
+                    "run_id = ? AND group_id = ? AND decided_event = ?",
+                    [(*before, run_id, int(g), target)
+                     for g, before in details["groups_before"].items()])
         db.execute("UPDATE events SET item_count = ?, details = ? WHERE id = ?",
                    [restored, json.dumps({"skipped": skipped}), new_event])
         db.execute("UPDATE events SET undone = ? WHERE id = ?", [0 if redo else 1, target])
@@ -444,45 +503,17 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
 
 
 def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> dict[str, Any]:
-    """Undo this annotator's latest event (or a given one; undoing an undo event redoes).
+    """Undo this annotator's latest event of any kind (see `curator.history`)."""
+    from curator.history import undo as undo_any
 
-    Raises:
-        UsageError: nothing to undo.
-    """
-    if event_id is not None:
-        row = catalog.db.execute("SELECT action, target FROM events WHERE id = ?",
-                                 [event_id]).fetchone()
-        if row is None:
-            raise UsageError(f"no event {event_id}; see `curator history`")
-        if row[0] == "undo":
-            return _reverse(catalog, row[1], annotator, redo=True)
-        if row[0] == "redo":
-            return _reverse(catalog, row[1], annotator, redo=False)
-        return _reverse(catalog, event_id, annotator, redo=False)
-    row = catalog.db.execute(
-        f"SELECT id FROM events WHERE annotator = ? AND undone = 0 AND action IN "
-        f"({','.join('?' * len(ACTIONS))}) ORDER BY id DESC LIMIT 1",
-        [annotator or "unknown", *ACTIONS]).fetchone()
-    if row is None:
-        raise UsageError(f"nothing to undo for annotator {annotator!r}")
-    return _reverse(catalog, row[0], annotator, redo=False)
+    return undo_any(catalog, annotator, event_id)
 
 
 def redo(catalog: Catalog, annotator: str) -> dict[str, Any]:
-    """Redo the event this annotator undid last, unless they have made a new change since."""
-    who = annotator or "unknown"
-    row = catalog.db.execute(
-        "SELECT u.id, u.target FROM events u JOIN events t ON t.id = u.target "
-        "WHERE u.annotator = ? AND u.action = 'undo' AND t.undone = 1 ORDER BY u.id DESC LIMIT 1",
-        [who]).fetchone()
-    if row is None:
-        raise UsageError(f"nothing to redo for annotator {who!r}")
-    later = catalog.db.execute(
-        f"SELECT 1 FROM events WHERE annotator = ? AND id > ? AND action IN "
-        f"({','.join('?' * len(ACTIONS))}) LIMIT 1", [who, row[0], *ACTIONS]).fetchone()
-    if later:
-        raise UsageError("nothing to redo: a new change was made after the last undo")
-    return _reverse(catalog, row[1], annotator, redo=True)
+    """Redo the event this annotator undid last (see `curator.history`)."""
+    from curator.history import redo as redo_any
+
+    return redo_any(catalog, annotator)
 
 
 def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
@@ -504,50 +535,93 @@ def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -
             for r in rows]
 
 
+def current_labels(catalog: Catalog, item_ids: Optional[Sequence[int]] = None) -> dict[int, tuple]:
+    """item id -> (state, label id, event id) for items that have a current value."""
+    if item_ids is None:
+        return {r[0]: r[1:] for r in catalog.db.execute(
+            "SELECT item_id, state, label_id, event_id FROM item_labels")}
+    out = {}
+    ids = [int(i) for i in item_ids]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        for r in catalog.db.execute(
+                f"SELECT item_id, state, label_id, event_id FROM item_labels WHERE item_id IN "
+                f"({','.join('?' * len(chunk))})", chunk):
+            out[r[0]] = r[1:]
+    return out
+
+
+def item_badges(catalog: Catalog, item_ids: Sequence[int]) -> dict[int, tuple]:
+    """id -> (state, label name or '', colour or None) for the items that carry a decision."""
+    names = {r[0]: (r[1], r[2]) for r in catalog.db.execute("SELECT id, name, colour FROM labels")}
+    out = {}
+    for item_id, (state, label_id, _event) in current_labels(catalog, item_ids).items():
+        name, colour = names.get(label_id, ("", None)) if label_id is not None else ("", None)
+        out[item_id] = (state, name, colour)
+    return out
+
+
 def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,
                  annotator: str = "") -> dict[str, Any]:
-    """Move every item of the source labels to `into` (one undoable event), retire the sources."""
+    """Move every item of the source labels to `into` and retire the sources: one event, whose
+    undo gives the items and the labels back."""
     target = find_label(catalog, into)
     src = [find_label(catalog, s) for s in sources]
     if any(s.id == target.id for s in src):
         raise UsageError("a label cannot be merged into itself")
-    ids = [r[0] for s in src for r in catalog.db.execute(
-        "SELECT item_id FROM item_labels WHERE label_id = ? AND state = 'labelled'", [s.id])]
-    event = None
-    if ids:
-        event = apply_event(catalog, "assign", ids, label_id=target.id, source="manual",
-                            annotator=annotator, note=f"merge {', '.join(s.path for s in src)} "
-                            f"into {target.path}", details={"merge": [s.id for s in src]})
-    with catalog.write() as db:
-        for s in src:
-            db.execute("UPDATE labels SET removed_at = ?, merged_into = ? WHERE id = ?",
-                       [utcnow(), target.id, s.id])
-            db.execute("UPDATE labels SET parent_id = ? WHERE parent_id = ? AND removed_at IS NULL",
-                       [target.id, s.id])
-            _taxonomy_event(db, annotator, "label-merge", s.id, {"into": target.id,
-                                                                 "event": event})
+    with _bulk_write(catalog) as db:
+        ids = [r[0] for s in src for r in db.execute(
+            "SELECT item_id FROM item_labels WHERE label_id = ? AND state = 'labelled'", [s.id])]
+        children = {r[0]: r[1] for s in src for r in db.execute(
+            "SELECT id, parent_id FROM labels WHERE parent_id = ? AND removed_at IS NULL",
+            [s.id])}
+        change = {"sources": [s.id for s in src], "into": target.id,
+                  "children": {str(k): v for k, v in children.items()}}
+        if ids:
+            event = apply_event(catalog, "assign", ids, label_id=target.id, source="manual",
+                                annotator=annotator, note=f"merge {', '.join(s.path for s in src)}"
+                                f" into {target.path}", details={"label_merge": change})
+        else:
+            event = _taxonomy_event(db, annotator, "label-merge", target.id, change)
+        retire_merged(db, change)
     return {"moved": len(ids), "event": event, "into": target.path}
+
+
+def retire_merged(db: Any, change: dict[str, Any]) -> None:
+    """Retire the sources of a label merge and hang their children under the target."""
+    for sid in change["sources"]:
+        db.execute("UPDATE labels SET removed_at = ?, merged_into = ? WHERE id = ?",
+                   [utcnow(), change["into"], sid])
+    for child in change["children"]:
+        db.execute("UPDATE labels SET parent_id = ? WHERE id = ?", [change["into"], int(child)])
+
+
+def retire_removed(db: Any, change: dict[str, Any]) -> None:
+    """Retire a removed label and hang its children under its parent."""
+    db.execute("UPDATE labels SET removed_at = ? WHERE id = ?", [utcnow(), change["label"]])
+    for child in change["children"]:
+        db.execute("UPDATE labels SET parent_id = ? WHERE id = ?", [change["parent"], int(child)])
 
 
 def remove_label(catalog: Catalog, name: str, force: bool = False,
                  annotator: str = "") -> dict[str, Any]:
-    """Retire a label; items that carry it are cleared (one undoable event) only with force."""
+    """Retire a label; items that carry it are cleared only with force. One undoable event."""
     lab = find_label(catalog, name)
     ids = [r[0] for r in catalog.db.execute(
         "SELECT item_id FROM item_labels WHERE label_id = ?", [lab.id])]
     if ids and not force:
         raise UsageError(f"label {lab.path!r} is on {len(ids)} item(s); merge it into another "
                          "label, or pass --force to clear them (undoable)")
-    event = None
-    if ids:
-        event = apply_event(catalog, "clear", ids, source="manual", annotator=annotator,
-                            note=f"remove label {lab.path}")
-    with catalog.write() as db:
-        db.execute("UPDATE labels SET removed_at = ? WHERE id = ?", [utcnow(), lab.id])
-        db.execute("UPDATE labels SET parent_id = ? WHERE parent_id = ? AND removed_at IS NULL",
-                   [lab.parent_id, lab.id])
-        _taxonomy_event(db, annotator, "label-remove", lab.id, {"cleared": len(ids),
-                                                                "event": event})
+    with _bulk_write(catalog) as db:
+        children = [r[0] for r in db.execute(
+            "SELECT id FROM labels WHERE parent_id = ? AND removed_at IS NULL", [lab.id])]
+        change = {"label": lab.id, "parent": lab.parent_id, "children": children}
+        if ids:
+            event = apply_event(catalog, "clear", ids, source="manual", annotator=annotator,
+                                note=f"remove label {lab.path}", details={"label_remove": change})
+        else:
+            event = _taxonomy_event(db, annotator, "label-remove", lab.id, change)
+        retire_removed(db, change)
     return {"cleared": len(ids), "event": event}
 
 

@@ -82,6 +82,35 @@ class IndexOptions:
         """A copy with the given non-None values replaced."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
+    def with_models_here(self) -> tuple[IndexOptions, list[str]]:
+        """These options with each model whose weights are not on this machine replaced by
+        `classic`, and one line per modality saying which model runs and why.
+
+        Only looks for the files, offline: nothing loads and nothing is downloaded. The demo and
+        the app's first-start page use it so that they work on a machine without weights.
+        """
+        from indexing.embedders import EmbedderUnavailable
+        from indexing.embedders.clap import resolve_clap_source
+        from indexing.embedders.clip import resolve_clip_source
+
+        chosen, notes = [], []
+        for kind, find, model in (("image/video", resolve_clip_source, self.model),
+                                  ("audio", resolve_clap_source, self.audio_model)):
+            if model == "classic" or (kind == "image/video" and self.weights):
+                chosen.append(model)
+                continue
+            try:
+                find(model, offline=True)
+            except EmbedderUnavailable as exc:
+                chosen.append("classic")
+                first = str(exc).split(";")[0].split(". ")[0]
+                notes.append(f"{kind}: using the weight-free classic embedder because {model} "
+                             f"is not available here ({first})")
+            else:
+                chosen.append(model)
+                notes.append(f"{kind}: using {model} (weights found locally)")
+        return self.with_overrides(model=chosen[0], audio_model=chosen[1]), notes
+
 
 @dataclass
 class IndexReport:

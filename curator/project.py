@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
+    from curator.splits import SplitAssignment, SplitTable
 
 log = logging.getLogger(__name__)
 
@@ -202,19 +203,34 @@ class Project:
 
     def cluster(self, n_groups: Optional[int] = None, method: str = "auto", seed: int = 0,
                 spaces: Optional[list[str]] = None, progress: Optional[Progress] = None,
-                cancel: Cancel = None) -> tuple[int, dict[str, Any]]:
+                cancel: Cancel = None, undecided_only: bool = False
+                ) -> tuple[int, dict[str, Any]]:
         """Cluster every embedding space (or the given ones) into groups; a recorded run.
+
+        With `undecided_only`, only items without a decision are grouped. Splits and merges
+        made on the previous run are carried over to groups that reappear (triage).
 
         Returns:
             (run id, per-space counts). Labels are untouched: they belong to items.
         """
-        from curator.groups import cluster_run
+        from curator.decisions import carry_over, undecided_count
+        from curator.groups import cluster_run, latest_run_id
+        from curator.tallies import tally_run
 
         names = self._space_names(spaces)
         params = {"n_groups": n_groups, "method": method, "seed": seed, "spaces": names}
+        if undecided_only:
+            params["undecided"] = True
+            if undecided_count(self.catalog) == 0:
+                raise UsageError("every item already carries a decision; nothing to cluster "
+                                 "with --undecided", hint="drop --undecided to regroup all")
+        previous = latest_run_id(self.catalog)
         with self.catalog.recorded_run("cluster", params) as run:
             run.counts = cluster_run(self.catalog, run.id, names, n_groups, method, seed,
-                                     progress, cancel)
+                                     progress, cancel, undecided_only=undecided_only)
+            tally_run(self.catalog, run.id)
+            if previous is not None:
+                carry_over(self.catalog, previous, run.id, self.annotator)
         return run.id, run.counts
 
     def compute_map(self, sample_size: int = 50_000, seed: int = 0,
@@ -244,11 +260,55 @@ class Project:
     def search(self, text: Optional[str] = None, like: Optional[int] = None,
                file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
                space: Optional[str] = None, offline: Optional[bool] = None) -> list[Any]:
-        """Items nearest a text query, an item, or a file, best first (see `curator.search`)."""
+        """Items nearest a text query, an item, or a file, best first (`SearchHit`s).
+
+        The opened indexes and the text model stay warm in this Project between calls; a search
+        never writes (the index is brought up to date by `embed` and `sync_indexes`).
+        """
         from curator.search import search
 
         return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
-                      space=space, offline=offline)
+                      space=space, offline=offline, cache=self.search_cache())
+
+    def search_cache(self) -> Any:
+        """This project's warm search state (opened indexes, query models), made on first use."""
+        from curator.search import SearchCache
+
+        cache = self.__dict__.get("_search_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_search_cache", SearchCache(self.catalog))
+        return cache
+
+    # --- label suggestions (search helper, issue 15) -----------------------------------------
+
+    def suggestions(self, run_id: Optional[int] = None,
+                    group_ids: Optional[list[int]] = None) -> dict[int, Any]:
+        """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
+        group id), from the labelled items nearest its members and, where the model has a text
+        tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
+        from curator.suggest import suggest
+
+        run_id = self.current_run(run_id)
+        last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        memo = self.__dict__.get("_suggestions_memo")
+        if memo is None or memo[0] != (run_id, last):
+            memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
+            self.__dict__["_suggestions_memo"] = memo
+        if group_ids is None:
+            return dict(memo[1])
+        return {g: memo[1][g] for g in group_ids if g in memo[1]}
+
+    def accept_suggestions(self, min_confidence: float = 0.9, run_id: Optional[int] = None,
+                           group_ids: Optional[list[int]] = None) -> tuple[Optional[int], list]:
+        """Label every undecided group whose suggestion is at least `min_confidence` with it:
+        one event, undone as one. Returns (event id or None, the accepted suggestions)."""
+        from curator.suggest import accept
+
+        run_id = self.current_run(run_id)
+        chosen = [s for s in self.suggestions(run_id, group_ids).values()
+                  if s.confidence >= min_confidence]
+        chosen.sort(key=lambda s: s.group_id)
+        return accept(self.catalog, run_id, chosen, self.annotator), chosen
 
     # --- groups and the review queue --------------------------------------------------------
 
@@ -294,16 +354,20 @@ class Project:
 
     def split(self, group_id: int, k: int = 2, run_id: Optional[int] = None,
               seed: int = 0) -> list[int]:
-        from curator.groups import split
+        """Split a group into k sub-groups of its run: one undoable event."""
+        from curator.history import split_group
 
         if not 2 <= k <= 8:
             raise UsageError(f"a group splits into 2 to 8 parts, not {k}", hint="--k 2 to 8")
-        return split(self.catalog, self.current_run(run_id), group_id, k, seed)
+        return split_group(self.catalog, self.current_run(run_id), group_id, k, seed,
+                           self.annotator)[0]
 
     def merge(self, group_ids: list[int], run_id: Optional[int] = None) -> int:
-        from curator.groups import merge
+        """Join groups of one run into a new group: one undoable event."""
+        from curator.history import merge_groups
 
-        return merge(self.catalog, self.current_run(run_id), group_ids)
+        return merge_groups(self.catalog, self.current_run(run_id), list(group_ids),
+                            self.annotator)[0]
 
     # --- labels -----------------------------------------------------------------------------
 
@@ -402,6 +466,26 @@ class Project:
 
         return redo(self.catalog, self.annotator)
 
+    # --- triage: named events, badges ------------------------------------------------------
+
+    def describe_event(self, event_id: int) -> str:
+        """What an event did, in words ("label 'cat' on 12 items, event 7")."""
+        from curator.history import describe
+
+        return describe(self.catalog.db, event_id)
+
+    def undo_redo_texts(self) -> dict[str, Optional[str]]:
+        """What undo and redo would do now for this annotator (None where nothing)."""
+        from curator.history import peek
+
+        return peek(self.catalog, self.annotator)
+
+    def item_badges(self, item_ids: Sequence[int]) -> dict[int, tuple[str, str, Optional[str]]]:
+        """The current decision of these items: id -> (state, label name, label colour)."""
+        from curator.labels import item_badges
+
+        return item_badges(self.catalog, item_ids)
+
     def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
         from curator.labels import history
 
@@ -458,12 +542,44 @@ class Project:
 
     def export(self, fmt: str, out: Path | str, split: Optional[str] = None, seed: int = 0,
                only_labeled: bool = False, mode: str = "copy",
-               progress: Optional[Progress] = None, cancel: Cancel = None) -> ExportReport:
-        """Export items and labels in a format (atomically, with a manifest); see curator.export."""
+               progress: Optional[Progress] = None, cancel: Cancel = None,
+               **options: Any) -> ExportReport:
+        """Export items and labels in a format (atomically, with a manifest); see curator.export.
+
+        `options` are the format options of `curator.export.export` (modality, force, resplit,
+        use_splits, relative_to, url_prefix, ls_as, shard_size).
+        """
         from curator.export import export
 
-        return export(self, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
-                      mode=mode, progress=progress, cancel=cancel)
+        return export(self.catalog, fmt, out, split=split, seed=seed, only_labeled=only_labeled,
+                      mode=mode, progress=progress, cancel=cancel,
+                      annotator=options.pop("annotator", None) or self.annotator, **options)
+
+    # --- splits (exports) -----------------------------------------------------------------
+
+    def split_table(self) -> "SplitTable":
+        """The stored split assignment and its counts per split x label."""
+        from curator.splits import table
+
+        return table(self.catalog)
+
+    def assign_splits(self, split: str, seed: int = 0) -> "SplitAssignment":
+        """Re-split: a new stored assignment every later export uses."""
+        from curator.splits import assign
+
+        return assign(self.catalog, split, seed, annotator=self.annotator)
+
+    def clear_splits(self) -> Optional[int]:
+        """Drop the stored split assignment; returns its id (None without one)."""
+        from curator.splits import clear
+
+        return clear(self.catalog)
+
+    def move_to_split(self, item_ids: Sequence[int], split: str) -> int:
+        """Put items in a split by hand; they stay there until a re-split."""
+        from curator.splits import set_split
+
+        return set_split(self.catalog, item_ids, split)
 
     def find_duplicates(self, threshold: float = 0.95, rule: str = "resolution",
                         preferred_source: Optional[str] = None, outliers: int = 100,

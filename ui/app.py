@@ -49,6 +49,12 @@ def application() -> Any:
         apply_style(app)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
+    from curator import __version__
+    from ui.about import app_icon
+
+    app.setApplicationVersion(__version__)
+    app.setWindowIcon(app_icon())
+    app.setDesktopFileName("curator")  # matches packaging/linux/curator.desktop (Wayland)
     return app
 
 
@@ -85,7 +91,31 @@ def main(argv_or_dir: Union[None, str, os.PathLike, Sequence[str]] = None) -> in
     window.show()
     if project:
         window.open_project(str(Path(project).expanduser()))
+    seconds = os.environ.get("CURATOR_GUI_EXIT_AFTER")
+    if seconds:
+        _exit_after(app, window, float(seconds), bool(project))
     return int(app.exec())
+
+
+def _exit_after(app: Any, window: Any, seconds: float, expect_project: bool) -> None:
+    """Smoke runs (the bundle check in CI): quit after `seconds`; exit 1 if anything went wrong.
+
+    Wrong means: an error shown in the banner, or a project asked for that is not open.
+    """
+    from PySide6.QtCore import QTimer
+
+    def finish() -> None:
+        problems = []
+        if window.banner.isVisible():
+            problems.append(f"error shown: {window.banner.text.text()}")
+        if expect_project and not window.session.is_open:
+            problems.append("the project did not open")
+        opened = window.session.project.root if window.session.is_open else "no project"
+        sys.stderr.write(f"curator-gui smoke: {'; '.join(problems) or 'ok'} ({opened})\n")
+        window.close()
+        app.exit(1 if problems else 0)
+
+    QTimer.singleShot(int(seconds * 1000), finish)
 
 
 if __name__ == "__main__":  # python -m ui.app [DIR]

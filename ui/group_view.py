@@ -9,6 +9,7 @@ Keys (the grid has focus):
     Shift+L             label only the selected items (asks which label)
     x                   exclude the selected items from the group decision (again: include)
     j / k               next / previous group of the queue
+    Enter               accept the suggested label (shown under the title) for the whole group
     space               preview the current item
     Ctrl+= / Ctrl+-     larger / smaller thumbnails
 A temporary group (search results, a lasso selection) is decided the same way, item by item
@@ -18,13 +19,25 @@ A temporary group (search results, a lasso selection) is decided the same way, i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QKeyEvent, QPainter, QPen, QPolygon
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QInputDialog, QLabel, QListView,
-                               QMenu, QSlider, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListView,
+    QMenu,
+    QSlider,
+    QStyle,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui.models import ITEM_ROLE, ItemGridModel
 from ui.session import GROUPS, LABELS, Session
@@ -67,8 +80,28 @@ class ThumbnailDelegate(QStyledItemDelegate):
             else:
                 painter.drawPixmap(x + (w - pw) // 2, y + (h - ph) // 2, pix)
         state = option.state
+        badge = self.model.badge(index.row())
+        if badge is not None:
+            self._badge(painter, QRect(x, y, w, h), badge)
         if marks or state & _SELECTED or state & _FOCUS:
             self._marks(painter, option, QRect(x, y, w, h), marks, state)
+
+    def _badge(self, painter: QPainter, rect: QRect, badge: tuple) -> None:
+        """The item's current decision along the tile's bottom: label colour and name, or state."""
+        state, name, colour = badge
+        text = name if state == "labelled" else state
+        fill = QColor(colour) if state == "labelled" and colour else _STATE_BADGE.get(
+            state, QColor(120, 120, 120))
+        painter.save()
+        metrics = painter.fontMetrics()
+        h = metrics.height() + 2
+        band = QRect(rect.left(), rect.bottom() - h + 1, rect.width(), h)
+        painter.fillRect(band, QColor(0, 0, 0, 170))
+        painter.fillRect(QRect(band.left(), band.top(), 6, h), fill)
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(band.adjusted(9, 0, -2, 0), Qt.AlignVCenter | Qt.AlignLeft,
+                         metrics.elidedText(text, Qt.ElideRight, band.width() - 11))
+        painter.restore()
 
     def _marks(self, painter: QPainter, option: Any, rect: QRect, marks: int, state: Any) -> None:
         painter.save()
@@ -97,6 +130,8 @@ class ThumbnailDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+_STATE_BADGE = {"noise": QColor(150, 120, 90), "mixed": QColor(220, 150, 40),
+                "duplicate": QColor(120, 120, 200)}
 _SELECTED = QStyle.StateFlag.State_Selected
 _FOCUS = QStyle.StateFlag.State_HasFocus
 
@@ -153,6 +188,8 @@ class GroupView(QWidget):
     """
 
     PREFETCH_THUMBS = 64
+    # Labelling a temporary group (search results, a lasso) of more items than this asks first.
+    BULK_GUARD = 20
 
     navigate = Signal(int)
     shown = Signal(int)
@@ -171,6 +208,7 @@ class GroupView(QWidget):
         self._prefetched: dict[int, dict[str, Any]] = {}
         self.info: dict[str, Any] = {}
         self.labels: list[Any] = []
+        self.suggestion: Optional[Any] = None  # the shown group's `Suggestion`, once read
         # (group id, text, space) of the groups in the queue, for "merge with"; the window fills it.
         self.merge_candidates: list[tuple[int, str, str]] = []
         self.model = ItemGridModel(thumbs, self)
@@ -267,6 +305,7 @@ class GroupView(QWidget):
         self.source = GroupSource(title, None, kind)
         self.info = {"size": len(item_ids)}
         self.model.set_items(item_ids, scores=scores)
+        self._load_badges()
         self._update_title()
         self.grid.setFocus()
         if self.model.rowCount():
@@ -275,6 +314,7 @@ class GroupView(QWidget):
     def refresh(self) -> None:
         """Re-read the shown group after a change (its status, label, members)."""
         if self.source is None or self.source.group_id is None:
+            self._load_badges()
             self._update_title()
             return
         gid = self.source.group_id
@@ -300,11 +340,27 @@ class GroupView(QWidget):
             if self.model.rowCount():
                 self.grid.setCurrentIndex(self.model.index(0))
             self.grid.scrollToTop()
+        self._load_badges()
         self._update_title()
         if not keep:
             self.grid.setFocus()
             self.grid.request_visible()
             self.shown.emit(group_id)
+        self._read_suggestion(group_id, info)
+
+    def _load_badges(self) -> None:
+        """Read the current decision of every shown item (the badges) in the background."""
+        ids = self.model.ids()
+        if not ids or self.session.project is None:
+            return
+
+        def loaded(badges: dict) -> None:
+            if self.model.ids() == ids:
+                self.model.set_badges(badges)
+                self._update_title()
+
+        self.session.read(lambda p: p.item_badges(ids), key="badges", name="badges",
+                          on_result=loaded, priority=2)
 
     def _update_title(self) -> None:
         if self.source is None:
@@ -326,7 +382,10 @@ class GroupView(QWidget):
             f"space {i.get('space', '?')} · topic {i.get('topic', '?')} · cohesion "
             f"{cohesion if cohesion is None else f'{cohesion:.3f}'} · impurity "
             f"{impurity if impurity is None else f'{impurity:.3f}'} · "
-            f"{len(self.model.excluded)} excluded · ● representative ◥ boundary")
+            f"{len(self.model.excluded)} excluded · ● representative ◥ boundary"
+            + (f" · suggested: {self.suggestion.label} ({self.suggestion.confidence:.0%}), "
+               "Enter accepts" if self.suggestion is not None
+               and self.suggestion.group_id == self.source.group_id else ""))
 
     def set_labels(self, labels: list[Any]) -> None:
         self.labels = list(labels)
@@ -398,6 +457,9 @@ class GroupView(QWidget):
             if key == Qt.Key_X:
                 self.exclude_selected()
                 return True
+            if key in (Qt.Key_Return, Qt.Key_Enter):
+                self.accept_suggestion()
+                return True
             if key == Qt.Key_Space:
                 item = self.current_item()
                 if item is not None:
@@ -411,6 +473,36 @@ class GroupView(QWidget):
                 self.decide("assign", label.path)
             return True
         return False
+
+    # --- suggestions ----------------------------------------------------------------------
+
+    def _read_suggestion(self, group_id: int, info: dict[str, Any]) -> None:
+        """Read the group's suggested label in the background (after the group is on screen)."""
+        self.suggestion = None
+        if info.get("status", "undecided") != "undecided":
+            self._update_title()
+            return
+
+        def shown(found: dict[int, Any]) -> None:
+            if self.group_id == group_id:
+                self.suggestion = found.get(group_id)
+                self._update_title()
+
+        self.session.read(lambda p: p.suggestions(), key="group-suggestion", on_result=shown,
+                          on_error=lambda err: log.info("no suggestion: %s", err),
+                          name="suggestion", priority=-1)
+
+    def accept_suggestion(self) -> None:
+        """Enter: label the shown group (minus exclusions) with its suggested label."""
+        if self.source is None or self.source.group_id is None:
+            self.message.emit("suggestions are made for groups of the clustering")
+            return
+        s = self.suggestion
+        if s is None or s.group_id != self.source.group_id:
+            self.message.emit(f"no suggestion for group {self.source.group_id} yet: label one "
+                              "group first, or use a model with a text tower")
+            return
+        self.decide("assign", s.label)
 
     def label_for_key(self, event: QKeyEvent) -> Any:
         key = event.key()
@@ -461,6 +553,9 @@ class GroupView(QWidget):
             if not items:
                 self.message.emit("every item is excluded; nothing to label")
                 return
+            if len(items) > self.BULK_GUARD and not self._confirm_bulk(items, what, label):
+                self.message.emit("nothing labelled")
+                return
             self.session.write(
                 lambda p: p.label_items(items, label, action=action, source="manual",
                                         note=f"{self.source.kind}: {self.source.title}"),
@@ -473,6 +568,20 @@ class GroupView(QWidget):
                            changes=LABELS, name="label group",
                            on_result=lambda ev: self._after_decision(gid, what, excluded,
                                                                      status, label or ""))
+
+    def _confirm_bulk(self, items: list[int], what: Optional[str],
+                      label: Optional[str]) -> bool:
+        """Ask once before a temporary group (search, lasso) of many items is labelled."""
+        from PySide6.QtWidgets import QMessageBox
+
+        other = self.model.carrying_other(label, items)
+        text = (f"Label all {len(items)} items of “{self.source.title}” as {what}?"
+                + (f"\n\n{other} of them already carry another label or decision and would "
+                   "be relabelled." if other else "")
+                + "\n\nExclude items with X first to leave them out.")
+        answer = QMessageBox.question(self, f"Label {len(items)} items?", text,
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
 
     def _after_decision(self, gid: int, what: Optional[str], excluded: list[int], status: str,
                         label: str) -> None:

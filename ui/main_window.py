@@ -12,11 +12,25 @@ from typing import Any, Optional
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDialog, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel,
-                               QLineEdit, QMainWindow, QMessageBox, QPushButton, QTabWidget,
-                               QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui import settings as app_settings
+from ui.about import install_about
 from ui.dialogs import ExportDialog, IndexDialog, IndexOptions, NewProjectDialog, TaxonomyEditor
 from ui.group_view import GroupView
 from ui.jobs import JobPanel, run_indexing
@@ -26,6 +40,7 @@ from ui.preview import PreviewWindow
 from ui.queue_view import QueueView
 from ui.session import GROUPS, INDEX, LABELS, TAXONOMY, Session
 from ui.thumbnails import ThumbnailCache
+from ui.welcome import install_welcome
 from ui.workers import WorkerError
 
 log = logging.getLogger(__name__)
@@ -91,6 +106,10 @@ class MainWindow(QMainWindow):
         self.index_options = IndexOptions.from_settings(
             model=app_settings.value("index/model", "", str) or None,
             audio_model=app_settings.value("index/audio_model", "", str) or None)
+        if not app_settings.value("index/model", "", str):
+            # First start: models whose weights are not here fall back to `classic`, so the
+            # first Index… works on any machine (and in the lite build, which has no torch).
+            self.index_options, _ = self.index_options.with_models_here()
         self._preview: Optional[PreviewWindow] = None
         self._taxonomy: Optional[TaxonomyEditor] = None
         self._map_dirty = True
@@ -125,6 +144,8 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._connect()
+        install_about(self)  # Help ▸ About, the window icon
+        install_welcome(self)  # the first-start page until a project is open
         self.restore_state()
         # Another process (the CLI) may be indexing this project: look for a newer clustering
         # every few seconds (one cheap read) and show it when it lands.
@@ -202,6 +223,7 @@ class MainWindow(QMainWindow):
         s = self.session
         s.opened.connect(self._opened)
         s.changed.connect(self._changed)
+        s.external.connect(self._external)
         s.error.connect(self.show_error)
         s.message.connect(self.show_message)
         self.queue.open_group.connect(self.open_group)
@@ -245,6 +267,7 @@ class MainWindow(QMainWindow):
         self._ready_pending = True
         self.reload_labels()
         self.queue.reload()
+        self.refresh_undo_texts()
         self._tab_changed(self.tabs.currentIndex())
 
     def _look_for_new_run(self) -> None:
@@ -354,7 +377,42 @@ class MainWindow(QMainWindow):
 
     # --- what changed ---------------------------------------------------------------------
 
+    def _external(self, kinds: set) -> None:
+        """Another process or window committed changes: refresh only the views they touch."""
+        for kind in (LABELS, GROUPS, TAXONOMY):
+            if kind in kinds:
+                self._changed(kind)
+        if "run:cluster" in kinds:
+            self._look_for_new_run()
+        if "run:map" in kinds:
+            self._map_dirty = True
+            if self.tabs.currentWidget() is self.map:
+                self._tab_changed(self.tabs.currentIndex())
+        if kinds & {"run:scan", "run:embed"}:
+            self._changed(INDEX)
+        if "run:dedup" in kinds and self.tabs.currentWidget() is self.duplicates:
+            self.duplicates.activate()
+
+    def refresh_undo_texts(self) -> None:
+        """The Edit menu says what Undo and Redo would do ("Undo label 'cat' on 12 items …")."""
+        if not self.session.is_open:
+            return
+        self.session.read(lambda p: p.undo_redo_texts(), key="undo-texts", name="undo texts",
+                          on_result=self._set_undo_texts, on_error=lambda info: None)
+
+    def _set_undo_texts(self, texts: dict[str, Any]) -> None:
+        for action, verb, key in ((self.undo_action, "Undo", "undo"),
+                                  (self.redo_action, "Redo", "redo")):
+            text = texts.get(key)
+            shown = text if not text or len(text) <= 70 else text[:69] + "…"
+            action.setText(f"{verb} {shown}" if shown else verb)
+            # Never disabled: the text arrives asynchronously, and a key pressed meanwhile must
+            # still reach the facade (which says "nothing to undo" itself).
+            action.setToolTip(f"{verb} {text}" if text else f"nothing to {key}")
+
     def _changed(self, kind: str) -> None:
+        if kind in (LABELS, GROUPS, TAXONOMY):
+            self.refresh_undo_texts()
         if kind in (LABELS, GROUPS, INDEX, TAXONOMY):
             self.queue.reload()
         if kind in (LABELS, GROUPS):
@@ -418,15 +476,17 @@ class MainWindow(QMainWindow):
 
     def undo(self) -> None:
         self.session.write(lambda p: p.undo(), changes=LABELS, name="undo",
-                           on_result=lambda r: self.show_message(
-                               f"undone: {r.get('restored', 0)} item(s) restored"
-                               + (f", {r['skipped']} changed since (kept)" if r.get("skipped")
-                                  else "")))
+                           on_result=self._reversed)
 
     def redo(self) -> None:
         self.session.write(lambda p: p.redo(), changes=LABELS, name="redo",
-                           on_result=lambda r: self.show_message(
-                               f"redone: {r.get('restored', 0)} item(s)"))
+                           on_result=self._reversed)
+
+    def _reversed(self, r: dict[str, Any]) -> None:
+        # Undo can touch the taxonomy too; the queue and group refresh with the LABELS change.
+        self.show_message(r["text"] + (f" ({r['skipped']} item(s) changed since, kept)"
+                                       if r.get("skipped") else ""))
+        self.reload_labels()
 
     def ask_annotator(self) -> None:
         current = self.session.project.annotator if self.session.is_open else ""
@@ -469,12 +529,21 @@ class MainWindow(QMainWindow):
                           on_result=lambda hits: self._search_done(title, hits),
                           on_error=self.show_error)
 
-    def _search_done(self, title: str, hits: list[dict[str, Any]]) -> None:
-        ids = [int(h["item_id"]) for h in hits]
-        scores = {int(h["item_id"]): float(h.get("score", 0.0)) for h in hits}
+    # Search results further than this (cosine) below the best hit are left out: "more like
+    # this" shows the near neighbours, not the 100 nearest whatever their distance.
+    SEARCH_CUTOFF = 0.15
+
+    def _search_done(self, title: str, hits: list[Any]) -> None:
+        top = max((float(h.score) for h in hits), default=0.0)
+        kept = [h for h in hits if float(h.score) >= top - self.SEARCH_CUTOFF]
+        ids = [h.item_id for h in kept]
+        scores = {h.item_id: float(h.score) for h in kept}
         self.group.show_items(f"{title}", ids, kind="search", scores=scores)
         self.tabs.setCurrentWidget(self.group)
-        self.show_message(f"{title}: {len(ids)} results; hotkeys label them (source manual)")
+        dropped = len(hits) - len(kept)
+        self.show_message(f"{title}: {len(ids)} results within {self.SEARCH_CUTOFF} of the best"
+                          + (f" ({dropped} further ones left out)" if dropped else "")
+                          + "; badges show labels they already carry")
 
     # --- preview --------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ after each write.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional
 
 from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QSize, Qt
 from PySide6.QtGui import QColor, QPixmap
@@ -190,6 +191,8 @@ class ItemGridModel(QAbstractListModel):
         self.excluded: set[int] = set()
         self.scores: dict[int, float] = {}
         self.captions: dict[int, str] = {}
+        # The current decision of each shown item, from `Project.item_badges`: the tile badge.
+        self.badges: dict[int, tuple[str, str, Optional[str]]] = {}
         self.icon_size = 128
         # Thumbnails scaled to the tile size once, not at every paint (bounded: big groups scroll).
         self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
@@ -206,6 +209,7 @@ class ItemGridModel(QAbstractListModel):
         self.excluded = set()
         self.scores = dict(scores or {})
         self.captions = {}
+        self.badges = {}
         self._pixmaps.clear()
         self.endResetModel()
         self.thumbs.forget_pending()
@@ -219,6 +223,27 @@ class ItemGridModel(QAbstractListModel):
     def row_of(self, item_id: int) -> Optional[int]:
         row = self._row_of.get(item_id)
         return row if row is not None and row < self._shown else None
+
+    def set_badges(self, badges: dict[int, tuple[str, str, Optional[str]]]) -> None:
+        """Show each item's current decision: id -> (state, label name, colour)."""
+        changed = set(badges) ^ set(self.badges) | {
+            i for i, b in badges.items() if self.badges.get(i) != b}
+        self.badges = dict(badges)
+        self._repaint(changed)
+
+    def badge(self, row: int) -> Optional[tuple[str, str, Optional[str]]]:
+        if row >= self._shown:
+            return None
+        return self.badges.get(self._ids[row])
+
+    def carrying_other(self, label: Optional[str], item_ids: Iterable[int]) -> int:
+        """How many of these items carry a decision other than `label` (for the bulk guard)."""
+        n = 0
+        for i in item_ids:
+            b = self.badges.get(i)
+            if b is not None and not (b[0] == "labelled" and b[1] == label):
+                n += 1
+        return n
 
     def toggle_excluded(self, item_ids: Iterable[int]) -> None:
         ids = list(item_ids)
@@ -307,6 +332,9 @@ class ItemGridModel(QAbstractListModel):
                 parts.append("excluded from the group decision")
             if item_id in self.scores:
                 parts.append(f"score {self.scores[item_id]:.3f}")
+            badge = self.badges.get(item_id)
+            if badge is not None:
+                parts.append(f"labelled {badge[1]!r}" if badge[0] == "labelled" else badge[0])
             return " · ".join(parts)
         if role == Qt.SizeHintRole:
             return QSize(self.icon_size + 8, self.icon_size + 8)

@@ -12,6 +12,33 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
 from ui.models import GROUP_ROLE, GroupTableModel
 from ui.session import Session
 
+
+class SuggestedGroupTableModel(GroupTableModel):
+    """The queue's table with one more column: the suggested label and its confidence."""
+
+    COLUMNS = (*GroupTableModel.COLUMNS, "suggestion")
+    HEADERS = (*GroupTableModel.HEADERS, "Suggestion")
+
+
+def _with_suggestions(groups: list[Any], suggestions: dict[int, Any]) -> list[Any]:
+    """Group rows carrying a `suggestion` text ("cat 93%"), for the extra column."""
+    import dataclasses
+
+    from curator.groups import Group
+
+    @dataclasses.dataclass(frozen=True)
+    class _Row(Group):
+        suggestion: Optional[str] = None
+
+    out = []
+    for g in groups:
+        s = suggestions.get(g.group_id)
+        shown = s is not None and g.status == "undecided"
+        text = f"{s.label} {s.confidence:.0%}" if shown else None
+        out.append(_Row(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g)},
+                        suggestion=text) if dataclasses.is_dataclass(g) else g)
+    return out
+
 log = logging.getLogger(__name__)
 
 STATUS_FILTERS = (("All groups", None), ("Undecided", "undecided"), ("Mixed", "mixed"),
@@ -34,7 +61,9 @@ class QueueView(QWidget):
     def __init__(self, session: Session, parent: Any = None) -> None:
         super().__init__(parent)
         self.session = session
-        self.model = GroupTableModel(self)
+        self.model = SuggestedGroupTableModel(self)
+        self.suggestions: dict[int, Any] = {}
+        self._shown_groups: list[Any] = []
         self.run_id: Optional[int] = None
         self.empty_reason = ""
 
@@ -137,6 +166,10 @@ class QueueView(QWidget):
 
         def shown(answer: dict[str, Any]) -> None:
             self._loaded(answer)
+            self.session.read(lambda p: p.suggestions(answer["run_id"]) if answer.get(
+                "run_id") is not None else {}, key="queue-suggestions", on_result=self._suggested,
+                on_error=lambda err: log.info("no suggestions: %s", err),
+                name="suggestions", priority=-1)
             # The counts after the rows: they must not slow the table's first appearance.
             self.session.read(counts, key="queue-counts", on_result=self._counted,
                               name="queue counts", priority=-1)
@@ -155,7 +188,8 @@ class QueueView(QWidget):
         current = self.current_group()
         self.empty_reason = answer.get("empty", "")
         self.run_id = answer.get("run_id")
-        self.model.set_groups(answer["groups"])
+        self._shown_groups = list(answer["groups"])
+        self.model.set_groups(_with_suggestions(self._shown_groups, self.suggestions))
         if self.empty_reason:
             self.summary.setText(self.empty_reason)
             self.groups_bar.setRange(0, 1)
@@ -168,6 +202,14 @@ class QueueView(QWidget):
         if current is not None:
             self.select_group(current)
         self.loaded.emit()
+
+    def _suggested(self, suggestions: dict[int, Any]) -> None:
+        """Fresh suggestions arrived: the rows stay, the suggestion column updates in place."""
+        self.suggestions = dict(suggestions)
+        current = self.current_group()
+        self.model.set_groups(_with_suggestions(self._shown_groups, self.suggestions))
+        if current is not None:
+            self.select_group(current)
 
     def set_labels(self, labels: list[Any]) -> None:
         self.model.label_colours = {lab.path: lab.colour for lab in labels if lab.colour}

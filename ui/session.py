@@ -9,10 +9,11 @@ stale query can never overwrite a newer answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
 from ui.workers import Worker, WorkerError, submit
 
@@ -34,6 +35,8 @@ class Session(QObject):
         changed(str): a write finished; LABELS, GROUPS, TAXONOMY or INDEX.
         error(object): a WorkerError from any call that had no error callback of its own.
         message(str): a short status line (undo/redo outcomes, counts).
+        external(object): a set of change kinds committed by another process or window
+            (labels, taxonomy, groups, run:cluster, run:map, ...; see curator.changes).
     """
 
     opened = Signal(object)
@@ -41,6 +44,10 @@ class Session(QObject):
     changed = Signal(str)
     error = Signal(object)
     message = Signal(str)
+    external = Signal(object)
+
+    # How often the change log is polled; one poll is one PRAGMA when nothing changed.
+    POLL_MS = 400
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -54,6 +61,15 @@ class Session(QObject):
         self.job_pool.setMaxThreadCount(1)
         self._latest: dict[str, int] = {}
         self._seq = 0
+        # Change detection runs on its own one-thread pool so a long read never delays it.
+        self.watch_pool = QThreadPool(self)
+        self.watch_pool.setMaxThreadCount(1)
+        self._feed: Any = None
+        self._polling = False
+        self._own_events: set[int] = set()
+        self._poll_timer = QTimer(self)
+        self._poll_timer.setInterval(self.POLL_MS)
+        self._poll_timer.timeout.connect(self.poll_changes)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -72,6 +88,7 @@ class Session(QObject):
             self.close()
             self.project = project
             self.path = Path(project.root)
+            self._start_watching(project)
             self.opened.emit(project)
             if on_opened is not None:
                 on_opened(project)
@@ -84,12 +101,17 @@ class Session(QObject):
         self.close()
         self.project = project
         self.path = Path(project.root)
+        self._start_watching(project)
         self.opened.emit(project)
 
     def close(self) -> None:
         if self.project is None:
             return
+        self._poll_timer.stop()
         self.wait(5000)
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
         try:
             self.project.close()
         except Exception:  # noqa: BLE001 - closing must never stop the window from closing
@@ -101,13 +123,60 @@ class Session(QObject):
     def wait(self, msecs: int = 30000) -> bool:
         """Wait for every call in flight (tests, closing)."""
         ok = True
-        for pool in (self.job_pool, self.write_pool, self.read_pool):
+        for pool in (self.job_pool, self.write_pool, self.read_pool, self.watch_pool):
             ok = pool.waitForDone(msecs) and ok
         return ok
 
     @property
     def is_open(self) -> bool:
         return self.project is not None
+
+    # --- changes made elsewhere ---------------------------------------------------------------
+
+    def _start_watching(self, project: Any) -> None:
+        from curator.changes import ChangeFeed
+
+        # The baseline is taken before the views read anything: whatever is committed after
+        # it reaches them either through their first read or through a poll.
+        self._feed = ChangeFeed(project.catalog.path)
+        self._feed.start()
+        self._own_events.clear()
+        self._poll_timer.start()
+
+    def poll_changes(self) -> None:
+        """Look for changes committed elsewhere (the timer calls this; tests may too)."""
+        feed, project = self._feed, self.project
+        if feed is None or self._polling:
+            return
+        self._polling = True
+
+        def done(changes: Any) -> None:
+            self._polling = False
+            if self.project is not project or not changes:
+                return
+            from curator.changes import summarise
+
+            foreign = [c for c in changes if c.ref not in self._own_events
+                       or c.kinds[0].startswith("run:")]
+            self._own_events.difference_update(c.ref for c in changes)
+            if foreign:
+                self.external.emit(summarise(foreign))
+
+        def failed(info: WorkerError) -> None:
+            self._polling = False
+            log.warning("change poll failed: %s", info)
+
+        submit(feed.poll, pool=self.watch_pool, name="watch changes", on_result=done,
+               on_error=failed)
+
+    def _remember_own(self, value: Any) -> None:
+        """Events this window wrote itself: the poll does not report them back as foreign."""
+        if isinstance(value, bool):
+            return
+        if isinstance(value, int):
+            self._own_events.add(value)
+        elif isinstance(value, dict) and isinstance(value.get("event"), int):
+            self._own_events.add(value["event"])
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -155,6 +224,8 @@ class Session(QObject):
                 return  # a newer read with the same key was submitted
             if self.project is not project:
                 return  # the project was closed or replaced meanwhile
+            if changes is not None:
+                self._remember_own(value)
             # The caller's own follow-up first (e.g. "show the next group"), then the views
             # refresh, so a refresh never re-reads something the caller is about to replace.
             if on_result is not None:

@@ -27,39 +27,53 @@ from curator.cli.base import (
                                       "(up to ~200k items, marks noise).")
 @click.option("--space", "spaces", multiple=True, help="Only these embedding spaces.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--undecided", "undecided_only", is_flag=True,
+              help="Group only the items that carry no decision yet.")
 @click.option("--json", "as_json", is_flag=True)
 def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], seed: int,
-            as_json: bool) -> None:
+            undecided_only: bool, as_json: bool) -> None:
     """Cluster every embedding space of PROJECT into groups (a new run; labels are kept)."""
     from curator.errors import UsageError
 
-    if n_groups != "auto" and not n_groups.isdigit():
-        raise UsageError(f"--groups must be a number or 'auto', not {n_groups!r}")
+    if n_groups != "auto" and (not n_groups.isdigit() or int(n_groups) < 1):
+        raise UsageError(f"--groups must be a whole number of at least 1, or 'auto', "
+                         f"not {n_groups!r}")
     groups = None if n_groups == "auto" else int(n_groups)
     bars = Bars(quiet=as_json)
     with open_project(project) as proj, cancellable() as cancel:
         try:
-            run_id, counts = proj.cluster(groups, method, seed, list(spaces) or None, bars, cancel)
+            run_id, counts = proj.cluster(groups, method, seed, list(spaces) or None, bars, cancel,
+                                          undecided_only=undecided_only)
         finally:
             bars.close()
         if as_json:
             emit_json({"run_id": run_id, "spaces": counts})
             return
-        click.echo(f"clustering run {run_id}:")
+        q = proj.queue("impurity", run_id)
+        click.echo(f"clustering run {run_id}" + (" (undecided items only)" if undecided_only
+                                                  else "") + ":")
         for space, c in counts.items():
             click.echo(f"  {space}: {c['items']} items in {c['groups']} groups ({c['method']}"
                        + (f", {c['noise']} noise" if c.get("noise") else "") + ")")
+        click.echo(f"  {q.groups_decided} of {q.groups_total} groups already decided by "
+                   "their items' labels")
         _print_groups(proj.groups(run_id, order="size")[:5], "largest groups")
         _print_groups(proj.groups(run_id, order="impurity")[:5], "most impure groups")
 
 
-def _print_groups(groups: list[Any], title: str) -> None:
+def _print_groups(groups: list[Any], title: str,
+                  suggestions: Optional[dict[int, Any]] = None) -> None:
     click.echo(f"{title}:")
+    extra = "  suggestion" if suggestions is not None else ""
     click.echo(f"  {'group':>6} {'size':>7} {'cohesion':>9} {'impurity':>9} {'topic':>6}  "
-               f"{'status':<10} label")
+               f"{'status':<10} {'label':<16}{extra}")
     for g in groups:
+        hint = ""
+        if suggestions is not None and g.group_id in suggestions:
+            s = suggestions[g.group_id]
+            hint = f"  {s.label} ({s.confidence:.0%})"
         click.echo(f"  {g.group_id:>6} {g.size:>7} {g.cohesion:>9.3f} {g.impurity:>9.3f} "
-                   f"{g.topic:>6}  {g.status:<10} {g.label or ''}")
+                   f"{g.topic:>6}  {g.status:<10} {g.label or '':<16}{hint}")
 
 
 @cli.command()
@@ -73,12 +87,19 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
     """The undecided groups to review next, with progress."""
     with open_project(project) as proj:
         q = proj.queue(order, run_id)
+        suggestions = proj.suggestions(q.run_id)
     if as_json:
-        emit_json(q.to_json())
+        payload = q.to_json()
+        payload["groups"] = payload["groups"][:limit]
+        for g in payload["groups"]:
+            s = suggestions.get(g["group_id"])
+            g["suggestion"] = s.to_json() if s is not None else None
+        emit_json(payload)
         return
     click.echo(f"run {q.run_id}: {q.groups_decided} of {q.groups_total} groups decided, "
                f"{q.items_labelled} of {q.items_total} items labelled")
-    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})")
+    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})",
+                  suggestions)
 
 
 @cli.command()
@@ -89,8 +110,10 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
 def split(project: Path, group_id: int, k: int, run_id: Optional[int]) -> None:
     """Re-cluster one group into K sub-groups of the same run."""
     with open_project(project) as proj:
-        new = proj.split(group_id, k, run_id)
-        click.echo(f"group {group_id} split into {', '.join(map(str, new))}")
+        run = proj.current_run(run_id)
+        new = proj.split(group_id, k, run)
+        click.echo(f"run {run}: group {group_id} split into groups {', '.join(map(str, new))}")
+        _older_run_note(proj, run)
 
 
 @cli.command()
@@ -101,8 +124,19 @@ def split(project: Path, group_id: int, k: int, run_id: Optional[int]) -> None:
 def merge(project: Path, group_ids: tuple[int, ...], run_id: Optional[int]) -> None:
     """Join groups of one run into a new group."""
     with open_project(project) as proj:
-        new = proj.merge(list(group_ids), run_id)
-        click.echo(f"groups {', '.join(map(str, group_ids))} merged into group {new}")
+        run = proj.current_run(run_id)
+        new = proj.merge(list(group_ids), run)
+        click.echo(f"run {run}: groups {', '.join(map(str, group_ids))} merged into group {new}")
+        _older_run_note(proj, run)
+
+
+def _older_run_note(proj: Any, run_id: int) -> None:
+    """Say so when a command acted on a clustering run that is not the newest."""
+    from curator.decisions import run_note
+
+    note = run_note(proj.catalog, run_id)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 @cli.command()
@@ -121,10 +155,11 @@ def search(project: Path, text: Optional[str], like: Optional[int], file: Option
     with open_project(project) as proj:
         hits = proj.search(text=text, like=like, file=file, k=k, modality=modality, space=space)
     if as_json:
-        emit_json(hits)
+        emit_json([h.to_json() for h in hits])
         return
     for h in hits:
-        click.echo(f"{h['score']:.3f}  [{h['item_id']}] {h['path']}  ({h['modality']})")
+        moment = f" at {h.frame_time:.1f} s" if h.frame_time is not None else ""
+        click.echo(f"{h.score:.3f}  [{h.item_id}] {h.path}{moment}  ({h.modality})")
     if not hits:
         click.echo("no results")
 

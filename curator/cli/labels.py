@@ -34,19 +34,40 @@ from curator.cli.base import (
 @click.option("--except", "exclude", multiple=True, type=int,
               help="With --group: leave this item out (repeatable).")
 @click.option("--note", default="", help="A note kept with the event.")
+@click.option("--accept-suggestions", "accept_suggestions", is_flag=True,
+              help="Give every undecided group its suggested label (see `curator queue`) when "
+                   "the confidence reaches --min-confidence: one event, undone as one.")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.9,
+              show_default=True, help="With --accept-suggestions: the least confidence taken.")
 @RUN
 @ANNOTATOR
 def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_file: Optional[str],
           label: Optional[str], noise: bool, mixed: bool, clear: bool, confirm: bool,
-          exclude: tuple[int, ...], note: str, run_id: Optional[int],
-          annotator: Optional[str]) -> None:
+          exclude: tuple[int, ...], note: str, accept_suggestions: bool, min_confidence: float,
+          run_id: Optional[int], annotator: Optional[str]) -> None:
     """Label a group, items, or a file of items: one event, undone as one."""
     from curator.errors import UsageError
+
+    if accept_suggestions:
+        if group_id is not None or items or from_file or label or noise or mixed or clear:
+            raise UsageError("--accept-suggestions takes no --group, --items, --label or action")
+        with open_as(project, annotator) as proj:
+            event, accepted = proj.accept_suggestions(min_confidence, run_id)
+        if event is None:
+            click.echo(f"no suggestion reaches confidence {min_confidence:.2f}; nothing labelled")
+            return
+        click.echo(f"event {event}: accepted {len(accepted)} suggestion(s) at confidence >= "
+                   f"{min_confidence:.2f} (undo: curator undo {project})")
+        for s in accepted:
+            click.echo(f"  group {s.group_id:>6}  {s.confidence:5.0%}  {s.label}")
+        return
 
     actions = [a for a, on in (("noise", noise), ("mixed", mixed), ("clear", clear),
                                ("confirm", confirm)) if on]
     if len(actions) > 1 or (actions and label):
         raise UsageError("give one of --label, --noise, --mixed, --clear, --confirm")
+    if not actions and label is None and not from_file:
+        raise UsageError("say what to do: --label NAME, --noise, --mixed, --clear or --confirm")
     action = actions[0] if actions else "assign"
     targets = sum(1 for t in (group_id is not None, bool(items), from_file) if t)
     if targets != 1:
@@ -55,6 +76,7 @@ def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_f
         raise UsageError("--except goes with --group")
     with open_as(project, annotator) as proj:
         if group_id is not None:
+            run_id = proj.current_run(run_id)
             event = proj.label_group(group_id, label, action=action, exclude=exclude,
                                      run_id=run_id, note=note)
         elif items:
@@ -67,10 +89,14 @@ def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_f
             else:
                 event = proj.label_items(ids, label, action=action, source="imported",
                                          note=note or f"from {from_file}")
-        ev = proj.history(limit=1)[0]
-        what = ev.label or action
-        click.echo(f"event {event}: {what} on {ev.item_count} item(s) (undo: curator undo "
-                   f"{project})")
+        # This process's own event, by id: another process may have written one since.
+        click.echo(f"{proj.describe_event(event)} (undo: curator undo {project})")
+        if group_id is not None:
+            from curator.decisions import run_note
+
+            note_ = run_note(proj.catalog, run_id)
+            if note_:
+                click.echo(f"note: {note_}", err=True)
 
 
 def _read_item_file(proj: Any, path: str) -> tuple[list[int], dict[int, str]]:
@@ -132,6 +158,8 @@ def labels_list(project: Path, as_json: bool) -> None:
     if as_json:
         emit_json([lab.to_json() for lab in labs])
         return
+    if not labs:
+        click.echo(f"no labels yet; add one with `curator labels add {project} NAME --hotkey 1`")
     for lab in labs:
         click.echo(f"{lab.path:<40} {lab.count:>8}  {lab.colour or ''} "
                    f"{('[' + lab.hotkey + ']') if lab.hotkey else ''}")
@@ -246,8 +274,8 @@ def undo(project: Path, event_id: Optional[int], annotator: Optional[str]) -> No
     """Undo your latest labelling event (a bulk label is one event)."""
     with open_as(project, annotator) as proj:
         r = proj.undo(event_id)
-    click.echo(f"{r['action']} of event {r['target']}: {r['restored']} item(s) restored"
-               + (f", {r['skipped']} left as they are (changed since)" if r["skipped"] else ""))
+    click.echo(r["text"] + (f" ({r['skipped']} item(s) left as they are: changed since)"
+                            if r["skipped"] else ""))
 
 
 @cli.command()
@@ -257,8 +285,8 @@ def redo(project: Path, annotator: Optional[str]) -> None:
     """Redo what you undid last."""
     with open_as(project, annotator) as proj:
         r = proj.redo()
-    click.echo(f"redo of event {r['target']}: {r['restored']} item(s)"
-               + (f", {r['skipped']} left as they are (changed since)" if r["skipped"] else ""))
+    click.echo(r["text"] + (f" ({r['skipped']} item(s) left as they are: changed since)"
+                            if r["skipped"] else ""))
 
 
 @cli.command()
@@ -270,12 +298,10 @@ def history(project: Path, item_id: Optional[int], limit: int, as_json: bool) ->
     """The labelling history, newest first: who did what, to which items, from where."""
     with open_project(project) as proj:
         events = proj.history(item_id, limit)
-    if as_json:
-        emit_json([e.to_json() for e in events])
-        return
+        if as_json:
+            emit_json([{**e.to_json(), "text": proj.describe_event(e.id)} for e in events])
+            return
+        texts = {e.id: proj.describe_event(e.id) for e in events}
     for e in events:
-        where = f" group {e.group_id} of run {e.run_id}" if e.group_id is not None else ""
-        target = f" event {e.target}" if e.target else ""
-        click.echo(f"{e.id:>6} {e.time} {e.annotator:<12} {e.action:<12} {e.label or '':<16} "
-                   f"{e.item_count:>7} items  {e.source}{where}{target}"
+        click.echo(f"{e.id:>6} {e.time} {e.annotator:<12} {texts[e.id]} [{e.source}]"
                    + ("  (undone)" if e.undone else "") + (f"  \"{e.note}\"" if e.note else ""))

@@ -102,7 +102,10 @@ def rademacher_projection(n_in: int, n_out: int, seed: int) -> np.ndarray:
 
 def _finish(raw: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """Project, power-normalise (signed sqrt) and L2-normalise rows of raw features."""
-    y = raw.astype(np.float32) @ projection
+    # Not `raw @ projection`: BLAS blocks a matrix product differently for different batch
+    # sizes, so an item's vector would depend on which items shared its batch (a resumed run
+    # would then differ in the last bit). einsum's own loop sums each row in one fixed order.
+    y = np.einsum("ij,jk->ik", raw.astype(np.float32), projection)
     y = np.sign(y) * np.sqrt(np.abs(y))
     return _l2(y, 1e-12).astype(np.float32)
 

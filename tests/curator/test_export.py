@@ -1,35 +1,35 @@
-"""Exports: every format gives back the catalog's labels, splits are stratified and keep duplicates
-together, writes are atomic and never leave OUT, file modes, the manifest."""
+"""Exports: every format gives back the catalog's labels, the names it writes are safe and unique,
+provenance comes from the labelling event, CSV is safe in a spreadsheet, file modes, the manifest.
+
+The consumer tools themselves load these exports in tests/consumers/."""
 
 from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import json
 import os
-import shutil
-from collections import Counter, defaultdict
+import tarfile
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import curator.export as export_mod
+import curator.export.core as core_mod
 from curator.errors import CuratorError, UsageError
 from curator.export import (
     COLUMNS,
     EXPORTERS,
-    assign_splits,
+    Exporter,
     export,
-    is_export,
     label_folders,
-    parse_split,
+    register_exporter,
     safe_file_name,
     safe_name,
 )
+from curator.export.names import SPLIT_WORDS, has_split_word
 from curator.project import Project
 from curator.scan import ScanOptions
 from indexing.progress import Cancelled, CancelToken
@@ -78,14 +78,15 @@ def project(tmp_path, media):
         yield proj
 
 
-def catalog_labels(project: Project, labelled_only: bool = False) -> dict[int, Optional[str]]:
+def catalog_labels(project: Project, labelled_only: bool = False,
+                   modality: Optional[str] = None) -> dict[int, str]:
     """item id -> label path (or state) straight from the catalog."""
     paths = {lab.id: lab.path for lab in project.labels()}
-    out: dict[int, Optional[str]] = {}
-    for item_id, state, label_id in project.catalog.db.execute(
-            "SELECT items.id, il.state, il.label_id FROM items LEFT JOIN item_labels il "
-            "ON il.item_id = items.id WHERE items.status = 'ok'"):
-        if labelled_only and state != "labelled":
+    out: dict[int, str] = {}
+    for item_id, state, label_id, modal in project.catalog.db.execute(
+            "SELECT items.id, il.state, il.label_id, items.modality FROM items "
+            "LEFT JOIN item_labels il ON il.item_id = items.id WHERE items.status = 'ok'"):
+        if (labelled_only and state != "labelled") or (modality and modal != modality):
             continue
         out[item_id] = paths[label_id] if state == "labelled" else (state or "unlabelled")
     return out
@@ -103,6 +104,7 @@ def read_rows(out: Path, fmt: str) -> list[dict[str, Any]]:
             rows = list(csv.DictReader(fh))
         for row in rows:
             row["item_id"] = int(row["item_id"])
+            row["split"] = row["split"] or None
         return rows
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -111,62 +113,80 @@ def read_rows(out: Path, fmt: str) -> list[dict[str, Any]]:
     raise AssertionError(fmt)
 
 
-def read_labels(out: Path, fmt: str) -> dict[int, Optional[str]]:
+def manifest_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def read_labels(out: Path, fmt: str) -> dict[int, str]:
     """item id -> label path (or state), read back from an export on disk."""
     if fmt in ("jsonl", "csv", "parquet"):
         return {int(r["item_id"]): (r["label_path"] if r["label_state"] == "labelled"
                                     else r["label_state"]) for r in read_rows(out, fmt)}
-    if fmt == "imagefolder":
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        folder_to_label = {v: k for k, v in manifest["label_folders"].items()}
-        got = {}
-        for meta in out.rglob("metadata.jsonl"):
-            for line in meta.read_text(encoding="utf-8").splitlines():
-                rec = json.loads(line)
+    names = manifest_of(out)["label_names"]
+    got: dict[int, str] = {}
+    if fmt in ("imagefolder", "audiofolder"):
+        import pyarrow.parquet as pq
+
+        for meta in out.rglob("metadata.parquet"):
+            table = pq.read_table(meta)
+            classes = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"][
+                "label"]["names"]
+            for rec in table.to_pylist():
                 folder = rec["file_name"].split("/")[0]
                 assert (meta.parent / rec["file_name"]).is_file()
-                assert folder_to_label[folder] == rec["label_path"]
-                got[rec["item_id"]] = folder_to_label[folder]
+                assert names[folder] == rec["label_path"] == names[classes[rec["label"]]]
+                got[rec["item_id"]] = rec["label_path"]
+        return got
+    if fmt in ("videofolder", "yolo"):
+        for path in out.rglob("*"):
+            if path.is_file() and path.parent.name in names and path.suffix in (".mp4", ".png"):
+                got[_item_of(out, path)] = names[path.parent.name]
         return got
     if fmt == "coco":
-        got = {}
-        for path in out.glob("*.json"):
-            if path.name == "manifest.json":
-                continue
+        for path in out.rglob("labels.json"):
             doc = json.loads(path.read_text(encoding="utf-8"))
-            cats = {c["id"]: c["path"] for c in doc["categories"]}
+            cats = {c["id"]: names[c["name"]] for c in doc["categories"]}
             labelled = {a["image_id"]: cats[a["category_id"]] for a in doc["annotations"]}
             for image in doc["images"]:
-                got[image["id"]] = labelled.get(image["id"])
+                assert (path.parent / "data" / image["file_name"]).is_file()
+                got[image["id"]] = labelled.get(image["id"], "none")
         return got
     if fmt == "labelstudio":
-        got = {}
-        for path in out.glob("tasks*.json"):
+        for path in out.rglob("tasks.json"):
             for task in json.loads(path.read_text(encoding="utf-8")):
-                preds = task.get("predictions") or []
+                preds = task.get("predictions") or task.get("annotations") or []
                 got[task["id"]] = (preds[0]["result"][0]["value"]["choices"][0] if preds
-                                   else task["data"].get("state", "unlabelled"))
+                                   else task["data"]["state"])
         return got
     if fmt == "nemo":
-        got = {}
         for path in out.glob("*manifest.json"):
-            if path.name == "manifest.json":
-                continue
-            for line in path.read_text(encoding="utf-8").splitlines():
-                rec = json.loads(line)
-                got[rec["item_id"]] = rec["label"]
+            if path.name != "manifest.json":
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    rec = json.loads(line)
+                    got[rec["item_id"]] = rec["label"]
+        return got
+    if fmt == "webdataset":
+        for shard in sorted(out.glob("shards/*.tar")):
+            with tarfile.open(shard) as tar:
+                for member in tar.getmembers():
+                    if member.name.endswith(".json"):
+                        rec = json.loads(tar.extractfile(member).read())
+                        got[rec["item_id"]] = rec["label"] or rec["label_state"]
         return got
     raise AssertionError(fmt)
 
 
-def split_of(out: Path, fmt: str) -> dict[int, str]:
-    if fmt == "imagefolder":
-        got = {}
-        for meta in out.rglob("metadata.jsonl"):
-            for line in meta.read_text(encoding="utf-8").splitlines():
-                got[json.loads(line)["item_id"]] = meta.parent.name
-        return got
-    return {int(r["item_id"]): r["split"] for r in read_rows(out, fmt)}
+def _item_of(out: Path, path: Path) -> int:
+    """Item id of a placed file: kinetics.csv for videos, the source bytes for images."""
+    if path.suffix == ".mp4":
+        with open(out / "kinetics.csv", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if (out / row["path"]) == path:
+                    return int(row["item_id"])
+    return _SOURCES[path.read_bytes()]
+
+
+_SOURCES: dict[bytes, int] = {}
 
 
 # --- round trips ------------------------------------------------------------------------------
@@ -186,55 +206,58 @@ def test_tabular_formats_round_trip_every_label(project, tmp_path, fmt, split):
     assert red["labelled_at"] and int(red["event_id"]) > 0
     assert red["modality"] == "image" and os.path.isfile(red["path"])
     assert red["path"].endswith(red["rel_path"]) and red["content_hash"]
-    if split:
-        assert {r["split"] for r in rows} == {"train", "val", "test"}
+    if split:  # decided items have a split; unlabelled ones wait until they are labelled
+        assert {r["split"] for r in rows if r["label_state"] != "unlabelled"} == \
+            {"train", "val", "test"}
+        assert {r["split"] for r in rows if r["label_state"] == "unlabelled"} == {None}
     else:
-        assert {r["split"] or None for r in rows} == {None}
+        assert {r["split"] for r in rows} == {None}
     assert report.items == len(rows) == 30
 
 
-@pytest.mark.parametrize("fmt", ["imagefolder", "coco", "labelstudio", "nemo"])
-def test_tool_formats_round_trip_labels(project, tmp_path, fmt):
-    out = tmp_path / "out"
-    report = export(project, fmt, out, split=SPLIT)
-    got = read_labels(out, fmt)
-    want = catalog_labels(project)
-    modality = {i["id"]: i["modality"] for i in project.items()}
-    if fmt == "imagefolder":  # class folders: labelled items of any modality
-        want = {i: lab for i, lab in want.items() if lab not in ("noise", "unlabelled")}
-    elif fmt == "coco":  # images; unlabelled ones have no annotation
-        want = {i: (None if lab in ("noise", "unlabelled") else lab) for i, lab in want.items()
-                if modality[i] == "image"}
-    elif fmt == "nemo":
-        want = {i: lab for i, lab in want.items() if modality[i] == "audio"}
-    assert got == want
-    assert report.items == len(want)
-    if fmt == "labelstudio":  # the data key says what the media is
-        keys = Counter()
-        for path in out.glob("tasks*.json"):
-            for task in json.loads(path.read_text(encoding="utf-8")):
-                key = task["data"]["modality"]
-                assert task["data"][key].startswith("/data/local-files/?d=")
-                for pred in task.get("predictions", []):
-                    assert pred["result"][0]["to_name"] == key
-                keys[key] += 1
-        assert keys == {"image": 27, "audio": 2, "video": 1}
-        config = (out / "labeling_config.xml").read_text()
-        assert '<Video name="video"' in config and 'value="colour/red"' in config
-    if fmt == "imagefolder":
-        assert any(p.suffix == ".mp4" for p in out.rglob("clip/*"))
+def test_every_format_round_trips_its_items(project, tmp_path, monkeypatch):
+    for item in project.items():
+        _SOURCES[Path(item["abs_path"]).read_bytes()] = item["id"]
+    want_all = catalog_labels(project)
+    image = catalog_labels(project, modality="image")
+    expect = {
+        "imagefolder": catalog_labels(project, True, "image"),
+        "audiofolder": catalog_labels(project, True, "audio"),
+        "videofolder": catalog_labels(project, True, "video"),
+        "yolo": catalog_labels(project, True, "image"),
+        "nemo": catalog_labels(project, True, "audio"),
+        "coco": {i: (v if v not in ("noise", "mixed", "unlabelled") else "none")
+                 for i, v in image.items()},
+        "labelstudio": want_all,
+        "webdataset": want_all,
+    }
+    for fmt, want in expect.items():
+        out = tmp_path / fmt
+        report = export(project, fmt, out, split=SPLIT)
+        assert read_labels(out, fmt) == want, fmt
+        assert report.items == len(want), fmt
+        manifest = manifest_of(out)
+        assert manifest["counts"]["items"] == len(want)
+        assert manifest["split_assignment"]["id"] == report.split_assignment
 
 
-def test_imagefolder_files_are_the_source_bytes(project, tmp_path):
+def test_imagefolder_files_are_the_source_bytes_and_paths_are_relative(project, tmp_path):
+    import pyarrow.parquet as pq
+
     out = tmp_path / "out"
-    export(project, "imagefolder", out)
-    assert not (out / "train").exists()
-    for line in (out / "metadata.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        target = out / rec["file_name"]
-        assert target.read_bytes() == Path(rec["source_path"]).read_bytes()
+    export(project, "imagefolder", out, use_splits=False)
+    rows = pq.read_table(out / "data" / "metadata.parquet").to_pylist()
+    sources = {i["id"]: i["abs_path"] for i in project.items()}
+    assert len(rows) == 22
+    for rec in rows:
+        target = out / "data" / rec["file_name"]
+        assert not os.path.isabs(rec["file_name"])
+        assert target.read_bytes() == Path(sources[rec["item_id"]]).read_bytes()
         assert not target.is_symlink()
-    assert sorted(p.name for p in (out / "red").iterdir()) == [f"{i}.png" for i in range(10)]
+    assert sorted(p.name for p in (out / "data" / "red").iterdir()) == \
+        [f"{i}.png" for i in range(10)]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert 'path: "data/**"' in card and "class_label" in card
 
 
 def test_imagefolder_gives_clashing_file_names_unique_targets(tmp_path, media):
@@ -246,179 +269,52 @@ def test_imagefolder_gives_clashing_file_names_unique_targets(tmp_path, media):
         proj.add_label("thing")
         proj.label_items([i["id"] for i in proj.items()], "thing")
         export(proj, "imagefolder", tmp_path / "out")
-    names = sorted(p.name for p in (tmp_path / "out" / "thing").iterdir())
+    names = sorted(p.name for p in (tmp_path / "out" / "data" / "thing").iterdir())
     assert names == ["same-2.png", "same-3.png", "same.png"]
     assert read_labels(tmp_path / "out", "imagefolder") == {1: "thing", 2: "thing", 3: "thing"}
 
 
-# --- splits -----------------------------------------------------------------------------------
+def test_mixed_project_gets_one_sub_export_per_modality(project, tmp_path):
+    report = export(project, "labelstudio", tmp_path / "ls")
+    assert report.parts == ("image", "audio", "video")
+    assert any("sub-export" in note for note in report.notes)
+    for modality, tag in (("image", "Image"), ("audio", "Audio"), ("video", "Video")):
+        part = tmp_path / "ls" / modality
+        config = (part / "labeling_config.xml").read_text()
+        assert f'<{tag} name="{modality}" value="${modality}"/>' in config
+        for task in json.loads((part / "tasks.json").read_text()):
+            assert set(task["data"]) >= {modality} and task["data"][modality].startswith(
+                "/data/local-files/?d=")
+            for pred in task.get("predictions", []):
+                assert pred["result"][0]["to_name"] == modality
+        readme = (part / "README.md").read_text()
+        assert "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true" in readme
+        assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=" in readme
+    one = export(project, "labelstudio", tmp_path / "one", modality="audio", ls_as="annotations",
+                 url_prefix="https://media.example/x")
+    assert one.parts == () and one.items == 2
+    tasks = json.loads((tmp_path / "one" / "tasks.json").read_text())
+    assert all(t["data"]["audio"].startswith("https://media.example/x/") for t in tasks)
+    assert all("annotations" in t and "predictions" not in t for t in tasks)
+    with pytest.raises(UsageError, match="exports image"):
+        export(project, "imagefolder", tmp_path / "bad", modality="audio")
 
 
-def test_split_is_stratified_within_one_item_per_label(project, tmp_path):
-    fractions = parse_split(SPLIT)
-    export(project, "jsonl", tmp_path / "out", split=SPLIT)
-    rows = read_rows(tmp_path / "out", "jsonl")
-    per_label: dict[str, Counter] = defaultdict(Counter)
-    for r in rows:
-        key = r["label_path"] if r["label_state"] == "labelled" else r["label_state"]
-        per_label[key][r["split"]] += 1
-    assert set(per_label) == {"colour/red", "green", "blue", "sound", "clip", "noise",
-                              "unlabelled"}
-    for label, counts in per_label.items():
-        n = sum(counts.values())
-        for name, fraction in fractions.items():
-            assert abs(counts[name] - fraction * n) <= 1, (label, dict(counts))
+def test_imagefolder_holds_only_images_and_says_where_the_rest_goes(project, tmp_path):
+    report = export(project, "imagefolder", tmp_path / "out")
+    suffixes = {p.suffix for p in (tmp_path / "out" / "data").rglob("*") if p.is_file()}
+    assert suffixes == {".png", ".parquet"}
+    assert report.skipped["not image"] == 3
 
 
-def test_split_is_deterministic_for_a_seed(project, tmp_path):
-    export(project, "jsonl", tmp_path / "a", split=SPLIT, seed=7)
-    export(project, "jsonl", tmp_path / "b", split=SPLIT, seed=7)
-    export(project, "jsonl", tmp_path / "c", split=SPLIT, seed=8)
-    a = (tmp_path / "a" / "items.jsonl").read_bytes()
-    assert a == (tmp_path / "b" / "items.jsonl").read_bytes()
-    assert split_of(tmp_path / "a", "jsonl") != split_of(tmp_path / "c", "jsonl")
+# --- names ------------------------------------------------------------------------------------
 
 
-def test_assign_splits_keeps_duplicate_groups_whole_and_balanced():
-    rng = np.random.default_rng(0)
-    ids = np.arange(1, 201)
-    strata = rng.integers(1, 4, size=200)
-    groups = [[1, 2, 3, 4, 5], [10, 11], [20, 21, 22], [30, 31, 32, 33], [40, 41], [5, 50]]
-    fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
-    for seed in range(5):
-        split = assign_splits(ids, strata, groups, fractions, seed)
-        assert (split >= 0).all()
-        for group in ([1, 2, 3, 4, 5, 50], *groups[1:5]):  # [5, 50] joins the first group
-            assert len({int(split[i - 1]) for i in group}) == 1, (seed, group)
-        for key in (1, 2, 3):
-            n = int((strata == key).sum())
-            for k, f in enumerate(fractions.values()):
-                got = int(((strata == key) & (split == k)).sum())
-                assert abs(got - f * n) <= 5  # whole groups of up to 6 may tip a split
-        assert np.array_equal(split, assign_splits(ids, strata, groups, fractions, seed))
-
-
-def test_exact_duplicates_land_in_one_split(project, tmp_path):
-    src = Path(project.sources()[0].root)
-    original = src / "red" / "0.png"
-    for where in ("red/copy1.png", "red/copy2.png", "green/copy3.png", "dupes/copy4.png"):
-        (src / where).parent.mkdir(exist_ok=True)
-        shutil.copyfile(original, src / where)
-    project.scan(ScanOptions(workers=0))
-    _label_by_folder(project, {"red": "red", "green": "green"})
-    digest = next(i["content_hash"] for i in project.items() if i["path"] == "red/0.png")
-    copies = {i["id"] for i in project.items() if i["content_hash"] == digest}
-    assert len(copies) == 5
-    for seed in range(4):
-        out = tmp_path / f"out{seed}"
-        export(project, "parquet", out, split=SPLIT, seed=seed)
-        rows = {r["item_id"]: r for r in read_rows(out, "parquet")}
-        assert len({rows[i]["split"] for i in copies}) == 1
-        assert {rows[i]["duplicate_group"] for i in copies} == {min(copies)}
-        export(project, "imagefolder", tmp_path / f"img{seed}", split=SPLIT, seed=seed)
-        splits = split_of(tmp_path / f"img{seed}", "imagefolder")
-        assert len({splits[i] for i in copies if i in splits}) == 1
-
-
-@pytest.mark.parametrize("spec", [
-    "train=0.8,val=0.1", "train=0.8,train=0.2", "../x=1", "a/b=1", "train=-0.5,val=1.5",
-    "train=nan", "train=1,", "train", "a=b", "train=0.5=0.5", "con fig=1", "train=inf",
-])
-def test_parse_split_is_strict(spec):
-    with pytest.raises(UsageError):
-        parse_split(spec)
-
-
-def test_parse_split_accepts_good_specs():
-    assert parse_split(" train = 0.7 , test=0.3 ") == {"train": 0.7, "test": 0.3}
-    assert parse_split("all=1") == {"all": 1.0}
-    assert parse_split("a=0.3333333,b=0.3333333,c=0.3333334") is not None
-    assert parse_split(None) is None and parse_split("") is None
-
-
-# --- atomic writes and the OUT folder ---------------------------------------------------------
-
-
-def _leftovers(parent: Path, name: str) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if p.name.startswith(name))
-
-
-def test_a_failure_mid_export_leaves_no_out_and_no_partial_files(project, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real_copy = shutil.copy2
-
-    def failing_copy(a, b, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise RuntimeError("disk on fire")
-        return real_copy(a, b, *args, **kwargs)
-
-    monkeypatch.setattr(export_mod.shutil, "copy2", failing_copy)
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        export(project, "imagefolder", tmp_path / "out", split=SPLIT)
-    assert calls["n"] == 4
-    assert _leftovers(tmp_path, "out") == []
-
-
-def test_a_failure_keeps_the_previous_export(project, tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    export(project, "jsonl", out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-
-    def broken(path):
-        raise OSError(errno.EIO, "input/output error")
-
-    monkeypatch.setattr(export_mod, "_sha256", broken)
-    with pytest.raises(OSError):
-        export(project, "csv", out)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert _leftovers(tmp_path, "out") == ["out"]
-
-
-def test_cancel_leaves_nothing(project, tmp_path):
-    token = CancelToken()
-    token.cancel()
-    with pytest.raises(Cancelled):
-        export(project, "parquet", tmp_path / "out", cancel=token)
-    assert _leftovers(tmp_path, "out") == []
-
-
-def test_out_must_be_new_empty_or_a_previous_export(project, tmp_path):
-    busy = tmp_path / "busy"
-    busy.mkdir()
-    (busy / "thesis.docx").write_text("precious")
-    with pytest.raises(UsageError, match="not empty and not a Curator export"):
-        export(project, "jsonl", busy)
-    assert (busy / "thesis.docx").read_text() == "precious"
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    with pytest.raises(UsageError, match="is a file"):
-        export(project, "jsonl", afile)
-    with pytest.raises(UsageError, match="source folder"):
-        export(project, "jsonl", Path(project.sources()[0].root) / "exports")
-    with pytest.raises(UsageError, match="source folder"):
-        export(project, "jsonl", tmp_path)
-    with pytest.raises(UsageError, match="holds the project"):
-        export(project, "jsonl", project.root)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    export(project, "imagefolder", empty)
-    assert is_export(empty) and (empty / "red").is_dir()
-    export(project, "jsonl", empty)  # replaces the previous export entirely
-    assert sorted(p.name for p in empty.iterdir()) == ["items.jsonl", "manifest.json"]
-    with pytest.raises(UsageError, match="unknown export format"):
-        export(project, "xml", tmp_path / "x")
-    with pytest.raises(UsageError, match="unknown mode"):
-        export(project, "imagefolder", tmp_path / "x", mode="teleport")
-
-
-# --- names that must not escape ---------------------------------------------------------------
-
-
-def test_unsafe_label_names_never_escape_out(tmp_path, media):
+def test_label_export_names_are_unique_visible_and_never_split_words(tmp_path, media):
     src = tmp_path / "media"
-    names = ["..", ".", "a/b", "a\\b", "CON", "nul.txt", "COM1", "trailing. ", "x" * 190,
-             "metadata.jsonl", "manifest.json", "Cat", "cat"]
+    names = ["..", ".hidden", "-flag", "a/b", "CON", "nul.txt", "trailing. ", "x" * 190,
+             "metadata.jsonl", "manifest.json", "Cat", "cat", "test", "test tube", "dev board",
+             "validation_set", "train-2", "contest", "data", "README.md"]
     for i, _ in enumerate(names):
         media.image(src / f"{i:02d}.png", size=(8, 8), seed=i)
     (tmp_path / "outside").mkdir()
@@ -427,31 +323,37 @@ def test_unsafe_label_names_never_escape_out(tmp_path, media):
         ids = [i["id"] for i in proj.items()]
         for name in names:
             proj.add_label(name)
-        stored = {lab.name for lab in proj.labels()}
-        assert len(stored) == len(names)
-        per_item = dict(zip(ids, sorted(stored)))
+        per_item = {item: lab.path for item, lab in zip(ids, proj.labels())}
         for item, label in per_item.items():
             proj.label_items([item], label)
         out = tmp_path / "outside" / "out"
-        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "out" not in
-                        p.relative_to(tmp_path).parts)
         export(proj, "imagefolder", out, split="train=0.5,test=0.5")
-        after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "out" not in
-                       p.relative_to(tmp_path).parts)
-        assert before == after  # nothing new anywhere but OUT
         assert sorted(os.listdir(tmp_path / "outside")) == ["out"]
         real_out = os.path.realpath(out)
         for path in out.rglob("*"):
             assert os.path.commonpath([os.path.realpath(path), real_out]) == real_out
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        folders = manifest["label_folders"]
-        assert len({f.casefold() for f in folders.values()}) == len(names)
-        for folder in folders.values():
-            assert folder not in (".", "..", "metadata.jsonl", "manifest.json")
-            assert "/" not in folder and "\\" not in folder
-            assert len(folder.encode()) <= 120
-        assert set(manifest["renamed_label_folders"]) >= {"..", ".", "a/b", "CON", "COM1"}
+        mapping = manifest_of(out)["label_names"]
+        assert sorted(mapping.values()) == sorted(lab.path for lab in proj.labels())
+        assert len({n.casefold() for n in mapping}) == len(names)
+        for name in mapping:
+            assert name[0] not in ".-" and "/" not in name and "\\" not in name
+            assert not has_split_word(name), name
+            assert name.casefold() not in ("metadata.jsonl", "manifest.json", "data",
+                                           "readme.md")
+            assert len(name.encode()) <= 120
+        assert {v: k for k, v in mapping.items()}["contest"] == "contest"  # no token: kept
         assert read_labels(out, "imagefolder") == per_item
+
+
+def test_the_taxonomy_refuses_a_name_that_collides_with_a_label_path(project):
+    with pytest.raises(UsageError, match="colour/red"):
+        project.add_label("colour/red")
+    project.add_label("colour/x")
+    with pytest.raises(UsageError, match="colour/x"):
+        project.add_label("x", parent="colour")
+    with pytest.raises(UsageError, match="colour/red"):
+        project.update_label("blue", new_name="colour/red")
+    project.add_label("y", parent="colour")  # no clash: fine
 
 
 @pytest.mark.parametrize("name", ["..", ".", "", "a/b", "a\\b", "x\u0007", "bell\x07\x00",
@@ -466,51 +368,114 @@ def test_safe_name_makes_every_name_a_plain_folder_name(name):
     assert not safe.endswith((".", " "))
     assert safe.split(".")[0].upper() not in {"CON", "NUL", "COM1", "LPT9", "PRN", "AUX"}
     assert len(safe.encode("utf-8")) <= 120
-    assert safe_name("plain name") == "plain name"
 
 
-def test_safe_names_stay_distinct_and_files_keep_extensions():
+def test_safe_names_stay_distinct_and_split_words_are_bracketed():
     names = ["a/b", "a_b", "a\\b", "a:b", "..", "_"]
     assert len({safe_name(n) for n in names}) == len(names)
     assert safe_file_name("CON.png").endswith(".png") and safe_file_name("CON.png") != "CON.png"
     assert safe_file_name("x" * 300 + ".jpeg").endswith(".jpeg")
-    assert safe_file_name("ok.png") == "ok.png"
-    folders = label_folders(["Cat", "cat", "manifest.json"])
-    assert len({f.casefold() for f in folders.values()}) == 3
-    assert folders["Cat"] == "Cat" and folders["manifest.json"] != "manifest.json"
+    folders = label_folders(["Cat", "cat", "manifest.json", "test tube", "val"])
+    assert len({f.casefold() for f in folders.values()}) == 5
+    assert folders["test tube"] == "(test) tube" and folders["val"] == "(val)"
+    for word in SPLIT_WORDS:
+        assert has_split_word(word) and not has_split_word(label_folders([word])[word])
 
 
-# --- file modes -------------------------------------------------------------------------------
+# --- provenance -------------------------------------------------------------------------------
+
+
+def test_provenance_comes_from_the_labelling_event_not_the_current_clustering(project, tmp_path):
+    from curator.labels import apply_event
+
+    blue = [i["id"] for i in project.items() if i["path"].startswith("blue/")][:2]
+    now = "2026-01-01T00:00:00.000Z"
+
+    def clustering(group: int) -> int:
+        with project.catalog.write() as w:
+            run = w.execute("INSERT INTO runs (kind, app_version, params, started_at, status, "
+                            "counts) VALUES ('cluster', '0', '{}', ?, 'ok', '{}')", [now]).lastrowid
+            w.execute("INSERT INTO clusterings (run_id, space, method, n_groups, group_offset, "
+                      "created_at) VALUES (?, 'x', 'kmeans', 1, 0, ?)", [run, now])
+            w.execute("INSERT INTO groups (run_id, group_id, space, size, created_at) "
+                      "VALUES (?, ?, 'x', 2, ?)", [run, group, now])
+            w.conn.executemany("INSERT INTO assignments (run_id, item_id, group_id) "
+                               "VALUES (?, ?, ?)", [(run, i, group) for i in blue])
+        return run
+
+    run = clustering(7)
+    label_id = next(lab.id for lab in project.labels() if lab.name == "green")
+    event = apply_event(project.catalog, "assign", blue, label_id=label_id, source="group",
+                        annotator="bo", run_id=run, group_id=7)
+    project.label_items(blue, action="confirm")  # a confirm does not set the label
+    clustering(99)  # re-clustering afterwards changes nothing in the rows
+    export(project, "parquet", tmp_path / "out")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "out" / "items.parquet")
+    assert str(table.schema.field("labelled_at").type) == "timestamp[ms, tz=UTC]"
+    rows = {r["item_id"]: r for r in table.to_pylist()}
+    for item in blue:
+        row = rows[item]
+        assert (row["event_id"], row["group_id"], row["cluster_run"]) == (event, 7, run)
+        assert row["annotator"] == "bo" and row["label_source"] == "group"
+        assert row["confirmed"] and row["labelled_at"].year >= 2024
+    other = next(r for r in rows.values() if r["label_path"] == "colour/red")
+    assert other["group_id"] is None and other["cluster_run"] is None
+
+
+# --- spreadsheets, modes, manifest ------------------------------------------------------------
+
+
+def test_csv_cells_cannot_run_as_formulas(tmp_path, media):
+    src = tmp_path / "media"
+    for i, name in enumerate(["=cmd|' -C calc'!A0.png", "+1.png", "@x.png", "-2.png", "ok.png"]):
+        media.image(src / name, size=(8, 8), seed=i)
+    with Project.create(tmp_path / "proj", [src]) as proj:
+        proj.scan(ScanOptions(workers=0))
+        proj.add_label("=HYPERLINK(1)")
+        proj.label_items([i["id"] for i in proj.items()], "=HYPERLINK(1)")
+        export(proj, "csv", tmp_path / "out")
+    with open(tmp_path / "out" / "items.csv", encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh):
+            for cell in row:
+                assert not cell.startswith(("=", "+", "-", "@")), cell
+    rows = read_rows(tmp_path / "out", "csv")
+    assert {r["rel_path"] for r in rows} >= {"'=cmd|' -C calc'!A0.png", "'+1.png", "ok.png"}
+
+
+def test_relative_paths_for_tabular_and_nemo(project, tmp_path):
+    base = Path(project.sources()[0].root).parent
+    export(project, "jsonl", tmp_path / "j", relative_to=str(base))
+    for row in read_rows(tmp_path / "j", "jsonl"):
+        assert not os.path.isabs(row["path"]) and (base / row["path"]).is_file()
+    export(project, "nemo", tmp_path / "n", relative_to=str(base))
+    line = json.loads((tmp_path / "n" / "nemo_manifest.json").read_text().splitlines()[0])
+    assert (base / line["audio_filepath"]).is_file() and line["duration"] > 0
 
 
 def test_symlink_and_hardlink_modes(project, tmp_path):
+    import pyarrow.parquet as pq
+
     export(project, "imagefolder", tmp_path / "sym", mode="symlink")
     export(project, "imagefolder", tmp_path / "hard", mode="hardlink")
-    for line in (tmp_path / "sym" / "metadata.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        link = tmp_path / "sym" / rec["file_name"]
-        assert link.is_symlink() and os.readlink(link) == rec["source_path"]
-        hard = tmp_path / "hard" / rec["file_name"]
-        assert not hard.is_symlink()
-        assert os.stat(hard).st_ino == os.stat(rec["source_path"]).st_ino
-    manifest = json.loads((tmp_path / "hard" / "manifest.json").read_text())
-    assert manifest["options"]["mode"] == "hardlink" and manifest["notes"] == []
+    sources = {i["id"]: i["abs_path"] for i in project.items()}
+    for rec in pq.read_table(tmp_path / "sym" / "data" / "metadata.parquet").to_pylist():
+        link = tmp_path / "sym" / "data" / rec["file_name"]
+        assert link.is_symlink() and os.readlink(link) == sources[rec["item_id"]]
+        hard = tmp_path / "hard" / "data" / rec["file_name"]
+        assert os.stat(hard).st_ino == os.stat(sources[rec["item_id"]]).st_ino
+    assert manifest_of(tmp_path / "hard")["options"]["mode"] == "hardlink"
 
 
 def test_hardlink_across_devices_falls_back_to_copy_and_says_so(project, tmp_path, monkeypatch):
     def cross_device(a, b):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(export_mod.os, "link", cross_device)
+    monkeypatch.setattr(core_mod.os, "link", cross_device)
     report = export(project, "imagefolder", tmp_path / "out", mode="hardlink")
     assert any("copied instead" in note for note in report.notes)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["notes"] == list(report.notes)
-    for line in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        target = tmp_path / "out" / rec["file_name"]
-        assert os.stat(target).st_ino != os.stat(rec["source_path"]).st_ino
-        assert target.read_bytes() == Path(rec["source_path"]).read_bytes()
+    assert manifest_of(tmp_path / "out")["notes"] == list(report.notes)
 
 
 def test_missing_source_file_is_left_out_and_counted(project, tmp_path):
@@ -519,112 +484,73 @@ def test_missing_source_file_is_left_out_and_counted(project, tmp_path):
     report = export(project, "imagefolder", tmp_path / "out")
     assert gone["id"] not in read_labels(tmp_path / "out", "imagefolder")
     assert report.skipped["file missing"] == 1
-    assert report.counts["all"]["colour/red"] == 9 and report.items == 24
+    assert report.counts["all"]["colour/red"] == 9 and report.items == 21
 
 
-# --- options and manifest ---------------------------------------------------------------------
+def test_manifest_counts_checksums_names_and_absolute_project(project, tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.chdir(project.root.parent)
+    report = export(project, "imagefolder", Path("out"), split=SPLIT)
+    out = project.root.parent / "out"
+    manifest = manifest_of(out)
+    assert os.path.isabs(manifest["project"])
+    assert manifest["counts"]["by_split"] == report.counts
+    assert sum(sum(c.values()) for c in report.counts.values()) == 22
+    assert manifest["label_names"]["red"] == "colour/red"
+    for rel, digest in manifest["checksums"]["sha256"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
+    assert manifest["split_assignment"]["fractions"] == {"train": 0.6, "val": 0.2, "test": 0.2}
 
 
-def test_only_labeled_leaves_out_noise_and_unlabelled(project, tmp_path):
-    report = export(project, "csv", tmp_path / "out", only_labeled=True)
-    got = read_labels(tmp_path / "out", "csv")
-    assert got == catalog_labels(project, labelled_only=True)
-    assert set(got.values()) == {"colour/red", "green", "blue", "sound", "clip"}
-    assert report.skipped == {"not labelled": 5}
+def test_cancel_leaves_nothing(project, tmp_path):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        export(project, "jsonl", tmp_path / "out", cancel=token)
+    assert sorted(os.listdir(tmp_path)) == ["media", "proj"]
 
 
-def test_manifest_counts_and_checksums_match_the_files(project, tmp_path):
-    out = tmp_path / "out"
-    report = export(project, "jsonl", out, split=SPLIT, seed=3)
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["curator_export"] == 1 and manifest["format"] == "jsonl"
-    assert manifest["options"] == {"split": {"train": 0.6, "val": 0.2, "test": 0.2}, "seed": 3,
-                                   "only_labeled": False, "mode": None}
-    rows = read_rows(out, "jsonl")
-    counted: dict[str, Counter] = defaultdict(Counter)
-    for r in rows:
-        counted[r["split"]][r["label_path"] if r["label_state"] == "labelled"
-                            else r["label_state"]] += 1
-    assert manifest["counts"]["by_split"] == {k: dict(v) for k, v in counted.items()}
-    assert manifest["counts"]["items"] == len(rows) == report.items
-    assert manifest["counts"]["by_label"]["colour/red"] == 10
-    sums = manifest["checksums"]["sha256"]
-    assert set(sums) == {"items.jsonl"}
-    assert sums["items.jsonl"] == hashlib.sha256((out / "items.jsonl").read_bytes()).hexdigest()
-    assert {t["path"] for t in manifest["taxonomy"]} == {"colour", "colour/red", "green", "blue",
-                                                          "sound", "clip"}
-    assert manifest["runs"]["scan"]["id"] >= 1
-    assert manifest["project"] == str(project.root)
+def test_exporters_are_a_registry_and_cannot_write_outside(project, tmp_path):
+    assert {"jsonl", "imagefolder", "audiofolder", "videofolder", "fiftyone", "coco",
+            "labelstudio", "yolo", "webdataset", "nemo"} <= set(EXPORTERS)
 
-
-def test_group_and_embedding_columns_come_from_the_current_clustering(project, tmp_path):
-    project.embed("classic", "classic", workers=0)
-    run_id, _ = project.cluster(n_groups=3)
-    assignment = dict(project.catalog.db.execute(
-        "SELECT item_id, group_id FROM assignments WHERE run_id = ?", [run_id]).fetchall())
-    export(project, "parquet", tmp_path / "out")
-    rows = read_rows(tmp_path / "out", "parquet")
-    assert rows and all(r["cluster_run"] == run_id for r in rows)
-    assert {r["item_id"]: r["group_id"] for r in rows} == assignment
-    assert all(r["embedding_spaces"] == ["classic:v1"] for r in rows)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["runs"]["cluster"]["id"] == run_id
-
-
-def test_exporters_are_a_registry(project, tmp_path):
-    assert {"jsonl", "csv", "parquet", "imagefolder", "coco", "labelstudio", "nemo"} <= set(
-        EXPORTERS)
-
-    def write(ctx):
+    def ids_only(ctx):
         with ctx.open("ids.txt") as fh:
             for chunk in ctx.chunks():
-                fh.write("".join(f"{r.item_id} {r.split}\n" for r in chunk))
+                fh.writelines(f"{row.item_id}\n" for row in chunk)
 
-    export_mod.register_exporter(export_mod.Exporter("ids", write, "item ids", needs_label=True))
+    def escape(ctx):
+        ctx.target("..", "evil")
+
     try:
-        export(project, "ids", tmp_path / "out", split="a=0.5,b=0.5")
-    finally:
-        EXPORTERS.pop("ids")
-    lines = (tmp_path / "out" / "ids.txt").read_text().splitlines()
-    assert {int(line.split()[0]) for line in lines} == set(catalog_labels(project, True))
-    assert {line.split()[1] for line in lines} == {"a", "b"}
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert set(manifest["checksums"]["sha256"]) == {"ids.txt"}
-
-
-def test_a_plugin_exporter_cannot_write_outside(project, tmp_path):
-    def evil(ctx):
-        with ctx.open("..", "escaped.txt") as fh:
-            fh.write("boo")
-
-    export_mod.register_exporter(export_mod.Exporter("evil", evil, "tries to escape"))
-    try:
+        register_exporter(Exporter("ids", ids_only, "item ids"))
+        register_exporter(Exporter("evil", escape, "tries to leave"))
+        export(project, "ids", tmp_path / "ids")
+        assert len((tmp_path / "ids" / "ids.txt").read_text().split()) == 30
         with pytest.raises(CuratorError, match="unsafe name"):
-            export(project, "evil", tmp_path / "out")
+            export(project, "evil", tmp_path / "evil")
+        assert not (tmp_path / "evil").exists()
     finally:
-        EXPORTERS.pop("evil")
-    assert not (tmp_path / "escaped.txt").exists()
-    assert _leftovers(tmp_path, "out") == []
-
-
-# --- the facade method and CLI command ---------------------------------------------------------
+        EXPORTERS.pop("ids", None)
+        EXPORTERS.pop("evil", None)
 
 
 def test_cli_export_command(project, tmp_path):
-    from curator.cli import cli as command
+    from curator.cli import cli
 
-    runner = CliRunner()
     root = str(project.root)
-    result = runner.invoke(command, ["export", root, "--format", "csv", "--out", str(tmp_path / "o"),
-                                     "--split", SPLIT, "--only-labeled"])
-    assert result.exit_code == 0, result.output
-    assert "exported 25 items as csv" in result.output and "left out: 5 (not labelled)" in \
-        result.output
-    result = runner.invoke(command, ["export", root, "--format", "jsonl", "--out",
-                                     str(tmp_path / "j"),
-                                     "--json"])
-    assert result.exit_code == 0 and json.loads(result.output)["items"] == 30
-    result = runner.invoke(command, ["export", root, "--format", "jsonl", "--out",
-                                     str(tmp_path / "x"),
-                                     "--split", "train=2"])
-    assert isinstance(result.exception, UsageError)
+    project.close()
+    runner = CliRunner()
+    done = runner.invoke(cli, ["export", root, "--format", "webdataset", "--out",
+                               str(tmp_path / "w"), "--split", SPLIT, "--shard-size", "5",
+                               "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert report["items"] == 30 and report["split_assignment"] == 1
+    shards = json.loads((tmp_path / "w" / "shards.json").read_text())
+    assert sum(shards["samples"].values()) == 30
+    assert all(len(v) >= 1 for v in shards["shards"].values())
+    again = runner.invoke(cli, ["export", root, "--format", "jsonl", "--out",
+                                str(tmp_path / "j"), "--split", "train=0.5,test=0.5"])
+    assert again.exit_code != 0 and "--resplit" in again.output

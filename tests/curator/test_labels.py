@@ -137,8 +137,11 @@ def test_rename_and_merge_keep_history(project):
     # The merge is an ordinary event: undo brings the old label back to those items.
     project.undo()
     assert _state(project, ids[0]) == ("labelled", "kitten")
+    assert {lab.name for lab in project.labels()} == {"cat", "kitten"}
     taxonomy = [e.action for e in project.history() if e.source == "taxonomy"]
-    assert "label-update" in taxonomy and "label-merge" in taxonomy
+    assert "label-update" in taxonomy
+    merge = [e for e in project.history() if "label_merge" in e.details]
+    assert len(merge) == 1 and merge[0].undone
 
 
 def test_remove_needs_force_when_used(project):

@@ -1,0 +1,167 @@
+"""Label suggestions against an oracle curator: one-key acceptance rate and calibration.
+
+    python bench/suggest.py [--n 20000] [--classes 60] [--groups 200] [--ks 10,25,50]
+
+A project is generated from bench/synth.py (n 512-d rows in `--classes` classes, written as an
+embedding space the way `curator embed` writes one) and grouped by `Project.cluster`. A simulated
+curator then works down the queue, always taking the first undecided group. The oracle's decision
+for a group is its members' majority class (named "class-NNNN", added to the taxonomy the first
+time it is needed), or noise when most members are junk. Before each decision the benchmark reads
+`Project.suggestions()` (recomputed after every decision, as the app does) and records whether the
+shown suggestion *is* the oracle's decision: then one key (Enter) would have been right.
+
+Printed: for each K in --ks, the share of the next 50 decisions after the first K that are a right
+one-key acceptance; and the calibration curve: the precision of suggestions by shown confidence.
+No text tower here (a random model's zero-shot match means nothing): the k-NN vote alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.synth import DEFAULT_CACHE, make_synthetic  # noqa: E402 - after the path set-up
+
+SPACE = "synthetic:suggest"
+BINS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0001)
+
+
+def build_project(root: Path, X: np.ndarray, n_groups: int) -> None:
+    """Items, vectors and a clustering run, through the catalog's own write paths."""
+    import json
+    import shutil
+
+    from curator.catalog import utcnow
+    from curator.embed import compact_space
+    from curator.project import Project
+    from curator.stores import ShardWriter, space_slug
+
+    shutil.rmtree(root, ignore_errors=True)
+    media = root.parent / f"{root.name}-media"
+    media.mkdir(parents=True, exist_ok=True)
+    with Project.create(root, [media]) as proj:
+        cat = proj.catalog
+        folder = Path("vectors") / space_slug(SPACE)
+        now = utcnow()
+        run_id = cat.start_run("embed", {"bench": "suggest"})
+        with cat.write() as db:
+            db.execute("INSERT INTO spaces (space, embedder, model, dim, modalities, preprocess, "
+                       "options, folder, created_at) VALUES (?, 'classic', 'synthetic', ?, ?, "
+                       "'', '{}', ?, ?)", [SPACE, X.shape[1], json.dumps(["image"]),
+                                           str(folder), now])
+        shard = ShardWriter(root / folder / "shards" / "bench-000", X.shape[1])
+        row0 = shard.append(np.asarray(X, np.float32))
+        shard.close()
+        n = len(X)
+        with cat.write() as db:
+            db.conn.executemany(
+                "INSERT INTO items (id, source_id, path, modality, format, size, mtime, mtime_ns,"
+                " content_hash, width, height, status, first_seen, last_seen, version) VALUES "
+                "(?, 1, ?, 'image', 'jpeg', 1000, 0, 0, ?, 64, 48, 'ok', ?, ?, 1)",
+                ((i + 1, f"synthetic/{i:08d}.jpg", f"{i:032x}", now, now) for i in range(n)))
+            db.conn.executemany(
+                "INSERT INTO embeddings (item_id, space, shard, row, item_version, run_id, "
+                "created_at) VALUES (?, ?, 'bench-000', ?, 1, ?, ?)",
+                ((i + 1, SPACE, row0 + i, run_id, now) for i in range(n)))
+        cat.end_run(run_id, "ok", {"embedded": n})
+        compact_space(cat, SPACE)
+        proj.sync_indexes()
+        proj.cluster(n_groups=n_groups, seed=0)
+
+
+def oracle(proj, gid: int, y: np.ndarray) -> str | None:
+    """The right decision for a group: its majority class name, or None for noise."""
+    members = np.asarray(proj.group(gid)["items"]) - 1
+    classes = Counter(y[members].tolist())
+    top, _ = classes.most_common(1)[0]
+    return None if top < 0 else f"class-{top:04d}"
+
+
+def simulate(proj, y: np.ndarray, max_decisions: int) -> list[dict]:
+    records = []
+    labels = {lab.name for lab in proj.labels()}
+    for i in range(max_decisions):
+        queue = proj.queue()["groups"]
+        if not queue:
+            break
+        gid = queue[0].group_id
+        t = time.perf_counter()
+        shown = proj.suggestions().get(gid)
+        seconds = time.perf_counter() - t
+        truth = oracle(proj, gid, y)
+        records.append({"i": i, "gid": gid, "truth": truth, "seconds": seconds,
+                        "label": shown.label if shown else None,
+                        "confidence": shown.confidence if shown else None,
+                        "right": bool(shown and truth and shown.label == truth)})
+        if truth is None:
+            proj.label_group(gid, action="noise")
+            continue
+        if truth not in labels:
+            proj.add_label(truth)
+            labels.add(truth)
+        proj.label_group(gid, truth)
+    return records
+
+
+def report(records: list[dict], ks: list[int], window: int = 50) -> None:
+    print("| after K decisions | next decisions | right one-key acceptances | share |")
+    print("|---:|---:|---:|---:|")
+    for k in ks:
+        part = [r for r in records if k <= r["i"] < k + window]
+        if part:
+            right = sum(r["right"] for r in part)
+            print(f"| {k} | {len(part)} | {right} | {right / len(part):.2f} |")
+    shown = [r for r in records if r["confidence"] is not None and r["i"] >= min(ks)]
+    print(f"\ncalibration over decisions after the first {min(ks)} ({len(shown)} suggestions "
+          "shown):\n")
+    print("| shown confidence | suggestions | mean confidence | precision |")
+    print("|---|---:|---:|---:|")
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        part = [r for r in shown if lo <= r["confidence"] < hi]
+        if part:
+            conf = np.mean([r["confidence"] for r in part])
+            prec = np.mean([r["right"] for r in part])
+            print(f"| {lo:.2f}–{min(hi, 1.0):.2f} | {len(part)} | {conf:.2f} | {prec:.2f} |")
+    secs = [r["seconds"] for r in records if r["confidence"] is not None]
+    if secs:
+        print(f"\nrefreshing every group's suggestion: median {np.median(secs):.2f} s")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--classes", type=int, default=60)
+    ap.add_argument("--groups", type=int, default=200)
+    ap.add_argument("--ks", default="10,25,50")
+    ap.add_argument("--decisions", type=int, default=None, help="stop after this many")
+    ap.add_argument("--data", type=Path, default=DEFAULT_CACHE)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    ks = [int(k) for k in args.ks.split(",")]
+
+    X, y, _ = make_synthetic(args.n, n_classes=args.classes, cache_dir=args.data)
+    root = args.data / f"suggest-{args.n}-{args.classes}-{args.groups}"
+    t = time.perf_counter()
+    build_project(root, X, args.groups)
+    print(f"project: {args.n} items, {args.classes} classes, {args.groups} groups "
+          f"({time.perf_counter() - t:.0f} s to build)\n")
+    from curator.project import Project
+
+    with Project.open(root) as proj:
+        proj.set_annotator("oracle")
+        records = simulate(proj, np.asarray(y), args.decisions or max(ks) + 50)
+    report(records, ks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

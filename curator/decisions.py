@@ -1,0 +1,329 @@
+"""Derived group status: what the members of a group already carry, in any clustering run.
+
+Decisions belong to items (`item_labels`); a group of any run, old or new, shows the decisions
+of its members: the share that carries one, the dominant label and the noise, mixed and
+duplicate shares. A new clustering of a labelled project therefore opens with every decision
+where it was left, and `cluster --undecided` can group only the items nobody decided yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from curator.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+# A group counts as decided when this share of its members carries a decision, or when it was
+# decided as a whole on its own run (the items excluded then stay undecided); otherwise, with
+# some decided members, it is `partial`: a lasso's worth of labelled items does not decide it.
+DECIDED_SHARE = 0.8
+# The dominant decision names the group when it covers this share of the decided members;
+# otherwise the group is `mixed` (its members carry several labels).
+DOMINANT_SHARE = 0.8
+STATUSES = ("undecided", "partial", "labelled", "noise", "mixed", "duplicate")
+OPEN_STATUSES = ("undecided", "partial")
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    """What the members of one group carry now."""
+
+    group_id: int
+    size: int
+    decided: int = 0
+    labelled: int = 0
+    noise: int = 0
+    mixed: int = 0
+    duplicate: int = 0
+    label_id: Optional[int] = None  # the most common label among the labelled members
+    label_count: int = 0
+    labels: int = 0  # how many different labels the members carry
+    explicit: bool = False  # decided as a whole on this run (its exclusions stay undecided)
+
+    @property
+    def share(self) -> float:
+        """Share of the members that carry any decision."""
+        return self.decided / self.size if self.size else 0.0
+
+    @property
+    def status(self) -> str:
+        """undecided, partial, labelled, noise, mixed or duplicate."""
+        if self.decided == 0:
+            return "undecided"
+        if self.share < DECIDED_SHARE and not self.explicit:
+            return "partial"
+        kinds = {"labelled": self.label_count, "noise": self.noise, "duplicate": self.duplicate}
+        kind, count = max(kinds.items(), key=lambda kv: kv[1])
+        if count >= DOMINANT_SHARE * self.decided:
+            return kind
+        return "mixed"
+
+    def summary(self, names: Optional[dict[int, str]] = None) -> str:
+        """A short human line: "labelled 'cat' (48 of 50)", "partial: 12 of 50 decided"."""
+        status = self.status
+        label = (names or {}).get(self.label_id, str(self.label_id)) if self.label_id else None
+        if status == "undecided":
+            return f"undecided ({self.size} items)"
+        if status == "partial":
+            extra = f", mostly '{label}'" if label else ""
+            return f"partial: {self.decided} of {self.size} decided{extra}"
+        if status == "labelled":
+            return f"labelled '{label}' ({self.label_count} of {self.size})"
+        if status == "mixed":
+            return (f"mixed: {self.labels} labels, {self.noise} noise, {self.mixed} mixed "
+                    f"({self.decided} of {self.size} decided)")
+        return f"{status} ({getattr(self, status)} of {self.size})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "share": round(self.share, 4), "status": self.status}
+
+
+def group_decisions(catalog: Catalog, run_id: int,
+                    group_ids: Optional[Iterable[int]] = None) -> dict[int, GroupDecision]:
+    """The derived decision of every group of a run (or of the given groups).
+
+    Read from the run's tallies (`curator.tallies`), caught up with the events since.
+    """
+    from curator.tallies import tallies
+
+    db = catalog.db
+    sizes = dict(db.execute("SELECT group_id, size FROM groups WHERE run_id = ?", [run_id]))
+    wanted = None if group_ids is None else {int(g) for g in group_ids}
+    per: dict[int, dict[str, Any]] = {}
+    rows = tallies(catalog, run_id, None if wanted is None else sorted(wanted))
+    for group_id, state, label_id, n in rows:
+        if wanted is not None and group_id not in wanted:
+            continue
+        acc = per.setdefault(group_id, {"labelled": 0, "noise": 0, "mixed": 0, "duplicate": 0,
+                                        "by_label": {}})
+        key = state if state in acc else "mixed"
+        acc[key] += n
+        if state == "labelled" and label_id is not None:
+            acc["by_label"][label_id] = acc["by_label"].get(label_id, 0) + n
+    out = {}
+    for group_id, size in sizes.items():
+        if wanted is not None and group_id not in wanted:
+            continue
+        acc = per.get(group_id)
+        if acc is None:
+            out[group_id] = GroupDecision(group_id, int(size))
+            continue
+        by_label = acc.pop("by_label")
+        top = max(by_label.items(), key=lambda kv: (kv[1], -kv[0])) if by_label else (None, 0)
+        decided = sum(acc.values())
+        out[group_id] = GroupDecision(group_id, max(int(size), decided), decided, acc["labelled"],
+                                      acc["noise"], acc["mixed"], acc["duplicate"], top[0],
+                                      top[1], len(by_label))
+    return out
+
+
+def with_decisions(catalog: Catalog, run_id: int, groups: Sequence[Any]) -> list[Any]:
+    """Groups (`curator.groups.Group`) with status, label and labelled count derived from their
+    members' current labels instead of the decision stored with the run."""
+    if not groups:
+        return []
+    decisions = group_decisions(catalog, run_id)
+    names = dict(catalog.db.execute("SELECT id, name FROM labels"))
+    out = []
+    for g in groups:
+        d = decisions.get(g.group_id) or GroupDecision(g.group_id, g.size)
+        if g.status != "undecided":  # the stored decision of a group event on this run
+            d = dataclasses.replace(d, explicit=True)
+        label = names.get(d.label_id) if d.label_id is not None else None
+        fields = {"status": d.status, "label": label, "labelled": d.decided}
+        if any(f.name == "decision" for f in dataclasses.fields(g)):
+            fields["decision"] = d
+        out.append(dataclasses.replace(g, **fields))
+    return out
+
+
+def group_status(catalog: Catalog, run_id: int, group_id: int,
+                 stored_status: str = "undecided") -> tuple[str, Optional[str], GroupDecision]:
+    """(derived status, dominant label name, decision) of one group."""
+    d = group_decisions(catalog, run_id, [group_id]).get(group_id)
+    if d is None:
+        d = GroupDecision(group_id, 0)
+    if stored_status != "undecided":
+        d = dataclasses.replace(d, explicit=True)
+    name = None
+    if d.label_id is not None:
+        row = catalog.db.execute("SELECT name FROM labels WHERE id = ?", [d.label_id]).fetchone()
+        name = row[0] if row else None
+    return d.status, name, d
+
+
+def undecided_mask(catalog: Catalog, item_ids: np.ndarray) -> np.ndarray:
+    """True for the items of `item_ids` that carry no decision (for `cluster --undecided`)."""
+    ids = np.asarray(item_ids, dtype=np.int64)
+    decided = np.fromiter((r[0] for r in catalog.db.execute(
+        "SELECT item_id FROM item_labels ORDER BY item_id")), dtype=np.int64)
+    return ~np.isin(ids, decided, assume_unique=False)
+
+
+def queue_progress(groups: Sequence[Any]) -> tuple[int, int]:
+    """(groups decided, groups total) of a listing with derived statuses."""
+    return sum(1 for g in groups if g.status not in OPEN_STATUSES), len(groups)
+
+
+def run_note(catalog: Catalog, run_id: int) -> Optional[str]:
+    """A warning when `run_id` is not the newest finished clustering run, else None."""
+    row = catalog.db.execute(
+        "SELECT MAX(c.run_id) FROM clusterings c JOIN runs r ON r.id = c.run_id "
+        "WHERE r.status = 'ok'").fetchone()
+    newest = row[0] if row else None
+    if newest is not None and int(newest) != int(run_id):
+        return (f"run {run_id} is an older clustering; the newest is run {newest} "
+                f"(pass --run {newest} to work on it)")
+    return None
+
+
+def filter_groups(groups: list[Any], order: str, status: Optional[str],
+                  label_id: Optional[int]) -> list[Any]:
+    """Filter a listing by derived status or dominant label; `unlabeled` puts open groups first."""
+    from curator.errors import UsageError
+
+    if status is not None:
+        if status not in STATUSES:
+            raise UsageError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        groups = [g for g in groups if g.status == status]
+    if label_id is not None:
+        groups = [g for g in groups if g.decision is not None
+                  and g.decision.label_id == label_id and g.status == "labelled"]
+    if order == "unlabeled":
+        groups = sorted(groups, key=lambda g: (g.status not in OPEN_STATUSES, -g.size))
+    return groups
+
+
+def undecided_count(catalog: Catalog) -> int:
+    """Ok items that carry no decision."""
+    return int(catalog.db.execute(
+        "SELECT COUNT(*) FROM items i WHERE i.status = 'ok' AND NOT EXISTS "
+        "(SELECT 1 FROM item_labels l WHERE l.item_id = i.id)").fetchone()[0])
+
+
+# --- carrying splits and merges over to a new run ------------------------------------------------
+
+# A group of the new run "is" an edited group of the old run when they share this share of
+# their members both ways; only then is the user's split or merge applied again.
+SAME_GROUP = 0.9
+
+
+def _members(catalog: Catalog, run_id: int, group_ids: Sequence[int]) -> dict[int, int]:
+    """item id -> group id for the members of some groups of a run."""
+    out: dict[int, int] = {}
+    for g in group_ids:
+        for (item,) in catalog.db.execute(
+                "SELECT item_id FROM assignments WHERE run_id = ? AND group_id = ?", [run_id, g]):
+            out[item] = g
+    return out
+
+
+def _split_leaves(catalog: Catalog, run_id: int, group_id: int) -> list[int]:
+    """The groups a split group ended as: its children, their own splits followed down."""
+    leaves, todo = [], [group_id]
+    while todo:
+        g = todo.pop()
+        children = catalog.db.execute(
+            "SELECT group_id, state FROM groups WHERE run_id = ? AND parent = ? AND state != "
+            "'merged'", [run_id, g]).fetchall()
+        if not children and g != group_id:
+            leaves.append(g)
+        todo.extend(c for c, _ in children)
+    return leaves
+
+
+def _overlaps(catalog: Catalog, old: dict[int, int], new_run: int) -> dict[int, int]:
+    """new group id -> how many of the `old` items it holds."""
+    counts: dict[int, int] = {}
+    ids = list(old)
+    for start in range(0, len(ids), 900):
+        chunk = ids[start:start + 900]
+        for g, n in catalog.db.execute(
+                f"SELECT group_id, COUNT(*) FROM assignments WHERE run_id = ? AND item_id IN "
+                f"({','.join('?' * len(chunk))}) GROUP BY group_id", [new_run, *chunk]):
+            counts[g] = counts.get(g, 0) + n
+    return counts
+
+
+def carry_over(catalog: Catalog, old_run: int, new_run: int,
+               annotator: str = "") -> dict[str, list]:
+    """Apply the splits and merges made on `old_run` to the groups of `new_run` that reappear.
+
+    A split group whose members form one group of the new run (both ways at least SAME_GROUP)
+    is split the same way; groups of the new run that each lie within one merged group of the
+    old run (and together cover it) are merged. Each is an undoable event of `annotator`.
+    Returns the new group ids made.
+    """
+    from curator.history import merge_groups, split_group
+
+    done: dict[str, list] = {"splits": [], "merges": []}
+    active = dict(catalog.db.execute(
+        "SELECT group_id, size FROM groups WHERE run_id = ? AND state = 'active'", [new_run]))
+    edits = catalog.db.execute(
+        "SELECT action, group_id, details FROM events WHERE run_id = ? AND action IN "
+        "('split', 'merge') AND undone = 0 ORDER BY id", [old_run]).fetchall()
+    split_parents = {g for a, g, _ in edits if a == "split"}
+    note = f"carried over from run {old_run}"
+    for action, group_id, _details in edits:
+        if action != "split":
+            continue
+        parent = catalog.db.execute("SELECT parent FROM groups WHERE run_id = ? AND group_id = ?",
+                                    [old_run, group_id]).fetchone()
+        if parent and parent[0] in split_parents:
+            continue  # a split of a split travels with its top split
+        old = _members(catalog, old_run, _split_leaves(catalog, old_run, group_id))
+        target = _same_group(catalog, old, new_run, active)
+        if len(set(old.values())) < 2 or target is None:
+            continue
+        parts = sorted(set(old.values()))
+        index = {p: i for i, p in enumerate(parts)}
+        largest = max(parts, key=lambda p: sum(1 for v in old.values() if v == p))
+        members = _members(catalog, new_run, [target])
+        partition = {i: index[old.get(i, largest)] for i in members}
+        new_ids, _ = split_group(catalog, new_run, target, len(parts), annotator=annotator,
+                                 partition=partition, note=note)
+        active.pop(target, None)
+        done["splits"].append(new_ids)
+    for action, group_id, _details in edits:
+        if action != "merge" or catalog.db.execute(
+                "SELECT state FROM groups WHERE run_id = ? AND group_id = ?",
+                [old_run, group_id]).fetchone()[0] != "active":
+            continue
+        old = _members(catalog, old_run, [group_id])
+        hits = _overlaps(catalog, old, new_run)
+        inside = sorted(t for t, n in hits.items() if t in active and n >= SAME_GROUP * active[t])
+        if len(inside) < 2 or sum(hits[t] for t in inside) < SAME_GROUP * len(old):
+            continue
+        spaces = {r[0] for r in catalog.db.execute(
+            f"SELECT DISTINCT space FROM groups WHERE run_id = ? AND group_id IN "
+            f"({','.join('?' * len(inside))})", [new_run, *inside])}
+        if len(spaces) != 1:
+            continue
+        new_id, _ = merge_groups(catalog, new_run, inside, annotator=annotator, note=note)
+        for t in inside:
+            active.pop(t, None)
+        done["merges"].append(new_id)
+    if done["splits"] or done["merges"]:
+        log.info("run %s: carried over %d split(s) and %d merge(s) from run %s", new_run,
+                 len(done["splits"]), len(done["merges"]), old_run)
+    return done
+
+
+def _same_group(catalog: Catalog, old: dict[int, int], new_run: int,
+                active: dict[int, int]) -> Optional[int]:
+    """The active group of `new_run` that holds the same items as `old`, if there is one."""
+    hits = _overlaps(catalog, old, new_run)
+    if not hits:
+        return None
+    target, n = max(hits.items(), key=lambda kv: kv[1])
+    size = active.get(target, 0)
+    if not size or n < SAME_GROUP * len(old) or n < SAME_GROUP * size:
+        return None
+    return target

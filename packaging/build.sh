@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Build the one-folder desktop bundle (PyInstaller) for this OS: `make package [FLAVOUR=lite|full]`.
+#
+# lite: no torch, open_clip or transformers; the weight-free `classic` embedder only.
+# full: torch + open_clip + transformers (CLIP and CLAP).
+#
+# Everything goes under build/package/<flavour>/ (git-ignored): the build venv (the bundle's
+# own dependencies, never the dev venv), PyInstaller's work folder, and dist/Curator/ with the
+# `curator` CLI and the `curator-gui` app side by side. The result is also packed as
+# dist/curator-<version>-linux-<arch>-<flavour>.tar.gz.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FLAVOUR="${FLAVOUR:-lite}"
+PYTHON="${PYTHON:-python3}"
+case "$FLAVOUR" in lite|full) ;; *) echo "FLAVOUR must be lite or full, not '$FLAVOUR'" >&2; exit 2;; esac
+OUT="build/package/$FLAVOUR"
+VENV="$OUT/venv"
+start=$(date +%s)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip 'uv>=0.4'
+UV=("$VENV/bin/uv" pip install -q --python "$VENV/bin/python")
+# The project's own dependencies, less the ML runtimes for lite (read from pyproject.toml).
+"$VENV/bin/python" packaging/requirements.py "$FLAVOUR" > "$OUT/requirements.txt"
+if [ "$FLAVOUR" = full ]; then
+  # The CPU build of torch keeps the bundle to ~1 GB instead of ~5 GB of CUDA libraries;
+  # set TORCH_INDEX to a CUDA index (or to nothing for PyPI's default) to change that.
+  TORCH_INDEX="${TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
+  if [ -n "$TORCH_INDEX" ]; then
+    "${UV[@]}" torch --index-url "$TORCH_INDEX" || "${UV[@]}" torch
+  fi
+fi
+"${UV[@]}" -r "$OUT/requirements.txt" -r packaging/requirements-build.txt
+"${UV[@]}" --no-deps --reinstall-package curator .
+echo "build venv ready: $(( $(date +%s) - start )) s"
+
+"$VENV/bin/python" packaging/icons/make_icons.py --out "$OUT/icons"
+FLAVOUR="$FLAVOUR" CURATOR_ICONS="$OUT/icons" "$VENV/bin/pyinstaller" --noconfirm --clean \
+  --log-level WARN --workpath "$OUT/work" --distpath "$OUT/dist" packaging/curator.spec
+# Desktop integration for the unpacked folder: ./install-desktop-entry.sh adds the menu entry.
+BUNDLE="$OUT/dist/Curator"
+mkdir -p "$BUNDLE/share/icons"
+cp packaging/linux/curator.desktop "$BUNDLE/share/curator.desktop"
+cp "$OUT"/icons/curator-*.png "$BUNDLE/share/icons/"
+install -m 755 packaging/linux/install-desktop-entry.sh "$BUNDLE/install-desktop-entry.sh"
+cp LICENSE "$BUNDLE/LICENSE"
+echo "bundle built: $(( $(date +%s) - start )) s"
+
+version=$("$VENV/bin/python" -c 'import curator; print(curator.__version__)')
+arch=$(uname -m)
+archive="dist/curator-$version-linux-$arch-$FLAVOUR.tar.gz"
+mkdir -p dist
+tar -C "$OUT/dist" -czf "$archive" Curator
+echo "$OUT/dist/Curator: $(du -sh "$OUT/dist/Curator" | cut -f1) on disk;" \
+     "$archive: $(du -h "$archive" | cut -f1); total $(( $(date +%s) - start )) s"
