@@ -17,10 +17,13 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
+
+if TYPE_CHECKING:
+    from curator.history import UndoResult
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,11 @@ def check_path_free(catalog: Catalog, name: str, parent_id: Optional[int],
     if clash is not None:
         raise UsageError(f"a label named {name!r} here would have the path {path!r}, which "
                          f"label {clash.name!r} already has; choose another name")
+
+
+def latest_event_id(catalog: Catalog) -> int:
+    """The id of the newest event (0 before any): a cheap "did anything change" stamp."""
+    return int(catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
 
 def find_label(catalog: Catalog, name: str) -> Label:
@@ -502,14 +510,14 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
             "action": "redo" if redo else "undo"}
 
 
-def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> dict[str, Any]:
+def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> UndoResult:
     """Undo this annotator's latest event of any kind (see `curator.history`)."""
     from curator.history import undo as undo_any
 
     return undo_any(catalog, annotator, event_id)
 
 
-def redo(catalog: Catalog, annotator: str) -> dict[str, Any]:
+def redo(catalog: Catalog, annotator: str) -> UndoResult:
     """Redo the event this annotator undid last (see `curator.history`)."""
     from curator.history import redo as redo_any
 

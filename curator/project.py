@@ -28,9 +28,12 @@ if TYPE_CHECKING:
     from curator.embed import EmbedReport
     from curator.export import ExportReport
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
+    from curator.history import UndoResult
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
+    from curator.search import SearchCache, SearchHit
     from curator.splits import SplitAssignment, SplitTable
+    from curator.suggest import Suggestion
 
 log = logging.getLogger(__name__)
 
@@ -259,8 +262,9 @@ class Project:
 
     def search(self, text: Optional[str] = None, like: Optional[int] = None,
                file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
-               space: Optional[str] = None, offline: Optional[bool] = None) -> list[Any]:
-        """Items nearest a text query, an item, or a file, best first (`SearchHit`s).
+               space: Optional[str] = None, offline: Optional[bool] = None
+               ) -> list[SearchHit]:
+        """Items nearest a text query, an item, or a file, best first.
 
         The opened indexes and the text model stay warm in this Project between calls; a search
         never writes (the index is brought up to date by `embed` and `sync_indexes`).
@@ -270,7 +274,7 @@ class Project:
         return search(self.catalog, text=text, like=like, file=file, k=k, modality=modality,
                       space=space, offline=offline, cache=self.search_cache())
 
-    def search_cache(self) -> Any:
+    def search_cache(self) -> SearchCache:
         """This project's warm search state (opened indexes, query models), made on first use."""
         from curator.search import SearchCache
 
@@ -282,14 +286,16 @@ class Project:
     # --- label suggestions (search helper, issue 15) -----------------------------------------
 
     def suggestions(self, run_id: Optional[int] = None,
-                    group_ids: Optional[list[int]] = None) -> dict[int, Any]:
+                    group_ids: Optional[list[int]] = None) -> dict[int, Suggestion]:
         """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
         group id), from the labelled items nearest its members and, where the model has a text
         tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
         from curator.suggest import suggest
 
         run_id = self.current_run(run_id)
-        last = self.catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        from curator.labels import latest_event_id
+
+        last = latest_event_id(self.catalog)
         memo = self.__dict__.get("_suggestions_memo")
         if memo is None or memo[0] != (run_id, last):
             memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
@@ -456,12 +462,12 @@ class Project:
                            per_item_labels=per_item_ids, source=source, annotator=self.annotator,
                            note=note)
 
-    def undo(self, event_id: Optional[int] = None) -> dict[str, Any]:
+    def undo(self, event_id: Optional[int] = None) -> UndoResult:
         from curator.labels import undo
 
         return undo(self.catalog, self.annotator, event_id)
 
-    def redo(self) -> dict[str, Any]:
+    def redo(self) -> UndoResult:
         from curator.labels import redo
 
         return redo(self.catalog, self.annotator)
@@ -557,13 +563,13 @@ class Project:
 
     # --- splits (exports) -----------------------------------------------------------------
 
-    def split_table(self) -> "SplitTable":
+    def split_table(self) -> SplitTable:
         """The stored split assignment and its counts per split x label."""
         from curator.splits import table
 
         return table(self.catalog)
 
-    def assign_splits(self, split: str, seed: int = 0) -> "SplitAssignment":
+    def assign_splits(self, split: str, seed: int = 0) -> SplitAssignment:
         """Re-split: a new stored assignment every later export uses."""
         from curator.splits import assign
 

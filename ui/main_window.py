@@ -482,10 +482,10 @@ class MainWindow(QMainWindow):
         self.session.write(lambda p: p.redo(), changes=LABELS, name="redo",
                            on_result=self._reversed)
 
-    def _reversed(self, r: dict[str, Any]) -> None:
+    def _reversed(self, r: Any) -> None:
         # Undo can touch the taxonomy too; the queue and group refresh with the LABELS change.
-        self.show_message(r["text"] + (f" ({r['skipped']} item(s) changed since, kept)"
-                                       if r.get("skipped") else ""))
+        self.show_message(r.text + (f" ({r.skipped} item(s) changed since, kept)"
+                                    if r.skipped else ""))
         self.reload_labels()
 
     def ask_annotator(self) -> None:

@@ -63,10 +63,10 @@ def test_bulk_label_is_one_event_and_undone_as_one(project):
     assert events[0].annotator == "ana"
     assert all(_state(project, i) == ("labelled", "red") for i in ids[:7])
     result = project.undo()
-    assert result["restored"] == 7
+    assert result.restored == 7
     assert all(_state(project, i) is None for i in ids)
     result = project.redo()
-    assert result["restored"] == 7
+    assert result.restored == 7
     assert all(_state(project, i) == ("labelled", "red") for i in ids[:7])
 
 
@@ -74,7 +74,7 @@ def test_undo_of_undo_is_redo(project):
     project.add_label("a")
     ids = [i["id"] for i in project.items()][:3]
     project.label_items(ids, "a")
-    undo_event = project.undo()["event"]
+    undo_event = project.undo().event
     assert _state(project, ids[0]) is None
     project.undo(undo_event)
     assert _state(project, ids[0]) == ("labelled", "a")
@@ -91,7 +91,7 @@ def test_undo_restores_previous_labels_and_never_clobbers_later_changes(project)
     project.label_items([ids[5]], "a")
     project.set_annotator("ana")
     result = project.undo()  # ana's latest: the "b" event
-    assert result["target"] == second and result["skipped"] == 1
+    assert result.target == second and result.skipped == 1
     assert _state(project, ids[2]) == ("labelled", "a")  # back to its value before
     assert _state(project, ids[4]) is None
     assert _state(project, ids[5]) == ("labelled", "a")  # bob's later change is kept
