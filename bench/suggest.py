@@ -80,7 +80,7 @@ def build_project(root: Path, X: np.ndarray, n_groups: int) -> None:
 
 def oracle(proj, gid: int, y: np.ndarray) -> str | None:
     """The right decision for a group: its majority class name, or None for noise."""
-    members = np.asarray(proj.group(gid)["items"]) - 1
+    members = np.asarray(proj.group(gid).items) - 1
     classes = Counter(y[members].tolist())
     top, _ = classes.most_common(1)[0]
     return None if top < 0 else f"class-{top:04d}"
@@ -90,7 +90,7 @@ def simulate(proj, y: np.ndarray, max_decisions: int) -> list[dict]:
     records = []
     labels = {lab.name for lab in proj.labels()}
     for i in range(max_decisions):
-        queue = proj.queue()["groups"]
+        queue = proj.queue().groups
         if not queue:
             break
         gid = queue[0].group_id

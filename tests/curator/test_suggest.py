@@ -31,7 +31,7 @@ def _colour(project, item_id):
 
 
 def _group_colour(project, gid):
-    colours = {_colour(project, i) for i in project.group(gid)["items"]}
+    colours = {_colour(project, i) for i in project.group(gid).items}
     assert len(colours) == 1, colours
     return colours.pop()
 
@@ -180,7 +180,7 @@ def test_zero_shot_plumbing_and_warm_text_search_with_a_tiny_clip(tmp_path, medi
         for g in groups:
             s = suggestions[g.group_id]
             assert s.source == "zero-shot" and 0.0 < s.confidence < 1.0
-            members = np.asarray(proj.group(g.group_id)["items"])
+            members = np.asarray(proj.group(g.group_id).items)
             c = X[np.searchsorted(ids, members)].mean(axis=0)
             assert s.label == names[int(np.argmax(T @ (c / np.linalg.norm(c))))]
         # Text search goes through the same warm model: loaded once, reused.

@@ -33,7 +33,7 @@ def _decide_one_group(project_dir) -> str:
         for name in ("red", "green", "blue", "yellow", "sounds"):
             p.add_label(name)
         g = max(p.groups(), key=lambda g: g.size)
-        folder = Counter(p.item(i)["path"].split("/")[0] for i in p.group(g.group_id)["items"])
+        folder = Counter(p.item(i)["path"].split("/")[0] for i in p.group(g.group_id).items)
         label = folder.most_common(1)[0][0]
         p.label_group(g.group_id, label)
     return label
