@@ -471,14 +471,15 @@ class Catalog:
         """
         root = Path(root)
         if not root.exists():
-            raise NotAProjectError(f"{root}: no such folder; create a project with `curator init`")
+            raise NotAProjectError(f"{root}: no such folder", hint="create a project with "
+                                   "`curator init`")
         if not root.is_dir():
             raise NotAProjectError(f"{root} is a file, not a Curator project folder")
         path = root / CATALOG_NAME
         if not path.exists():
             raise NotAProjectError(
-                f"{root} is not a Curator project (no {CATALOG_NAME}); create one with "
-                f"`curator init {root} --source MEDIA_FOLDER`"
+                f"{root} is not a Curator project (no {CATALOG_NAME})",
+                hint=f"create one with `curator init {root} --source MEDIA_FOLDER`",
             )
         catalog = cls(root)
         try:

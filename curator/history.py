@@ -155,7 +155,7 @@ def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> Un
             row = db.execute("SELECT action, target FROM events WHERE id = ?",
                              [event_id]).fetchone()
             if row is None:
-                raise UsageError(f"no event {event_id}; see `curator history`")
+                raise UsageError(f"no event {event_id}", hint="see `curator history`")
             target = row[1] if row[0] in ("undo", "redo") else event_id
             redo_it = row[0] == "undo"
         return _reverse_any(catalog, db, target, who, redo_it)

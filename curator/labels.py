@@ -298,8 +298,8 @@ def _ids_exist(db: Any, count: int) -> None:
             "SELECT s.item_id FROM event_scope s LEFT JOIN items i ON i.id = s.item_id "
             "WHERE i.id IS NULL ORDER BY s.item_id LIMIT 1000")]
         raise UsageError(f"no item with id {missing[0]}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                         + "; see `curator status --json` for ids")
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                         hint="see `curator status --json` for ids")
 
 
 _AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mixed": "'mixed'",
@@ -619,7 +619,8 @@ def remove_label(catalog: Catalog, name: str, force: bool = False,
         "SELECT item_id FROM item_labels WHERE label_id = ?", [lab.id])]
     if ids and not force:
         raise UsageError(f"label {lab.path!r} is on {len(ids)} item(s); merge it into another "
-                         "label, or pass --force to clear them (undoable)")
+                         "label, or remove it and clear them (undoable)",
+                         hint="pass --force to clear them")
     with _bulk_write(catalog) as db:
         children = [r[0] for r in db.execute(
             "SELECT id FROM labels WHERE parent_id = ? AND removed_at IS NULL", [lab.id])]

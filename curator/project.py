@@ -225,8 +225,8 @@ class Project:
         if undecided_only:
             params["undecided"] = True
             if undecided_count(self.catalog) == 0:
-                raise UsageError("every item already carries a decision; nothing to cluster "
-                                 "with --undecided", hint="drop --undecided to regroup all")
+                raise UsageError("every item already carries a decision; nothing undecided to "
+                                 "group", hint="drop --undecided to regroup all")
         previous = latest_run_id(self.catalog)
         with self.catalog.recorded_run("cluster", params) as run:
             run.counts = cluster_run(self.catalog, run.id, names, n_groups, method, seed,

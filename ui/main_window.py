@@ -6,6 +6,7 @@ undecided group", refreshes what a write changed, and persists its layout with Q
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any, Optional
@@ -250,6 +251,10 @@ class MainWindow(QMainWindow):
 
     def _open_failed(self, info: WorkerError) -> None:
         self.status_label.setText("No project open.")
+        if info.kind == "NotAProjectError":
+            # The app's own way to the fix (the CLI names `curator init` instead).
+            info = dataclasses.replace(info, message=f"{info.message}. Choose File ▸ New "
+                                                     "project… to create one.")
         self.show_error(info)
 
     def _opened(self, project: Any) -> None:
