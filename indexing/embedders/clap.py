@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from indexing.embedders.base import Decoded, Embedder, EmbedderUnavailable, EmbedResult
+from indexing.embedders.defaults import DEFAULT_MODELS
 from indexing.embedders.weights import (
     HF_MODEL_WEIGHTS,
     autocast,
@@ -27,7 +28,7 @@ from indexing.embedders.weights import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "laion/clap-htsat-unfused"
+DEFAULT_MODEL = DEFAULT_MODELS["audio"]  # named once, in embedders.defaults
 _HUB_FILES = ("config.json", "preprocessor_config.json")
 
 

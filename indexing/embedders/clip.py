@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from indexing.embedders.base import Decoded, Embedder, EmbedderUnavailable, EmbedResult
+from indexing.embedders.defaults import DEFAULT_MODELS
 from indexing.embedders.weights import (
     OPEN_CLIP_CONFIG,
     OPEN_CLIP_WEIGHTS,
@@ -37,7 +38,7 @@ from indexing.embedders.weights import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+DEFAULT_MODEL = DEFAULT_MODELS["image"]  # named once, in embedders.defaults
 HF_HUB_PREFIX = "hf-hub:"
 # open_clip's resize_mode → DecodeSpec.resize_mode.
 RESIZE_MODES = {"shortest": "crop", "squash": "squash", "longest": "pad"}
