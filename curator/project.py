@@ -290,11 +290,10 @@ class Project:
         """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
         group id), from the labelled items nearest its members and, where the model has a text
         tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
+        from curator.labels import latest_event_id
         from curator.suggest import suggest
 
         run_id = self.current_run(run_id)
-        from curator.labels import latest_event_id
-
         last = latest_event_id(self.catalog)
         memo = self.__dict__.get("_suggestions_memo")
         if memo is None or memo[0] != (run_id, last):
