@@ -27,8 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def _thumbnails(n: int = 64) -> list[bytes]:
 
     rng = np.random.default_rng(1)
     out = []
-    for i in range(n):
+    for _ in range(n):
         colour = tuple(int(c) for c in rng.integers(30, 230, 3))
         # The embed stage writes 256-px JPEG thumbnails; these have the same size.
         img = Image.new("RGB", (256, 192), colour)
@@ -285,7 +286,7 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
         win.group.forget_prefetched()
         t = time.perf_counter()
         win.open_group(gid)
-        _pump(app, lambda: win.group.group_id == gid and _visible_loaded(win))
+        _pump(app, lambda gid=gid: win.group.group_id == gid and _visible_loaded(win))
         win.group.grid.viewport().repaint()
         times.append(time.perf_counter() - t)
     out["switch"] = times
@@ -299,7 +300,7 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
     win.queue.loaded.connect(lambda: loads.__setitem__(0, loads[0] + 1))
     for gid in undecided[:labels]:
         win.open_group(gid)
-        _pump(app, lambda: win.group.group_id == gid and _visible_loaded(win))
+        _pump(app, lambda gid=gid: win.group.group_id == gid and _visible_loaded(win))
         _pump(app, lambda: all(p.waitForDone(0) for p in (
             win.session.read_pool, win.session.write_pool, win.thumbs.pool)), 30)
         app.processEvents()
@@ -312,7 +313,8 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
             r = win.queue.model.row_of(gid)
             return "" if r is None else win.queue.model.group_at(r).status
 
-        def check(gid: int = gid, before: int = before, t: float = t) -> bool:
+        def check(gid: int = gid, before: int = before, t: float = t,
+                  seen: dict[str, float] = seen) -> bool:
             now = time.perf_counter() - t
             if "label" not in seen and status() == "labelled":
                 win.queue.table.viewport().repaint()
@@ -342,7 +344,7 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
     out["map facets"] = time.perf_counter() - t
     out["map points"] = len(canvas.data.ids)
     frames = []
-    for i in range(40):
+    for _ in range(40):
         canvas.pan_pixels(7, 3)
         canvas.repaint()
         frames.append(canvas.last_paint_ms / 1000)

@@ -11,10 +11,11 @@ import socket
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 if "pandas" in sys.modules:
     import sqlite_utils
@@ -403,7 +404,8 @@ def _newer_writer(db: sqlite_utils.Database) -> Optional[str]:
 
 
 def connect(path: Path) -> sqlite_utils.Database:
-    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit transactions."""
+    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit
+    transactions."""
     conn = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
@@ -449,7 +451,7 @@ class Catalog:
         return db
 
     @classmethod
-    def create(cls, root: Path) -> "Catalog":
+    def create(cls, root: Path) -> Catalog:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         catalog = cls(root)
@@ -463,7 +465,7 @@ class Catalog:
         return catalog
 
     @classmethod
-    def open(cls, root: Path) -> "Catalog":
+    def open(cls, root: Path) -> Catalog:
         """Open an existing project's catalog, migrating an older schema.
 
         Raises:
@@ -516,7 +518,8 @@ class Catalog:
     def start_run(self, kind: str, params: dict[str, Any]) -> int:
         with self.write() as db:
             cursor = db.execute(
-                "INSERT INTO runs (kind, app_version, params, started_at, status, counts, pid, host)"
+                "INSERT INTO runs (kind, app_version, params, started_at, status, counts, pid, "
+                "host)"
                 " VALUES (?, ?, ?, ?, 'running', '{}', ?, ?)",
                 [kind, __version__, json.dumps(params, sort_keys=True), utcnow(), os.getpid(),
                  socket.gethostname()],
@@ -526,7 +529,8 @@ class Catalog:
     def update_run(self, run_id: int, counts: dict[str, Any]) -> None:
         with self.write() as db:
             db.execute(
-                "UPDATE runs SET counts = ? WHERE id = ?", [json.dumps(counts, sort_keys=True), run_id]
+                "UPDATE runs SET counts = ? WHERE id = ?",
+                [json.dumps(counts, sort_keys=True), run_id],
             )
 
     def end_run(
@@ -539,7 +543,7 @@ class Catalog:
             )
 
     @contextlib.contextmanager
-    def recorded_run(self, kind: str, params: dict[str, Any]) -> Iterator["RunHandle"]:
+    def recorded_run(self, kind: str, params: dict[str, Any]) -> Iterator[RunHandle]:
         """Record a computation as a run: 'ok' when the block ends, 'cancelled' when it raises
         Cancelled, 'failed' (with the error) otherwise. Set `handle.counts` inside the block."""
         from indexing.progress import Cancelled
@@ -575,7 +579,7 @@ class Catalog:
                 )
         return len(dead)
 
-    def runs(self, kind: Optional[str] = None, limit: int = 50) -> list["RunRecord"]:
+    def runs(self, kind: Optional[str] = None, limit: int = 50) -> list[RunRecord]:
         sql = "SELECT * FROM runs"
         args: list[Any] = []
         if kind:
@@ -623,7 +627,7 @@ class RunRecord:
     error: Optional[str]
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "RunRecord":
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
         return cls(
             id=row["id"],
             kind=row["kind"],

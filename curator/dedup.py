@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class DedupReport:
                 "outliers": [o.to_json() for o in self.outliers]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "DedupReport":
+    def from_json(cls, data: dict[str, Any]) -> DedupReport:
         def group(d: dict[str, Any]) -> DuplicateGroup:
             return DuplicateGroup(d["kind"], tuple(int(i) for i in d["items"]), int(d["keeper"]),
                                   d.get("space"), d.get("content_hash"))
@@ -168,7 +169,7 @@ def exact_groups(db: Any) -> list[tuple[str, list[int]]]:
     return out
 
 
-def duplicate_groups(project: "Project", db: Any = None) -> list[list[int]]:
+def duplicate_groups(project: Project, db: Any = None) -> list[list[int]]:
     """Exact and near duplicate groups joined (union-find), for keeping copies in one split.
 
     Exact groups are computed now from the catalog; near groups come from the latest
@@ -190,7 +191,7 @@ def duplicate_groups(project: "Project", db: Any = None) -> list[list[int]]:
 
 
 def find_duplicates(
-    project: "Project",
+    project: Project,
     threshold: float = 0.95,
     rule: str = "resolution",
     preferred_source: Optional[str] = None,
@@ -275,7 +276,7 @@ def find_duplicates(
     return report
 
 
-def _match_source(project: "Project", folder: str) -> str:
+def _match_source(project: Project, folder: str) -> str:
     """A source root, or a folder inside one, as the absolute path the keeper rule compares."""
     roots = [s.root for s in project.sources()]
     if folder in roots:
@@ -289,14 +290,14 @@ def _match_source(project: "Project", folder: str) -> str:
                      f"sources: {', '.join(roots)}")
 
 
-def _cluster_run(project: "Project") -> Optional[int]:
+def _cluster_run(project: Project) -> Optional[int]:
     try:
         return project.current_run()
     except UsageError:
         return None
 
 
-def _search_space(project: "Project", space: str, threshold: float, cluster_run: Optional[int],
+def _search_space(project: Project, space: str, threshold: float, cluster_run: Optional[int],
                   top: int, progress: Progress, cancel: Optional[Callable[[], bool]]
                   ) -> tuple[list[list[int]], list[Outlier], int]:
     """Near-duplicate groups (as item ids) and outliers of one space."""
@@ -329,7 +330,7 @@ def _search_space(project: "Project", space: str, threshold: float, cluster_run:
     return found, ranked, len(ids)
 
 
-def _space_clustering(project: "Project", space: str, run_id: int, ids: np.ndarray,
+def _space_clustering(project: Project, space: str, run_id: int, ids: np.ndarray,
                       X: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
     """Local group labels per row, the centroids they index, and their run group ids.
 
@@ -398,18 +399,18 @@ def _keeper_meta(db: Any, ids: set[int]) -> dict[int, dict[str, Any]]:
 # --- storage ----------------------------------------------------------------------------------
 
 
-def latest_path(project: "Project") -> Path:
+def latest_path(project: Project) -> Path:
     return Path(project.root) / DEDUP_DIR / LATEST
 
 
-def _store(project: "Project", report: DedupReport) -> None:
+def _store(project: Project, report: DedupReport) -> None:
     """Write latest.json atomically: a temporary file, fsynced, then renamed over the old one."""
     from curator.stores import write_text_atomic
 
     write_text_atomic(latest_path(project), json.dumps(report.to_json(), ensure_ascii=False))
 
 
-def load_duplicates(project: "Project") -> Optional[DedupReport]:
+def load_duplicates(project: Project) -> Optional[DedupReport]:
     """The latest duplicate search, or None when none ran.
 
     Raises:

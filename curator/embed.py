@@ -8,15 +8,17 @@ continues from there. Memory stays flat: items stream from the catalog, the queu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -81,7 +83,8 @@ class _DecodeTask:
 
 
 def pending_items(catalog: Catalog, space: str, modalities: Sequence[str]) -> Iterator[_Task]:
-    """Items of these modalities that are ok and have no vector in `space` for their current version."""
+    """Items of these modalities that are ok and have no vector in `space` for their current
+    version."""
     marks = ",".join("?" * len(modalities))
     sql = (
         "SELECT items.id, sources.root, items.path, items.modality, items.version, "
@@ -143,7 +146,7 @@ def register_space(catalog: Catalog, embedder: Any, options: Optional[dict] = No
 
 
 def _reader_thread(
-    stream: Iterator[tuple[Any, Any]], out: "queue.Queue[Any]", stop: threading.Event
+    stream: Iterator[tuple[Any, Any]], out: queue.Queue[Any], stop: threading.Event
 ) -> None:
     try:
         for item in stream:
@@ -214,7 +217,7 @@ def embed_space(
         _DecodeTask(embedder.decoder()), tasks, workers, timeout=300, chunk_size=1,
         max_in_flight=prefetch, cancel=cancel,
     )
-    q: "queue.Queue[Any]" = queue.Queue(maxsize=prefetch)
+    q: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
     reader = threading.Thread(target=_reader_thread, args=(stream, q, stop), daemon=True)
     started = time.monotonic()
@@ -289,10 +292,8 @@ def embed_space(
     finally:
         stop.set()
         while reader.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.1)
-            except queue.Empty:
-                pass
         reader.join()
         writer.close()
         if frames_writer is not None:

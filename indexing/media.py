@@ -551,7 +551,7 @@ def _webp_header_size(head: bytes) -> tuple[int, int] | None:
 
 def _check_riff_length(head: bytes, size: int, label: str) -> None:
     declared = _u32le(head, 4) + 8
-    if head[:4] == b"RIFF" and 12 < declared and size < declared:
+    if head[:4] == b"RIFF" and declared > 12 and size < declared:
         raise _ProbeFailure(
             f"truncated {label}: file has {size:,} of the {declared:,} bytes its header declares"
         )

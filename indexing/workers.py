@@ -1,7 +1,9 @@
-"""A crash-proof process pool for per-file work: a decoder that hangs or dies costs one file, not the run."""
+"""A crash-proof process pool for per-file work: a decoder that hangs or dies costs one file, not
+the run."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -9,9 +11,10 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,9 @@ class TaskFailure:
     reason: str
 
 
-def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Optional[Callable]) -> None:
+def _worker_main(
+    conn: Connection, fn: Callable[[Any], Any], initializer: Optional[Callable]
+) -> None:
     # Ctrl-C belongs to the parent, which cancels cleanly; workers must not die with tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
@@ -62,10 +67,8 @@ class _Slot:
         self.deadline: Optional[float] = None
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             self.process.kill()
-        except (OSError, AttributeError):
-            pass
         self.process.join(timeout=5)
         self.conn.close()
 
@@ -207,10 +210,8 @@ def imap_robust(
                     feed(slot)
     finally:
         for slot in slots:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 slot.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
         for slot in slots:
             slot.process.join(timeout=0.5)
             if slot.process.is_alive():

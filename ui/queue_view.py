@@ -6,8 +6,18 @@ import logging
 from typing import Any, Optional
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QProgressBar, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui.models import GROUP_ROLE, GroupTableModel
 from ui.session import Session

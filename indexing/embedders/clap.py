@@ -1,4 +1,5 @@
-"""The CLAP embedder (transformers): audio windows through the audio tower, text through the text tower."""
+"""The CLAP embedder (transformers): audio windows through the audio tower, text through the text
+tower."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def resolve_clap_source(
         weights = _weights_in(folder)
         if not (folder / "config.json").is_file() or weights is None:
             raise EmbedderUnavailable(
-                f"CLAP folder {folder} needs config.json and model weights ({', '.join(HF_MODEL_WEIGHTS)}); "
+                f"CLAP folder {folder} needs config.json and model weights "
+                f"({', '.join(HF_MODEL_WEIGHTS)}); "
                 "save the model there with save_pretrained, or name a hub repo such as "
                 f"{DEFAULT_MODEL!r}"
             )
@@ -100,7 +102,8 @@ def resolve_clap_source(
         )
     if model.count("/") != 1 or model.startswith(("/", ".", "~")):
         raise EmbedderUnavailable(
-            f"CLAP model {model!r} is neither a folder nor a hub repo id (org/name), e.g. {DEFAULT_MODEL!r}"
+            f"CLAP model {model!r} is neither a folder nor a hub repo id (org/name), e.g. "
+            f"{DEFAULT_MODEL!r}"
         )
     snap = find_cached_hf_model(model, hub, required=_HUB_FILES, any_of=HF_MODEL_WEIGHTS)
     if snap is not None:
@@ -117,10 +120,16 @@ def resolve_clap_source(
     reason = why_no_download(offline)
     if reason:
         raise EmbedderUnavailable(
-            missing_weights_message(f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False)
+            missing_weights_message(
+                f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False
+            )
         )
     return ClapSource(
-        model_string=model, space=f"clap:{model}", location=model, local_files_only=False, cache_dir=hub
+        model_string=model,
+        space=f"clap:{model}",
+        location=model,
+        local_files_only=False,
+        cache_dir=hub,
     )
 
 
@@ -161,7 +170,8 @@ class ClapEmbedder(Embedder):
             import transformers
             from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
         except ImportError as exc:
-            raise EmbedderUnavailable(f"CLAP needs torch and transformers ({exc}); `pip install transformers`") from exc
+            raise EmbedderUnavailable(f"CLAP needs torch and transformers ({exc}); `pip install "
+                                      "transformers`") from exc
 
         self.source = source
         self.model_string = source.model_string
@@ -185,7 +195,9 @@ class ClapEmbedder(Embedder):
             self.extractor = ClapFeatureExtractor.from_pretrained(source.location, **common)
             self.tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
         except (OSError, ValueError, TypeError) as exc:
-            raise EmbedderUnavailable(f"{what}: cannot load it from {source.location} ({exc})") from exc
+            raise EmbedderUnavailable(
+                f"{what}: cannot load it from {source.location} ({exc})"
+            ) from exc
         if getattr(model.config, "model_type", "") != "clap":
             raise EmbedderUnavailable(f"{what} is a {model.config.model_type!r} model, not CLAP")
         params = dict(model.named_parameters())
@@ -212,7 +224,8 @@ class ClapEmbedder(Embedder):
         tok_max = getattr(self.tokenizer, "model_max_length", limit) or limit
         self.max_text_tokens = max(2, min(limit, int(tok_max) if tok_max < 1e6 else limit))
         self.preprocess = (
-            f"mono {self.sampling_rate} Hz, windows of {self.window_s:g} s (up to {self.audio_max_windows}), "
+            f"mono {self.sampling_rate} Hz, windows of {self.window_s:g} s (up to "
+            f"{self.audio_max_windows}), "
             f"log-mel {fe.feature_size} bins hop {fe.hop_length}, truncation {fe.truncation}, "
             f"padding {fe.padding}; item = normalised mean of window vectors"
         )
@@ -252,7 +265,8 @@ class ClapEmbedder(Embedder):
         if data.ndim == 1:
             data = data[None]
         if data.ndim != 2:
-            raise ValueError(f"item {item.item_id}: audio must be (windows, samples), got {data.shape}")
+            raise ValueError(f"item {item.item_id}: audio must be (windows, samples), got "
+                             f"{data.shape}")
         # Longer windows would be cropped at a random place by the extractor: cut them here.
         windows = [w[: self.window_samples] for w in data if w.size > 0]
         if not windows:
@@ -271,7 +285,9 @@ class ClapEmbedder(Embedder):
                 is_longer = torch.zeros((len(chunk), 1), dtype=torch.bool, device=self.device)
                 x = feats["input_features"].to(self.device, dtype=torch.float32)
                 with autocast(self.device, self.precision):
-                    emb = _features(self.model.get_audio_features(input_features=x, is_longer=is_longer))
+                    emb = _features(
+                        self.model.get_audio_features(input_features=x, is_longer=is_longer)
+                    )
                 out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy().astype(np.float32, copy=False)
 

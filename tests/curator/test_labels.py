@@ -198,7 +198,8 @@ def test_sigkill_during_a_100k_bulk_label_leaves_all_or_nothing(tmp_path):
         p = Project.open({str(proj)!r})
         ids = [r[0] for r in p.catalog.db.execute("SELECT id FROM items")]
         for _ in range(50):
-            p.label_items(ids, "bulk" if _ % 2 == 0 else None, action="assign" if _ % 2 == 0 else "clear")
+            p.label_items(ids, "bulk" if _ % 2 == 0 else None,
+                          action="assign" if _ % 2 == 0 else "clear")
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     deadline = time.monotonic() + 60

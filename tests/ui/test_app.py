@@ -10,7 +10,6 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent
 from PySide6.QtWidgets import QApplication, QDialog, QLabel
 
-
 TIMEOUT = 20000
 
 
