@@ -19,8 +19,10 @@ def test_index_dialog_starts_from_the_users_settings(qtbot, monkeypatch):
 
     win = MainWindow()
     qtbot.addWidget(win)
-    expected = IndexOptions.from_settings()
-    assert win.index_options == expected  # the same options `curator index` starts from
+    # The same options `curator index` starts from; on a first start a model whose weights are
+    # not on this machine falls back to classic (here: the CLAP default).
+    expected, _ = IndexOptions.from_settings().with_models_here()
+    assert win.index_options == expected
     assert (expected.model, expected.batch_size, expected.device, expected.workers,
             expected.offline) == ("classic", 8, "cpu", 0, True)
     dialog = IndexDialog(win.index_options, win)
