@@ -29,13 +29,30 @@ else:
         del sys.modules["pandas"]
 
 from curator import __version__
-from curator.errors import CuratorError, NotAProjectError
+from curator.catalog_faults import (
+    BUSY_TIMEOUT_MS,
+    CATALOG_NAME,
+    _check_marker,
+    _damaged_message,
+    _db_file,
+    _file_identity,
+    _readonly_message,
+    check_header,
+    connect_readonly,
+    explain,
+    remember_opened,
+    writable,
+)
+from curator.errors import (
+    CatalogDamagedError,
+    CuratorError,
+    NotAProjectError,
+    ReadOnlyCatalogError,
+)
 
 log = logging.getLogger(__name__)
 
-CATALOG_NAME = "catalog.db"
 APP_ID = "curator"
-BUSY_TIMEOUT_MS = 60_000
 
 
 def utcnow() -> str:
@@ -403,23 +420,42 @@ def _newer_writer(db: sqlite_utils.Database) -> Optional[str]:
 # --- connections ------------------------------------------------------------------------------
 
 
-def connect(path: Path) -> sqlite_utils.Database:
-    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit
-    transactions."""
-    conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+def connect(path: Path, readonly: Optional[bool] = None) -> sqlite_utils.Database:
+    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit transactions.
+
+    A catalog that cannot be written here (a read-only file, folder or mount) opens read-only:
+    `?mode=ro`, or `?immutable=1` where SQLite cannot create its WAL index beside the file. The
+    returned Database then has `curator_readonly = True` and every write transaction refuses.
+
+    Args:
+        path: the catalog file.
+        readonly: force read-only (True) or read-write (False); None decides from the file system.
+    """
+    path = Path(path)
+    if readonly is None:
+        readonly = path.exists() and not writable(path)
+    if readonly:
+        conn = connect_readonly(path)
+    else:
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    return sqlite_utils.Database(conn)
+    db = sqlite_utils.Database(conn)
+    db.curator_readonly = bool(readonly)  # type: ignore[attr-defined]
+    return db
 
 
 @contextlib.contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """A short write transaction taken with BEGIN IMMEDIATE, so writers queue instead of failing."""
     conn = db.conn
+    if getattr(db, "curator_readonly", False):
+        raise ReadOnlyCatalogError(_readonly_message(_db_file(db)))
     if conn.in_transaction:
         # Nested use joins the outer transaction; only the outermost commits.
         yield db
@@ -441,6 +477,7 @@ class Catalog:
         self.root = Path(root)
         self.path = self.root / CATALOG_NAME
         self._local = threading.local()
+        self._sound = False
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -483,34 +520,105 @@ class Catalog:
                 f"{root} is not a Curator project (no {CATALOG_NAME})",
                 hint=f"create one with `curator init {root} --source MEDIA_FOLDER`",
             )
+        check_header(path)
         catalog = cls(root)
+        remember_opened(path)
         try:
             tables = catalog.db.table_names()
             app = None
             if "meta" in tables:
                 row = catalog.db.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
                 app = row[0] if row else None
-        except sqlite3.DatabaseError as exc:
+            applied = applied_migrations(catalog.db)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             catalog.close()
-            raise NotAProjectError(f"{path} is not a readable Curator catalog ({exc})") from exc
+            raise explain(exc, path) from exc
         if app != APP_ID:
             catalog.close()
             raise NotAProjectError(f"{path} is an SQLite file but not a Curator catalog")
-        newer = _newer_writer(catalog.db)
+        try:
+            newer = _newer_writer(catalog.db)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            catalog.close()
+            raise explain(exc, path) from exc
         if newer:
             catalog.close()
             raise CuratorError(f"{path} {newer}; upgrade Curator to open it (nothing was changed)")
-        migrate(catalog.db)
+        if catalog.readonly:
+            known = {name for name, _ in MIGRATIONS}
+            if len(set(applied) & known) < len(known):
+                catalog.close()
+                raise ReadOnlyCatalogError(
+                    f"{path} needs a schema upgrade, which needs write access; "
+                    + _readonly_message(path).split("; ", 1)[1]
+                )
+            log.info("%s is read-only here; opened read-only", path)
+            return catalog
+        try:
+            migrate(catalog.db)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            catalog.close()
+            raise explain(exc, path) from exc
         return catalog
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this catalog is open read-only (a read-only file, folder or mount)."""
+        return bool(getattr(self.db, "curator_readonly", False))
+
+    def ensure_sound(self) -> None:
+        """Refuse to write into a catalog that fails SQLite's integrity check.
+
+        The check runs once per process and catalog, and is skipped while the file is unchanged
+        since the last check that passed (a marker beside it records size, mtime and inode).
+
+        Raises:
+            CatalogDamagedError: the check failed; the message says how to repair.
+            ReadOnlyCatalogError: the catalog is open read-only.
+        """
+        if self._sound:
+            return
+        if self.readonly:
+            raise ReadOnlyCatalogError(_readonly_message(self.path))
+        marker = _check_marker(self.path)
+        identity = _file_identity(self.path)
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(marker.read_text()) == identity:
+                self._sound = True
+                return
+        try:
+            # integrity_check, not quick_check: a flipped byte in an index passes the quick one,
+            # and a write would spread the damage. The marker makes it once per outside change.
+            rows = [r[0] for r in self.db.execute("PRAGMA integrity_check(5)").fetchall()]
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise explain(exc, self.path) from exc
+        if rows != ["ok"]:
+            detail = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
+            raise CatalogDamagedError(_damaged_message(self.path, detail[:200]))
+        self._sound = True
+        with contextlib.suppress(OSError):
+            tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(_file_identity(self.path)))
+            os.replace(tmp, marker)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
+            readonly = getattr(db, "curator_readonly", False)
             db.conn.close()
             self._local.db = None
+            if self._sound and not readonly:
+                # It passed its check when this process began writing, and only sound writers
+                # wrote since: the next command need not check again unless the file changes.
+                with contextlib.suppress(OSError):
+                    marker = _check_marker(self.path)
+                    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+                    tmp.write_text(json.dumps(_file_identity(self.path)))
+                    os.replace(tmp, marker)
 
     def write(self) -> contextlib.AbstractContextManager:
-        """A write transaction on this thread's connection."""
+        """A write transaction on this thread's connection, once the catalog passed its check."""
+        self.ensure_sound()
         return transaction(self.db)
 
     # --- runs -------------------------------------------------------------------------------
@@ -565,6 +673,8 @@ class Catalog:
 
     def mark_interrupted_runs(self) -> int:
         """Runs left 'running' by a process of this host that no longer exists were killed."""
+        if self.readonly:
+            return 0
         host = socket.gethostname()
         rows = self.db.execute(
             "SELECT id, pid, host FROM runs WHERE status = 'running'"

@@ -68,7 +68,7 @@ class _Task:
     path: str
     modality: str
     version: int
-    content_hash: Optional[str]
+    content_hash: str | None
     thumbnail: bool
 
 
@@ -83,8 +83,7 @@ class _DecodeTask:
 
 
 def pending_items(catalog: Catalog, space: str, modalities: Sequence[str]) -> Iterator[_Task]:
-    """Items of these modalities that are ok and have no vector in `space` for their current
-    version."""
+    """Ok items of these modalities without a vector in `space` for their current version."""
     marks = ",".join("?" * len(modalities))
     sql = (
         "SELECT items.id, sources.root, items.path, items.modality, items.version, "
@@ -116,7 +115,7 @@ def count_pending(catalog: Catalog, space: str, modalities: Sequence[str]) -> in
     ).fetchone()[0]
 
 
-def register_space(catalog: Catalog, embedder: Any, options: Optional[dict] = None) -> Path:
+def register_space(catalog: Catalog, embedder: Any, options: dict | None = None) -> Path:
     """Record the space an embedder writes to; refuses a space whose dimension changed."""
     folder = Path(VECTORS_DIR) / space_slug(embedder.space)
     row = catalog.db.execute("SELECT dim FROM spaces WHERE space = ?", [embedder.space]).fetchone()
@@ -172,12 +171,12 @@ def embed_space(
     run_id: int,
     *,
     batch_size: int = 64,
-    workers: Optional[int] = None,
-    prefetch: Optional[int] = None,
-    progress: Optional[Progress] = None,
-    cancel: Optional[Callable[[], bool]] = None,
+    workers: int | None = None,
+    prefetch: int | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
     thumbnails: bool = True,
-    options: Optional[dict[str, Any]] = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Embed every pending item of one embedder's modalities into its space.
 
@@ -208,7 +207,7 @@ def embed_space(
     thumbs = ThumbnailStore(catalog.root / THUMBS_DIR) if thumbnails else None
     shard_name = f"run{run_id:06d}-{os.getpid()}.f16"
     writer = ShardWriter(folder / "shards" / shard_name, embedder.dim)
-    frames_writer: Optional[ShardWriter] = None
+    frames_writer: ShardWriter | None = None
 
     tasks = pending_items(catalog, embedder.space, modalities)
     if thumbs is not None:
@@ -228,14 +227,12 @@ def embed_space(
     def run_batch() -> None:
         nonlocal frames_writer, done
         good = [(t, d) for t, d in batch if d is not None]
-        result = embedder.embed_batch([d for _, d in good]) if good else None
+        embedded, failed = embed_isolated(embedder, good)
         rows: list[tuple] = []
-        if result is not None:
-            vectors = np.asarray(result.vectors, dtype=np.float32)
-            first = writer.append(vectors)
-            for i, (task, decoded) in enumerate(good):
+        if embedded:
+            first = writer.append(np.stack([vector for _, _, vector, _ in embedded]))
+            for i, (task, decoded, _vector, frames) in enumerate(embedded):
                 f_shard = f_row = f_count = None
-                frames = result.frames.get(i)
                 if frames is not None and len(frames):
                     if frames_writer is None:
                         frames_writer = ShardWriter(folder / "shards" / ("frames-" + shard_name),
@@ -246,27 +243,19 @@ def embed_space(
                              f_count, task.version, task.content_hash, run_id, utcnow()))
                 if thumbs is not None and decoded.thumbnail:
                     thumbs.put(task.item_id, decoded.thumbnail, task.version)
-        errors = [(t, d) for t, d in batch if d is None]
         with catalog.write() as db:
             if rows:
-                db.conn.executemany(
-                    "INSERT INTO embeddings (item_id, space, shard, row, frames_shard, frames_row,"
-                    " frames_count, item_version, content_hash, run_id, created_at) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, space) DO UPDATE SET "
-                    "shard = excluded.shard, row = excluded.row, frames_shard = "
-                    "excluded.frames_shard, frames_row = excluded.frames_row, frames_count = "
-                    "excluded.frames_count, item_version = excluded.item_version, content_hash = "
-                    "excluded.content_hash, run_id = excluded.run_id, created_at = "
-                    "excluded.created_at",
-                    rows,
-                )
+                db.conn.executemany(_UPSERT_EMBEDDING, rows)
+            for task, reason in failed:
+                db.execute("UPDATE items SET status = 'error', error = ? WHERE id = ?",
+                           [reason[:300], task.item_id])
         counts["embedded"] += len(rows)
+        counts["errors"] += len(failed)
         done += len(batch)
         batch.clear()
         elapsed = time.monotonic() - started
         rate = counts["embedded"] / elapsed if elapsed > 0 else 0.0
         progress(ProgressEvent(stage, done, total, "items", f"{rate:.1f} items/s"))
-        del errors
 
     try:
         while True:
@@ -276,8 +265,8 @@ def embed_space(
             if isinstance(got, tuple) and len(got) == 2 and got[0] == "__error__":
                 raise got[1]
             task, decoded = got
-            if isinstance(decoded, TaskFailure) or decoded.error is not None:
-                reason = decoded.reason if isinstance(decoded, TaskFailure) else decoded.error
+            reason = _decode_failure(decoded, TaskFailure)
+            if reason is not None:
                 _mark_error(catalog, task.item_id, reason)
                 counts["errors"] += 1
                 batch.append((task, None))
@@ -305,6 +294,108 @@ def embed_space(
     counts["seconds"] = round(seconds, 2)
     counts["items_per_second"] = round(counts["embedded"] / seconds, 2) if seconds else 0.0
     return counts
+
+
+_UPSERT_EMBEDDING = (
+    "INSERT INTO embeddings (item_id, space, shard, row, frames_shard, frames_row,"
+    " frames_count, item_version, content_hash, run_id, created_at) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, space) DO UPDATE SET "
+    "shard = excluded.shard, row = excluded.row, frames_shard = "
+    "excluded.frames_shard, frames_row = excluded.frames_row, frames_count = "
+    "excluded.frames_count, item_version = excluded.item_version, content_hash = "
+    "excluded.content_hash, run_id = excluded.run_id, created_at = "
+    "excluded.created_at"
+)
+
+EMBED_ERROR_PREFIX = "embedding failed"
+"""How an item's error starts when the model, not the decoder, failed on it (a rescan retries)."""
+
+
+def _decode_failure(decoded: Any, task_failure: type) -> str | None:
+    """The reason a decode result is unusable, or None when it can be embedded."""
+    if isinstance(decoded, task_failure):
+        return decoded.reason
+    if not hasattr(decoded, "error") or not hasattr(decoded, "data"):
+        return f"decoder returned {type(decoded).__name__}, not a decoded item"
+    if decoded.error is not None:
+        return str(decoded.error)
+    if decoded.data is None:
+        return "decoder returned no data"
+    return None
+
+
+def _one_reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{EMBED_ERROR_PREFIX} ({type(exc).__name__}: {text})"[:300]
+
+
+def _checked(result: Any, n: int, dim: int) -> tuple[np.ndarray, dict[int, Any]]:
+    """The batch's vectors as (n, dim) float32 and its frame vectors; raises when malformed."""
+    vectors = np.asarray(result.vectors, dtype=np.float32)
+    if vectors.shape != (n, dim):
+        raise ValueError(f"the model returned vectors of shape {vectors.shape} for {n} items "
+                         f"of dimension {dim}")
+    return vectors, dict(getattr(result, "frames", None) or {})
+
+
+def _vector_problem(vector: np.ndarray, frames: Any, dim: int) -> str | None:
+    if not np.all(np.isfinite(vector)):
+        return f"{EMBED_ERROR_PREFIX} (the model returned a vector with NaN or infinite values)"
+    if not np.any(vector):
+        return f"{EMBED_ERROR_PREFIX} (the model returned an all-zero vector)"
+    if frames is not None:
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim != 2 or frames.shape[1] != dim or not np.all(np.isfinite(frames)):
+            return f"{EMBED_ERROR_PREFIX} (the model returned malformed frame vectors)"
+    return None
+
+
+def embed_isolated(
+    embedder: Any, good: list[tuple[Any, Any]]
+) -> tuple[list[tuple[Any, Any, np.ndarray, Any]], list[tuple[Any, str]]]:
+    """Embed a batch so that one bad item costs only itself.
+
+    The batch is embedded at once; when that raises (any exception, any embedder) or returns
+    malformed vectors, it is retried item by item, and each item that still fails becomes an
+    error with its reason. A NaN, infinite or all-zero vector fails its item only.
+
+    Args:
+        embedder: the embedder.
+        good: (task, decoded) pairs that decoded fine.
+
+    Returns:
+        (embedded, failed): embedded as (task, decoded, vector, frames or None) in input order,
+        failed as (task, reason).
+    """
+    if not good:
+        return [], []
+    try:
+        vectors, frames = _checked(embedder.embed_batch([d for _, d in good]), len(good),
+                                   embedder.dim)
+    except Exception as exc:  # any model failure is isolated to its items
+        if len(good) == 1:
+            log.info("item %s: %s", getattr(good[0][0], "item_id", "?"), exc, exc_info=True)
+            return [], [(good[0][0], _one_reason(exc))]
+        log.warning("a batch of %d items failed to embed (%s: %s); retrying item by item",
+                    len(good), type(exc).__name__, exc)
+        embedded: list[tuple[Any, Any, np.ndarray, Any]] = []
+        failed: list[tuple[Any, str]] = []
+        for pair in good:
+            ok, bad = embed_isolated(embedder, [pair])
+            embedded += ok
+            failed += bad
+        return embedded, failed
+    embedded, failed = [], []
+    for i, (task, decoded) in enumerate(good):
+        problem = _vector_problem(vectors[i], frames.get(i), embedder.dim)
+        if problem is None:
+            item_frames = frames.get(i)
+            if item_frames is not None:
+                item_frames = np.asarray(item_frames, dtype=np.float32)
+            embedded.append((task, decoded, vectors[i], item_frames))
+        else:
+            failed.append((task, problem))
+    return embedded, failed
 
 
 def _with_thumb_flag(task: _Task, thumbs: ThumbnailStore) -> _Task:

@@ -34,3 +34,18 @@ class NotAProjectError(CuratorError):
 
 class UsageError(CuratorError):
     """A wrong argument: a missing path, an unknown id, a bad value."""
+
+
+class CatalogError(CuratorError):
+    """The catalog cannot be used as asked: damaged, read-only, or its disk is full."""
+
+
+class CatalogDamagedError(CatalogError, NotAProjectError):
+    """The catalog file is corrupt; nothing may be written to it until it is repaired.
+
+    It is also a NotAProjectError: the folder cannot be opened as a project as it is.
+    """
+
+
+class ReadOnlyCatalogError(CatalogError):
+    """A write was asked of a project that is open read-only."""

@@ -75,8 +75,9 @@ def checked_source(path: Path | str) -> str:
 
 
 def _nested(a: str, b: str) -> bool:
-    a = os.path.join(a, "")
-    b = os.path.join(b, "")
+    # Real paths: a link to a source (or into one) is the same files, indexed twice otherwise.
+    a = os.path.join(os.path.realpath(a), "")
+    b = os.path.join(os.path.realpath(b), "")
     return a.startswith(b) or b.startswith(a)
 
 

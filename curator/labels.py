@@ -88,6 +88,13 @@ def check_name(name: str) -> str:
     if bad:
         raise UsageError(f"label name {clean!r} contains control characters "
                          f"({', '.join(repr(c) for c in bad[:3])}); remove them")
+    # Bidi overrides and zero-width characters (Unicode format characters) make two different
+    # names look alike, or a name display reversed: refused (hostile).
+    hidden = [ch for ch in clean if unicodedata.category(ch) == "Cf"]
+    if hidden:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in hidden[:3])
+        raise UsageError(f"label name {clean!r} contains invisible or direction-changing "
+                         f"characters ({codes}); remove them")
     if len(clean) > 200:
         raise UsageError("a label name is limited to 200 characters")
     return clean
@@ -409,6 +416,7 @@ def apply_event(
                             group_id])
         if group_labels and run_id is not None:
             _set_groups(db, run_id, details["group_labels"], event_id)
+    _backup_event_log(catalog)
     return event_id
 
 
@@ -427,6 +435,14 @@ def _set_groups(db: Any, run_id: int, group_labels: dict[str, int], event_id: in
     db.conn.executemany("UPDATE groups SET status = 'labelled', label_id = ?, decided_event = ? "
                         "WHERE run_id = ? AND group_id = ?",
                         [(label, event_id, run_id, int(g)) for g, label in group_labels.items()])
+
+
+def _backup_event_log(catalog: Catalog) -> None:
+    """Keep the rolling event-log backup current (hostile: see curator.eventlog)."""
+    if not catalog.db.conn.in_transaction:  # an outer transaction may still roll back
+        from curator.eventlog import backup_event_log
+
+        backup_event_log(catalog)
 
 
 def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[str, Any]:
@@ -506,6 +522,7 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
         db.execute("UPDATE events SET item_count = ?, details = ? WHERE id = ?",
                    [restored, json.dumps({"skipped": skipped}), new_event])
         db.execute("UPDATE events SET undone = ? WHERE id = ?", [0 if redo else 1, target])
+    _backup_event_log(catalog)
     return {"event": new_event, "target": target, "restored": restored, "skipped": skipped,
             "action": "redo" if redo else "undo"}
 
@@ -514,14 +531,18 @@ def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> Un
     """Undo this annotator's latest event of any kind (see `curator.history`)."""
     from curator.history import undo as undo_any
 
-    return undo_any(catalog, annotator, event_id)
+    result = undo_any(catalog, annotator, event_id)
+    _backup_event_log(catalog)
+    return result
 
 
 def redo(catalog: Catalog, annotator: str) -> UndoResult:
     """Redo the event this annotator undid last (see `curator.history`)."""
     from curator.history import redo as redo_any
 
-    return redo_any(catalog, annotator)
+    result = redo_any(catalog, annotator)
+    _backup_event_log(catalog)
+    return result
 
 
 def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
@@ -636,7 +657,26 @@ def remove_label(catalog: Catalog, name: str, force: bool = False,
 
 def import_taxonomy(catalog: Catalog, entries: Sequence[dict[str, Any]],
                     annotator: str = "") -> list[Label]:
-    """Add labels from dicts (name, parent, colour, hotkey, description); existing ones are kept."""
+    """Add labels from dicts (name, parent, colour, hotkey, description); existing ones are kept.
+
+    All or nothing: every entry is checked first and all are added in one transaction, so a bad
+    entry anywhere leaves the taxonomy as it was.
+    """
+    for n, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise UsageError(f"entry {n} is not a label (expected an object with a name)")
+        try:
+            check_name(str(entry.get("name", "")))
+            check_colour(entry.get("colour"))
+            check_hotkey(entry.get("hotkey"))
+        except UsageError as exc:
+            raise UsageError(f"entry {n}: {exc}; nothing was imported") from exc
+    with catalog.write():
+        return _import_entries(catalog, entries, annotator)
+
+
+def _import_entries(catalog: Catalog, entries: Sequence[dict[str, Any]],
+                    annotator: str) -> list[Label]:
     added = []
     existing = {lab.name for lab in labels(catalog, with_counts=False)}
     pending = list(entries)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
     from curator.search import SearchCache, SearchHit
+    from curator.sources import RelocateReport, SourceInfo
     from curator.splits import SplitAssignment, SplitTable
     from curator.suggest import Suggestion
 
@@ -608,6 +609,32 @@ class Project:
         from curator.report import build_report
 
         return build_report(self.catalog)
+
+    # --- hostile: moving sources and the catalog's backups -----------------------------------
+
+    def source_details(self) -> list[SourceInfo]:
+        """Every source with its item counts by status and whether it is reachable now."""
+        from curator.sources import list_sources
+
+        return list_sources(self.catalog)
+
+    def relocate_source(self, old: str, new: Path | str) -> RelocateReport:
+        """Point a source at the folder it moved to; every item keeps its labels and vectors."""
+        from curator.sources import relocate
+
+        return relocate(self.catalog, old, new)
+
+    def remove_source(self, source: str, force: bool = False) -> dict[str, Any]:
+        """Forget a source and its items (refused for labelled items unless `force`)."""
+        from curator.sources import remove
+
+        return remove(self.catalog, source, force=force)
+
+    def backup(self, dest: Path | str | None = None) -> Path:
+        """A consistent copy of the catalog (SQLite's online backup API)."""
+        from curator.integrity import backup
+
+        return backup(self.catalog, dest)
 
 
 __all__ = ["Project", "ProjectStatus", "Source", "ScanOptions", "ScanReport", "CuratorError"]

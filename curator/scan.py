@@ -78,7 +78,7 @@ class _Known:
 # Errors that say nothing about the file's content: a rescan tries these files again even when
 # their size and mtime are the same. Any other error stays until the file changes.
 TRANSIENT_ERRORS = ("permission denied", "vanished", "cannot read", "timed out", "crashed",
-                    "cannot stat", "cannot list")
+                    "cannot stat", "cannot list", "embedding failed")
 
 
 def _transient(error: Optional[str]) -> bool:
@@ -119,7 +119,9 @@ class _Plan:
     walk_complete: bool = True
     # Items not seen by a complete walk, and their content hashes to recognise a move.
     vanished: dict[tuple[int, str], _Known] = field(default_factory=dict)
-    by_hash: dict[tuple[int, str], list[tuple[int, str]]] = field(default_factory=dict)
+    # Items missing since an earlier scan: a new file with their content becomes them again.
+    lost: dict[tuple[int, str], _Known] = field(default_factory=dict)
+    by_hash: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
 
 def _plan(catalog: Catalog, sources: list[tuple[int, str]], options: ScanOptions,
@@ -134,10 +136,13 @@ def _plan(catalog: Catalog, sources: list[tuple[int, str]], options: ScanOptions
         known[(row[1], row[2])] = _Known(row[0], row[3], row[4], row[5], None, row[6])
     plan = _Plan(known)
     seen: set[tuple[int, str]] = set()
+    holding = {sid for (sid, _), old in known.items() if old.status != "missing"}
     for source_id, root in sources:
-        if not os.path.isdir(root):
-            # An unmounted disk is not a deletion: its items keep their status.
-            log.warning("source %s is not reachable; its items are left as they are", root)
+        if not os.path.isdir(root) or (source_id in holding and _empty_folder(root)):
+            # An unmounted disk (or the empty mount point it leaves) is not a deletion: its
+            # items keep their status.
+            log.warning("source %s is %s; its items are left as they are", root,
+                        "empty where it had files" if os.path.isdir(root) else "not reachable")
             report.unreachable.append(root)
             continue
         for entry in walk_source(source_id, root, options, cancel):
@@ -179,10 +184,13 @@ def _plan(catalog: Catalog, sources: list[tuple[int, str]], options: ScanOptions
                 continue
             if root is None or not os.path.lexists(os.path.join(root, key[1])):
                 plan.vanished[key] = old
-    _load_hashes(db, {old.id: old for old in plan.vanished.values()})
-    for key, old in plan.vanished.items():
+        plan.lost = {key: old for key, old in known.items()
+                     if old.status == "missing" and key not in seen}
+    candidates = {**plan.lost, **plan.vanished}
+    _load_hashes(db, {old.id: old for old in candidates.values()})
+    for key, old in candidates.items():
         if old.content_hash:
-            plan.by_hash.setdefault((key[0], old.content_hash), []).append(key)
+            plan.by_hash.setdefault(old.content_hash, []).append(key)
     return plan
 
 
@@ -209,8 +217,8 @@ class _CatalogWriter:
             moved = self._moved_from(entry, row)
             if moved is not None:
                 report.renamed += 1
-                self.pending.renames.append((entry.rel, entry.size, mtime, entry.mtime_ns,
-                                             *values, now, moved.id))
+                self.pending.renames.append((entry.source_id, entry.rel, entry.size, mtime,
+                                             entry.mtime_ns, *values, now, moved.id))
             else:
                 report.new += 1
                 self.pending.inserts.append((entry.source_id, entry.rel, entry.size, mtime,
@@ -234,14 +242,18 @@ class _CatalogWriter:
             self.flush()
 
     def _moved_from(self, entry: _Entry, row: dict[str, Any]) -> Optional[_Known]:
-        """The vanished item a new file is (same source, same content), taken off the list."""
+        """The vanished or missing item a new file is (same content), taken off the list: one of
+        the same source first, else a missing one of another source (labels follow content)."""
         digest = row.get("content_hash")
         if not digest or row["status"] != "ok":
             return None
-        candidates = self.plan.by_hash.get((entry.source_id, digest))
+        candidates = self.plan.by_hash.get(digest)
         if not candidates:
             return None
-        return self.plan.vanished.pop(candidates.pop(0))
+        same = [k for k in candidates if k[0] == entry.source_id]
+        key = (same or candidates)[0]
+        candidates.remove(key)
+        return self.plan.vanished.pop(key, None) or self.plan.lost.pop(key)
 
     def flush(self) -> None:
         """Write the queued changes in one short transaction."""
@@ -270,8 +282,8 @@ class _CatalogWriter:
                 )
             if pending.renames:
                 wdb.conn.executemany(
-                    f"UPDATE items SET path = ?, size = ?, mtime = ?, mtime_ns = ?, {sets}, "
-                    "last_seen = ? WHERE id = ?",
+                    "UPDATE items SET source_id = ?, path = ?, size = ?, mtime = ?, mtime_ns = ?, "
+                    f"{sets}, last_seen = ? WHERE id = ?",
                     pending.renames,
                 )
         pending.inserts.clear()
@@ -364,6 +376,15 @@ def scan_catalog(
     _mark_missing(catalog, plan, sources, report, now)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _empty_folder(root: str) -> bool:
+    """Whether a folder holds no entries at all (an unmounted disk's mount point)."""
+    try:
+        with os.scandir(root) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
 
 
 def _load_hashes(db: Any, items: dict[int, _Known]) -> None:

@@ -109,4 +109,23 @@ def load_settings(environ: Optional[dict[str, str]] = None) -> Settings:
                 values[name] = _coerce(kind, environ[env_name], env_name)
             except ValueError as exc:
                 log.warning("%s ignored", exc)
-    return Settings(**values)
+    return Settings(**validated(values))
+
+
+# Bounds the flags enforce (click.IntRange), applied alike to the config file and environment.
+_MINIMUM = {"workers": 0, "batch_size": 1}
+
+
+def validated(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings values with the out-of-range ones dropped, each with a warning (hostile).
+
+    `workers` must be 0 or more (the pool caps it near the number of cores, with a warning);
+    `batch_size` 1 or more.
+    """
+    out = dict(values)
+    for name, low in _MINIMUM.items():
+        value = out.get(name)
+        if value is not None and value < low:
+            log.warning("setting %s = %r ignored: it must be %d or more", name, value, low)
+            del out[name]
+    return out

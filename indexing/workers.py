@@ -1,5 +1,4 @@
-"""A crash-proof process pool for per-file work: a decoder that hangs or dies costs one file, not
-the run."""
+"""A crash-proof process pool for per-file work: a hung or dead decoder costs one file."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,7 @@ class TaskFailure:
     reason: str
 
 
-def _worker_main(
-    conn: Connection, fn: Callable[[Any], Any], initializer: Optional[Callable]
-) -> None:
+def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Callable | None) -> None:
     # Ctrl-C belongs to the parent, which cancels cleanly; workers must not die with tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
@@ -44,27 +41,48 @@ def _worker_main(
         if message is None:
             return
         for index, task in message:
-            try:
-                result = fn(task)
-            except Exception as exc:  # noqa: BLE001 - a task's failure is data for the caller
-                result = TaskFailure(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            result = _run_one(fn, task)
             try:
                 conn.send((index, result))
-            except (BrokenPipeError, OSError):
+            except OSError:  # the parent went away
                 return
+            except Exception as exc:  # noqa: BLE001 - the result would not pickle: one failure
+                try:
+                    reason = f"result could not be sent back ({_reason(exc)})"
+                    conn.send((index, TaskFailure(reason)))
+                except Exception:  # noqa: BLE001 - give up on this worker only
+                    return
+
+
+def _reason(exc: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text[:300]
+
+
+def _run_one(fn: Callable[[Any], Any], task: Any) -> Any:
+    """`fn(task)`, or a TaskFailure for any exception, including SystemExit from a library."""
+    try:
+        return fn(task)
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # a task's failure is data for the caller
+        log.debug("task failed", exc_info=True)
+        return TaskFailure(_reason(exc))
 
 
 class _Slot:
     """One worker process and the tasks it holds."""
 
-    def __init__(self, ctx: Any, fn: Callable, initializer: Optional[Callable]) -> None:
+    def __init__(self, ctx: Any, fn: Callable, initializer: Callable | None) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
         self.process = ctx.Process(target=_worker_main, args=(child, fn, initializer), daemon=True)
         self.process.start()
         child.close()
         self.pending: deque[tuple[int, Any]] = deque()
-        self.deadline: Optional[float] = None
+        self.deadline: float | None = None
 
     def kill(self) -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -81,6 +99,20 @@ def _context() -> Any:
     return mp.get_context("spawn")
 
 
+def max_workers() -> int:
+    """The most worker processes a pool starts: twice the usable cores (at least 2)."""
+    return max(2, 2 * default_workers())
+
+
+def capped_workers(workers: int) -> int:
+    """`workers`, capped at `max_workers()` with a warning: more only thrash the cores."""
+    cap = max_workers()
+    if workers > cap:
+        log.warning("%d workers asked for on %d cores; using %d", workers, default_workers(), cap)
+        return cap
+    return workers
+
+
 def default_workers() -> int:
     """One worker per usable core."""
     try:
@@ -92,13 +124,13 @@ def default_workers() -> int:
 def imap_robust(
     fn: Callable[[T], R],
     tasks: Iterable[T],
-    workers: Optional[int] = None,
+    workers: int | None = None,
     *,
-    timeout: Optional[float] = 120.0,
+    timeout: float | None = 120.0,
     chunk_size: int = 8,
-    initializer: Optional[Callable[[], None]] = None,
-    cancel: Optional[Callable[[], bool]] = None,
-    max_in_flight: Optional[int] = None,
+    initializer: Callable[[], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    max_in_flight: int | None = None,
 ) -> Iterator[tuple[T, Any]]:
     """Run `fn` over `tasks` in worker processes; yield `(task, result)` as each finishes.
 
@@ -125,12 +157,10 @@ def imap_robust(
         for task in tasks:
             if cancel is not None and cancel():
                 return
-            try:
-                yield task, fn(task)
-            except Exception as exc:  # noqa: BLE001
-                yield task, TaskFailure(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            yield task, _run_one(fn, task)
         return
 
+    workers = capped_workers(workers)
     ctx = _context()
     max_in_flight = max_in_flight or workers * chunk_size * 2
     source = iter(tasks)
@@ -210,7 +240,7 @@ def imap_robust(
                     feed(slot)
     finally:
         for slot in slots:
-            with contextlib.suppress(BrokenPipeError, OSError):
+            with contextlib.suppress(OSError):
                 slot.conn.send(None)
         for slot in slots:
             slot.process.join(timeout=0.5)
@@ -220,7 +250,7 @@ def imap_robust(
                 slot.conn.close()
 
 
-def _resend(slot: _Slot, chunk: list[tuple[int, Any]], timeout: Optional[float]) -> None:
+def _resend(slot: _Slot, chunk: list[tuple[int, Any]], timeout: float | None) -> None:
     if chunk:
         slot.pending.extend(chunk)
         slot.conn.send(chunk)

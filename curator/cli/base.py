@@ -117,6 +117,50 @@ def open_as(project: Path, annotator: Optional[str]) -> Any:
     return proj
 
 
+def greedy_options(*names: str) -> type[click.Command]:
+    """A Command class whose repeatable options `names` also take several values at once.
+
+    `--items 3 4 5` reads as `--items 3 --items 4 --items 5`: after such an option every
+    following word that is not an option is one more value, once the command's positional
+    argument has been given before it (so `label PROJECT --items 3 4` works, and
+    `label --items 3 PROJECT` keeps its usual meaning).
+    """
+
+    class GreedyCommand(click.Command):
+        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+            return super().parse_args(ctx, _spread(self, args, names))
+
+    return GreedyCommand
+
+
+def _spread(command: click.Command, args: list[str], names: tuple[str, ...]) -> list[str]:
+    takes_value = {opt for p in command.params if isinstance(p, click.Option)
+                   and not p.is_flag and not p.count for opt in p.opts}
+    out: list[str] = []
+    positional = False
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            return out + args[i:]
+        if word in names:
+            values = []
+            i += 1
+            while i < len(args) and not args[i].startswith("-") and (positional or not values):
+                values.append(args[i])
+                i += 1
+            out += [x for v in values for x in (word, v)] or [word]
+            continue
+        out.append(word)
+        if word in takes_value and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 1
+        elif not word.startswith("-"):
+            positional = True
+        i += 1
+    return out
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 
@@ -158,6 +202,8 @@ def cli(verbose: int) -> None:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; every expected failure ends as one `error:` line and a non-zero exit."""
+    import sqlite3
+
     from curator.errors import CuratorError
     from indexing.progress import Cancelled
 
@@ -185,13 +231,35 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Cancelled:
         click.echo("cancelled; run it again to continue (finished work is kept)", err=True)
         sys.exit(130)
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        from curator.catalog import explain
+
+        log.debug("catalog error", exc_info=True)
+        click.echo(f"error: {explain(exc)}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted; finished work is kept", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(141)
     except OSError as exc:
-        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        click.echo(f"error:{name} {exc.strerror or exc}", err=True)
+        click.echo(f"error: {os_error_line(exc)}", err=True)
         sys.exit(1)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system failure, with what to do for the common ones."""
+    import errno
+
+    name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    text = f"{name}{exc.strerror or exc}"
+    hints = {
+        errno.ENOSPC: "the disk is full; free space and run the command again",
+        errno.EDQUOT: "the disk quota is used up; free space and run the command again",
+        errno.EROFS: "the file system is read-only; write somewhere else or remount it read-write",
+        errno.EACCES: "permission denied; check the permissions of that path",
+        errno.EIO: "input/output error; the disk may be failing",
+    }
+    hint = hints.get(exc.errno or 0)
+    return f"{text} ({hint})" if hint else text
 

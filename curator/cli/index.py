@@ -71,8 +71,8 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
         if report.errors:
             click.echo(f"see the errors with: curator status {project}")
     for root in report.unreachable:
-        click.echo(f"warning: source {root} is not reachable (unmounted?); its items were left "
-                   "as they are", err=True)
+        click.echo(f"warning: source {root} is missing or empty (unmounted?); its items were "
+                   "left as they are (`curator sources relocate` if it moved)", err=True)
 
 
 @cli.command()

@@ -14,15 +14,17 @@ from curator.cli.base import (
     RUN,
     cli,
     emit_json,
+    greedy_options,
     open_as,
     open_project,
 )
 
 
-@cli.command()
+@cli.command(cls=greedy_options("--items", "--except"))
 @PROJECT
 @click.option("--group", "group_id", type=int, default=None, help="Label a whole group.")
-@click.option("--items", "items", multiple=True, help="Item ids or paths (repeatable).")
+@click.option("--items", "items", multiple=True,
+              help="Item ids or paths: --items 3 4 5 (or repeat the flag).")
 @click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="A file of item ids or paths, one per line, or a CSV with "
                                  "columns item (or path) and label.")
@@ -32,7 +34,7 @@ from curator.cli.base import (
 @click.option("--clear", is_flag=True, help="Remove the current label.")
 @click.option("--confirm", is_flag=True, help="Confirm the current label.")
 @click.option("--except", "exclude", multiple=True, type=int,
-              help="With --group: leave this item out (repeatable).")
+              help="With --group: leave these items out: --except 3 4 (or repeat the flag).")
 @click.option("--note", default="", help="A note kept with the event.")
 @click.option("--accept-suggestions", "accept_suggestions", is_flag=True,
               help="Give every undecided group its suggested label (see `curator queue`) when "
@@ -100,30 +102,53 @@ def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_f
 
 
 def _read_item_file(proj: Any, path: str) -> tuple[list[int], dict[int, str]]:
+    """Item ids (and per-item labels for a CSV with a label column) from a file.
+
+    A UTF-8 byte-order mark is accepted; a binary file, or a CSV that gives one item two
+    different labels, is refused with the lines named.
+    """
     import csv
 
     from curator.errors import UsageError
 
-    with open(path, newline="", encoding="utf-8") as fh:
-        text = fh.read()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not a UTF-8 text file (byte {exc.start} is not UTF-8); give "
+                         "one item id or path per line, or a CSV with item and label columns"
+                         ) from None
+    if "\0" in text:
+        raise UsageError(f"{path} is a binary file, not a list of items; give one item id or "
+                         "path per line, or a CSV with item and label columns")
+    numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    if not numbered:
         raise UsageError(f"{path} lists no items")
-    header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
-    if "label" in header and ("item" in header or "path" in header or "id" in header):
-        key = "item" if "item" in header else ("id" if "id" in header else "path")
-        rows = list(csv.DictReader(lines))
-        refs, labels_ = [], []
-        for n, row in enumerate(rows, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            if not row.get(key):
-                raise UsageError(f"{path}: line {n} has no {key}")
-            refs.append(row[key])
-            labels_.append(row.get("label", ""))
-        ids = proj.resolve_items(refs)
-        per_item = {i: lab for i, lab in zip(ids, labels_) if lab}
-        return ids, per_item
-    return proj.resolve_items(lines), {}
+    header = [h.strip().lower() for h in next(csv.reader([numbered[0][1]]))]
+    if not ("label" in header and ("item" in header or "path" in header or "id" in header)):
+        return proj.resolve_items([ln.strip() for _, ln in numbered]), {}
+    key = "item" if "item" in header else ("id" if "id" in header else "path")
+    reader = csv.DictReader([ln for _, ln in numbered])
+    refs, labels_, lines = [], [], []
+    for (n, _), row in zip(numbered[1:], reader):
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        if not row.get(key):
+            raise UsageError(f"{path}: line {n} has no {key}")
+        refs.append(row[key])
+        labels_.append(row.get("label", ""))
+        lines.append(n)
+    ids = proj.resolve_items(refs)
+    per_item: dict[int, str] = {}
+    first_line: dict[int, int] = {}
+    for item_id, lab, n in zip(ids, labels_, lines):
+        if item_id in per_item and per_item[item_id] != lab:
+            raise UsageError(f"{path}: lines {first_line[item_id]} and {n} give item {item_id} "
+                             f"two labels ({per_item[item_id]!r} and {lab!r}); keep one")
+        per_item.setdefault(item_id, lab)
+        first_line.setdefault(item_id, n)
+    ids = list(dict.fromkeys(ids))
+    return ids, {i: lab for i, lab in per_item.items() if lab}
 
 
 @cli.group()

@@ -56,6 +56,12 @@ class ClapSource:
     weights_sha256: str | None = None
 
 
+def _pickle_error() -> type[Exception]:
+    import pickle
+
+    return pickle.UnpicklingError
+
+
 def _weights_in(folder: Path) -> Path | None:
     return next((folder / n for n in HF_MODEL_WEIGHTS if (folder / n).is_file()), None)
 
@@ -194,10 +200,11 @@ class ClapEmbedder(Embedder):
             )
             self.extractor = ClapFeatureExtractor.from_pretrained(source.location, **common)
             self.tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, RuntimeError, EOFError, _pickle_error()) as exc:
+            # An unsafe pickle is refused by torch's weights_only loader: one line, not a trace.
+            detail = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise EmbedderUnavailable(
-                f"{what}: cannot load it from {source.location} ({exc})"
-            ) from exc
+                f"{what}: cannot load it from {source.location} ({detail})") from exc
         if getattr(model.config, "model_type", "") != "clap":
             raise EmbedderUnavailable(f"{what} is a {model.config.model_type!r} model, not CLAP")
         params = dict(model.named_parameters())

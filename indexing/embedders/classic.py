@@ -53,7 +53,8 @@ _COLOUR_BINS = _HUE_BINS * 2 * 2 + _GREY_BINS  # hue x saturation (2) x value (2
 _ORIENT_BINS, _CELLS = 9, 4  # HOG: 9 unsigned orientations on a 4 x 4 grid
 _N_MELS = 64
 _MOTION_WEIGHT = 1.2  # change and motion blocks of a clearly moving video, against appearance 1
-_MOTION_DIMS = 34
+# stats 4 + where 16 + spread 2 + centroid path 8 + brightness trend 2 (a test checks it).
+_MOTION_DIMS = 32
 
 
 def classic_decode_spec() -> DecodeSpec:
@@ -379,9 +380,15 @@ def video_features(frames: np.ndarray, frame_features: np.ndarray | None = None)
         frame_features: `image_features(frames)` when already computed.
 
     Returns:
-        float32 (D,).
+        float32 (D,), the same length for any number of frames from one up.
+
+    Raises:
+        ValueError: no frames at all (there is nothing to describe).
     """
-    x = _as_grid(np.asarray(frames, np.uint8))
+    x = np.asarray(frames, np.uint8)
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"a video needs at least one decoded frame (got shape {x.shape})")
+    x = _as_grid(x)
     feats = image_features(x) if frame_features is None else frame_features
     appearance = _l2(feats.mean(axis=0), 1e-6)
     motion, moving = _motion(x)

@@ -742,7 +742,7 @@ def test_mp4_with_trailing_junk_is_not_called_truncated(tmp_path):
 def test_images_over_the_decode_budget_get_structural_checks(tmp_path, monkeypatch):
     import indexing.media as media_module
 
-    monkeypatch.setattr(media_module, "_FULL_DECODE_BYTES", 1000)  # everything is "too big"
+    monkeypatch.setattr(media_module.image, "_FULL_DECODE_BYTES", 1000)  # everything is "too big"
     png = _image(tmp_path / "a.png", size=(200, 150), fmt="PNG")
     bmp = _image(tmp_path / "a.bmp", size=(200, 150), fmt="BMP")
     assert probe_file(png).ok and probe_file(bmp).ok
