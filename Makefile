@@ -13,9 +13,11 @@ SYSTEM_PACKAGES := libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libway
 
 # The desktop bundle's flavour: lite (no torch: the classic embedder) or full (CLIP and CLAP).
 FLAVOUR ?= lite
+# ARCHIVE=0 leaves the bundle as a folder (CI runs it from there) instead of a .tar.gz too.
+ARCHIVE ?= 1
 
 .PHONY: help setup system-packages demo test lint bench screenshots clean package appimage \
-        test-package test-lowest consumers
+        test-package test-lowest test-tool-install consumers gpu-check
 
 help:
 	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
@@ -26,6 +28,7 @@ help:
 	@echo "make appimage [FLAVOUR=lite|full] - the bundle as an AppImage (needs appimagetool)"
 	@echo "make test-package - build the lite bundle and run its CLI, demo and app (CI step)"
 	@echo "make test-lowest - the lowest allowed dependency versions pass a smoke subset (CI step)"
+	@echo "make test-tool-install - \`uv tool install .\` gives working curator commands (CI step)"
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -79,12 +82,17 @@ bench: setup
 	$(PY) bench/map.py --n 1000000
 	$(PY) bench/labels.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/gui.py
+	$(PY) bench/ray_embed.py --items 300
+
+# On a machine with one NVIDIA GPU (no network needed once bench/fetch_gpu_wheels.sh has run).
+gpu-check:
+	PYTHON=$(PYTHON) bench/gpu_check.sh
 
 screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m ui.screenshots docs
 
 package: system-packages
-	FLAVOUR=$(FLAVOUR) PYTHON=$(PYTHON) packaging/build.sh
+	FLAVOUR=$(FLAVOUR) PYTHON=$(PYTHON) ARCHIVE=$(ARCHIVE) packaging/build.sh
 
 appimage: package
 	FLAVOUR=$(FLAVOUR) packaging/linux/appimage.sh
@@ -94,6 +102,9 @@ test-package: package
 
 test-lowest: system-packages
 	PYTHON=$(PYTHON) packaging/ci/lowest_versions.sh
+
+test-tool-install:
+	PYTHON=$(PYTHON) packaging/ci/tool_install.sh
 
 clean:
 	rm -rf demo .pytest_cache build *.egg-info

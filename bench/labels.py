@@ -1,6 +1,13 @@
 """Labels and export benchmark on a generated catalog: label, undo, the queue and exports.
 
     python bench/labels.py [--items 1000000] [--groups 5000] [--labels 50] [--repeat 5] [--keep DIR]
+                           [--formats jsonl,parquet,csv,imagefolder] [--wds-files 1000]
+                           [--wds-size 1000000]
+
+Each export runs in a child process of its own, so its peak memory (max RSS) is its own. The
+imagefolder export runs in symlink mode over empty media files made for it; the WebDataset export
+runs on a second small catalog whose --wds-files media files hold --wds-size random bytes each,
+and reports the media bytes copied per second.
 
 The catalog is generated directly (items, one embedding space, a clustering run with its groups
 and assignments) with executemany, so no media exist on disk: the jsonl and parquet exports write
@@ -28,7 +35,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curator.catalog import utcnow  # noqa: E402 (after the path insert)
-from curator.export import export  # noqa: E402
 from curator.project import Project  # noqa: E402
 
 BIG_GROUP = 10_000
@@ -36,7 +42,51 @@ SPACE = "classic:v1"
 TARGETS = {"label 10,000-item group": 0.100, "undo that label": 0.100,
            "queue of all groups": 0.200, "export jsonl": 60.0, "export parquet": 30.0,
            "tally a new run (once)": 1.0, "derived status, all groups": 1.0,
-           "change poll, nothing new": 0.005, "change poll after a write": 0.005}
+           "change poll, nothing new": 0.005, "change poll after a write": 0.005,
+           "export csv": 60.0, "export imagefolder": 300.0}
+WDS_MB_PER_S = 150.0
+
+
+def materialise(project: Project, size: int, seed: int = 0) -> int:
+    """Write a media file for every item of the catalog (empty, or `size` random bytes)."""
+    root = Path(project.sources()[0].root)
+    payload = np.random.default_rng(seed).bytes(size) if size else b""
+    n = 0
+    made: set[Path] = set()
+    for (rel,) in project.catalog.db.execute("SELECT path FROM items ORDER BY id"):
+        path = root / rel
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        with open(path, "wb") as fh:
+            fh.write(payload)
+        n += 1
+    if size:
+        with project.catalog.write() as db:
+            db.execute("UPDATE items SET size = ?", [size])
+    return n
+
+
+def export_in_child(project_root: Path, fmt: str, out: Path, mode: str) -> dict[str, float]:
+    """One export in a fresh process; its wall time, items and peak RSS (MB)."""
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); "
+            "from curator.project import Project; "
+            f"from curator.export import export; p = Project.open({str(project_root)!r}); "
+            f"r = export(p, {fmt!r}, {str(out)!r}, mode={mode!r}, use_splits=False); "
+            "print(json.dumps({'seconds': r.seconds, 'items': r.items}))")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"export {fmt} failed ({child.returncode})")
+    found = json.loads(output.strip().splitlines()[-1])
+    found["peak_mb"] = usage.ru_maxrss / 1024
+    found["cpu"] = usage.ru_utime + usage.ru_stime  # the child's, start-up included
+    return found
 
 
 def generate(root: Path, n_items: int, n_groups: int, n_labels: int, seed: int = 0) -> Project:
@@ -74,8 +124,9 @@ def generate(root: Path, n_items: int, n_groups: int, n_labels: int, seed: int =
                 "created_at) VALUES (?, ?, 'shard', ?, 1, 2, ?)",
                 ((i + 1, SPACE, i, now) for i in range(start, stop)))
         # Group 0 holds BIG_GROUP items; the rest share the others.
-        rest = rng.integers(1, n_groups, n_items - BIG_GROUP)
-        group_of = np.concatenate([np.zeros(BIG_GROUP, np.int64), rest])
+        big = min(BIG_GROUP, n_items // 2)  # small catalogs (the WebDataset run) too
+        rest = rng.integers(1, n_groups, n_items - big)
+        group_of = np.concatenate([np.zeros(big, np.int64), rest])
         rng.shuffle(group_of)
         counts = np.bincount(group_of, minlength=n_groups)
         db.conn.executemany(
@@ -145,6 +196,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", type=Path, default=None, help="keep the project here")
     parser.add_argument("--no-export", action="store_true", help="skip the export timings")
+    parser.add_argument("--formats", default="jsonl,parquet,csv,imagefolder",
+                        help="export formats to time (imagefolder: symlink mode)")
+    parser.add_argument("--wds-files", type=int, default=1000,
+                        help="media files of the WebDataset throughput run (0: skip it)")
+    parser.add_argument("--wds-size", type=int, default=1_000_000, help="bytes per media file")
     args = parser.parse_args()
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="curator-bench-labels-"))
@@ -178,24 +234,49 @@ def main() -> None:
             results[name] = statistics.median(p[0] for p in pairs)
             cpu_seconds[name] = statistics.median(p[1] for p in pairs)
         queue = project.queue("impurity")
-        assert queue["groups_total"] == args.groups, queue["groups_total"]
+        assert queue.groups_total == args.groups, queue.groups_total
+        peaks: dict[str, float] = {}
         if not args.no_export:
-            for fmt in ("jsonl", "parquet"):
-                cpu = time.process_time()
-                report = export(project, fmt, base / f"export-{fmt}")
-                cpu_seconds[f"export {fmt}"] = time.process_time() - cpu
-                assert report.items == args.items, report.items
-                results[f"export {fmt}"] = report.seconds
-                size = sum(p.stat().st_size for p in (base / f"export-{fmt}").iterdir())
-                print(f"{fmt}: {size / 1e6:.0f} MB")
+            formats = [f for f in args.formats.split(",") if f]
+            if "imagefolder" in formats:
+                t1 = time.perf_counter()
+                made = materialise(project, 0)
+                print(f"{made} empty media files made in {time.perf_counter() - t1:.0f} s")
+            project.close()
+            for fmt in formats:
+                out = base / f"export-{fmt}"
+                mode = "symlink" if fmt == "imagefolder" else "copy"
+                found = export_in_child(base / "project", fmt, out, mode)
+                name = f"export {fmt}"
+                results[name], peaks[name] = found["seconds"], found["peak_mb"]
+                cpu_seconds[name] = found["cpu"]
+                size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()
+                           and not p.is_symlink())
+                print(f"{fmt}: {found['items']} items, {size / 1e6:.0f} MB written, peak RSS "
+                      f"{found['peak_mb']:.0f} MB")
+                shutil.rmtree(out, ignore_errors=True)
+            project = Project.open(base / "project")
+            if args.wds_files:
+                wds = generate(base / "wds", args.wds_files, 10, 5, seed=1)
+                materialise(wds, args.wds_size, seed=1)
+                wds.close()
+                found = export_in_child(base / "wds" / "project", "webdataset",
+                                        base / "export-wds", "copy")
+                rate = args.wds_files * args.wds_size / 1e6 / found["seconds"]
+                print(f"webdataset: {args.wds_files} files of {args.wds_size / 1e6:g} MB in "
+                      f"{found['seconds']:.1f} s = {rate:.0f} MB/s of media copied (target "
+                      f">= {WDS_MB_PER_S:g}), peak RSS {found['peak_mb']:.0f} MB")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print()
-        print(f"| {'operation':<26} | {'seconds':>9} | {'CPU s':>7} | {'target':>8} | ok  |")
-        print(f"|{'-' * 28}|{'-' * 11}|{'-' * 9}|{'-' * 10}|-----|")
+        print(f"| {'operation':<26} | {'seconds':>9} | {'CPU s':>7} | {'peak MB':>7} | "
+              f"{'target':>8} | ok  |")
+        print(f"|{'-' * 28}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 10}|-----|")
         for name, seconds in results.items():
             target = TARGETS[name]
-            cpu = f"{cpu_seconds[name]:.3f}" if seconds < 1 else f"{cpu_seconds[name]:.1f}"
-            print(f"| {name:<26} | {seconds:>9.3f} | {cpu:>7} | {target:>8.3f} | "
+            cpu = (f"{cpu_seconds[name]:.3f}" if seconds < 1 else f"{cpu_seconds[name]:.1f}") \
+                if name in cpu_seconds else "-"
+            peak = f"{peaks[name]:.0f}" if name in peaks else "-"
+            print(f"| {name:<26} | {seconds:>9.3f} | {cpu:>7} | {peak:>7} | {target:>8.3f} | "
                   f"{'yes' if seconds <= target else 'NO':<3} |")
         ref = time.process_time()
         sum(range(10**7))

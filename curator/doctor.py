@@ -45,14 +45,9 @@ def collect() -> dict[str, Any]:
     torch_info["open_clip"] = _version("open_clip")
     torch_info["transformers"] = _version("transformers")
     report["models"] = torch_info
-    faiss_info: dict[str, Any] = {"faiss": _version("faiss")}
-    try:
-        import faiss
-
-        faiss_info["gpus"] = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    except Exception:  # noqa: BLE001
-        pass
-    report["faiss"] = faiss_info
+    report["faiss"] = faiss_report(torch_info.get("cuda available") is True)
+    report["ray"] = {"ray": _version("ray"),
+                     "use": "curator embed PROJECT --ray [ADDRESS] (pip install 'curator[ray]')"}
     report["clip weights (local cache)"] = _weights()
     qt: dict[str, Any] = {"PySide6": _version("PySide6")}
     qt["QT_QPA_PLATFORM"] = os.environ.get("QT_QPA_PLATFORM", "(default)")
@@ -70,6 +65,54 @@ def collect() -> dict[str, Any]:
         pass
     report["media"] = media
     return report
+
+
+#: The pip distributions that install the `faiss` module, and whether they have GPU support.
+FAISS_DISTRIBUTIONS = {"faiss-cpu": False, "faiss-gpu-cu12": True, "faiss-gpu-cu11": True,
+                       "faiss-gpu": True}
+FAISS_SWAP = "pip uninstall -y faiss-cpu && pip install faiss-gpu-cu12"
+
+
+def faiss_report(cuda: bool) -> dict[str, Any]:
+    """Which faiss build is installed, whether it can use a GPU, and what to install if not.
+
+    Args:
+        cuda: whether torch sees a CUDA GPU here (a GPU build is only worth it then).
+    """
+    from importlib import metadata
+
+    info: dict[str, Any] = {"faiss": _version("faiss")}
+    installed = []
+    for dist in FAISS_DISTRIBUTIONS:
+        try:
+            installed.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    info["installed"] = ", ".join(installed) or "none"
+    try:
+        import faiss
+    except Exception:  # noqa: BLE001 - reported above as not available
+        info["build"] = "none"
+        info["advice"] = "pip install faiss-cpu" + (" (or faiss-gpu-cu12 for this GPU)" if cuda
+                                                   else "")
+        return info
+    gpu_build = hasattr(faiss, "StandardGpuResources")
+    gpus = faiss.get_num_gpus() if gpu_build else 0
+    info["build"] = "GPU support" if gpu_build else "CPU only (no GPU support in this build)"
+    info["gpus"] = gpus
+    if len(installed) > 1:
+        info["advice"] = (f"{' and '.join(installed)} both install the faiss module and "
+                          "overwrite each other; keep one: " + FAISS_SWAP)
+    elif not gpu_build and cuda:
+        info["advice"] = ("this machine has a CUDA GPU but faiss is CPU-only; for GPU k-means "
+                          "and search: " + FAISS_SWAP)
+    elif gpu_build and gpus == 0:
+        info["advice"] = "the GPU build sees no GPU (driver or CUDA_VISIBLE_DEVICES?)"
+    elif not gpu_build:
+        info["advice"] = f"none (no CUDA GPU here); on a GPU machine: {FAISS_SWAP}"
+    else:
+        info["advice"] = "none"
+    return info
 
 
 def _weights() -> list[str]:

@@ -307,6 +307,15 @@ _UPSERT_EMBEDDING = (
     "excluded.created_at"
 )
 
+def record_embeddings(catalog: Catalog, rows: Sequence[tuple]) -> None:
+    """Commit embedding rows (item_id, space, shard, row, frames_shard, frames_row, frames_count,
+    item_version, content_hash, run_id, created_at) in one write; the shard bytes must already be
+    durable. For writers other than `embed_space`: the Ray driver (curator.distributed)."""
+    if rows:
+        with catalog.write() as db:
+            db.conn.executemany(_UPSERT_EMBEDDING, rows)
+
+
 EMBED_ERROR_PREFIX = "embedding failed"
 """How an item's error starts when the model, not the decoder, failed on it (a rescan retries)."""
 

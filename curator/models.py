@@ -7,7 +7,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 from curator.catalog import Catalog
 from curator.embed import EmbedReport, compact_space, embed_space
@@ -15,6 +16,9 @@ from curator.errors import CuratorError
 from curator.items import present_modalities
 from indexing.embedders import DEFAULT_MODELS, EmbedderSpec, resolve
 from indexing.progress import Progress
+
+if TYPE_CHECKING:
+    from curator.distributed import RayOptions
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ class EmbedOptions:
         workers: decoding processes (None: per core; 0: in this process).
         offline: never try the network for weights.
         thumbnails: also store a thumbnail per item.
+        ray: run the models on a Ray cluster (curator.distributed.RayOptions); None: here.
     """
 
     image: str | EmbedderSpec = DEFAULT_MODELS["image"]
@@ -47,6 +52,12 @@ class EmbedOptions:
     workers: Optional[int] = None
     offline: Optional[bool] = None
     thumbnails: bool = True
+    ray: Optional[RayOptions] = None
+
+    def __post_init__(self) -> None:
+        if self.weights:
+            # Stored resolved: a later text search from another folder must find the same file.
+            object.__setattr__(self, "weights", str(Path(self.weights).expanduser().resolve()))
 
     def specs(self) -> tuple[EmbedderSpec, EmbedderSpec]:
         """(image spec, audio spec), resolved once."""
@@ -55,9 +66,14 @@ class EmbedOptions:
     def params(self) -> dict[str, object]:
         """What the run records about the models and their settings."""
         image, audio = self.specs()
-        return {"model": image.label, "audio_model": audio.label, "weights": self.weights,
-                "device": self.device, "precision": self.precision,
-                "batch_size": self.batch_size, "workers": self.workers}
+        params: dict[str, object] = {
+            "model": image.label, "audio_model": audio.label, "weights": self.weights,
+            "device": self.device, "precision": self.precision,
+            "batch_size": self.batch_size, "workers": self.workers}
+        if self.ray is not None:
+            params["ray"] = {"address": self.ray.address,
+                             "path_map": [list(p) for p in self.ray.path_map]}
+        return params
 
 
 def plan(image: EmbedderSpec, audio: EmbedderSpec) -> list[tuple[EmbedderSpec, tuple[str, ...]]]:
@@ -96,23 +112,37 @@ def embed_all(catalog: Catalog, options: EmbedOptions = EmbedOptions(),
                 wanted = [m for m in modalities if m in present]
                 if not wanted:
                     continue
+                runtime = {"precision": options.precision, "batch_size": options.batch_size,
+                           "offline": options.offline}
                 try:
-                    embedder = spec.create(device=options.device, precision=options.precision,
-                                           batch_size=options.batch_size, offline=options.offline)
+                    # On Ray this copy only names the space and gives the decoder: keep it on cpu.
+                    embedder = spec.create(device="cpu" if options.ray else options.device,
+                                           **runtime)
                 except EmbedderUnavailable as exc:
                     report.unavailable.append(f"{', '.join(wanted)}: {exc}")
                     continue
                 embedder.modalities = frozenset(wanted)
                 try:
-                    counts = embed_space(catalog, embedder, run.id,
-                                         batch_size=options.batch_size, workers=options.workers,
-                                         progress=progress, cancel=cancel,
-                                         thumbnails=options.thumbnails, options=spec.to_saved())
+                    if options.ray is not None:
+                        from curator.distributed import embed_space_ray
+
+                        factory = (spec.name, {**spec.options(), "device": options.device,
+                                               **runtime})
+                        counts = embed_space_ray(
+                            catalog, embedder, run.id, factory, options.ray,
+                            batch_size=options.batch_size, progress=progress, cancel=cancel,
+                            thumbnails=options.thumbnails, options=spec.to_saved())
+                    else:
+                        counts = embed_space(
+                            catalog, embedder, run.id, batch_size=options.batch_size,
+                            workers=options.workers, progress=progress, cancel=cancel,
+                            thumbnails=options.thumbnails, options=spec.to_saved())
                 finally:
                     compact_space(catalog, embedder.space)
                     sync_index(catalog, embedder.space)
                 counts.update(model=embedder.model_string, embedder=embedder.name,
-                              device=str(getattr(embedder, "device", "cpu")),
+                              device=counts.get("actors", {}).get("device")
+                              or str(getattr(embedder, "device", "cpu")),
                               precision=str(getattr(embedder, "precision", "fp32")),
                               modalities=wanted, dim=embedder.dim)
                 report.spaces[embedder.space] = counts

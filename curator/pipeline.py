@@ -46,6 +46,7 @@ class IndexOptions:
         method: clustering method.
         seed: clustering and map seed.
         scan: what to walk (globs, hidden files); its `workers` follows `workers`.
+        ray: embed on a Ray cluster (curator.distributed.RayOptions); None: here.
     """
 
     model: str = DEFAULT_MODELS["image"]
@@ -61,6 +62,7 @@ class IndexOptions:
     method: str = "auto"
     seed: int = 0
     scan: ScanOptions = field(default_factory=ScanOptions)
+    ray: Optional[Any] = None
 
     @classmethod
     def from_settings(cls, settings: Optional[Settings] = None, **overrides: Any) -> IndexOptions:
@@ -215,7 +217,7 @@ def index(project: Project, options: IndexOptions = IndexOptions(),
     report.embed = project.embed(options.model, options.audio_model, weights=options.weights,
                                  device=options.device, precision=options.precision,
                                  batch_size=options.batch_size, workers=options.workers,
-                                 offline=options.offline or None,
+                                 offline=options.offline or None, ray=options.ray,
                                  progress=stages.stage("embed", (1.0,) * models), cancel=cancel)
     check_cancel(cancel)
     spaces = (1.0,) * max(1, len(project.spaces()))

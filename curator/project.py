@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from curator.audit import AuditItem, AuditReport, Verdict
     from curator.dedup import DedupReport
+    from curator.distributed import RayOptions
     from curator.embed import EmbedReport
     from curator.export import ExportReport
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
@@ -157,6 +158,7 @@ class Project:
         workers: Optional[int] = None,
         offline: Optional[bool] = None,
         thumbnails: bool = True,
+        ray: Optional[RayOptions] = None,
         progress: Optional[Progress] = None,
         cancel: Cancel = None,
     ) -> EmbedReport:
@@ -165,6 +167,8 @@ class Project:
         `model` embeds images and video frames (an open_clip model string, or "classic"),
         `audio_model` embeds audio (a CLAP model, or "classic"); see `curator.models`. A model
         whose weights are not here is reported in `report.unavailable` and the others still run.
+        With `ray` (curator.distributed.RayOptions) the models run on a Ray cluster; this process
+        still writes the shards and the catalog.
 
         Raises:
             CuratorError: no model could be loaded at all (the message says what to do).
@@ -174,7 +178,7 @@ class Project:
 
         options = EmbedOptions(model, audio_model, weights=weights, device=device,
                                precision=precision, batch_size=batch_size, workers=workers,
-                               offline=offline, thumbnails=thumbnails)
+                               offline=offline, thumbnails=thumbnails, ray=ray)
         return embed_all(self.catalog, options, progress, cancel)
 
     def spaces(self) -> list[dict[str, Any]]:

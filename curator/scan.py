@@ -304,9 +304,13 @@ def _probe(plan: _Plan, writer: _CatalogWriter, options: ScanOptions, report: Sc
     workers = options.workers
     if workers is None and total < 64:
         workers = 0 if total < 8 else min(2, os.cpu_count() or 1)
-    for (path, _), result in imap_robust(
-        probe_task, tasks, workers, timeout=options.timeout, cancel=cancel
-    ):
+    if options.ray is not None and total:
+        from curator.distributed import ray_probe
+
+        stream = ray_probe(tasks, options.ray, cancel)
+    else:
+        stream = imap_robust(probe_task, tasks, workers, timeout=options.timeout, cancel=cancel)
+    for (path, _), result in stream:
         if isinstance(result, TaskFailure):
             result = {"status": "error", "error": result.reason, "content_hash": None}
         writer.record(entries_by_path[path], result)

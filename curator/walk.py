@@ -39,6 +39,8 @@ class ScanOptions:
         hidden: also walk hidden folders and files (names starting with a dot).
         workers: probing processes; None = one per core, 0 = in this process.
         timeout: seconds one file may take to probe before it is an error item.
+        ray: probe and hash on a Ray cluster's workers (curator.distributed.RayOptions); the
+            catalog is still written here, in batches.
     """
 
     include: tuple[str, ...] = ()
@@ -46,6 +48,7 @@ class ScanOptions:
     hidden: bool = False
     workers: Optional[int] = None
     timeout: float = 120.0
+    ray: Optional[Any] = None
 
 
 @dataclass(slots=True)

@@ -128,6 +128,10 @@ def _faiss():
     return faiss
 
 
+#: The most neighbours a faiss GPU index returns per query (GPU k-selection limit).
+GPU_MAX_K = 2048
+
+
 def _read_index(faiss: Any, path: Path, mmap: bool) -> Any:
     if not mmap:
         return faiss.read_index(str(path))
@@ -228,7 +232,14 @@ class VectorIndex:
         """Wrap a faiss index; use `build` or `load` rather than calling this directly."""
         self._index = index
         self._info = info
-        self._ids = np.sort(np.asarray(ids, dtype=np.int64))
+        # The sorted id mirror; a read-only (mapped) index gathers it from the file on first
+        # use, since a search never needs it and gathering it is a third of opening 1M vectors.
+        self._id_array: np.ndarray | None = None
+        self._id_source: Callable[[], np.ndarray] | None = None
+        if callable(ids):
+            self._id_source = ids
+        else:
+            self._id_array = np.sort(np.asarray(ids, dtype=np.int64))
         self._gpu = gpu
         self._gpu_index: Any = None
         self._lock = threading.RLock()
@@ -466,6 +477,17 @@ class VectorIndex:
             self._gpu_index = None
             return removed
 
+    @property
+    def _ids(self) -> np.ndarray:
+        if self._id_array is None:
+            source, self._id_source = self._id_source, None
+            self._id_array = np.sort(np.asarray(source(), dtype=np.int64))  # type: ignore[misc]
+        return self._id_array
+
+    @_ids.setter
+    def _ids(self, value: np.ndarray) -> None:
+        self._id_array = value
+
     def _check_writable(self) -> None:
         if self._read_only:
             raise ValueError("this index was opened memory-mapped for searching; load it "
@@ -547,7 +569,11 @@ class VectorIndex:
             if self._index.ntotal == 0 or Q.shape[0] == 0:
                 return (np.full((Q.shape[0], k), -np.inf, np.float32),
                         np.full((Q.shape[0], k), -1, np.int64))
-            index, params = self._searcher(self._params(nprobe))
+            if k > GPU_MAX_K:
+                # faiss GPU indexes answer at most 2,048 neighbours: the CPU copy answers more.
+                index, params = self._index, self._params(nprobe)
+            else:
+                index, params = self._searcher(self._params(nprobe))
             with _few_threads(_faiss(), Q.shape[0]):
                 D, I = (index.search(Q, k, params=params) if params is not None
                         else index.search(Q, k))
@@ -650,7 +676,17 @@ class VectorIndex:
         tmp_side = side.with_name(f".{side.name}.{unique}.tmp")
         try:
             with self._lock:
-                faiss.write_index(self._index, str(tmp_index))
+                ivf = (faiss.extract_index_ivf(self._index) if _KINDS[self._info.kind].trained
+                       else None)
+                # The id -> list map is left out of the file: a search never uses it, and
+                # reading 1M entries back is most of opening the index. A writer rebuilds it.
+                if ivf is not None:
+                    ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+                try:
+                    faiss.write_index(self._index, str(tmp_index))
+                finally:
+                    if ivf is not None:
+                        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
                 text = self.info.to_json()
             with open(tmp_side, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -692,7 +728,7 @@ class VectorIndex:
             raise IndexFileError(
                 f"vector index file {path} is corrupt or unreadable ({reason}); "
                 "delete it and rebuild the index") from exc
-        kind, ids, nlist = cls._inspect(index, path)
+        kind, ids, nlist = cls._inspect(index, path, read_only=mmap)
         info = cls._read_sidecar(path, index, kind, nlist)
         info = replace(info, kind=kind, dim=int(index.d), count=int(index.ntotal), nlist=nlist)
         use_gpu = _gpu_wanted(gpu)
@@ -701,7 +737,7 @@ class VectorIndex:
         return self
 
     @staticmethod
-    def _inspect(index: Any, path: Path) -> tuple[str, np.ndarray, int]:
+    def _inspect(index: Any, path: Path, read_only: bool = False) -> tuple[str, Any, int]:
         faiss = _faiss()
         not_ours = IndexFileError(
             f"vector index file {path} was not written by Curator ({type(index).__name__}); "
@@ -728,13 +764,17 @@ class VectorIndex:
             kind = "ivf_pq"
         else:
             raise not_ours
-        if index.direct_map.type != faiss.DirectMap.Hashtable:
+        if not read_only and index.direct_map.type != faiss.DirectMap.Hashtable:
+            # Files are written without the map (see `save`); a writer needs it for remove.
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
-        inv = index.invlists
-        parts = [faiss.rev_swig_ptr(inv.get_ids(lst), inv.list_size(lst)).copy()
-                 for lst in range(index.nlist) if inv.list_size(lst)]
-        ids = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
-        return kind, ids, int(index.nlist)
+
+        def ids() -> np.ndarray:
+            inv = index.invlists
+            parts = [faiss.rev_swig_ptr(inv.get_ids(lst), inv.list_size(lst)).copy()
+                     for lst in range(index.nlist) if inv.list_size(lst)]
+            return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+
+        return kind, (ids if read_only else ids()), int(index.nlist)
 
     @staticmethod
     def _read_sidecar(path: Path, index: Any, kind: str, nlist: int) -> IndexInfo:

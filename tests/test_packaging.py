@@ -116,6 +116,7 @@ def test_icons_render_from_the_svg(tmp_path, qapp):
 def test_spec_and_scripts_parse():
     compile((PACKAGING / "curator.spec").read_text(), "curator.spec", "exec")
     for script in ("build.sh", "ci/bundle_smoke.sh", "ci/lowest_versions.sh",
+                   "ci/tool_install.sh",
                    "linux/appimage.sh", "linux/install-desktop-entry.sh", "linux/AppRun",
                    "macos/build.sh"):
         path = PACKAGING / script
@@ -188,3 +189,15 @@ def test_gui_smoke_exit_is_ok_on_a_project_and_fails_on_a_broken_one(tmp_path):
     bad = _gui([str(tmp_path / "not-a-project")], tmp_path)
     assert bad.returncode == 1
     assert "error shown" in bad.stderr and "the project did not open" in bad.stderr
+
+
+def test_without_open_clip_a_clip_model_is_unavailable_not_a_crash(monkeypatch):
+    # The lite bundle has no torch or open_clip: the demo and indexing must fall back to
+    # `classic` on EmbedderUnavailable instead of dying on an ImportError.
+    from indexing.embedders import EmbedderUnavailable
+    from indexing.embedders.clip import resolve_clip_source
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    monkeypatch.setitem(sys.modules, "open_clip.pretrained", None)
+    with pytest.raises(EmbedderUnavailable, match="open-clip-torch is not installed"):
+        resolve_clip_source("ViT-B-32/laion2b_s34b_b79k", offline=True)

@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 import click
 
+from curator.version import click_callback as click_version
+
 log = logging.getLogger("curator")
 
 
@@ -184,7 +186,8 @@ class _PluginGroup(click.Group):
 
 
 @click.group(cls=_PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="curator", prog_name="curator")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=click_version, help="Show the version, the libraries and exit.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:
     """Curator: embed, group and label a million images, sounds and videos.

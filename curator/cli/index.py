@@ -4,9 +4,11 @@ sample-corpus."""
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -37,6 +39,64 @@ def init(project: Path, sources: tuple[Path, ...]) -> None:
         click.echo(f"next: curator scan {project}")
 
 
+class _DeviceType(click.ParamType):
+    """auto, cpu, cuda, cuda:N or mps."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip().lower()
+        if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+            return text
+        self.fail(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps", param, ctx)
+
+
+DEVICE = _DeviceType()
+
+
+def RAY_OPTIONS(fn: Callable) -> Callable:  # noqa: N802 - a decorator named like the others
+    """The --ray flags shared by embed (and index)."""
+    for option in reversed([
+        click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None,
+                     metavar="[ADDRESS]",
+                     help="Run the models on a Ray cluster: its address (host:6379 or "
+                          "ray://host:10001), or no value for the cluster this machine is part "
+                          "of (a local one is started if there is none). Put it after PROJECT."),
+        click.option("--path-map", multiple=True, metavar="OLD=NEW",
+                     help="With --ray: workers read files under OLD at NEW (repeatable)."),
+        click.option("--ray-actors", default=None, metavar="MIN[:MAX]",
+                     help="With --ray: model actors, e.g. 1:8 (default: 1 up to one per GPU)."),
+        click.option("--ray-gpus-per-actor", "ray_gpus", type=click.FloatRange(min=0),
+                     default=None, help="With --ray: GPUs per model actor (default: 1 when the "
+                                        "cluster has GPUs, else 0)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def ray_options(address: Optional[str], path_map: tuple[str, ...], actors: Optional[str],
+                gpus: Optional[float]) -> Any:
+    """RayOptions from the --ray flags, or None without --ray."""
+    if address is None:
+        if path_map or actors or gpus is not None:
+            raise click.UsageError("--path-map, --ray-actors and --ray-gpus-per-actor need --ray")
+        return None
+    from curator.distributed import RayOptions, parse_path_map
+
+    low, high = 1, None
+    if actors:
+        match = re.fullmatch(r"(\d+)(?::(\d+))?", actors.strip())
+        if not match or int(match.group(1)) < 1:
+            raise click.BadParameter(f"{actors!r}: expected MIN or MIN:MAX, e.g. 1:8",
+                                     param_hint="--ray-actors")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) else low
+        if high < low:
+            raise click.BadParameter("MAX is below MIN", param_hint="--ray-actors")
+    return RayOptions(address=address, path_map=parse_path_map(path_map), gpus_per_actor=gpus,
+                      min_actors=low, max_actors=high)
+
+
 @cli.command()
 @PROJECT
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable; ** ok).")
@@ -44,15 +104,23 @@ def init(project: Path, sources: tuple[Path, ...]) -> None:
 @click.option("--hidden", is_flag=True, help="Also walk hidden files and folders.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Probing processes (default: one per core; 0: in this process).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None,
+              metavar="[ADDRESS]",
+              help="Probe and hash on a Ray cluster's workers over shared storage (address, or "
+                   "no value for this machine's cluster); the catalog is written here.")
+@click.option("--path-map", multiple=True, metavar="OLD=NEW",
+              help="With --ray: workers read files under OLD at NEW (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidden: bool,
-         workers: Optional[int], as_json: bool) -> None:
+         workers: Optional[int], ray_address: Optional[str], path_map: tuple[str, ...],
+         as_json: bool) -> None:
     """Walk every source of PROJECT and update the catalog (incremental)."""
     from curator.scan import ScanOptions
     from curator.settings import load_settings
 
     settings = load_settings().with_overrides(workers=workers)
-    options = ScanOptions(include=include, exclude=exclude, hidden=hidden, workers=settings.workers)
+    options = ScanOptions(include=include, exclude=exclude, hidden=hidden, workers=settings.workers,
+                          ray=ray_options(ray_address, path_map, None, None))
     bars = Bars(quiet=as_json)
     with open_project(project) as proj, cancellable() as cancel:
         try:
@@ -86,7 +154,8 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
                    f"Default: {DEFAULT_MODELS['audio']}.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A local open_clip checkpoint (.safetensors or a torch state_dict file).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None)
+@click.option("--device", type=DEVICE, default=None,
+              help="auto, cpu, cuda, cuda:N (the Nth GPU) or mps. Default: auto.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decoding processes (default: cores - 1; 0: in this process).")
@@ -94,12 +163,21 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
               show_default=True)
 @click.option("--offline", is_flag=True, default=None,
               help="Never try the network for weights (also CURATOR_OFFLINE=1).")
+@RAY_OPTIONS
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def embed(project: Path, model: Optional[str], audio_model: Optional[str], weights: Optional[str],
           device: Optional[str], batch_size: Optional[int], workers: Optional[int],
-          precision: str, offline: Optional[bool], as_json: bool) -> None:
-    """Embed every scanned item of PROJECT not yet embedded by the chosen models (resumable)."""
+          precision: str, offline: Optional[bool], ray_address: Optional[str],
+          path_map: tuple[str, ...], ray_actors: Optional[str], ray_gpus: Optional[float],
+          as_json: bool) -> None:
+    """Embed every scanned item of PROJECT not yet embedded by the chosen models (resumable).
+
+    With --ray the models run on a Ray cluster (decoding on CPU workers, the model on GPU
+    actors); this process writes the vectors and the catalog as a local run does.
+    """
     from curator.settings import load_settings
+
+    ray = ray_options(ray_address, path_map, ray_actors, ray_gpus)
 
     settings = load_settings().with_overrides(model=model, audio_model=audio_model, device=device,
                                               batch_size=batch_size, workers=workers,
@@ -110,7 +188,8 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
             report = proj.embed(settings.model, settings.audio_model, weights=weights,
                                 device=settings.device, precision=precision,
                                 batch_size=settings.batch_size, workers=settings.workers,
-                                offline=settings.offline or None, progress=bars, cancel=cancel)
+                                offline=settings.offline or None, ray=ray, progress=bars,
+                                cancel=cancel)
         finally:
             bars.close()
     if as_json:
@@ -119,6 +198,11 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
         for space, c in report.spaces.items():
             click.echo(f"{space}: {c['embedded']} embedded, {c['errors']} errors, "
                        f"{c['items_per_second']:.1f} items/s on {c['device']} ({c['precision']})")
+            if "cluster" in c:
+                cl = c["cluster"]
+                kinds = f": {', '.join(cl['gpu_types'])}" if cl["gpu_types"] else ""
+                click.echo(f"  on a Ray cluster of {cl['nodes']} nodes ({cl['cpus']} CPUs, "
+                           f"{cl['gpus']} GPUs{kinds})")
         if not report.spaces:
             click.echo("nothing to embed")
     for line in report.unavailable:
@@ -136,7 +220,8 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
               help=f"Audio: a CLAP model, or 'classic'. Default: {DEFAULT_MODELS['audio']}.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A local open_clip checkpoint for --model.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None)
+@click.option("--device", type=DEVICE, default=None,
+              help="auto, cpu, cuda, cuda:N (the Nth GPU) or mps. Default: auto.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Probing and decoding processes (default: per core; 0: in this process).")
@@ -151,13 +236,15 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--exclude", multiple=True, help="Leave out files or folders matching this glob.")
 @click.option("--hidden", is_flag=True, help="Also walk hidden files and folders.")
+@RAY_OPTIONS
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index_command(project: Path, model: Optional[str], audio_model: Optional[str],
                   weights: Optional[str], device: Optional[str], batch_size: Optional[int],
                   workers: Optional[int], precision: Optional[str], offline: Optional[bool],
                   n_groups: Optional[int], method: Optional[str], seed: Optional[int],
                   no_map: bool, include: tuple[str, ...], exclude: tuple[str, ...], hidden: bool,
-                  as_json: bool) -> None:
+                  ray_address: Optional[str], path_map: tuple[str, ...],
+                  ray_actors: Optional[str], ray_gpus: Optional[float], as_json: bool) -> None:
     """Scan, embed, group and map PROJECT in one go (the app's Index…; resumable)."""
     from curator.pipeline import IndexOptions, index
     from curator.scan import ScanOptions
@@ -166,7 +253,8 @@ def index_command(project: Path, model: Optional[str], audio_model: Optional[str
         model=model, audio_model=audio_model, weights=weights, device=device,
         batch_size=batch_size, workers=workers, precision=precision, offline=offline,
         n_groups=n_groups, method=method, seed=seed, build_map=not no_map,
-        scan=ScanOptions(include=include, exclude=exclude, hidden=hidden))
+        scan=ScanOptions(include=include, exclude=exclude, hidden=hidden),
+        ray=ray_options(ray_address, path_map, ray_actors, ray_gpus))
     bars = Bars(quiet=as_json)
     with open_project(project) as proj, cancellable() as cancel:
         try:

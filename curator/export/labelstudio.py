@@ -24,12 +24,18 @@ TAGS = {"image": "Image", "audio": "Audio", "video": "Video"}
 LOCAL_FILES = "/data/local-files/?d="
 
 
-def document_root(ctx: ExportContext, paths: list[str]) -> str:
-    """The folder Label Studio serves from: the common parent of the media."""
+def media_folder(paths: list[str]) -> str:
+    """The folder holding every medium (the local-files storage's path)."""
     if not paths:
         return os.sep
     common = os.path.commonpath(paths)
     return common if os.path.isdir(common) else os.path.dirname(common)
+
+
+def document_root(folder: str) -> str:
+    """The folder Label Studio serves from: the media folder's parent (Label Studio refuses a
+    storage path equal to its document root)."""
+    return os.path.dirname(folder) or os.sep
 
 
 def media_url(ctx: ExportContext, path: str, root: str) -> str:
@@ -66,7 +72,8 @@ def task(ctx: ExportContext, row: ExportRow, key: str, root: str) -> dict:
 def write_labelstudio(ctx: ExportContext) -> None:
     key = KEYS[ctx.modality or "image"]
     tasks = [task_row for chunk in ctx.chunks() for task_row in chunk]
-    root = document_root(ctx, [row.path for row in tasks])
+    storage = media_folder([row.path for row in tasks])
+    root = document_root(storage)
     with ctx.open("tasks.json") as fh:
         fh.write("[\n")
         for k, row in enumerate(tasks):
@@ -76,10 +83,10 @@ def write_labelstudio(ctx: ExportContext) -> None:
     with ctx.open("labeling_config.xml") as fh:
         fh.write(config(ctx, key))
     with ctx.open("README.md") as fh:
-        fh.write(readme(ctx, key, root))
+        fh.write(readme(ctx, key, root, storage))
 
 
-def readme(ctx: ExportContext, key: str, root: str) -> str:
+def readme(ctx: ExportContext, key: str, root: str, storage: str) -> str:
     serve = (f"Media URLs start with `{ctx.options.url_prefix}`: serve `{root}` there."
              if ctx.options.url_prefix else "\n".join([
                  "1. Start Label Studio with local file serving, rooted at the media folder:",
@@ -93,9 +100,8 @@ def readme(ctx: ExportContext, key: str, root: str) -> str:
                  "2. Create a project; in *Settings > Labeling Interface > Code* paste "
                  "`labeling_config.xml`.",
                  "3. In *Settings > Cloud Storage > Add Source Storage* choose *Local files*, "
-                 f"absolute local path `{root}` (or a folder under it), and leave *Treat every "
-                 "bucket object as a source file* off. Add it; do not sync it (the tasks come "
-                 "from tasks.json).",
+                 f"absolute local path `{storage}`, and leave *Treat every bucket object as a "
+                 "source file* off. Add it; do not sync it (the tasks come from tasks.json).",
                  "4. Import `tasks.json` (*Import*).",
                  "",
                  f"Each task's `data.{key}` is `/data/local-files/?d=<path under {root}>`."]))

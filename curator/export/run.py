@@ -51,6 +51,8 @@ from curator.export.selection import (
 from indexing.progress import Progress, check_cancel, no_progress
 
 log = logging.getLogger(__name__)
+_ELSEWHERE = ("images: imagefolder, coco, yolo; audio: audiofolder, nemo; video: videofolder; "
+              "every modality: jsonl, csv, parquet, labelstudio, webdataset")
 
 
 def export(
@@ -179,6 +181,10 @@ def export(
             counts = manifest_mod.counts(ids, strata, split_of, labels, dropped)
             skip = dict(skipped(reader, flt))
             skip.update(skips)
+            other = skip.get(f"not {'/'.join(mods)}") if mods and not modality else None
+            if other:
+                notes.append(f"{other} item(s) of other modalities are not in {fmt}, which holds "
+                             f"{'/'.join(mods)} only; {_ELSEWHERE}")
             items = sum(sum(c.values()) for c in counts.values())
             checksums = {rel: manifest_mod.sha256(tmp / rel) for rel in files}
             doc = manifest_mod.build(

@@ -81,8 +81,10 @@ class SearchCache:
 
     def embed_text(self, space: str, texts: list[str], offline: bool | None) -> Any:
         """Text vectors through the space's text tower, the model loaded once."""
+        from curator.search.queries import single_torch_thread
+
         embedder, lock = self.embedder(space, offline)
-        with lock:
+        with lock, single_torch_thread():
             return embedder.embed_text(texts)
 
     def embedder(self, space: str, offline: bool | None) -> tuple[Any, threading.Lock]:

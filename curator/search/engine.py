@@ -91,7 +91,8 @@ def _search_items(cache: SearchCache, query: Query, k: int, filtered: bool,
     want = k + len(query.exclude)
     if filtered:
         want = min(max(len(index), 1), want * 4)
-    scores, ids = index.search(np.asarray(query.vector, np.float32)[None, :], k=max(1, want))
+    scores, ids = index.search(np.asarray(query.vector, np.float32)[None, :], k=max(1, want),
+                               nprobe=_nprobe(index, query))
     for score, item_id in zip(scores[0].tolist(), ids[0].tolist()):
         if item_id < 0 or item_id in query.exclude:
             continue
@@ -100,12 +101,19 @@ def _search_items(cache: SearchCache, query: Query, k: int, filtered: bool,
             found[item_id] = [score, query.space, None]
 
 
+def _nprobe(index: Any, query: Query) -> int | None:
+    info = index.info
+    if not info.nlist or query.probe_factor == 1:
+        return None  # exact index, or the index's own default
+    return min(info.nlist, max(1, info.nprobe) * query.probe_factor)
+
+
 def _search_frames(cache: SearchCache, query: Query, k: int, found: dict[int, list]) -> None:
     frames = cache.index(query.space, frames=True)
     if frames is None or not len(frames):
         return
     scores, keys = frames.search(np.asarray(query.vector, np.float32)[None, :],
-                                 k=min(len(frames), max(4 * k, 64)))
+                                 k=min(len(frames), max(4 * k, 64)), nprobe=_nprobe(frames, query))
     seen: set[int] = set()
     for score, key in zip(scores[0].tolist(), keys[0].tolist()):
         item_id = key // FRAME_SLOTS if key >= 0 else -1

@@ -114,6 +114,21 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 # --- what the catalog holds now --------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _read_snapshot(catalog: Catalog) -> Iterator[None]:
+    """Reads inside see one state of the catalog (a deferred transaction; WAL keeps writers
+    going)."""
+    conn = catalog.db.conn
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
 def current_versions(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
     """(item ids, content versions) of the space's current vectors, by item id."""
     rows = np.array(catalog.db.execute(
@@ -159,11 +174,15 @@ def sync_index(catalog: Catalog, space: str, progress: Progress | None = None) -
     progress = progress or no_progress
     folder = space_folder(catalog, space)
     with write_lock(folder):
-        ids, versions = current_versions(catalog, space)
-        store = space_store(catalog, space)
-        store_ids = np.load(store.ids_path, mmap_mode="r") if store.exists() else np.empty(0)
-        if len(store_ids) != len(ids) or not np.array_equal(np.asarray(store_ids), ids):
-            compact_space(catalog, space)
+        # One read snapshot for what the catalog holds: a scan changing items meanwhile can
+        # neither make the store disagree with its own count nor with the ids indexed here.
+        with _read_snapshot(catalog):
+            ids, versions = current_versions(catalog, space)
+            store = space_store(catalog, space)
+            store_ids = np.load(store.ids_path, mmap_mode="r") if store.exists() else np.empty(0)
+            if len(store_ids) != len(ids) or not np.array_equal(np.asarray(store_ids), ids):
+                compact_space(catalog, space)
+            frame_rows = _current_frames(catalog, space)
         store_ids, vectors = store.load()
 
         def item_vectors(chosen: np.ndarray) -> np.ndarray:
@@ -171,7 +190,7 @@ def sync_index(catalog: Catalog, space: str, progress: Progress | None = None) -
 
         counts = _sync_one(folder / INDEX_FILE, folder / ITEMS_FILE, ids, versions,
                            item_vectors, space, progress, whole=(store_ids, vectors))
-        counts["frames"] = _sync_frames(catalog, space, folder, progress)
+        counts["frames"] = _sync_frames(catalog, space, folder, frame_rows, progress)
     counts["total"] = len(ids)
     return counts
 
@@ -221,11 +240,12 @@ def _sync_one(index_path: Path, synced_path: Path, ids: np.ndarray, versions: np
     return counts
 
 
-def _sync_frames(catalog: Catalog, space: str, folder: Path, progress: Progress) -> int:
+def _sync_frames(catalog: Catalog, space: str, folder: Path,
+                 frames: tuple[np.ndarray, np.ndarray, list], progress: Progress) -> int:
     """Index every frame vector of the space's videos; returns the frames indexed."""
     from curator.stores import read_shard_rows
 
-    vids, versions, rows = _current_frames(catalog, space)
+    vids, versions, rows = frames
     if not len(vids) and not (folder / FRAMES_FILE).exists():
         return 0
     dim = catalog.db.execute("SELECT dim FROM spaces WHERE space = ?", [space]).fetchone()[0]

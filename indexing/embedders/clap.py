@@ -24,6 +24,7 @@ from indexing.embedders.weights import (
     missing_weights_message,
     resolve_device,
     resolve_precision,
+    weight_dtype,
     why_no_download,
 )
 
@@ -139,6 +140,14 @@ def resolve_clap_source(
     )
 
 
+def _without_zero_tail(window: np.ndarray) -> np.ndarray:
+    """The window up to its last non-zero sample (a silent window is kept whole)."""
+    nonzero = np.flatnonzero(window)
+    if nonzero.size == 0:
+        return window
+    return window[: int(nonzero[-1]) + 1]
+
+
 def _features(output: Any) -> Any:
     """The embedding tensor from get_*_features: a tensor (transformers 4) or a ModelOutput (5)."""
     import torch
@@ -218,6 +227,9 @@ class ClapEmbedder(Embedder):
                 f"(e.g. {', '.join(bad[:3])}); it is not a complete CLAP checkpoint"
             )
         self.model = model.eval().to(self.device)
+        self.dtype = weight_dtype(self.device, self.precision) or torch.float32
+        if self.dtype != torch.float32:  # real half precision, not only autocast
+            self.model = self.model.to(self.dtype)
         self._torch = torch
 
         fe = self.extractor
@@ -278,6 +290,10 @@ class ClapEmbedder(Embedder):
         windows = [w[: self.window_samples] for w in data if w.size > 0]
         if not windows:
             raise ValueError(f"item {item.item_id}: no audio samples")
+        # The decoder zero-pads a clip's last window to full length; hand the extractor the real
+        # samples so it pads as the model was trained (repeatpad for laion/clap-htsat-unfused:
+        # a 1 s clip repeated, not followed by 9 s of exact zeros).
+        windows[-1] = _without_zero_tail(windows[-1])
         return windows
 
     def _encode_windows(self, windows: list[np.ndarray]) -> np.ndarray:
@@ -290,7 +306,7 @@ class ClapEmbedder(Embedder):
                 # The extractor marks one random clip "longer" when none is (a training trick);
                 # no window here is longer than the model's length, so say so for every one.
                 is_longer = torch.zeros((len(chunk), 1), dtype=torch.bool, device=self.device)
-                x = feats["input_features"].to(self.device, dtype=torch.float32)
+                x = feats["input_features"].to(self.device, dtype=self.dtype)
                 with autocast(self.device, self.precision):
                     emb = _features(
                         self.model.get_audio_features(input_features=x, is_longer=is_longer)

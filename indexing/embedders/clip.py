@@ -34,6 +34,7 @@ from indexing.embedders.weights import (
     resolve_device,
     resolve_precision,
     url_cache_dir,
+    weight_dtype,
     why_no_download,
 )
 
@@ -282,8 +283,14 @@ def resolve_clip_source(
                 f"{what}: {cfg_file} has no model_cfg; it is not an open_clip repo"
             )
     else:
-        import open_clip
-        from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+        try:
+            import open_clip
+            from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+        except ImportError as exc:  # the lite desktop build has no torch or open_clip
+            raise EmbedderUnavailable(
+                f"open_clip model {name}: open-clip-torch is not installed here ({exc}); "
+                "`pip install open-clip-torch`, or use the full build, or the classic embedder"
+            ) from exc
 
         arch = name
         _check_arch(arch)
@@ -430,9 +437,8 @@ def _fit_frames(
             x = x[..., top : top + th, left : left + tw]
         pad_h, pad_w = th - x.shape[-2], tw - x.shape[-1]
         if pad_h > 0 or pad_w > 0:
-            canvas = (
-                torch.tensor(pad_rgb, dtype=x.dtype).view(1, 3, 1, 1).expand(x.shape[0], 3, th, tw)
-            )
+            canvas = torch.tensor(pad_rgb, dtype=x.dtype, device=x.device).view(1, 3, 1, 1).expand(
+                x.shape[0], 3, th, tw)
             canvas = canvas.clone()
             top, left = pad_h // 2, pad_w // 2
             canvas[..., top : top + x.shape[-2], left : left + x.shape[-1]] = x
@@ -531,6 +537,10 @@ class OpenClipEmbedder(Embedder):
         model.eval()
         self._reparameterize(model)
         self.model = model.to(self.device)
+        self.dtype = weight_dtype(self.device, self.precision) or torch.float32
+        if self.dtype != torch.float32:
+            # Real half precision: the weights themselves (memory halved), not only autocast.
+            self.model = self.model.to(self.dtype)
         self._torch = torch
 
         if source.arch is not None:
@@ -591,7 +601,16 @@ class OpenClipEmbedder(Embedder):
         return info
 
     def decoder(self) -> Callable[..., Decoded]:
-        """A MediaDecoder that crops/squashes/pads to this model's input size."""
+        """A MediaDecoder that crops/squashes/pads to this model's input size; on a CUDA device
+        JPEGs travel encoded and are decoded there in batches (`gpu_decoder`)."""
+        from indexing.gpu_decode import gpu_jpeg_available
+
+        if gpu_jpeg_available(self.device):
+            return self.gpu_decoder()
+        return self.cpu_decoder()
+
+    def cpu_decoder(self) -> Callable[..., Decoded]:
+        """Every file decoded on the CPU, to this model's input size."""
         from indexing.decode import DecodeSpec, MediaDecoder
 
         return MediaDecoder(
@@ -603,14 +622,45 @@ class OpenClipEmbedder(Embedder):
             )
         )
 
+    def gpu_decoder(self) -> Callable[..., Decoded]:
+        """Plain JPEGs as encoded bytes for `embed_batch` to decode on the device; the rest on
+        the CPU. Used where the model runs on a GPU (also by Ray's GPU actors)."""
+        from indexing.gpu_decode import EncodedJpegDecoder
+
+        return EncodedJpegDecoder(self.cpu_decoder())
+
+    def _decode_encoded(self, batch: Sequence[Decoded]) -> dict[int, Any]:
+        """Encoded JPEGs of the batch decoded (batched) on the model's device, as uint8
+        (1, 3, H, W) by position; one the device cannot decode is decoded on the CPU instead."""
+        from indexing.gpu_decode import decode_jpeg_batch, decode_jpeg_cpu, is_encoded
+
+        positions = [i for i, item in enumerate(batch) if is_encoded(item)]
+        if not positions:
+            return {}
+        torch = self._torch
+        device = self.device if self.device.startswith("cuda") else "cpu"
+        images = decode_jpeg_batch([batch[i].data for i in positions], device)
+        out: dict[int, Any] = {}
+        for pos, image in zip(positions, images):
+            if image is None:
+                array = decode_jpeg_cpu(batch[pos].data, self.image_size, self.resize_mode,
+                                        self.pad_rgb)
+                image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+            out[pos] = image[None]
+        return out
+
     def _encode_pixels(self, frames: Any) -> Any:
         """uint8 (N, 3, H, W) on cpu → L2-normalised float32 (N, dim) on cpu, in batches."""
         torch = self._torch
         out = []
         with torch.inference_mode():
+            pin = self.device.startswith("cuda") and frames.device.type == "cpu"
             for start in range(0, frames.shape[0], self.batch_size):
-                x = frames[start : start + self.batch_size].to(self.device, non_blocking=True)
-                x = (x.float() - self._mean_t) / self._std_t
+                x = frames[start : start + self.batch_size]
+                if pin:  # page-locked memory makes the copy asynchronous
+                    x = x.pin_memory()
+                x = x.to(self.device, non_blocking=True)
+                x = ((x.float() - self._mean_t) / self._std_t).to(self.dtype)
                 with autocast(self.device, self.precision):
                     feats = self.model.encode_image(x)
                 out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
@@ -627,13 +677,18 @@ class OpenClipEmbedder(Embedder):
         """
         torch = self._torch
         pieces, counts = [], []
-        for item in batch:
+        on_device = self._decode_encoded(batch)
+        for pos, item in enumerate(batch):
             if item.modality not in self.modalities:
                 raise ValueError(
                     f"item {item.item_id}: open_clip embeds {sorted(self.modalities)}, not "
                     f"{item.modality!r}"
                 )
-            frames = torch.from_numpy(np.ascontiguousarray(_frames_array(item))).permute(0, 3, 1, 2)
+            if pos in on_device:
+                frames = on_device[pos]
+            else:
+                pixels = np.ascontiguousarray(_frames_array(item))
+                frames = torch.from_numpy(pixels).permute(0, 3, 1, 2)
             if tuple(frames.shape[-2:]) != self.input_size:
                 frames = _fit_frames(
                     frames, self.input_size, self.resize_mode, self.interpolation, self.pad_rgb
@@ -642,6 +697,8 @@ class OpenClipEmbedder(Embedder):
             counts.append(frames.shape[0])
         if not pieces:
             return EmbedResult(vectors=np.zeros((0, self.dim), dtype=np.float32))
+        if on_device:  # some inputs were decoded on the device: gather everything there
+            pieces = [p.to(self.device, non_blocking=True) for p in pieces]
         vecs = self._encode_pixels(torch.cat(pieces)).numpy().astype(np.float32, copy=False)
         vectors = np.empty((len(batch), self.dim), dtype=np.float32)
         frames_out: dict[int, np.ndarray] = {}
@@ -700,7 +757,9 @@ def create(
         weights: a local checkpoint (.safetensors, or a torch state_dict file); its SHA-256
             prefix becomes part of the space, so different checkpoints never mix.
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
-        precision: "fp32", "fp16" or "bf16" (autocast; fp16 on cpu falls back to fp32).
+        precision: "fp32", "fp16" or "bf16": the weights are cast (fp16 on CUDA/MPS, bf16 on
+            CUDA with bf16 support and on CPU) and the forward pass runs under autocast; fp16 on
+            cpu falls back to fp32.
         cache_dir: open_clip's cache folder; default the Hugging Face cache (HF_HOME).
         offline: True/False to force; None reads CURATOR_OFFLINE / HF_HUB_OFFLINE.
         batch_size: images or frames per forward pass.

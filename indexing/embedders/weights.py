@@ -466,3 +466,34 @@ def autocast(device: str, precision: str) -> AbstractContextManager:
     except RuntimeError as exc:  # an older torch without autocast for this device type
         log.warning("no %s autocast on %s (%s); running in fp32", precision, device, exc)
         return nullcontext()
+
+
+def weight_dtype(device: str, precision: str) -> Any:
+    """The torch dtype to cast a model's weights to, or None to keep them in fp32.
+
+    fp16 halves the weights on CUDA and MPS; bf16 on CUDA where the GPU supports it (Ampere and
+    newer) and on CPUs with native bf16 instructions (AVX512-BF16, AMX; elsewhere bf16 matrix
+    products are emulated and several times slower than fp32). Otherwise the run keeps fp32
+    weights under autocast.
+    """
+    if precision == "fp32":
+        return None
+    import torch
+
+    kind = device.split(":")[0]
+    if precision == "fp16":
+        return torch.float16 if kind in ("cuda", "mps") else None
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if kind == "cpu" and cpu_has_native_bf16() else None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (Linux: the avx512_bf16 or amx_bf16 flag)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -19,7 +19,7 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q 'uv>=0.4'
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" \
-  --resolution lowest-direct -e '.[dev]'
+  --resolution lowest-direct --upgrade -e '.[dev]'
 VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip freeze --python "$VENV/bin/python" \
   > "$VENV/lowest-freeze.txt"
 echo "lowest direct versions installed (see $VENV/lowest-freeze.txt):"

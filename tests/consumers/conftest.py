@@ -51,9 +51,9 @@ def run_consumer(venv: str, kind: str, folder: Path, *args: str, tmp: Path | Non
     if tmp is not None:
         env.update(HF_DATASETS_CACHE=str(tmp / "hf-cache"), HF_HUB_OFFLINE="1",
                    HF_DATASETS_OFFLINE="1", FIFTYONE_DATABASE_DIR=str(tmp / "fo-db"),
-                   FIFTYONE_DO_NOT_TRACK="true", HOME=str(tmp))
+                   FIFTYONE_DO_NOT_TRACK="true", HOME=str(tmp), LS_DATA=str(tmp / "ls-data"))
     done = subprocess.run([str(python_of(venv)), str(LOADER), kind, str(folder), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=env, timeout=1500)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

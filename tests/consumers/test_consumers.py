@@ -88,3 +88,58 @@ def test_webdataset_reads_every_shard(mixed, consume, tmp_path):
         assert sample["bytes"] == sizes[item]
         assert sample["shard"].startswith(sample["split"] or "unassigned")
     assert Counter(s["shard"] for s in seen.values()).most_common(1)[0][1] <= 7
+
+
+def test_fiftyone_imports_its_layouts_and_coco_with_labels(mixed, consume, tmp_path):
+    import csv
+
+    project, expected = mixed
+    both = tmp_path / "fo"
+    report = export(project, "fiftyone", both / "fiftyone", split=SPLIT)
+    assert report.parts == ("image", "video")
+    export(project, "coco", both / "coco", split=SPLIT)
+    seen = consume("fiftyone", "fiftyone", both, tmp=tmp_path)  # one database start for both
+    names = json.loads((both / "fiftyone" / "manifest.json").read_text())["label_names"]
+    images, videos, coco = {}, {}, {}
+    for rel, part in seen.items():
+        fmt, *rest = rel.split("/")
+        if fmt == "fiftyone" and part["kind"] == "image":
+            assert part["media_type"] == "image"
+            images.update({int(k): names[v] for k, v in part["labels"].items()})
+        elif fmt == "fiftyone":
+            assert part["media_type"] == "video" and part["kind"] == "video"
+            with open(both / "fiftyone" / "video" / "kinetics.csv", encoding="utf-8") as fh:
+                by_path = {row["path"]: int(row["item_id"]) for row in csv.DictReader(fh)}
+            videos.update({by_path[f"{rest[-1]}/{k}"]: names[v]
+                           for k, v in part["labels"].items()})
+        else:
+            coco.update({int(k): [names[c] for c in v] for k, v in part["labels"].items()})
+    assert images == labelled(expected, project, "image")
+    assert videos == labelled(expected, project, "video")
+    image_ids = {i["id"] for i in project.items() if i["modality"] == "image"}
+    assert coco == {i: ([] if lab in ("noise", "mixed", "unlabelled") else [lab])
+                    for i, lab in expected.items() if i in image_ids}
+
+
+def test_label_studio_server_imports_every_modality_and_serves_the_media(mixed, consume,
+                                                                          tmp_path):
+    project, expected = mixed
+    both = tmp_path / "lsx"
+    report = export(project, "labelstudio", both / "pred", split=SPLIT)
+    assert report.parts == ("image", "audio", "video")
+    export(project, "labelstudio", both / "ann", modality="audio", ls_as="annotations")
+    seen = consume("labelstudio", "labelstudio", both, tmp=tmp_path)  # one server for both
+    modal = Counter(i["modality"] for i in project.items())
+    decided = Counter(i["modality"] for i in project.items()
+                      if expected[i["id"]] not in ("noise", "mixed", "unlabelled"))
+    sizes = {i["abs_path"]: i["size"] for i in project.items()}
+    assert set(seen) == {"ann", "pred/image", "pred/audio", "pred/video"}
+    for name, part in seen.items():
+        modality = name.rsplit("/", 1)[-1] if name != "ann" else "audio"
+        assert part["key"] == modality and part["tasks"] == modal[modality]
+        if name == "ann":
+            assert part["annotations"] == decided["audio"] and part["predictions"] == 0
+        else:
+            assert part["predictions"] == decided[modality] and part["annotations"] == 0
+        assert part["media_status"] == 200  # served through the local-files storage
+        assert part["media_bytes"] == sizes[part["media_path"]]

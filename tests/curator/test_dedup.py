@@ -211,16 +211,20 @@ def test_export_puts_exact_and_near_copies_in_one_split(corpus, tmp_path):
               ids_of(corpus, "a/snd/short.wav", "a/snd/long.wav")]
     for seed in range(6):
         out = tmp_path / f"out{seed}"
-        export(corpus, "jsonl", out, split="train=0.5,val=0.25,test=0.25", seed=seed)
+        # Each seed is a re-split of the project's stored assignment.
+        export(corpus, "jsonl", out, split="train=0.5,val=0.25,test=0.25", seed=seed,
+               resplit=True)
         rows = {json.loads(line)["item_id"]: json.loads(line)
                 for line in (out / "items.jsonl").read_text().splitlines()}
         for group in copies:
             assert len({rows[i]["split"] for i in group}) == 1, (seed, group)
             assert {rows[i]["duplicate_group"] for i in group} == {min(group)}
-        export(corpus, "imagefolder", tmp_path / f"img{seed}", split="train=0.5,test=0.5",
-               seed=seed)
+        export(corpus, "imagefolder", tmp_path / f"img{seed}")  # the same stored splits
         manifest = json.loads((tmp_path / f"img{seed}" / "manifest.json").read_text())
-        assert manifest["counts"]["items"] == len(rows)
+        images = [r for r in rows.values() if r["modality"] == "image"]
+        assert manifest["counts"]["items"] == len(images)
+        assert {s: sum(c.values()) for s, c in manifest["counts"]["by_split"].items()} == \
+            dict(Counter(r["split"] for r in images))
         splits = Counter(r["split"] for r in rows.values())
         assert abs(splits["train"] - len(rows) / 2) <= 3  # whole groups may tip it a little
 

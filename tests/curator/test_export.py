@@ -305,6 +305,7 @@ def test_imagefolder_holds_only_images_and_says_where_the_rest_goes(project, tmp
     suffixes = {p.suffix for p in (tmp_path / "out" / "data").rglob("*") if p.is_file()}
     assert suffixes == {".png", ".parquet"}
     assert report.skipped["not image"] == 3
+    assert any("audiofolder" in note and "videofolder" in note for note in report.notes)
 
 
 # --- names ------------------------------------------------------------------------------------

@@ -147,8 +147,13 @@ def test_readers_and_writers_in_threads(project_dir):
     stop, errors = threading.Event(), []
     readers = [threading.Thread(target=_read_loop, args=(str(project_dir), red[0], stop, errors))
                for _ in range(2)]
-    writers = [threading.Thread(target=_flip_loop, args=(str(project_dir), g, 6))
-               for g in green[:2]]
+    def write(item_id: int) -> None:
+        try:
+            _flip_loop(str(project_dir), item_id, 6)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(repr(exc))
+
+    writers = [threading.Thread(target=write, args=(g,)) for g in green[:2]]
     for t in readers + writers:
         t.start()
     for t in writers:
