@@ -3,8 +3,8 @@
     python bench/gui.py [--items 1000000] [--groups 3000] [--write docs/benchmarks.md.gui]
 
 The project is generated once (and kept in bench/.data/gui-<items>): items are inserted directly
-into the catalog, every item shares one of 64 generated JPEG thumbnails (the thumbnail index is
-written directly, pointing into one pack), groups have log-normal sizes, and the 2-D map is
+into the catalog, every item has its own JPEG thumbnail bytes in the packs (1,024 pictures,
+each item's copy unique; the index is written directly), groups have log-normal sizes, the map is
 synthetic (a blob per group). Nothing is embedded: the app's views never read vectors.
 
 Measured, with the real window (Qt offscreen platform unless --platform is given):
@@ -61,15 +61,46 @@ def _thumbnails(n: int = 64) -> list[bytes]:
     return out
 
 
+def _write_thumbnails(folder: Path, n_items: int) -> None:
+    """A distinct thumbnail per item, as the embed stage leaves them: each item's own JPEG bytes
+    at its own place in the packs (1,024 different pictures, each item's copy made unique by a
+    JPEG comment naming the item), so a cold cache is cold: no item shares another's pages."""
+    from curator.stores import _RECORD, PACK_LIMIT
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bases = _thumbnails(1024)
+    table = np.zeros((n_items + 1, _RECORD.size), np.uint8)
+    pack_no, pack = 1, open(folder / "pack-0001.bin", "wb")  # noqa: SIM115 - rotated below
+    try:
+        for item in range(1, n_items + 1):
+            base = bases[item % len(bases)]
+            comment = f"curator bench item {item}".encode()
+            # SOI, then a COM segment (marker, big-endian length incl. itself), then the rest.
+            data = base[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment \
+                + base[2:]
+            if pack.tell() > PACK_LIMIT:
+                pack.close()
+                pack_no += 1
+                pack = open(folder / f"pack-{pack_no:04d}.bin", "wb")  # noqa: SIM115
+            offset = pack.tell()
+            pack.write(data)
+            table[item] = np.frombuffer(_RECORD.pack(pack_no, 1, len(data), offset), np.uint8)
+    finally:
+        pack.close()
+    tmp = folder / "index.tmp"
+    table.tofile(tmp)
+    os.replace(tmp, folder / "index.bin")
+
+
 def build_project(folder: Path, n_items: int, n_groups: int, seed: int = 0) -> Path:
     """Generate (or reuse) the benchmark project; returns its folder."""
     from curator.catalog import utcnow
     from curator.embed import THUMBS_DIR
     from curator.project import Project
     from curator.search import MAPS_DIR
-    from curator.stores import ThumbnailStore, space_slug
+    from curator.stores import space_slug
 
-    spec = {"items": n_items, "groups": n_groups, "seed": seed, "format": 2}
+    spec = {"items": n_items, "groups": n_groups, "seed": seed, "format": 3}
     marker = folder / "bench-gui.json"
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return folder
@@ -124,19 +155,7 @@ def build_project(folder: Path, n_items: int, n_groups: int, seed: int = 0) -> P
                    "params, created_at) VALUES (?, ?, 'kmeans', ?, 0, '{}', ?)",
                    [run_id, space, n_groups, now])
     cat.end_run(run_id, "ok", {space: {"items": n_items, "groups": n_groups}})
-    # Thumbnails: 64 real JPEGs in the pack; every item's index record points at one of them.
-    store = ThumbnailStore(folder / "project" / THUMBS_DIR)
-    jpegs = _thumbnails()
-    for i, data in enumerate(jpegs, 1):
-        store.put(i, data)
-    store.close()
-    index_path = store.index_path
-    records = np.fromfile(index_path, dtype=np.uint8).reshape(-1, 16)[1:len(jpegs) + 1]
-    table = np.zeros((n_items + 1, 16), np.uint8)
-    table[1:] = records[(np.arange(n_items) % len(jpegs))]
-    tmp = index_path.with_suffix(".tmp")
-    table.tofile(tmp)
-    os.replace(tmp, index_path)
+    _write_thumbnails(folder / "project" / THUMBS_DIR, n_items)
     # The map: a blob per group around random centres.
     centres = rng.normal(0, 10, (n_groups, 2))
     ids = np.arange(1, n_items + 1, dtype=np.int64)
@@ -454,8 +473,8 @@ def main() -> int:
     if args.write:
         lines = ["## Desktop app", "",
                  f"`python bench/gui.py` on a generated project of {args.items:,} items in "
-                 f"{args.groups:,} groups (items inserted directly, 64 shared JPEG thumbnails, "
-                 "a synthetic 2-D map), Qt "
+                 f"{args.groups:,} groups (items inserted directly, a distinct JPEG thumbnail per "
+                 "item, a synthetic 2-D map), Qt "
                  f"`{args.platform}` platform, {os.cpu_count()} CPU cores shared with other "
                  f"work (load average {load:.1f} during the run). The window and its real "
                  "views are driven in process; start is measured "

@@ -334,6 +334,14 @@ def _m006_exports_splits(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_triage_duplicate_state(db: sqlite_utils.Database) -> None:
+    # A `duplicate` item state that points at the item kept (item_labels.keeper_id, carried by
+    # event_items so undo and redo restore it).
+    from curator.changes import duplicate_state
+
+    duplicate_state(db)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
@@ -342,6 +350,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("005_labels", _m005_labels),
     ("006_triage_changes", _m006_triage_changes),
     ("006_exports_splits", _m006_exports_splits),
+    ("007_triage_duplicate_state", _m007_triage_duplicate_state),
 ]
 
 
@@ -654,22 +663,25 @@ class Catalog:
     def recorded_run(self, kind: str, params: dict[str, Any]) -> Iterator[RunHandle]:
         """Record a computation as a run: 'ok' when the block ends, 'cancelled' when it raises
         Cancelled, 'failed' (with the error) otherwise. Set `handle.counts` inside the block."""
+        from curator.stage_lock import stage_lock
         from indexing.progress import Cancelled
 
-        self.mark_interrupted_runs()
-        handle = RunHandle(self.start_run(kind, params))
-        status, error = "failed", None
-        try:
-            yield handle
-            status = "ok"
-        except Cancelled:
-            status = "cancelled"
-            raise
-        except BaseException as exc:
-            error = str(exc)[:500]
-            raise
-        finally:
-            self.end_run(handle.id, status, handle.counts, error=error)
+        # One stage at a time per project (triage): a second process refuses, naming the first.
+        with stage_lock(self.root, kind):
+            self.mark_interrupted_runs()
+            handle = RunHandle(self.start_run(kind, params))
+            status, error = "failed", None
+            try:
+                yield handle
+                status = "ok"
+            except Cancelled:
+                status = "cancelled"
+                raise
+            except BaseException as exc:
+                error = str(exc)[:500]
+                raise
+            finally:
+                self.end_run(handle.id, status, handle.counts, error=error)
 
     def mark_interrupted_runs(self) -> int:
         """Runs left 'running' by a process of this host that no longer exists were killed."""

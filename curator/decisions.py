@@ -89,38 +89,27 @@ def group_decisions(catalog: Catalog, run_id: int,
                     group_ids: Optional[Iterable[int]] = None) -> dict[int, GroupDecision]:
     """The derived decision of every group of a run (or of the given groups).
 
-    Read from the run's tallies (`curator.tallies`), caught up with the events since.
+    Read from the run's tallies (`curator.tallies`), caught up with the events since, and
+    summed per group in SQL: a few rows per group reach Python, whatever the number of labels.
     """
-    from curator.tallies import tallies
+    from curator.tallies import group_summaries
 
     db = catalog.db
     sizes = dict(db.execute("SELECT group_id, size FROM groups WHERE run_id = ?", [run_id]))
-    wanted = None if group_ids is None else {int(g) for g in group_ids}
-    per: dict[int, dict[str, Any]] = {}
-    rows = tallies(catalog, run_id, None if wanted is None else sorted(wanted))
-    for group_id, state, label_id, n in rows:
-        if wanted is not None and group_id not in wanted:
-            continue
-        acc = per.setdefault(group_id, {"labelled": 0, "noise": 0, "mixed": 0, "duplicate": 0,
-                                        "by_label": {}})
-        key = state if state in acc else "mixed"
-        acc[key] += n
-        if state == "labelled" and label_id is not None:
-            acc["by_label"][label_id] = acc["by_label"].get(label_id, 0) + n
+    wanted = None if group_ids is None else sorted({int(g) for g in group_ids})
+    summaries = group_summaries(catalog, run_id, wanted)
     out = {}
     for group_id, size in sizes.items():
         if wanted is not None and group_id not in wanted:
             continue
-        acc = per.get(group_id)
-        if acc is None:
+        row = summaries.get(group_id)
+        if row is None:
             out[group_id] = GroupDecision(group_id, int(size))
             continue
-        by_label = acc.pop("by_label")
-        top = max(by_label.items(), key=lambda kv: (kv[1], -kv[0])) if by_label else (None, 0)
-        decided = sum(acc.values())
-        out[group_id] = GroupDecision(group_id, max(int(size), decided), decided, acc["labelled"],
-                                      acc["noise"], acc["mixed"], acc["duplicate"], top[0],
-                                      top[1], len(by_label))
+        labelled, noise, mixed, duplicate, top, top_n, n_labels = row
+        decided = labelled + noise + mixed + duplicate
+        out[group_id] = GroupDecision(group_id, max(int(size), decided), decided, labelled,
+                                      noise, mixed, duplicate, top, top_n, n_labels)
     return out
 
 

@@ -192,7 +192,7 @@ def duplicate_groups(project: Project, db: Any = None) -> list[list[int]]:
 
 def find_duplicates(
     project: Project,
-    threshold: float = 0.95,
+    threshold: Optional[float] = None,
     rule: str = "resolution",
     preferred_source: Optional[str] = None,
     progress: Optional[Progress] = None,
@@ -203,7 +203,10 @@ def find_duplicates(
 
     Args:
         project: an open Project.
-        threshold: cosine similarity at or above which two items are near duplicates.
+        threshold: cosine similarity at or above which two items are near duplicates; None
+            calibrates one per embedding space and modality from the space's own
+            nearest-neighbour distances (`indexing.dedup.calibrated_threshold`, never below
+            DEFAULT_FLOOR).
         rule: which copy to suggest keeping: resolution (most pixels), longest (duration),
             oldest (file modification time), or source (a copy under `preferred_source`);
             ties go to the larger file, then the smaller path.
@@ -221,7 +224,8 @@ def find_duplicates(
 
     started = time.monotonic()
     progress = progress or no_progress
-    if not isinstance(threshold, (int, float)) or not 0.0 < float(threshold) <= 1.0:
+    if threshold is not None and (not isinstance(threshold, (int, float))
+                                  or not 0.0 < float(threshold) <= 1.0):
         raise UsageError(f"the similarity threshold must be a number in (0, 1], not "
                          f"{threshold!r}", hint="--threshold 0.95")
     if rule not in RULES:
@@ -233,8 +237,8 @@ def find_duplicates(
         preferred_source = _match_source(project, preferred_source)
     elif preferred_source:
         preferred_source = _match_source(project, preferred_source)
-    params = {"threshold": float(threshold), "rule": rule, "preferred_source": preferred_source,
-              "outliers": outliers}
+    params = {"threshold": None if threshold is None else float(threshold), "rule": rule,
+              "preferred_source": preferred_source, "outliers": outliers, "thresholds": {}}
     with project.catalog.recorded_run("dedup", params) as run:
         db = project.catalog.db
         progress(ProgressEvent("exact duplicates", 0, None, "groups"))
@@ -245,8 +249,8 @@ def find_duplicates(
         ranked: list[Outlier] = []
         spaces: dict[str, int] = {}
         for space in [row["space"] for row in project.spaces()]:
-            found, outl, n = _search_space(project, space, float(threshold), cluster_run,
-                                           outliers, progress, cancel)
+            found, outl, n = _search_space(project, space, threshold, cluster_run,
+                                           outliers, progress, cancel, params["thresholds"])
             near_found.extend((space, g) for g in found)
             ranked.extend(outl)
             spaces[space] = n
@@ -297,12 +301,22 @@ def _cluster_run(project: Project) -> Optional[int]:
         return None
 
 
-def _search_space(project: Project, space: str, threshold: float, cluster_run: Optional[int],
-                  top: int, progress: Progress, cancel: Optional[Callable[[], bool]]
+DEFAULT_FLOOR = 0.95
+
+
+def _search_space(project: Project, space: str, threshold: Optional[float],
+                  cluster_run: Optional[int], top: int, progress: Progress,
+                  cancel: Optional[Callable[[], bool]], used: dict[str, float]
                   ) -> tuple[list[list[int]], list[Outlier], int]:
-    """Near-duplicate groups (as item ids) and outliers of one space."""
+    """Near-duplicate groups (as item ids) and outliers of one space, searched per modality
+    (a copy is of the same kind; each modality gets its own calibrated threshold)."""
     from curator.groups import ok_vectors
-    from indexing.dedup import near_duplicate_groups, outlier_scores, rank_outliers
+    from indexing.dedup import (
+        calibrated_threshold,
+        near_duplicate_groups,
+        outlier_scores,
+        rank_outliers,
+    )
 
     ids, X = ok_vectors(project.catalog, space)
     if len(ids) < 2:
@@ -316,9 +330,21 @@ def _search_space(project: Project, space: str, threshold: float, cluster_run: O
         progress(ProgressEvent(f"near duplicates {space}: {event.stage}", event.done, event.total,
                                event.unit, event.message))
 
-    rows = near_duplicate_groups(X, threshold=threshold, group_labels=labels,
-                                 centroids=centroids, progress=report, cancel=cancel)
-    found = [[int(i) for i in ids[np.asarray(r, dtype=np.int64)]] for r in rows]
+    modality = dict(project.catalog.db.execute(
+        "SELECT id, modality FROM items WHERE status = 'ok'"))
+    kinds = np.array([modality.get(int(i), "") for i in ids])
+    found = []
+    for kind in sorted(set(kinds.tolist())):
+        part = np.flatnonzero(kinds == kind)
+        if len(part) < 2:
+            continue
+        t = threshold if threshold is not None else calibrated_threshold(X[part],
+                                                                         DEFAULT_FLOOR)
+        used[f"{space}/{kind}"] = round(float(t), 5)
+        rows = near_duplicate_groups(X[part], threshold=float(t),
+                                     group_labels=None if labels is None else labels[part],
+                                     centroids=centroids, progress=report, cancel=cancel)
+        found.extend([int(i) for i in ids[part[np.asarray(r, dtype=np.int64)]]] for r in rows)
     ranked: list[Outlier] = []
     if centroids is not None and top > 0:
         check_cancel(cancel)
@@ -426,3 +452,24 @@ def load_duplicates(project: Project) -> Optional[DedupReport]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CuratorError(f"{path} cannot be read ({exc}); search for duplicates again",
                            hint="run `curator dedup`") from exc
+
+
+def keeper_similarities(catalog: Any, groups: Sequence[Any]) -> dict[int, float]:
+    """item id -> cosine similarity to its group's keeper (1.0 for exact copies and keepers)."""
+    from curator.embed import space_store
+
+    out: dict[int, float] = {}
+    for g in groups:
+        items = [int(i) for i in g.items]
+        if g.kind == "exact" or not g.space:
+            out.update({i: 1.0 for i in items})
+            continue
+        found, vectors = space_store(catalog, g.space).lookup(np.asarray(sorted(items)))
+        x = np.asarray(vectors, dtype=np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        rows = {int(i): r for r, i in enumerate(found)}
+        if g.keeper not in rows:
+            continue
+        keep = x[rows[g.keeper]]
+        out.update({i: round(float(x[r] @ keep), 4) for i, r in rows.items()})
+    return out

@@ -529,7 +529,8 @@ def item_facets(catalog: Catalog, item_ids: Any, run_id: Optional[int]) -> ItemF
                 lut[g] = -1 if t is None else t
             topic = np.where(group >= 0, lut[np.clip(group, 0, len(lut) - 1)], -1)
     rows = db.execute("SELECT item_id, COALESCE(label_id, -1), CASE state WHEN 'labelled' "
-                      "THEN 1 WHEN 'noise' THEN 2 ELSE 3 END FROM item_labels").fetchall()
+                      "THEN 1 WHEN 'noise' THEN 2 WHEN 'mixed' THEN 3 ELSE 4 END FROM item_labels"
+                      ).fetchall()
     label = place([(r[0], r[1]) for r in rows])
     state = place([(r[0], r[2]) for r in rows])
     state[state < 0] = 0

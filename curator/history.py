@@ -18,7 +18,7 @@ from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
 from curator.tallies import recount_groups
 
-ITEM_ACTIONS = ("assign", "clear", "noise", "mixed", "confirm")
+ITEM_ACTIONS = ("assign", "clear", "noise", "mixed", "confirm", "duplicate")
 GROUP_ACTIONS = ("split", "merge")
 TAXONOMY_ACTIONS = ("label-add", "label-update", "label-merge", "label-remove")
 UNDOABLE = ITEM_ACTIONS + GROUP_ACTIONS + TAXONOMY_ACTIONS
@@ -70,6 +70,8 @@ def _what(action: str, label_id: Optional[int], run_id: Optional[int], group_id:
                 + (f", relabelling {relabel} that carried another label" if relabel else ""))
     if action in ("noise", "mixed"):
         return f"{action} on {_items(count)}{where}"
+    if action == "duplicate":
+        return f"{_items(count)} marked as duplicates of the copies kept"
     if action == "clear":
         return f"clear of {_items(count)}{where}"
     if action == "confirm":

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("assign", "clear", "noise", "mixed", "confirm")
+ACTIONS = ("assign", "clear", "noise", "mixed", "confirm", "duplicate")
 SOURCES = ("group", "manual", "propagated", "imported", "taxonomy")
 # Keys the desktop app keeps for triage itself: j/k next and previous, x exclude, space preview.
 RESERVED_HOTKEYS = frozenset({"j", "k", "x", " ", "space"})
@@ -287,7 +287,7 @@ def _bulk_write(catalog: Catalog) -> Iterator[Any]:
     try:
         with catalog.write():
             db.execute("CREATE TEMP TABLE IF NOT EXISTS event_scope "
-                       "(item_id INTEGER PRIMARY KEY, label_id INTEGER)")
+                       "(item_id INTEGER PRIMARY KEY, label_id INTEGER, keeper INTEGER)")
             db.execute("DELETE FROM event_scope")
             yield db
             db.execute("DELETE FROM event_scope")
@@ -310,6 +310,7 @@ def _ids_exist(db: Any, count: int) -> None:
 
 
 _AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mixed": "'mixed'",
+                "duplicate": "'duplicate'",
                 "confirm": "l.state"}
 
 
@@ -320,6 +321,7 @@ def apply_event(
     *,
     label_id: Optional[int] = None,
     per_item_labels: Optional[dict[int, int]] = None,
+    keepers: Optional[dict[int, int]] = None,
     source: str = "manual",
     annotator: str = "",
     run_id: Optional[int] = None,
@@ -331,7 +333,8 @@ def apply_event(
     """Record one event touching many items, and update their current labels, atomically.
 
     Args:
-        action: assign, clear, noise, mixed or confirm.
+        action: assign, clear, noise, mixed, confirm or duplicate (a copy of the item that
+            `keepers` names for it; never noise).
         item_ids: the items it touches (checked to exist).
         label_id: the label for assign (or per_item_labels for an import of many labels).
         source: group, manual, propagated or imported.
@@ -349,14 +352,19 @@ def apply_event(
         raise UsageError(f"unknown source {source!r}")
     if action == "assign" and label_id is None and not per_item_labels:
         raise UsageError("assign needs a label")
+    keepers = {int(k): int(v) for k, v in (keepers or {}).items()}
+    if action == "duplicate" and (set(keepers) != {int(i) for i in item_ids}
+                                  or set(keepers) & set(keepers.values())):
+        raise UsageError("a duplicate decision names one keeper per copy, and a keeper is never "
+                         "a copy itself")
     details = dict(details or {})
     per_item = per_item_labels or {}
     ids = sorted({int(i) for i in item_ids})
     if not ids:
         raise UsageError("no items to label")
     with _bulk_write(catalog) as db:
-        db.conn.executemany("INSERT INTO event_scope (item_id, label_id) VALUES (?, ?)",
-                            [(i, per_item.get(i, label_id)) for i in ids])
+        db.conn.executemany("INSERT INTO event_scope (item_id, label_id, keeper) VALUES (?, ?, ?)",
+                            [(i, per_item.get(i, label_id), keepers.get(i)) for i in ids])
         _ids_exist(db, len(ids))
         if group_id is not None and run_id is not None:
             row = db.execute("SELECT status, label_id, decided_event FROM groups WHERE run_id = ? "
@@ -376,10 +384,12 @@ def apply_event(
         after_label = {"assign": "s.label_id", "confirm": "l.label_id"}.get(action, "NULL")
         # confirm keeps each item's value and only marks it checked: unlabelled items are skipped.
         where = "WHERE l.item_id IS NOT NULL" if action == "confirm" else ""
+        after_keeper = {"duplicate": "s.keeper", "confirm": "l.keeper_id"}.get(action, "NULL")
         cur = db.execute(
             "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
-            f" after_state, after_label) SELECT ?, s.item_id, l.state, l.label_id, l.event_id, "
-            f"{_AFTER_STATE[action]}, {after_label} FROM event_scope s "
+            " after_state, after_label, before_keeper, after_keeper) SELECT ?, s.item_id, "
+            f"l.state, l.label_id, l.event_id, {_AFTER_STATE[action]}, {after_label}, "
+            f"l.keeper_id, {after_keeper} FROM event_scope s "
             f"LEFT JOIN item_labels l ON l.item_id = s.item_id {where} ORDER BY s.item_id",
             [event_id])
         count = cur.rowcount
@@ -390,12 +400,14 @@ def apply_event(
                        "(SELECT item_id FROM event_scope)", [event_id])
         else:
             db.execute(
-                "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed) "
-                f"SELECT s.item_id, {_AFTER_STATE[action]}, "
-                f"{'s.label_id' if action == 'assign' else 'NULL'}, ?, 0 FROM event_scope s "
+                "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, "
+                f"keeper_id) SELECT s.item_id, {_AFTER_STATE[action]}, "
+                f"{'s.label_id' if action == 'assign' else 'NULL'}, ?, 0, "
+                f"{'s.keeper' if action == 'duplicate' else 'NULL'} FROM event_scope s "
                 "WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
                 "state = excluded.state, label_id = excluded.label_id, "
-                "event_id = excluded.event_id, confirmed = 0", [event_id])
+                "event_id = excluded.event_id, confirmed = 0, keeper_id = excluded.keeper_id",
+                [event_id])
         if action == "assign":
             # Say in the event itself how many items it took from another label.
             relabelled = db.execute(
@@ -471,27 +483,29 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
         total = db.execute("SELECT COUNT(*) FROM event_items WHERE event_id = ?",
                            [target]).fetchone()[0]
         db.execute("CREATE TEMP TABLE IF NOT EXISTS event_restore (item_id INTEGER PRIMARY KEY, "
-                   "state TEXT, label_id INTEGER)")
+                   "state TEXT, label_id INTEGER, keeper INTEGER)")
         db.execute("DELETE FROM event_restore")
         db.execute(
-            "INSERT INTO event_restore (item_id, state, label_id) "
-            f"SELECT ei.item_id, ei.{to}_state, ei.{to}_label FROM event_items ei "
+            "INSERT INTO event_restore (item_id, state, label_id, keeper) "
+            f"SELECT ei.item_id, ei.{to}_state, ei.{to}_label, ei.{to}_keeper FROM event_items ei "
             "LEFT JOIN item_labels l ON l.item_id = ei.item_id WHERE ei.event_id = ? "
             f"AND l.state IS ei.{frm}_state AND l.label_id IS ei.{frm}_label "
-            "ORDER BY ei.item_id", [target])
+            f"AND l.keeper_id IS ei.{frm}_keeper ORDER BY ei.item_id", [target])
         db.execute(
             "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
-            " after_state, after_label) SELECT ?, r.item_id, l.state, l.label_id, l.event_id, "
-            "r.state, r.label_id FROM event_restore r LEFT JOIN item_labels l "
+            " after_state, after_label, before_keeper, after_keeper) SELECT ?, r.item_id, "
+            "l.state, l.label_id, l.event_id, r.state, r.label_id, l.keeper_id, r.keeper "
+            "FROM event_restore r LEFT JOIN item_labels l "
             "ON l.item_id = r.item_id ORDER BY r.item_id", [new_event])
         restored = db.execute("SELECT COUNT(*) FROM event_restore").fetchone()[0]
         db.execute("DELETE FROM item_labels WHERE item_id IN "
                    "(SELECT item_id FROM event_restore WHERE state IS NULL)")
         db.execute(
-            "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed) "
-            "SELECT item_id, state, label_id, ?, 0 FROM event_restore WHERE state IS NOT NULL "
-            "ON CONFLICT (item_id) DO UPDATE SET state = excluded.state, "
-            "label_id = excluded.label_id, event_id = excluded.event_id, confirmed = 0",
+            "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, keeper_id) "
+            "SELECT item_id, state, label_id, ?, 0, keeper FROM event_restore WHERE state IS NOT "
+            "NULL ON CONFLICT (item_id) DO UPDATE SET state = excluded.state, "
+            "label_id = excluded.label_id, event_id = excluded.event_id, confirmed = 0, "
+            "keeper_id = excluded.keeper_id",
             [new_event])
         db.execute("DELETE FROM event_restore")
         skipped = total - restored
@@ -692,7 +706,7 @@ def _import_entries(catalog: Catalog, entries: Sequence[dict[str, Any]],
                 rest.append(entry)
                 continue
             added.append(add_label(catalog, name, parent=parent, colour=entry.get("colour"),
-                                   hotkey=entry.get("hotkey"),
+                                   hotkey=entry.get("hotkey") or _free_hotkey(catalog),
                                    description=entry.get("description") or "",
                                    annotator=annotator))
             existing.add(name)
@@ -704,6 +718,16 @@ def _import_entries(catalog: Catalog, entries: Sequence[dict[str, Any]],
         raise UsageError(f"label {pending[0].get('name')!r} names a parent that does not exist: "
                          f"{pending[0].get('parent')!r}")
     return added
+
+
+def _free_hotkey(catalog: Catalog) -> Optional[str]:
+    """The first digit (1-9, 0), then letter, that no live label uses and triage does not keep."""
+    taken = {r[0] for r in catalog.db.execute(
+        "SELECT hotkey FROM labels WHERE removed_at IS NULL AND hotkey IS NOT NULL")}
+    for key in [*"1234567890", *"abcdefghilmnopqrstuvwyz"]:
+        if key not in taken and key not in RESERVED_HOTKEYS:
+            return key
+    return None
 
 
 def export_taxonomy(catalog: Catalog) -> list[dict[str, Any]]:

@@ -478,6 +478,22 @@ class Project:
 
     # --- triage: named events, badges ------------------------------------------------------
 
+    def duplicate_similarities(self) -> dict[int, float]:
+        """Each item of the latest duplicate search -> its cosine similarity to the keeper."""
+        from curator.dedup import keeper_similarities, load_duplicates
+
+        report = load_duplicates(self)
+        return {} if report is None else keeper_similarities(self.catalog, report.groups)
+
+    def mark_duplicates(self, keepers: dict[int, int], note: str = "") -> int:
+        """Mark copies as duplicates of the item kept for each (copy id -> keeper id): one
+        undoable event; a duplicate is its own state, never noise."""
+        from curator.labels import apply_event
+
+        return apply_event(self.catalog, "duplicate", list(keepers), keepers=keepers,
+                           source="manual", annotator=self.annotator,
+                           note=note or "duplicates")
+
     def describe_event(self, event_id: int) -> str:
         """What an event did, in words ("label 'cat' on 12 items, event 7")."""
         from curator.history import describe
@@ -495,6 +511,19 @@ class Project:
         from curator.labels import item_badges
 
         return item_badges(self.catalog, item_ids)
+
+    def group_show(self, group_id: int, run_id: Optional[int] = None,
+                   limit: Optional[int] = 50) -> Any:
+        """A group's members (path, modality, label, similarity) and facts; see group_show."""
+        from curator.group_show import group_show
+
+        return group_show(self.catalog, self.current_run(run_id), group_id, limit)
+
+    def group_facts(self, group_ids: Sequence[int], run_id: Optional[int] = None) -> Any:
+        """Modality mix, labels carried and topic name of some groups of a run."""
+        from curator.group_show import group_facts
+
+        return group_facts(self.catalog, self.current_run(run_id), group_ids)
 
     def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
         from curator.labels import history
@@ -591,7 +620,7 @@ class Project:
 
         return set_split(self.catalog, item_ids, split)
 
-    def find_duplicates(self, threshold: float = 0.95, rule: str = "resolution",
+    def find_duplicates(self, threshold: Optional[float] = None, rule: str = "resolution",
                         preferred_source: Optional[str] = None, outliers: int = 100,
                         progress: Optional[Progress] = None, cancel: Cancel = None
                         ) -> DedupReport:

@@ -170,6 +170,57 @@ def tallies(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
     return [(g, s, lab or None, n) for g, s, lab, n in catalog.db.execute(sql, args)]
 
 
+def group_summaries(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
+                    ) -> dict[int, tuple[int, int, int, int, Optional[int], int, int]]:
+    """group -> (labelled, noise, mixed, duplicate, top label, its count, labels) of a run."""
+    if not catch_up(catalog, run_id):
+        try:
+            if _as_of(catalog.db, run_id) is not None:
+                raise sqlite3.OperationalError("readonly: tallies cannot catch up")
+            tally_run(catalog, run_id)
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            # A read-only catalog: count from scratch, in SQL, without storing.
+            return _summaries_from_rows(_count_in_memory(catalog, run_id), group_ids)
+    where, args = "run_id = ?", [run_id]
+    if group_ids is not None:
+        where += f" AND group_id IN ({','.join('?' * len(group_ids)) or 'NULL'})"
+        args.extend(int(g) for g in group_ids)
+    out: dict[int, list] = {}
+    for g, lab, noi, mix, dup in catalog.db.execute(
+            "SELECT group_id, SUM(CASE state WHEN 'labelled' THEN n ELSE 0 END), "
+            "SUM(CASE state WHEN 'noise' THEN n ELSE 0 END), "
+            "SUM(CASE state WHEN 'mixed' THEN n ELSE 0 END), "
+            f"SUM(CASE state WHEN 'duplicate' THEN n ELSE 0 END) FROM group_tallies WHERE {where} "
+            "GROUP BY group_id", args):
+        out[g] = [lab, noi, mix, dup, None, 0, 0]
+    # SQLite returns the bare column of the row holding MAX(n): the dominant label.
+    for g, label_id, top, count in catalog.db.execute(
+            f"SELECT group_id, label_id, MAX(n), COUNT(*) FROM group_tallies WHERE {where} "
+            "AND state = 'labelled' GROUP BY group_id", args):
+        if g in out:
+            out[g][4:] = [label_id or None, top, count]
+    return {g: tuple(v) for g, v in out.items()}
+
+
+def _summaries_from_rows(rows: list, group_ids: Optional[list[int]]) -> dict[int, tuple]:
+    wanted = None if group_ids is None else set(group_ids)
+    acc: dict[int, list] = {}
+    labels: dict[int, dict[int, int]] = {}
+    index = {"labelled": 0, "noise": 1, "mixed": 2, "duplicate": 3}
+    for g, state, label_id, n in rows:
+        if wanted is not None and g not in wanted:
+            continue
+        acc.setdefault(g, [0, 0, 0, 0, None, 0, 0])[index.get(state, 2)] += n
+        if state == "labelled" and label_id:
+            labels.setdefault(g, {})[label_id] = labels.get(g, {}).get(label_id, 0) + n
+    for g, by in labels.items():
+        top = max(by.items(), key=lambda kv: (kv[1], -kv[0]))
+        acc[g][4:] = [top[0], top[1], len(by)]
+    return {g: tuple(v) for g, v in acc.items()}
+
+
 def _count_in_memory(catalog: Catalog, run_id: int) -> list[tuple[int, str, Optional[int], int]]:
     rows = catalog.db.execute(
         "SELECT a.group_id, l.state, l.label_id, COUNT(*) FROM assignments a CROSS JOIN "

@@ -440,3 +440,45 @@ def rank_outliers(scores: np.ndarray, top: int | None = 100) -> np.ndarray:
     rows = np.flatnonzero(~np.isnan(s))
     order = rows[np.lexsort((rows, -s[rows]))]
     return order if top is None else order[:max(0, int(top))]
+
+
+MIN_CALIBRATION_ROWS = 8
+
+
+def calibrated_threshold(X: np.ndarray, floor: float = 0.95, ratio: float = 10.0,
+                         queries: int = 1000, seed: int = 0) -> float:
+    """A near-duplicate threshold for one embedding space, from its own neighbour distances.
+
+    A fixed cosine threshold means different things in different spaces: short chirps in a
+    hand-made feature space are all within 0.97 of one another, while distinct photos in a CLIP
+    space sit near 0.85. Here a copy must be `ratio` times closer (in cosine distance) than the
+    median nearest neighbour of a sample of the space's own items, and never below `floor`.
+    With fewer than MIN_CALIBRATION_ROWS rows the spacing cannot be measured: `floor` is used.
+
+    Args:
+        X: the rows of one space and modality (any norm; compared by cosine).
+        floor: the lowest threshold returned.
+        ratio: how many times closer than a typical nearest neighbour a copy must be.
+        queries: rows sampled to measure the nearest-neighbour distances (against all rows).
+
+    Returns:
+        The cosine similarity at or above which two rows count as near duplicates.
+    """
+    n = len(X)
+    if n < MIN_CALIBRATION_ROWS:
+        # Too few rows to tell the spacing of distinct items from that of copies.
+        return float(floor)
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(n, size=min(queries, n), replace=False))
+    q = _unit_chunks(X, picked)
+    best = np.full(len(picked), -1.0, dtype=np.float32)
+    for start in range(0, n, 65_536):
+        rows = np.arange(start, min(n, start + 65_536))
+        sims = q @ _unit_chunks(X, rows).T
+        mine = (picked[:, None] == rows[None, :])
+        sims[mine] = -1.0  # an item is not its own neighbour
+        best = np.maximum(best, sims.max(axis=1))
+    distance = 1.0 - best
+    # Rows with an identical twin are copies themselves: they say nothing about the spacing.
+    typical = float(np.median(distance[distance > 1e-6])) if (distance > 1e-6).any() else 0.0
+    return float(min(0.9999, max(floor, 1.0 - typical / ratio)))

@@ -410,6 +410,9 @@ class ExportDialog(QDialog):
         form = QFormLayout()
         self.format = QComboBox()
         self.format.addItems(_export_formats())
+        # jsonl keeps every modality (coco would drop audio and video).
+        if self.format.findText("jsonl") >= 0:
+            self.format.setCurrentIndex(self.format.findText("jsonl"))
         form.addRow("Format", self.format)
         self.out = QLineEdit()
         browse = QPushButton("Browse…")

@@ -233,6 +233,10 @@ class MainWindow(QMainWindow):
         self.group.shown.connect(self._prefetch_after)
         self.group.decided.connect(self._decided)
         self.group.preview_requested.connect(self.preview_item)
+        # An open preview follows the grid: j/k to another group, arrows to another item.
+        self.group.shown.connect(lambda _gid: self._preview_follow())
+        self.group.grid.selectionModel().currentChanged.connect(
+            lambda *_: self._preview_follow())
         self.group.message.connect(self.show_message)
         self.group.group_created.connect(self.open_group)
         self.map.open_items.connect(self.open_items)
@@ -532,7 +536,14 @@ class MainWindow(QMainWindow):
         self.show_message(f"{title}: searching…")
         self.session.read(lambda p: p.search(**query), key="search", name="search",
                           on_result=lambda hits: self._search_done(title, hits),
-                          on_error=self.show_error)
+                          on_error=self._search_failed)
+
+    def _search_failed(self, info: Any) -> None:
+        # The domain says what is wrong; the app names its own way out (not a CLI flag).
+        if "text tower" in str(info):
+            self.show_error(f"{info}: select an item and press Ctrl+L (More like this)")
+        else:
+            self.show_error(info)
 
     # Search results further than this (cosine) below the best hit are left out: "more like
     # this" shows the near neighbours, not the 100 nearest whatever their distance.
@@ -566,6 +577,12 @@ class MainWindow(QMainWindow):
         window.pane.show_item(int(item_id))
         window.show()
         window.raise_()
+
+    def _preview_follow(self) -> None:
+        if self._preview is not None and self._preview.isVisible():
+            item = self.group.current_item()
+            if item is not None and item != getattr(self._preview.pane, "item_id", None):
+                self._preview.pane.show_item(int(item))
 
     def _preview_step(self, step: int) -> None:
         grid = self.group.grid

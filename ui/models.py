@@ -26,6 +26,8 @@ _STATUS_COLOURS = {
     "labelled": QColor(80, 180, 100),
     "noise": QColor(150, 120, 90),
     "mixed": QColor(220, 150, 40),
+    "partial": QColor(120, 170, 200),
+    "duplicate": QColor(120, 120, 200),
 }
 
 

@@ -102,10 +102,10 @@ def duplicate_sets(answer: Any) -> list[dict[str, Any]]:
 
 
 class DuplicatesPanel(FeaturePanel):
-    """Duplicate sets with a suggested keeper; one action marks every non-keeper as noise.
+    """Duplicate sets with a suggested keeper; one action marks every other copy `duplicate`.
 
-    Accepting is one undoable event (`label_items(..., action="noise")` with a note naming
-    the duplicate search), so Ctrl+Z brings every item back as it was. No file is touched.
+    Accepting is one undoable event (`mark_duplicates`: each copy points at its keeper; a
+    duplicate is never noise), so Ctrl+Z brings every item back as it was. No file is touched.
     """
 
     needs = ("find_duplicates",)
@@ -117,12 +117,14 @@ class DuplicatesPanel(FeaturePanel):
         self.threshold.setRange(0.5, 1.0)
         self.threshold.setSingleStep(0.01)
         self.threshold.setDecimals(3)
-        self.threshold.setValue(0.95)
+        # The lowest value reads "auto": a threshold calibrated per space and modality.
+        self.threshold.setSpecialValueText("auto")
+        self.threshold.setValue(0.5)
         self.find_button = QPushButton("Find duplicates")
         self.find_button.clicked.connect(self.find)
         self.accept_button = QPushButton("Accept all suggestions")
-        self.accept_button.setToolTip("Mark every copy except the suggested keeper as noise "
-                                      "(one event; Ctrl+Z undoes)")
+        self.accept_button.setToolTip("Mark every copy except the suggested keeper as a "
+                                      "duplicate of it (one event; Ctrl+Z undoes)")
         self.accept_button.clicked.connect(self.accept_all)
         self.accept_button.setEnabled(False)
         self.tree = QTreeWidget()
@@ -148,7 +150,8 @@ class DuplicatesPanel(FeaturePanel):
     def find(self) -> None:
         if not self.available():
             return
-        threshold = self.threshold.value()
+        value = self.threshold.value()
+        threshold = None if value <= self.threshold.minimum() else value
         self.note.setText("Searching for duplicates…")
         self.find_button.setEnabled(False)
 
@@ -170,16 +173,27 @@ class DuplicatesPanel(FeaturePanel):
             self.tree.addTopLevelItem(top)
             for item_id in s["items"]:
                 keep = item_id == s["keeper"]
-                child = QTreeWidgetItem([f"item {item_id}", "", "keep" if keep else "noise"])
+                child = QTreeWidgetItem([f"item {item_id}", "",
+                                         "keep" if keep else f"duplicate of {s['keeper']}"])
                 child.setData(0, Qt.UserRole, item_id)
                 top.addChild(child)
                 self._nodes[item_id] = child
                 self._set_icon(item_id)
         self.tree.expandToDepth(0)
+        if self.sets:
+            self.session.read(lambda p: p.duplicate_similarities(), key="dup-similarity",
+                              name="duplicate similarities", on_result=self._similarities,
+                              on_error=lambda info: None)
         removable = sum(len(s["items"]) - 1 for s in self.sets)
         self.note.setText(f"{len(self.sets)} duplicate sets; accepting marks {removable} "
-                          "non-keepers as noise (one undoable event).")
+                          "copies as duplicates of their keeper (one undoable event).")
         self.accept_button.setEnabled(bool(self.sets))
+
+    def _similarities(self, sims: dict[int, float]) -> None:
+        """Each copy's cosine similarity to its keeper, beside both thumbnails."""
+        for item_id, node in self._nodes.items():
+            if item_id in sims:
+                node.setText(1, f"similarity {sims[item_id]:.3f}")
 
     def _set_icon(self, item_id: int) -> None:
         image = self.thumbs.image(item_id)
@@ -206,15 +220,15 @@ class DuplicatesPanel(FeaturePanel):
         return sorted({i for s in self.sets for i in s["items"] if i != s["keeper"]} - keepers)
 
     def accept_all(self) -> None:
-        ids = self.non_keepers()
-        if not ids:
+        keepers = {i: s["keeper"] for s in self.sets for i in s["items"] if i != s["keeper"]}
+        if not keepers:
             return
         note = f"duplicates: not the suggested keeper ({len(self.sets)} sets)"
-        self.session.write(lambda p: p.label_items(ids, None, action="noise", source="manual",
-                                                   note=note),
+        self.session.write(lambda p: p.mark_duplicates(keepers, note=note),
                            changes=LABELS, name="accept duplicates",
                            on_result=lambda ev: self.message.emit(
-                               f"{len(ids)} duplicates marked noise (Ctrl+Z undoes)"),
+                               f"{len(keepers)} items marked duplicate of their keeper "
+                               "(Ctrl+Z undoes)"),
                            on_error=self.failed)
 
 
@@ -451,7 +465,49 @@ class ReportPanel(FeaturePanel):
 
     def _shown(self, html: str) -> None:
         self.note.setText("")
-        self.browser.setHtml(html)
+        self.charts = show_themed(self.browser, html)
+
+
+def show_themed(browser: Any, html: str) -> int:
+    """Show report HTML in the app's palette (dark or light) with its SVG charts drawn.
+
+    QTextBrowser draws neither inline SVG nor a page's own colours against a dark theme: each
+    chart is rendered to an image resource of the document, and the page's fixed dark text and
+    light rules take the palette's colours. Returns the number of charts drawn.
+    """
+    import re
+
+    from PySide6.QtCore import QByteArray, QUrl
+    from PySide6.QtGui import QImage, QPainter, QPalette, QTextDocument
+    from PySide6.QtSvg import QSvgRenderer
+
+    palette = browser.palette()
+    text = palette.color(QPalette.Text).name()
+    rule = palette.color(QPalette.Mid).name()
+    html = (html.replace("color: #222", f"color: {text}").replace("fill: #222", f"fill: {text}")
+            .replace("#ddd", rule))
+    document = browser.document()
+    charts = []
+
+    def draw(match: Any) -> str:
+        svg = match.group(0).replace("<text ", f'<text fill="{text}" ')
+        renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+        size = renderer.defaultSize()
+        if not renderer.isValid() or size.isEmpty():
+            return ""
+        image = QImage(size, QImage.Format_ARGB32_Premultiplied)
+        image.fill(0)
+        painter = QPainter(image)
+        renderer.render(painter)
+        painter.end()
+        url = QUrl(f"chart://{len(charts)}")
+        document.addResource(QTextDocument.ImageResource, url, image)
+        charts.append(url)
+        return f'<img src="{url.toString()}" width="{size.width()}" height="{size.height()}">'
+
+    html = re.sub(r"<svg\b.*?</svg>", draw, html, flags=re.S)
+    browser.setHtml(html)
+    return len(charts)
 
 
 def report_html(answer: Any) -> str:

@@ -51,8 +51,9 @@ def _with_suggestions(groups: list[Any], suggestions: dict[int, Any]) -> list[An
 
 log = logging.getLogger(__name__)
 
-STATUS_FILTERS = (("All groups", None), ("Undecided", "undecided"), ("Mixed", "mixed"),
-                  ("Labelled", "labelled"), ("Noise", "noise"))
+STATUS_FILTERS = (("All groups", None), ("Undecided", "undecided"), ("Partly decided", "partial"),
+                  ("Mixed", "mixed"), ("Labelled", "labelled"), ("Noise", "noise"),
+                  ("Duplicates", "duplicate"))
 ORDERS = (("Most impure first", "impurity"), ("Largest first", "size"),
           ("Least cohesive first", "cohesion"), ("Group id", "id"))
 
@@ -87,8 +88,13 @@ class QueueView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        # The label gets the spare width; the space name only what it needs.
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(self.model.COLUMNS.index("label"), QHeaderView.Stretch)
+        header.setSectionResizeMode(self.model.COLUMNS.index("space"),
+                                    QHeaderView.ResizeToContents)
         self.table.setAlternatingRowColors(True)
         self.table.doubleClicked.connect(lambda index: self._open(index))
         self.table.activated.connect(lambda index: self._open(index))

@@ -57,23 +57,27 @@ def cluster(project: Path, n_groups: str, method: str, spaces: tuple[str, ...], 
                        + (f", {c['noise']} noise" if c.get("noise") else "") + ")")
         click.echo(f"  {q.groups_decided} of {q.groups_total} groups already decided by "
                    "their items' labels")
-        _print_groups(proj.groups(run_id, order="size")[:5], "largest groups")
-        _print_groups(proj.groups(run_id, order="impurity")[:5], "most impure groups")
+        for order, title in (("size", "largest groups"), ("impurity", "most impure groups")):
+            shown = proj.groups(run_id, order=order)[:5]
+            _print_groups(shown, title, proj.group_facts([g.group_id for g in shown], run_id))
 
 
-def _print_groups(groups: list[Any], title: str,
+def _print_groups(groups: list[Any], title: str, facts: Optional[dict] = None,
                   suggestions: Optional[dict[int, Any]] = None) -> None:
     click.echo(f"{title}:")
     extra = "  suggestion" if suggestions is not None else ""
-    click.echo(f"  {'group':>6} {'size':>7} {'cohesion':>9} {'impurity':>9} {'topic':>6}  "
-               f"{'status':<10} {'label':<16}{extra}")
+    click.echo(f"  {'group':>6} {'size':>7} {'decided':>8} {'cohesion':>8}  {'status':<9} "
+               f"{'label':<14} {'modalities':<18} {'labels carried':<22} {'topic':<20}{extra}")
     for g in groups:
+        f = (facts or {}).get(g.group_id)
         hint = ""
         if suggestions is not None and g.group_id in suggestions:
             s = suggestions[g.group_id]
             hint = f"  {s.label} ({s.confidence:.0%})"
-        click.echo(f"  {g.group_id:>6} {g.size:>7} {g.cohesion:>9.3f} {g.impurity:>9.3f} "
-                   f"{g.topic:>6}  {g.status:<10} {g.label or '':<16}{hint}")
+        click.echo(f"  {g.group_id:>6} {g.size:>7} {g.labelled:>8} {g.cohesion:>8.3f}  "
+                   f"{g.status:<9} {(g.label or '-'):<14} "
+                   f"{(f.modality_text() if f else ''):<18} {(f.labels_text() if f else ''):<22} "
+                   f"{((f.topic_name if f else str(g.topic)) or '-'):<20}{hint}")
 
 
 @cli.command()
@@ -87,19 +91,58 @@ def queue(project: Path, order: str, run_id: Optional[int], limit: int, as_json:
     """The undecided groups to review next, with progress."""
     with open_project(project) as proj:
         q = proj.queue(order, run_id)
+        shown = q.groups[:limit]
+        facts = proj.group_facts([g.group_id for g in shown], q.run_id)
         suggestions = proj.suggestions(q.run_id)
     if as_json:
         payload = q.to_json()
         payload["groups"] = payload["groups"][:limit]
         for g in payload["groups"]:
+            g.update(facts[g["group_id"]].to_json())
             s = suggestions.get(g["group_id"])
             g["suggestion"] = s.to_json() if s is not None else None
         emit_json(payload)
         return
     click.echo(f"run {q.run_id}: {q.groups_decided} of {q.groups_total} groups decided, "
                f"{q.items_labelled} of {q.items_total} items labelled")
-    _print_groups(q.groups[:limit], f"next {min(limit, len(q.groups))} groups ({order})",
-                  suggestions)
+    _print_groups(shown, f"next {len(shown)} groups ({order})", facts, suggestions)
+
+
+@cli.group("group")
+def group_cmd() -> None:
+    """One group of a clustering run: show what is in it."""
+
+
+@group_cmd.command("show")
+@PROJECT
+@click.argument("group_id", type=int)
+@RUN
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="List this many members (representatives first, then most typical).")
+@click.option("--json", "as_json", is_flag=True)
+def group_show(project: Path, group_id: int, run_id: Optional[int], limit: int,
+               as_json: bool) -> None:
+    """List the members of GROUP_ID: path, modality, label and similarity to its centre."""
+    with open_project(project) as proj:
+        run = proj.current_run(run_id)
+        shown = proj.group_show(group_id, run, limit)
+        note = _run_note(proj, run)
+    if as_json:
+        emit_json(shown.to_json())
+        return
+    f = shown.facts
+    click.echo(f"group {group_id} of run {run} ({shown.state}, space {shown.space}): "
+               f"{shown.size} items · {f.modality_text()} · topic: {f.topic_name or '-'}")
+    click.echo(f"labels carried: {f.labels_text() or 'none yet'}")
+    click.echo(f"  {'item':>8} {'sim':>6}  {'modality':<8} {'label':<16} path")
+    for m in shown.members:
+        sim = "-" if m.similarity is None else f"{m.similarity:.3f}"
+        click.echo(f"  {m.item_id:>8} {sim:>6}  {m.modality:<8} {(m.label or '-'):<16} "
+                   f"{m.path}" + ("  [representative]" if m.representative else ""))
+    if shown.size > len(shown.members):
+        click.echo(f"  … {shown.size - len(shown.members)} more (--limit {shown.size} lists all)")
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 @cli.command()
@@ -132,11 +175,15 @@ def merge(project: Path, group_ids: tuple[int, ...], run_id: Optional[int]) -> N
 
 def _older_run_note(proj: Any, run_id: int) -> None:
     """Say so when a command acted on a clustering run that is not the newest."""
-    from curator.decisions import run_note
-
-    note = run_note(proj.catalog, run_id)
+    note = _run_note(proj, run_id)
     if note:
         click.echo(f"note: {note}", err=True)
+
+
+def _run_note(proj: Any, run_id: int) -> Optional[str]:
+    from curator.decisions import run_note
+
+    return run_note(proj.catalog, run_id)
 
 
 @cli.command()

@@ -151,7 +151,7 @@ def scan(project: Path, include: tuple[str, ...], exclude: tuple[str, ...], hidd
                    f"{DEFAULT_MODELS['image']}.")
 @click.option("--audio-model", default=None,
               help="Audio: a CLAP model (hub id or local folder), or 'classic'. "
-                   f"Default: {DEFAULT_MODELS['audio']}.")
+                   f"Default: {DEFAULT_MODELS['audio']}, or classic with --model classic.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A local open_clip checkpoint (.safetensors or a torch state_dict file).")
 @click.option("--device", type=DEVICE, default=None,
@@ -177,6 +177,8 @@ def embed(project: Path, model: Optional[str], audio_model: Optional[str], weigh
     """
     from curator.settings import load_settings
 
+    if model == "classic" and audio_model is None:
+        audio_model = "classic"  # --model classic means classic for every modality
     ray = ray_options(ray_address, path_map, ray_actors, ray_gpus)
 
     settings = load_settings().with_overrides(model=model, audio_model=audio_model, device=device,
@@ -249,6 +251,8 @@ def index_command(project: Path, model: Optional[str], audio_model: Optional[str
     from curator.pipeline import IndexOptions, index
     from curator.scan import ScanOptions
 
+    if model == "classic" and audio_model is None:
+        audio_model = "classic"  # --model classic means classic for every modality
     options = IndexOptions.from_settings(
         model=model, audio_model=audio_model, weights=weights, device=device,
         batch_size=batch_size, workers=workers, precision=precision, offline=offline,

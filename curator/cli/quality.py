@@ -148,8 +148,9 @@ def propagate_command(project: Path, min_confidence: float, k: int, dry_run: boo
 
 @cli.command()
 @PROJECT
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95,
-              show_default=True, help="Cosine similarity for near duplicates.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Cosine similarity for near duplicates (default: calibrated per embedding "
+                   "space and modality from its own nearest neighbours, at least 0.95).")
 @click.option("--keep", "rule", type=click.Choice(["resolution", "longest", "oldest", "source"]),
               default="resolution", show_default=True, help="Which copy to suggest keeping.")
 @click.option("--prefer-source", default=None, type=click.Path(path_type=Path),
@@ -159,7 +160,7 @@ def propagate_command(project: Path, min_confidence: float, k: int, dry_run: boo
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
               help="Groups to list.")
 @click.option("--json", "as_json", is_flag=True)
-def dedup(project: Path, threshold: float, rule: str, prefer_source: Optional[Path],
+def dedup(project: Path, threshold: Optional[float], rule: str, prefer_source: Optional[Path],
           outliers: int, show: int, as_json: bool) -> None:
     """Find exact and near duplicates in PROJECT (nothing is deleted) and rank outliers."""
     from curator.dedup import latest_path
@@ -176,9 +177,11 @@ def dedup(project: Path, threshold: float, rule: str, prefer_source: Optional[Pa
             emit_json(report.to_json())
             return
         s = report.summary()
+        used = ", ".join(f"{k} {v:g}" for k, v in report.params.get("thresholds", {}).items())
         click.echo(f"{s['exact_groups']} exact groups ({s['exact_items']} items), "
                    f"{s['near_groups']} near groups ({s['near_items']} items) at cosine >= "
-                   f"{threshold:g}; {s['removable']} items could go (keeping one per group)")
+                   f"{used or threshold}; {s['removable']} items could go (keeping one per "
+                   "group)")
         for g in report.groups[:show]:
             keep = proj.item(g.keeper)["abs_path"]
             click.echo(f"  {g.kind:<5} {len(g.items):>4} items, keep {keep}")

@@ -126,7 +126,7 @@ def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
     if not out:
         raise UsageError("text search needs a model with a text tower (CLIP or CLAP): "
                          + "; ".join(reasons) + "; search by example instead",
-                         hint="search with --like ITEM_ID")
+                         hint="curator search PROJECT --like ITEM_ID")
     return out
 
 

@@ -59,3 +59,22 @@ def test_broken_media_give_errors(embedded):
         "broken/no_video.mp4",
     ):
         assert broken[path], path
+
+
+@pytest.mark.parametrize("modality", ["image", "audio", "video"])
+def test_calibrated_duplicate_threshold_finds_no_false_duplicates(embedded, modality):
+    """The sample corpus holds no duplicates: the calibrated threshold of each modality finds
+    none, yet a planted copy (the same vector, slightly perturbed) is still found."""
+    from indexing.dedup import calibrated_threshold, near_duplicate_groups
+
+    result, _ = embedded
+    vectors = np.asarray(result[modality][0], dtype=np.float32)
+    threshold = calibrated_threshold(vectors)
+    assert 0.95 <= threshold < 1.0
+    assert near_duplicate_groups(vectors, threshold=threshold) == []
+    rng = np.random.default_rng(0)
+    copy = vectors[3] + rng.normal(0, 1e-4, vectors.shape[1]).astype(np.float32) * \
+        np.linalg.norm(vectors[3])
+    planted = np.vstack([vectors, copy[None, :]])
+    groups = near_duplicate_groups(planted, threshold=calibrated_threshold(planted))
+    assert [sorted(g.tolist()) for g in groups] == [[3, len(vectors)]]

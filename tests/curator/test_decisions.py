@@ -140,3 +140,35 @@ def test_tallies_stay_true_through_labels_undo_split_merge_and_other_writers(pro
         other.merge_labels(["green"], "red")
     same(run)
     assert merged not in {x.group_id for x in project.groups(run)}
+
+
+def test_cli_group_show_and_queue_say_what_is_in_a_group(project, capsys):
+    import json
+
+    from curator.cli import main
+
+    run, _ = project.cluster(n_groups=3)
+    groups = {_colour(project, g.group_id, run): g.group_id for g in project.groups(run)}
+    red = project.group(groups["red"]).items
+    project.label_items(red[:2], "red")
+    root = str(project.root)
+    main(["group", "show", root, str(groups["red"]), "--run", str(run), "--limit", "5"])
+    out = capsys.readouterr().out
+    assert f"group {groups['red']} of run {run}" in out and "topic: red" in out
+    assert "labels carried: red 2" in out and "image 12" in out
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith(tuple("0123456789"))]
+    assert len(lines) == 5 and all("image" in ln and "red/" in ln for ln in lines)
+    assert "… 7 more" in out
+    main(["group", "show", root, str(groups["red"]), "--json", "--limit", "100"])
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["members"]) == 12
+    assert {m["label"] for m in data["members"]} == {"red", ""}
+    assert all(0.5 < m["similarity"] <= 1.0001 for m in data["members"])
+    main(["queue", root, "--json", "--limit", "2", "--order", "size"])
+    q = json.loads(capsys.readouterr().out)
+    assert len(q["groups"]) == 2
+    assert all(g["topic_name"] in COLOURS and g["modalities"] == {"image": 12}
+               for g in q["groups"])
+    main(["queue", root])
+    out = capsys.readouterr().out
+    assert "partial" in out and "red 2" in out

@@ -166,3 +166,33 @@ def test_cli_label_prints_its_own_event_and_names_the_run(project, tmp_path, cap
     main(["history", root, "--limit", "3"])
     out = capsys.readouterr().out
     assert "group group" not in out and " 1 items" not in out
+
+
+def test_a_duplicate_points_at_its_keeper_and_is_undone_as_one_event(project):
+    ids = _ids(project)
+    project.add_label("red")
+    project.label_items(ids[:1], "red")
+    event = project.mark_duplicates({ids[0]: ids[2], ids[1]: ids[2]})
+    rows = dict((r[0], r[1:]) for r in project.catalog.db.execute(
+        "SELECT item_id, state, keeper_id FROM item_labels"))
+    assert rows[ids[0]] == ("duplicate", ids[2]) and rows[ids[1]] == ("duplicate", ids[2])
+    assert project.item_badges(ids[:2])[ids[1]][0] == "duplicate"
+    assert project.describe_event(event) == \
+        f"2 items marked as duplicates of the copies kept, event {event}"
+    project.undo()
+    rows = dict((r[0], r[1:]) for r in project.catalog.db.execute(
+        "SELECT item_id, state, keeper_id FROM item_labels"))
+    assert rows == {ids[0]: ("labelled", None)}
+    project.redo()
+    assert project.catalog.db.execute(
+        "SELECT keeper_id FROM item_labels WHERE item_id = ?", [ids[1]]).fetchone()[0] == ids[2]
+    with pytest.raises(UsageError, match="never a copy itself"):
+        project.mark_duplicates({ids[3]: ids[4], ids[4]: ids[5]})
+
+
+def test_imported_labels_get_free_hotkeys(project):
+    project.add_label("first", hotkey="1")
+    added = project.import_taxonomy([{"name": "cat"}, {"name": "dog", "hotkey": "d"},
+                                     {"name": "kitten", "parent": "cat"}])
+    keys = {lab.name: lab.hotkey for lab in added}
+    assert keys == {"cat": "2", "dog": "d", "kitten": "3"}

@@ -249,6 +249,7 @@ def test_text_search_without_text_tower_says_so(window, qtbot):
     qtbot.keyClick(window.search_box, Qt.Key_Return)
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=TIMEOUT)
     assert "text tower" in window.banner.text.text()
+    assert "Ctrl+L" in window.banner.text.text() and "--like" not in window.banner.text.text()
     assert not window.banner.details_button.isVisible()  # a user error, not a crash
 
 
@@ -438,7 +439,13 @@ def test_duplicates_found_then_accepted_as_one_undoable_event(window, qtbot, pro
     panel.accept_all()
     qtbot.waitUntil(lambda: len(label_events(project_dir)) == before + 1, timeout=TIMEOUT)
     labels = item_labels(project_dir)
-    assert all(labels.get(i) == ("noise", None) for i in non_keepers)
+    assert all(labels.get(i) == ("duplicate", None) for i in non_keepers)  # never noise
+    # Each copy shows its similarity to the keeper beside both thumbnails.
+    qtbot.waitUntil(lambda: all(panel._nodes[i].text(1) for i in non_keepers), timeout=TIMEOUT)
+    texts = [panel._nodes[i].text(1) for i in non_keepers]
+    # (a set chains pairs at >= 0.8, so a copy may sit a little further from the keeper itself)
+    assert all(t.startswith("similarity ") and 0.5 <= float(t.split()[1]) <= 1.0001
+               for t in texts), texts
     assert not any(k in labels for k in keepers)
     assert label_events(project_dir)[-1]["item_count"] == len(non_keepers)
     window.undo()

@@ -81,3 +81,20 @@ def test_labelling_many_search_results_asks_once_with_the_count(window, qtbot, p
     qtbot.keyClick(win.group.grid, Qt.Key_8)
     win.session.wait()
     assert len(asked) == 2
+
+
+def test_an_open_preview_follows_j_and_k(window, qtbot):
+    win = window
+    gids = [g.group_id for g in win.queue.model.groups()]
+    win.open_group(gids[0])
+    qtbot.waitUntil(lambda: win.group.group_id == gids[0] and win.group._loading is None
+                    and win.group.model.rowCount() > 0, timeout=TIMEOUT)
+    win.preview_item(win.group.current_item())
+    first = win.preview_window().pane.item_id
+    qtbot.keyClick(win.group.grid, Qt.Key_J)
+    qtbot.waitUntil(lambda: win.group.group_id == gids[1] and win.group._loading is None
+                    and win.group.model.rowCount() > 0, timeout=TIMEOUT)
+    members = set(win.group.model.ids())
+    qtbot.waitUntil(lambda: win.preview_window().pane.item_id in members, timeout=TIMEOUT)
+    assert first not in members  # the preview left the old group's item
+    win.preview_window().close()
