@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from curator.distributed import RayOptions
     from curator.embed import EmbedReport
     from curator.export import ExportReport
+    from curator.group_show import GroupFacts, GroupShow
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
     from curator.history import UndoResult
     from curator.labels import Event, Label
@@ -513,13 +514,14 @@ class Project:
         return item_badges(self.catalog, item_ids)
 
     def group_show(self, group_id: int, run_id: Optional[int] = None,
-                   limit: Optional[int] = 50) -> Any:
+                   limit: Optional[int] = 50) -> GroupShow:
         """A group's members (path, modality, label, similarity) and facts; see group_show."""
         from curator.group_show import group_show
 
         return group_show(self.catalog, self.current_run(run_id), group_id, limit)
 
-    def group_facts(self, group_ids: Sequence[int], run_id: Optional[int] = None) -> Any:
+    def group_facts(self, group_ids: Sequence[int],
+                    run_id: Optional[int] = None) -> dict[int, GroupFacts]:
         """Modality mix, labels carried and topic name of some groups of a run."""
         from curator.group_show import group_facts
 
