@@ -56,6 +56,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 
 test: setup lint consumers
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider

@@ -16,9 +16,9 @@ impurity) and the curve decisions -> accuracy is printed.
 
 On the smallest size from 20k to 200k (100k in the full run) it also times the peer pipeline
 BERTopic and Lilac use, UMAP to 5-d then HDBSCAN (min_cluster_size 10), scored the same way (its
-noise is one more group), and runs ours at the same number of decisions. Last, a real-data check: the 1,797
-scikit-learn digits written as PNG files, embedded by the `classic` embedder through its
-decoder, clustered and scored (skipped with a message if `classic` is not available).
+noise is one more group), and runs ours at the same number of decisions. Last, a real-data
+check: the 1,797 scikit-learn digits written as PNG files, embedded by the `classic` embedder
+through its decoder, clustered and scored (skipped with a message if `classic` is not available).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `bench` and `indexing` importable
     sys.path.insert(0, str(ROOT))
 
-from bench.synth import DEFAULT_CACHE, make_synthetic
-from indexing.cluster import (
+from bench.synth import DEFAULT_CACHE, make_synthetic  # noqa: E402 (after the path fix)
+from indexing.cluster import (  # noqa: E402 (after the path fix)
     cluster_embeddings,
     group_statistics,
     split_group,

@@ -209,7 +209,8 @@ def main() -> None:
         print(f"{'ViT-B-32 curator embed end to end':<44}{rate_e2e:>10.1f}")
         print(f"{'classic curator embed end to end':<44}{classic_rate:>10.1f}")
         print()
-        print(f"pipeline efficiency (e2e / model only): {rate_e2e / rate_model:.2f} (target >= 0.85)")
+        print(f"pipeline efficiency (e2e / model only): {rate_e2e / rate_model:.2f} (target >= "
+              "0.85)")
         print(f"speed-up over the naive loop: {rate_e2e / rate_naive:.2f}x (target >= 1.3x)")
         print(f"classic: {classic_rate:.0f} images/s (target >= 500)")
         print(f"device {counts['device']}, precision {counts['precision']}, batch {args.batch}")

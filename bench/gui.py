@@ -27,8 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -304,7 +305,7 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
         win.group.forget_prefetched()
         t = time.perf_counter()
         win.open_group(gid)
-        _pump(app, lambda: win.group.group_id == gid and _visible_loaded(win))
+        _pump(app, lambda gid=gid: win.group.group_id == gid and _visible_loaded(win))
         win.group.grid.viewport().repaint()
         times.append(time.perf_counter() - t)
     out["switch"] = times
@@ -318,7 +319,7 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
     win.queue.loaded.connect(lambda: loads.__setitem__(0, loads[0] + 1))
     for gid in undecided[:labels]:
         win.open_group(gid)
-        _pump(app, lambda: win.group.group_id == gid and _visible_loaded(win))
+        _pump(app, lambda gid=gid: win.group.group_id == gid and _visible_loaded(win))
         _pump(app, lambda: all(p.waitForDone(0) for p in (
             win.session.read_pool, win.session.write_pool, win.thumbs.pool)), 30)
         app.processEvents()
@@ -331,7 +332,8 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
             r = win.queue.model.row_of(gid)
             return "" if r is None else win.queue.model.group_at(r).status
 
-        def check(gid: int = gid, before: int = before, t: float = t) -> bool:
+        def check(gid: int = gid, before: int = before, t: float = t,
+                  seen: dict[str, float] = seen) -> bool:
             now = time.perf_counter() - t
             if "label" not in seen and status() == "labelled":
                 win.queue.table.viewport().repaint()
@@ -361,7 +363,7 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
     out["map facets"] = time.perf_counter() - t
     out["map points"] = len(canvas.data.ids)
     frames = []
-    for i in range(40):
+    for _ in range(40):
         canvas.pan_pixels(7, 3)
         canvas.repaint()
         frames.append(canvas.last_paint_ms / 1000)

@@ -71,11 +71,12 @@ def export_in_child(project_root: Path, fmt: str, out: Path, mode: str) -> dict[
     """One export in a fresh process; its wall time, items and peak RSS (MB)."""
     import subprocess
 
-    code = ("import json, sys; sys.path.insert(0, %r); from curator.project import Project; "
-            "from curator.export import export; p = Project.open(%r); "
-            "r = export(p, %r, %r, mode=%r, use_splits=False); "
-            "print(json.dumps({'seconds': r.seconds, 'items': r.items}))"
-            % (str(Path(__file__).resolve().parents[1]), str(project_root), fmt, str(out), mode))
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); "
+            "from curator.project import Project; "
+            f"from curator.export import export; p = Project.open({str(project_root)!r}); "
+            f"r = export(p, {fmt!r}, {str(out)!r}, mode={mode!r}, use_splits=False); "
+            "print(json.dumps({'seconds': r.seconds, 'items': r.items}))")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)

@@ -56,7 +56,7 @@ class PeakTreeRSS:
             self.peak_mb = max(self.peak_mb, tree_rss_mb())
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakTreeRSS":
+    def __enter__(self) -> PeakTreeRSS:
         self._thread.start()
         return self
 

@@ -1,4 +1,5 @@
-"""Scan benchmark: files/s for a first scan and an unchanged rescan of a generated tree, and peak memory.
+"""Scan benchmark: files/s for a first scan and an unchanged rescan of a generated tree, and peak
+memory.
 
     python bench/scan.py [--files 20000] [--workers N] [--keep DIR]
 

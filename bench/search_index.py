@@ -1,4 +1,5 @@
-"""VectorIndex alone (no project): build time, memory, single-query top-k latency and recall@k vs exact.
+"""VectorIndex alone (no project): build time, memory, single-query top-k latency and recall@k vs
+exact.
 
     python bench/search_index.py [--n 1000000] [--queries 200] [--k 50] [--nprobe 16,32,64,96]
                            [--kind auto] [--nlist N] [--save]

@@ -11,10 +11,11 @@ import socket
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 if "pandas" in sys.modules:
     import sqlite_utils
@@ -496,7 +497,7 @@ class Catalog:
         return db
 
     @classmethod
-    def create(cls, root: Path) -> "Catalog":
+    def create(cls, root: Path) -> Catalog:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         catalog = cls(root)
@@ -510,7 +511,7 @@ class Catalog:
         return catalog
 
     @classmethod
-    def open(cls, root: Path) -> "Catalog":
+    def open(cls, root: Path) -> Catalog:
         """Open an existing project's catalog, migrating an older schema.
 
         Raises:
@@ -518,14 +519,15 @@ class Catalog:
         """
         root = Path(root)
         if not root.exists():
-            raise NotAProjectError(f"{root}: no such folder; create a project with `curator init`")
+            raise NotAProjectError(f"{root}: no such folder", hint="create a project with "
+                                   "`curator init`")
         if not root.is_dir():
             raise NotAProjectError(f"{root} is a file, not a Curator project folder")
         path = root / CATALOG_NAME
         if not path.exists():
             raise NotAProjectError(
-                f"{root} is not a Curator project (no {CATALOG_NAME}); create one with "
-                f"`curator init {root} --source MEDIA_FOLDER`"
+                f"{root} is not a Curator project (no {CATALOG_NAME})",
+                hint=f"create one with `curator init {root} --source MEDIA_FOLDER`",
             )
         check_header(path)
         catalog = cls(root)
@@ -633,7 +635,8 @@ class Catalog:
     def start_run(self, kind: str, params: dict[str, Any]) -> int:
         with self.write() as db:
             cursor = db.execute(
-                "INSERT INTO runs (kind, app_version, params, started_at, status, counts, pid, host)"
+                "INSERT INTO runs (kind, app_version, params, started_at, status, counts, pid, "
+                "host)"
                 " VALUES (?, ?, ?, ?, 'running', '{}', ?, ?)",
                 [kind, __version__, json.dumps(params, sort_keys=True), utcnow(), os.getpid(),
                  socket.gethostname()],
@@ -643,7 +646,8 @@ class Catalog:
     def update_run(self, run_id: int, counts: dict[str, Any]) -> None:
         with self.write() as db:
             db.execute(
-                "UPDATE runs SET counts = ? WHERE id = ?", [json.dumps(counts, sort_keys=True), run_id]
+                "UPDATE runs SET counts = ? WHERE id = ?",
+                [json.dumps(counts, sort_keys=True), run_id],
             )
 
     def end_run(
@@ -656,7 +660,7 @@ class Catalog:
             )
 
     @contextlib.contextmanager
-    def recorded_run(self, kind: str, params: dict[str, Any]) -> Iterator["RunHandle"]:
+    def recorded_run(self, kind: str, params: dict[str, Any]) -> Iterator[RunHandle]:
         """Record a computation as a run: 'ok' when the block ends, 'cancelled' when it raises
         Cancelled, 'failed' (with the error) otherwise. Set `handle.counts` inside the block."""
         from curator.stage_lock import stage_lock
@@ -697,7 +701,7 @@ class Catalog:
                 )
         return len(dead)
 
-    def runs(self, kind: Optional[str] = None, limit: int = 50) -> list["RunRecord"]:
+    def runs(self, kind: Optional[str] = None, limit: int = 50) -> list[RunRecord]:
         sql = "SELECT * FROM runs"
         args: list[Any] = []
         if kind:
@@ -745,7 +749,7 @@ class RunRecord:
     error: Optional[str]
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "RunRecord":
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
         return cls(
             id=row["id"],
             kind=row["kind"],

@@ -226,12 +226,14 @@ def find_duplicates(
     progress = progress or no_progress
     if threshold is not None and (not isinstance(threshold, (int, float))
                                   or not 0.0 < float(threshold) <= 1.0):
-        raise UsageError(f"--threshold must be a number in (0, 1], not {threshold!r}")
+        raise UsageError(f"the similarity threshold must be a number in (0, 1], not "
+                         f"{threshold!r}", hint="--threshold 0.95")
     if rule not in RULES:
         raise UsageError(f"unknown keeper rule {rule!r}; one of {', '.join(RULES)}")
     if rule == "source":
         if not preferred_source:
-            raise UsageError("the source rule needs --prefer-source FOLDER (one of the sources)")
+            raise UsageError("the source rule needs a preferred source folder (one of the "
+                             "sources)", hint="give --prefer-source FOLDER")
         preferred_source = _match_source(project, preferred_source)
     elif preferred_source:
         preferred_source = _match_source(project, preferred_source)
@@ -448,7 +450,8 @@ def load_duplicates(project: Project) -> Optional[DedupReport]:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CuratorError(f"{path} cannot be read ({exc}); run `curator dedup` again") from exc
+        raise CuratorError(f"{path} cannot be read ({exc}); search for duplicates again",
+                           hint="run `curator dedup`") from exc
 
 
 def keeper_similarities(catalog: Any, groups: Sequence[Any]) -> dict[int, float]:

@@ -435,7 +435,24 @@ def compact_space(catalog: Catalog, space: str, chunk: int = 65536) -> int:
         "SELECT COUNT(*) FROM embeddings e JOIN items i ON i.id = e.item_id "
         "WHERE e.space = ? AND i.status = 'ok' AND e.item_version = i.version"
     )
-    count = catalog.db.execute(sql_count, [space]).fetchone()[0]
+    db = catalog.db
+    # One read snapshot for the count and the rows: another process may mark items missing or
+    # re-embed them meanwhile, and the store must hold exactly the rows it announced.
+    snapshot = not db.conn.in_transaction
+    if snapshot:
+        db.execute("BEGIN")
+    try:
+        count = db.execute(sql_count, [space]).fetchone()[0]
+        _write_store(catalog, folder, space, dim, count, chunk)
+    finally:
+        if snapshot:
+            db.execute("COMMIT")
+    return count
+
+
+def _write_store(catalog: Catalog, folder: Path, space: str, dim: int, count: int,
+                 chunk: int) -> None:
+    """Write the ok, current vectors of a space (read in `chunk`s) to its memory-mapped store."""
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         cursor = catalog.db.execute(
@@ -458,7 +475,6 @@ def compact_space(catalog: Catalog, space: str, chunk: int = 65536) -> int:
             yield ids, out
 
     VectorStore(folder).write(chunks(), count, dim)
-    return count
 
 
 def space_store(catalog: Catalog, space: str) -> VectorStore:

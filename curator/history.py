@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
@@ -108,11 +109,34 @@ def _update_words(d: dict[str, Any], current: str) -> str:
 # --- undo and redo ------------------------------------------------------------------------------
 
 
-def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UndoResult:
+    """What an undo or redo did.
+
+    Attributes:
+        event: the new undo (or redo) event.
+        target: the event it reversed.
+        restored: items put back; skipped: items left as they are (changed since).
+        action: "undo" or "redo".
+        text: what happened in words ("undone: label 'cat' on 12 items, event 7").
+    """
+
+    event: int
+    target: int
+    restored: int
+    skipped: int
+    action: str
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> UndoResult:
     """Undo this annotator's latest event (or a given one; undoing an undo event redoes).
 
     Returns:
-        event (the undo event), target, restored, skipped, action and text ("undone: ...").
+        What was undone (`UndoResult.text`: "undone: ...").
 
     Raises:
         UsageError: nothing to undo, or the event cannot be undone now (the message says why).
@@ -133,13 +157,13 @@ def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> di
             row = db.execute("SELECT action, target FROM events WHERE id = ?",
                              [event_id]).fetchone()
             if row is None:
-                raise UsageError(f"no event {event_id}; see `curator history`")
+                raise UsageError(f"no event {event_id}", hint="see `curator history`")
             target = row[1] if row[0] in ("undo", "redo") else event_id
             redo_it = row[0] == "undo"
         return _reverse_any(catalog, db, target, who, redo_it)
 
 
-def redo(catalog: Catalog, annotator: str) -> dict[str, Any]:
+def redo(catalog: Catalog, annotator: str) -> UndoResult:
     """Redo the event this annotator undid last, unless they have made a new change since."""
     from curator.labels import _bulk_write
 
@@ -178,7 +202,7 @@ def peek(catalog: Catalog, annotator: str) -> dict[str, Optional[str]]:
     return {"undo": undo_text, "redo": redo_text}
 
 
-def _reverse_any(catalog: Catalog, db: Any, target: int, who: str, redo: bool) -> dict[str, Any]:
+def _reverse_any(catalog: Catalog, db: Any, target: int, who: str, redo: bool) -> UndoResult:
     ev = db.execute("SELECT action, undone, run_id, details FROM events WHERE id = ?",
                     [target]).fetchone()
     if ev is None:
@@ -215,8 +239,7 @@ def _reverse_any(catalog: Catalog, db: Any, target: int, who: str, redo: bool) -
     except sqlite3.IntegrityError as exc:
         raise UsageError(f"cannot {'redo' if redo else 'undo'} {text}: a live label now has "
                          f"the same name or hotkey ({exc}); rename it first") from exc
-    result["text"] = ("redone: " if redo else "undone: ") + text
-    return result
+    return UndoResult(**result, text=("redone: " if redo else "undone: ") + text)
 
 
 def _mark(db: Any, target: int, who: str, redo: bool) -> int:

@@ -17,10 +17,13 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
+
+if TYPE_CHECKING:
+    from curator.history import UndoResult
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +169,8 @@ def check_path_free(catalog: Catalog, name: str, parent_id: Optional[int],
                          f"label {clash.name!r} already has; choose another name")
 
 
-def last_event_id(catalog: Catalog) -> int:
-    """The id of the newest labelling event (0 when none): a cheap "did a decision land?"."""
+def latest_event_id(catalog: Catalog) -> int:
+    """The id of the newest event (0 before any): a cheap "did anything change" stamp."""
     return int(catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
 
@@ -302,8 +305,8 @@ def _ids_exist(db: Any, count: int) -> None:
             "SELECT s.item_id FROM event_scope s LEFT JOIN items i ON i.id = s.item_id "
             "WHERE i.id IS NULL ORDER BY s.item_id LIMIT 1000")]
         raise UsageError(f"no item with id {missing[0]}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                         + "; see `curator status --json` for ids")
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                         hint="see `curator status --json` for ids")
 
 
 _AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mixed": "'mixed'",
@@ -538,7 +541,7 @@ def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[
             "action": "redo" if redo else "undo"}
 
 
-def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> dict[str, Any]:
+def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> UndoResult:
     """Undo this annotator's latest event of any kind (see `curator.history`)."""
     from curator.history import undo as undo_any
 
@@ -547,7 +550,7 @@ def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> di
     return result
 
 
-def redo(catalog: Catalog, annotator: str) -> dict[str, Any]:
+def redo(catalog: Catalog, annotator: str) -> UndoResult:
     """Redo the event this annotator undid last (see `curator.history`)."""
     from curator.history import redo as redo_any
 
@@ -651,7 +654,8 @@ def remove_label(catalog: Catalog, name: str, force: bool = False,
         "SELECT item_id FROM item_labels WHERE label_id = ?", [lab.id])]
     if ids and not force:
         raise UsageError(f"label {lab.path!r} is on {len(ids)} item(s); merge it into another "
-                         "label, or pass --force to clear them (undoable)")
+                         "label, or remove it and clear them (undoable)",
+                         hint="pass --force to clear them")
     with _bulk_write(catalog) as db:
         children = [r[0] for r in db.execute(
             "SELECT id FROM labels WHERE parent_id = ? AND removed_at IS NULL", [lab.id])]

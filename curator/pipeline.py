@@ -91,14 +91,15 @@ class IndexOptions:
         Only looks for the files, offline: nothing loads and nothing is downloaded. The demo and
         the app's first-start page use it so that they work on a machine without weights.
         """
-        from indexing.embedders import EmbedderUnavailable
+        from indexing.embedders import EmbedderUnavailable, resolve
         from indexing.embedders.clap import resolve_clap_source
         from indexing.embedders.clip import resolve_clip_source
 
         chosen, notes = [], []
         for kind, find, model in (("image/video", resolve_clip_source, self.model),
                                   ("audio", resolve_clap_source, self.audio_model)):
-            if model == "classic" or (kind == "image/video" and self.weights):
+            spec = resolve(model, kind.split("/")[0])
+            if not spec.capabilities.needs_weights or (kind == "image/video" and self.weights):
                 chosen.append(model)
                 continue
             try:

@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from curator.export import ExportReport
     from curator.group_show import GroupFacts, GroupShow
     from curator.groups import Group, GroupDetail, ItemFacets, Queue
+    from curator.history import UndoResult
     from curator.labels import Event, Label
     from curator.quality import PropagateReport, Suspect
-    from curator.search import SearchCache
+    from curator.search import SearchCache, SearchHit
     from curator.sources import RelocateReport, SourceInfo
     from curator.splits import SplitAssignment, SplitTable
+    from curator.suggest import Suggestion
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +231,8 @@ class Project:
         if undecided_only:
             params["undecided"] = True
             if undecided_count(self.catalog) == 0:
-                raise UsageError("every item already carries a decision; nothing to cluster "
-                                 "with --undecided", hint="drop --undecided to regroup all")
+                raise UsageError("every item already carries a decision; nothing undecided to "
+                                 "group", hint="drop --undecided to regroup all")
         previous = latest_run_id(self.catalog)
         with self.catalog.recorded_run("cluster", params) as run:
             run.counts = cluster_run(self.catalog, run.id, names, n_groups, method, seed,
@@ -266,8 +268,9 @@ class Project:
 
     def search(self, text: Optional[str] = None, like: Optional[int] = None,
                file: Optional[str] = None, k: int = 50, modality: Optional[str] = None,
-               space: Optional[str] = None, offline: Optional[bool] = None) -> list[Any]:
-        """Items nearest a text query, an item, or a file, best first (`SearchHit`s).
+               space: Optional[str] = None, offline: Optional[bool] = None
+               ) -> list[SearchHit]:
+        """Items nearest a text query, an item, or a file, best first.
 
         The opened indexes and the text model stay warm in this Project between calls; a search
         never writes (the index is brought up to date by `embed` and `sync_indexes`).
@@ -289,15 +292,15 @@ class Project:
     # --- label suggestions (search helper, issue 15) -----------------------------------------
 
     def suggestions(self, run_id: Optional[int] = None,
-                    group_ids: Optional[list[int]] = None) -> dict[int, Any]:
+                    group_ids: Optional[list[int]] = None) -> dict[int, Suggestion]:
         """A suggested label and calibrated confidence per undecided group (`Suggestion`s by
         group id), from the labelled items nearest its members and, where the model has a text
         tower, a zero-shot match of the taxonomy; recomputed whenever a decision landed."""
-        from curator.labels import last_event_id
+        from curator.labels import latest_event_id
         from curator.suggest import suggest
 
         run_id = self.current_run(run_id)
-        last = last_event_id(self.catalog)
+        last = latest_event_id(self.catalog)
         memo = self.__dict__.get("_suggestions_memo")
         if memo is None or memo[0] != (run_id, last):
             memo = ((run_id, last), suggest(self.catalog, run_id, cache=self.search_cache()))
@@ -464,12 +467,12 @@ class Project:
                            per_item_labels=per_item_ids, source=source, annotator=self.annotator,
                            note=note)
 
-    def undo(self, event_id: Optional[int] = None) -> dict[str, Any]:
+    def undo(self, event_id: Optional[int] = None) -> UndoResult:
         from curator.labels import undo
 
         return undo(self.catalog, self.annotator, event_id)
 
-    def redo(self) -> dict[str, Any]:
+    def redo(self) -> UndoResult:
         from curator.labels import redo
 
         return redo(self.catalog, self.annotator)

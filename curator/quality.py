@@ -168,6 +168,30 @@ class Suspect:
         return data
 
 
+def _disagreements(self_ids: np.ndarray, sims: np.ndarray, nb: np.ndarray,
+                   labelled: np.ndarray, label_of: np.ndarray, min_disagreement: float,
+                   space: str) -> Iterator[tuple[int, tuple]]:
+    """The items of one chunk whose neighbours disagree enough: (item, (score, similarity,
+    suggested label id, neighbour ids, space))."""
+    own = _lookup(labelled, label_of, self_ids[:, None])[:, 0]
+    nb_labels = _lookup(labelled, label_of, nb)
+    weights = np.where(nb >= 0, np.clip(sims, 0.0, None), 0.0)
+    total_w = weights.sum(axis=1)
+    differ = (nb_labels != own[:, None]) & (nb >= 0)
+    disagree = np.where(differ, weights, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(total_w > 0, disagree / total_w, 0.0)
+    per_column, same = _vote(nb_labels, np.where(differ, weights, 0.0))
+    # Only a disagreeing column may win; argmax picks the nearest of tied labels.
+    winner = np.where(differ, per_column, -1.0).argmax(axis=1)
+    for r in np.flatnonzero((score >= min_disagreement) & (total_w > 0) & differ.any(1)):
+        w = int(winner[r])
+        mask = same[r, w] & (nb[r] >= 0)
+        yield int(self_ids[r]), (float(score[r]), float(sims[r][mask].mean()),
+                                 int(nb_labels[r, w]), tuple(int(i) for i in nb[r] if i >= 0),
+                                 space)
+
+
 def suspects(
     catalog: Catalog,
     k: int = 10,
@@ -217,27 +241,9 @@ def suspects(
         kk = min(k, len(rows) - 1)
         for chunk, scores, nbrs in _search_chunks(index, X, rows, kk + 1, "suspects", progress,
                                                   cancel, done, total):
-            self_ids = ids[chunk]
-            sims, nb = _drop_self(self_ids, scores, nbrs, kk)
-            own = _lookup(labelled, label_of, self_ids[:, None])[:, 0]
-            nb_labels = _lookup(labelled, label_of, nb)
-            weights = np.where(nb >= 0, np.clip(sims, 0.0, None), 0.0)
-            total_w = weights.sum(axis=1)
-            differ = (nb_labels != own[:, None]) & (nb >= 0)
-            disagree = np.where(differ, weights, 0.0).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                score = np.where(total_w > 0, disagree / total_w, 0.0)
-            per_column, same = _vote(nb_labels, np.where(differ, weights, 0.0))
-            # Only a disagreeing column may win; argmax picks the nearest of tied labels.
-            candidate = np.where(differ, per_column, -1.0)
-            winner = candidate.argmax(axis=1)
-            for r in np.flatnonzero((score >= min_disagreement) & (total_w > 0) & differ.any(1)):
-                item = int(self_ids[r])
-                w = int(winner[r])
-                mask = same[r, w] & (nb[r] >= 0)
-                sim = float(sims[r][mask].mean())
-                entry = (float(score[r]), sim, int(nb_labels[r, w]),
-                         tuple(int(i) for i in nb[r] if i >= 0), space)
+            sims, nb = _drop_self(ids[chunk], scores, nbrs, kk)
+            for item, entry in _disagreements(ids[chunk], sims, nb, labelled, label_of,
+                                              min_disagreement, space):
                 if item not in best or entry[:2] > best[item][:2]:
                     best[item] = entry
         done += len(rows)
@@ -301,6 +307,55 @@ MIN_VOTERS = 2
 """Labelled neighbours an item needs before propagation proposes anything for it."""
 
 
+def _votes(self_ids: np.ndarray, sims: np.ndarray, nb: np.ndarray, code_ids: np.ndarray,
+           code_vals: np.ndarray, space: str) -> Iterator[tuple[int, tuple]]:
+    """Each item of one chunk with (confidence, labelled voters, winning label id, space);
+    confidence is -1 when no neighbour votes."""
+    nb_codes = _lookup(code_ids, code_vals, nb)
+    voting = nb_codes >= 0  # labelled, noise or mixed
+    weights = np.where(voting, np.clip(sims, 0.0, None), 0.0)
+    per_column, _ = _vote(nb_codes, weights)
+    candidate = np.where(nb_codes > 0, per_column, -1.0)
+    winner = candidate.argmax(axis=1)
+    win_w = np.take_along_axis(candidate, winner[:, None], axis=1)[:, 0]
+    total_w = weights.sum(axis=1)
+    voters = (nb_codes > 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.where(total_w > 0, win_w / total_w, -1.0)
+    for r in range(len(self_ids)):
+        yield int(self_ids[r]), (float(conf[r]), int(voters[r]), int(nb_codes[r, winner[r]]),
+                                 space)
+
+
+def _propagation_plans(catalog: Catalog, ok: np.ndarray, unlabelled: np.ndarray,
+                       labelled: np.ndarray) -> tuple[list[tuple], set[int]]:
+    """Per space with unlabelled items and enough labelled ones: (space, ids, vectors, rows of
+    ok items, rows to label); and every unlabelled item that has a vector somewhere."""
+    plans, considered = [], set()
+    for space in [row["space"] for row in space_rows(catalog)]:
+        ids, X = _space_vectors(catalog, space)
+        rows = _rows_of(ids, ok)
+        queries = _rows_of(ids, unlabelled)
+        if len(queries) and np.isin(ids[rows], labelled).sum() >= MIN_VOTERS:
+            plans.append((space, ids, X, rows, queries))
+        considered.update(ids[queries].tolist())
+    return plans, considered
+
+
+def _apply(catalog: Catalog, proposals: tuple[Proposal, ...], annotator: str,
+           note: str) -> Optional[int]:
+    """Apply proposals as one `propagated` event; labels made meanwhile win (one transaction:
+    only items still without a value change). Returns the event id, or None."""
+    label_ids = {name: find_label(catalog, name).id for name in {p.label for p in proposals}}
+    with catalog.write():
+        taken = set(_label_codes(catalog))
+        per_item = {p.item_id: label_ids[p.label] for p in proposals if p.item_id not in taken}
+        if not per_item:
+            return None
+        return apply_event(catalog, "assign", list(per_item), per_item_labels=per_item,
+                           source="propagated", annotator=annotator, note=note)
+
+
 def propagate(
     catalog: Catalog,
     min_confidence: float = 0.8,
@@ -343,16 +398,7 @@ def propagate(
     best: dict[int, tuple[float, int, int, str]] = {}
     below: set[int] = set()
     few: set[int] = set()
-    considered: set[int] = set()
-    plans = []
-    for space in [row["space"] for row in space_rows(catalog)]:
-        ids, X = _space_vectors(catalog, space)
-        rows = _rows_of(ids, ok)
-        queries = _rows_of(ids, unlabelled)
-        has_labels = np.isin(ids[rows], code_ids[code_vals > 0]).sum() >= MIN_VOTERS
-        if len(queries) and has_labels:
-            plans.append((space, ids, X, rows, queries))
-        considered.update(ids[queries].tolist())
+    plans, considered = _propagation_plans(catalog, ok, unlabelled, code_ids[code_vals > 0])
     total = sum(len(p[4]) for p in plans)
     done = 0
     progress(ProgressEvent("propagate", 0, total, "items"))
@@ -362,30 +408,13 @@ def propagate(
         kk = min(k, len(rows) - 1)
         for chunk, scores, nbrs in _search_chunks(index, X, queries, kk + 1, "propagate",
                                                   progress, cancel, done, total):
-            self_ids = ids[chunk]
-            sims, nb = _drop_self(self_ids, scores, nbrs, kk)
-            nb_codes = _lookup(code_ids, code_vals, nb)
-            voting = nb_codes >= 0  # labelled, noise or mixed
-            weights = np.where(voting, np.clip(sims, 0.0, None), 0.0)
-            per_column, _ = _vote(nb_codes, weights)
-            candidate = np.where(nb_codes > 0, per_column, -1.0)
-            winner = candidate.argmax(axis=1)
-            win_w = np.take_along_axis(candidate, winner[:, None], axis=1)[:, 0]
-            total_w = weights.sum(axis=1)
-            voters = (nb_codes > 0).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                conf = np.where(total_w > 0, win_w / total_w, 0.0)
-            for r in range(len(chunk)):
-                item = int(self_ids[r])
-                if voters[r] < MIN_VOTERS or total_w[r] <= 0:
+            sims, nb = _drop_self(ids[chunk], scores, nbrs, kk)
+            for item, entry in _votes(ids[chunk], sims, nb, code_ids, code_vals, space):
+                if entry[1] < MIN_VOTERS or entry[0] < 0:
                     few.add(item)
-                    continue
-                if conf[r] < min_confidence:
+                elif entry[0] < min_confidence:
                     below.add(item)
-                    continue
-                entry = (float(conf[r]), int(voters[r]),
-                         int(nb_codes[r, winner[r]]), space)
-                if item not in best or entry[0] > best[item][0]:
+                elif item not in best or entry[0] > best[item][0]:
                     best[item] = entry
         done += len(queries)
     proposals = tuple(Proposal(item, names.get(e[2], "?"), e[0], e[1], e[3])
@@ -396,17 +425,8 @@ def propagate(
     event_id = None
     if apply and proposals:
         check_cancel(cancel)
-        # One transaction: labels made while this ran win, only items still unlabelled change.
-        label_ids = {name: find_label(catalog, name).id for name in counts}
-        with catalog.write():
-            taken = set(_label_codes(catalog))
-            per_item = {p.item_id: label_ids[p.label] for p in proposals
-                        if p.item_id not in taken}
-            if per_item:
-                event_id = apply_event(
-                    catalog, "assign", list(per_item), per_item_labels=per_item,
-                    source="propagated", annotator=annotator,
-                    note=f"propagate k={k} min_confidence={min_confidence:g}")
+        event_id = _apply(catalog, proposals, annotator,
+                          f"propagate k={k} min_confidence={min_confidence:g}")
     log.info("propagation: %d proposals of %d unlabelled items%s", len(proposals),
              len(considered), f", event {event_id}" if event_id else "")
     return PropagateReport(

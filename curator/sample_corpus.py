@@ -979,7 +979,7 @@ def _clear_previous(root: Path) -> None:
         top = root / folder
         if not top.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+        for dirpath, _dirnames, filenames in os.walk(top, topdown=False):
             for name in filenames:
                 if name.startswith(".") and name.endswith(".part"):
                     (Path(dirpath) / name).unlink()

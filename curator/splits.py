@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -94,7 +95,8 @@ def parse_split(spec: Optional[str | dict[str, float]]) -> Optional[dict[str, fl
         try:
             fraction = float(value)
         except (TypeError, ValueError):
-            raise UsageError(f"split {name!r} has fraction {value!r}; give a number such as 0.8")
+            raise UsageError(f"split {name!r} has fraction {value!r}; give a number such as "
+                             "0.8") from None
         if not math.isfinite(fraction) or fraction <= 0:
             raise UsageError(f"split {name!r} needs a positive fraction, not {value!r}")
         out[name] = fraction

@@ -1,4 +1,5 @@
-"""Big arrays beside the catalog: append-only vector shards per embedding space, and the thumbnail store.
+"""Big arrays beside the catalog: append-only vector shards per embedding space, and the thumbnail
+store.
 
 Vectors are written batch by batch to an append-only float16 shard per run; the catalog's
 `embeddings` table says which shard row holds each item's current vector, and is committed after
@@ -14,8 +15,9 @@ import os
 import re
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Optional
 
 import numpy as np
 
@@ -53,7 +55,7 @@ class ShardWriter:
         self.path = Path(path)
         self.dim = dim
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: BinaryIO = open(self.path, "ab")
+        self._fh: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - kept open; see close()
         self.rows = self._fh.tell() // (2 * dim)
         if self._fh.tell() % (2 * dim):
             # A torn tail from a killed writer: start cleanly after the last whole row.
@@ -171,11 +173,11 @@ class ThumbnailStore:
             while self._pack_path(number + 1).exists():
                 number += 1
             self._pack_no = number
-            self._pack_fh = open(self._pack_path(number), "ab")
+            self._pack_fh = open(self._pack_path(number), "ab")  # noqa: SIM115 - see close()
         if self._pack_fh.tell() > PACK_LIMIT:
             self._pack_fh.close()
             self._pack_no += 1
-            self._pack_fh = open(self._pack_path(self._pack_no), "ab")
+            self._pack_fh = open(self._pack_path(self._pack_no), "ab")  # noqa: SIM115
         return self._pack_fh
 
     def put(self, item_id: int, jpeg: bytes, version: int = 1) -> None:

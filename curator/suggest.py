@@ -311,9 +311,11 @@ def _zero_shot(catalog: Catalog, space: str, store: Any, gids: list[int],
     """(groups, labels) softmax of the taxonomy's text vectors against each group's centroid."""
     import json
 
+    from curator.embed import space_spec
+
     row = catalog.db.execute("SELECT embedder, modalities FROM spaces WHERE space = ?",
                              [space]).fetchone()
-    if row is None or row[0] == "classic":
+    if row is None or not space_spec(catalog, space).capabilities.has_text:
         return None
     if cache is None:
         from curator.search import SearchCache

@@ -108,8 +108,12 @@ def version_report() -> VersionReport:
     except Exception as exc:  # noqa: BLE001 - a broken config must not hide the version
         models = {"image/video": f"(settings unreadable: {str(exc).splitlines()[0][:80]})"}
     if flavour == "lite" or library_version("torch") is None:
+        from indexing.embedders import resolve
+
         models = {role: f"{m} (this build has no torch: the classic embedder is used)"
-                  if m != "classic" else m for role, m in models.items()}
+                  if m.strip() and resolve(m, role.split("/")[0]).capabilities.needs_weights
+                  else m
+                  for role, m in models.items()}
     return VersionReport(
         app=__version__,
         build=build,

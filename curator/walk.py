@@ -138,6 +138,40 @@ def _media_extension(name: str) -> Optional[bool]:
     return None
 
 
+def _stat_error(exc: OSError, path: str, name: str, is_link: bool) -> Optional[str]:
+    """The error entry's reason for a file that cannot be stat'ed, or None to skip it."""
+    if exc.errno == errno.ELOOP:
+        return "symlink loop: the link resolves to itself; fix or remove it"
+    if is_link and isinstance(exc, FileNotFoundError):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        if _media_extension(name) is False:
+            return None
+        return f"broken symlink: target {target} does not exist"
+    if isinstance(exc, FileNotFoundError):
+        return None  # vanished between listing and stat: it was never there for us
+    return f"cannot stat: {exc.strerror}"
+
+
+def _media_candidate(path: str, name: str, size: int) -> bool:
+    """Whether a regular file may be media: by extension, else by its first bytes."""
+    from indexing.media import is_media_candidate
+
+    claim = _media_extension(name)
+    if claim is not None:
+        return claim
+    if size == 0:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        head = b""
+    return is_media_candidate(name, head)
+
+
 def walk_source(
     source_id: int,
     root: str,
@@ -149,8 +183,6 @@ def walk_source(
     Folder symlinks are followed once; a link back to one of its own ancestors is a loop and
     becomes one error entry instead of an endless walk.
     """
-    from indexing.media import is_media_candidate
-
     include = _Globs(options.include)
     exclude = _Globs(options.exclude)
     try:
@@ -194,22 +226,9 @@ def walk_source(
                 is_link = entry.is_symlink()
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    yield _Entry(source_id, rel, entry.path,
-                                 error="symlink loop: the link resolves to itself; fix or "
-                                       "remove it")
-                elif is_link and isinstance(exc, FileNotFoundError):
-                    try:
-                        target = os.readlink(entry.path)
-                    except OSError:
-                        target = "?"
-                    if _media_extension(name) is not False:
-                        yield _Entry(source_id, rel, entry.path,
-                                     error=f"broken symlink: target {target} does not exist")
-                elif isinstance(exc, FileNotFoundError):
-                    continue  # vanished between listing and stat: it was never there for us
-                else:
-                    yield _Entry(source_id, rel, entry.path, error=f"cannot stat: {exc.strerror}")
+                error = _stat_error(exc, entry.path, name, is_link)
+                if error is not None:
+                    yield _Entry(source_id, rel, entry.path, error=error)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 identity = (st.st_dev, st.st_ino)
@@ -228,18 +247,7 @@ def walk_source(
                 continue  # sockets, fifos, devices: never media, and reading a fifo would hang
             if include and not include.match(rel):
                 continue
-            claim = _media_extension(name)
-            if claim is False:
-                continue
-            if claim is None and st.st_size > 0:
-                try:
-                    with open(entry.path, "rb") as fh:
-                        head = fh.read(4096)
-                except OSError:
-                    head = b""
-                if not is_media_candidate(name, head):
-                    continue
-            elif claim is None:
+            if not _media_candidate(entry.path, name, st.st_size):
                 continue
             yield _Entry(source_id, rel, entry.path, st.st_size, st.st_mtime_ns)
         # Depth-first in name order, so the walk is deterministic.

@@ -1,4 +1,5 @@
-"""Duplicates and outliers: exact (content hash) and near (cosine) duplicate groups, keepers, outlier scores."""
+"""Duplicates and outliers: exact (content hash) and near (cosine) duplicate groups, keepers,
+outlier scores."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ SCORE_CHUNK = 65_536
 """Rows scored per matrix product in `outlier_scores` and hashed per step in row collapsing."""
 
 LARGE_GROUP = 200_000
-"""A search block beyond this many rows is quadratic work; it is logged so a slow run is explained."""
+"""A search block beyond this many rows is quadratic work; it is logged so a slow run is
+explained."""
 
 
 # ---------------------------------------------------------------------- exact duplicates
@@ -268,7 +270,7 @@ def near_duplicate_groups(
             lims, D, I = index.range_search(q, radius)
             counts = np.diff(np.asarray(lims, dtype=np.int64))
             src = np.repeat(np.arange(a, a + q.shape[0]), counts)
-            keep = (np.asarray(D) >= np.float32(threshold)) & (I != src)
+            keep = (np.asarray(D) >= np.float32(threshold)) & (src != I)
             comps.add(cand[src[keep]], cand[np.asarray(I)[keep]])
         progress(ProgressEvent("duplicates", g + 1, total, "groups"))
 

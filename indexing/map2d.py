@@ -1,4 +1,5 @@
-"""The 2-D map of a collection: UMAP on a sample, every other item placed among its nearest sample points.
+"""The 2-D map of a collection: UMAP on a sample, every other item placed among its nearest sample
+points.
 
 Why this shape: UMAP on a million 512-d rows takes far longer than the five minutes a map may cost
 on two cores, but a 50k sample already shows every group. The rest are placed in the sample's

@@ -63,7 +63,8 @@ _AUTO_IVF_ORDER = ("ivf_fp16", "ivf_sq8", "ivf_pq")
 
 
 class IndexFileError(RuntimeError):
-    """A saved vector index is missing, unreadable or not one Curator wrote; the message says to rebuild."""
+    """A saved vector index is missing, unreadable or not one Curator wrote; the message says to
+    rebuild."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,9 @@ def _as_ids(ids: Any, what: str = "ids") -> np.ndarray:
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D array of integer catalog ids, got shape {arr.shape}")
+        raise ValueError(
+            f"{what} must be a 1-D array of integer catalog ids, got shape {arr.shape}"
+        )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{what} must be integers (catalog item ids), got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
@@ -304,7 +307,8 @@ class VectorIndex:
                         if n * _KINDS[k].bytes_per_vector(d, _pq_m(d)) <= memory_budget]
                 kind = fits[0] if fits else "ivf_pq"
         if kind not in _KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; choose 'auto' or one of {sorted(_KINDS)}")
+            raise ValueError(f"unknown index kind {kind!r}; choose 'auto' or one of "
+                             f"{sorted(_KINDS)}")
         spec = _KINDS[kind]
         use_gpu = _gpu_wanted(gpu)
 
@@ -342,7 +346,8 @@ class VectorIndex:
             ivf.cp.min_points_per_centroid = int(max(1, min(39, n_train // max(1, nlist))))
             rng = np.random.default_rng(seed)
             rows = np.sort(rng.choice(n, size=n_train, replace=False))
-            progress(ProgressEvent("train", 0, 1, "steps", f"{kind}: {nlist} lists on {n_train} rows"))
+            progress(ProgressEvent("train", 0, 1, "steps", f"{kind}: {nlist} lists on {n_train} "
+                                                           "rows"))
             check_cancel(cancel)
             xt = _normalised(X[rows], "vectors")
             gpu_quantizer = None
@@ -625,7 +630,8 @@ class VectorIndex:
         with self._lock:
             missing = ids[~self._contains(ids)]
             if missing.size:
-                raise KeyError(f"{missing.size} id(s) not in the vector index, e.g. {int(missing[0])}")
+                raise KeyError(f"{missing.size} id(s) not in the vector index, e.g. "
+                               f"{int(missing[0])}")
             if ids.size == 0:
                 return np.empty((0, self._info.dim), np.float32)
             return np.asarray(self._index.reconstruct_batch(ids), dtype=np.float32)
@@ -779,7 +785,9 @@ class VectorIndex:
         try:
             info = IndexInfo.from_json(side.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            log.warning("index sidecar %s is missing; describing the index from the file itself", side)
+            log.warning(
+                "index sidecar %s is missing; describing the index from the file itself", side
+            )
             return fallback
         except (OSError, ValueError, TypeError) as exc:
             log.warning("index sidecar %s is unreadable (%s); describing the index from the file",

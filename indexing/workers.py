@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -255,22 +255,3 @@ def _resend(slot: _Slot, chunk: list[tuple[int, Any]], timeout: float | None) ->
         slot.pending.extend(chunk)
         slot.conn.send(chunk)
         slot.deadline = None if timeout is None else time.monotonic() + timeout
-
-
-class Throttle(Generic[R]):
-    """Calls `fn` at most every `interval` seconds (and always on `flush`)."""
-
-    def __init__(self, fn: Callable[[], R], interval: float = 0.2) -> None:
-        self.fn = fn
-        self.interval = interval
-        self._last = 0.0
-
-    def __call__(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            self._last = now
-            self.fn()
-
-    def flush(self) -> None:
-        self._last = time.monotonic()
-        self.fn()

@@ -6,6 +6,7 @@ undecided group", refreshes what a write changed, and persists its layout with Q
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any, Optional
@@ -254,6 +255,10 @@ class MainWindow(QMainWindow):
 
     def _open_failed(self, info: WorkerError) -> None:
         self.status_label.setText("No project open.")
+        if info.kind == "NotAProjectError":
+            # The app's own way to the fix (the CLI names `curator init` instead).
+            info = dataclasses.replace(info, message=f"{info.message}. Choose File ▸ New "
+                                                     "project… to create one.")
         self.show_error(info)
 
     def _opened(self, project: Any) -> None:
@@ -486,10 +491,10 @@ class MainWindow(QMainWindow):
         self.session.write(lambda p: p.redo(), changes=LABELS, name="redo",
                            on_result=self._reversed)
 
-    def _reversed(self, r: dict[str, Any]) -> None:
+    def _reversed(self, r: Any) -> None:
         # Undo can touch the taxonomy too; the queue and group refresh with the LABELS change.
-        self.show_message(r["text"] + (f" ({r['skipped']} item(s) changed since, kept)"
-                                       if r.get("skipped") else ""))
+        self.show_message(r.text + (f" ({r.skipped} item(s) changed since, kept)"
+                                    if r.skipped else ""))
         self.reload_labels()
 
     def ask_annotator(self) -> None:

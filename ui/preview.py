@@ -15,11 +15,31 @@ import os
 from typing import Any, Optional
 
 from PySide6.QtCore import QRectF, Qt, QThreadPool, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QImage, QImageReader, QKeyEvent, QPainter, QPixmap, \
-    QWheelEvent
-from PySide6.QtWidgets import (QDialog, QFormLayout, QGraphicsPixmapItem, QGraphicsScene,
-                               QGraphicsView, QHBoxLayout, QLabel, QListWidget, QPushButton,
-                               QSlider, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtGui import (
+    QDesktopServices,
+    QImage,
+    QImageReader,
+    QKeyEvent,
+    QPainter,
+    QPixmap,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFormLayout,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui.session import Session
 from ui.thumbnails import ThumbnailCache

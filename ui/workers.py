@@ -14,19 +14,20 @@ import inspect
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from indexing.progress import CancelToken, Cancelled, ProgressEvent
+from indexing.progress import Cancelled, CancelToken, ProgressEvent
 
 log = logging.getLogger(__name__)
 
 # Workers stay referenced from start until their `finished` is delivered on the GUI thread;
 # without this the Python wrapper of the signal object could be collected while a queued
 # signal is still on its way.
-_LIVE: set["Worker"] = set()
+_LIVE: set[Worker] = set()
 
 
 @dataclass(frozen=True)

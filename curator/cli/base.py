@@ -7,8 +7,9 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import click
 
@@ -39,9 +40,15 @@ class Bars:
             # In a log file (no terminal) a bar that redraws five times a second buries the
             # output; there it redraws every ten seconds.
             tty = sys.stderr.isatty()
-            self.bar = tqdm(total=event.total, desc=event.stage, unit=event.unit.rstrip("s") or "it",
-                            dynamic_ncols=True, leave=False, file=sys.stderr,
-                            mininterval=0.2 if tty else 10.0)
+            self.bar = tqdm(
+                total=event.total,
+                desc=event.stage,
+                unit=event.unit.rstrip("s") or "it",
+                dynamic_ncols=True,
+                leave=False,
+                file=sys.stderr,
+                mininterval=0.2 if tty else 10.0,
+            )
         if self.bar.total != event.total:
             self.bar.total = event.total
         self.bar.n = event.done
@@ -57,7 +64,8 @@ class Bars:
 
 @contextlib.contextmanager
 def cancellable() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C (or SIGTERM) asks the job to stop after the current batch; a second one aborts."""
+    """First Ctrl-C (or SIGTERM) asks the job to stop after the current batch; a second one
+    aborts."""
     from indexing.progress import CancelToken
 
     token = CancelToken()
@@ -188,7 +196,8 @@ def cli(verbose: int) -> None:
     the media and are never written to.
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: "
+                                                                "%(message)s")
 
 
 # --- entry point ------------------------------------------------------------------------------

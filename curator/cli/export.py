@@ -75,10 +75,10 @@ def export(project: Path, fmt: str, out: Path, split: Optional[str], seed: int, 
                                  relative_to=str(relative_to) if relative_to else None,
                                  url_prefix=url_prefix, ls_as=ls_as, shard_size=shard_size)
         except ForeignFiles as exc:
-            raise click.ClickException(f"{exc} (with --force)")
+            raise click.ClickException(f"{exc} (with --force)") from exc
         except SplitMismatch as exc:
             raise click.ClickException(f"{exc}; leave out --split to use it, add --resplit to "
-                                       "replace it, or run `curator splits assign`")
+                                       "replace it, or run `curator splits assign`") from exc
         finally:
             bars.close()
     if as_json:

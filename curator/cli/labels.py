@@ -299,8 +299,8 @@ def undo(project: Path, event_id: Optional[int], annotator: Optional[str]) -> No
     """Undo your latest labelling event (a bulk label is one event)."""
     with open_as(project, annotator) as proj:
         r = proj.undo(event_id)
-    click.echo(r["text"] + (f" ({r['skipped']} item(s) left as they are: changed since)"
-                            if r["skipped"] else ""))
+    click.echo(r.text + (f" ({r.skipped} item(s) left as they are: changed since)"
+                         if r.skipped else ""))
 
 
 @cli.command()
@@ -310,8 +310,8 @@ def redo(project: Path, annotator: Optional[str]) -> None:
     """Redo what you undid last."""
     with open_as(project, annotator) as proj:
         r = proj.redo()
-    click.echo(r["text"] + (f" ({r['skipped']} item(s) left as they are: changed since)"
-                            if r["skipped"] else ""))
+    click.echo(r.text + (f" ({r.skipped} item(s) left as they are: changed since)"
+                         if r.skipped else ""))
 
 
 @cli.command()

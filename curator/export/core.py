@@ -8,9 +8,10 @@ import logging
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, NamedTuple, Optional
+from typing import IO, Any, NamedTuple, Optional
 
 from curator.errors import CuratorError
 from curator.export.names import safe_file_name
@@ -103,7 +104,7 @@ class Exporter:
     """
 
     name: str
-    write: Callable[["ExportContext"], None]
+    write: Callable[[ExportContext], None]
     description: str
     modalities: Optional[tuple[str, ...]] = None
     needs_label: bool = False

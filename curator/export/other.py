@@ -69,7 +69,8 @@ class _Shards:
             self.names.append(name)
             path = self.ctx.target("shards", name)
             path.parent.mkdir(exist_ok=True)
-            self.tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)
+            # Open across calls: one shard takes many items; `close` ends it.
+            self.tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         for suffix, payload in members:
             info = tarfile.TarInfo(f"{key}.{suffix}")
             info.mtime, info.mode = 0, 0o644

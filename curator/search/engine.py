@@ -63,9 +63,10 @@ def search(catalog: Catalog, *, text: str | None = None, like: int | None = None
         Hits best first, at most k.
     """
     if sum(x is not None for x in (text, like, file)) != 1:
-        raise UsageError("give exactly one of --text, --like, --file")
+        raise UsageError("a search needs exactly one query: a text, an item or a file",
+                         hint="give one of --text, --like, --file")
     if k < 1:
-        raise UsageError("--k must be at least 1")
+        raise UsageError(f"a search returns at least 1 result, not {k}", hint="--k 1 or more")
     cache = cache or SearchCache(catalog)
     spaces = spaces_for(catalog, space, modality)
     if like is not None:
@@ -85,8 +86,8 @@ def _search_items(cache: SearchCache, query: Query, k: int, filtered: bool,
                   found: dict[int, list]) -> None:
     index = cache.index(query.space)
     if index is None:
-        raise UsageError(f"space {query.space} has no search index yet; run `curator embed` "
-                         "(it brings the index up to date)")
+        raise UsageError(f"space {query.space} has no search index yet",
+                         hint="run `curator embed` (it brings the index up to date)")
     want = k + len(query.exclude)
     if filtered:
         want = min(max(len(index), 1), want * 4)

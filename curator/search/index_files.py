@@ -45,7 +45,7 @@ def space_folder(catalog: Catalog, space: str) -> Path:
     """The folder of a space's vectors and index files."""
     row = catalog.db.execute("SELECT folder FROM spaces WHERE space = ?", [space]).fetchone()
     if row is None:
-        raise UsageError(f"no embedding space {space!r}; run `curator embed` first")
+        raise UsageError(f"no embedding space {space!r}", hint="run `curator embed` first")
     return catalog.root / row[0]
 
 

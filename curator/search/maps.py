@@ -80,7 +80,7 @@ def load_map(catalog: Catalog, space: str | None = None) -> tuple[np.ndarray, np
         all_ids.append(ids)
         all_xy.append(xy)
     if not all_ids:
-        raise UsageError(f"{catalog.root} has no map yet; run `curator map` first")
+        raise UsageError(f"{catalog.root} has no map yet", hint="run `curator map` first")
     if len(all_ids) == 1:
         return all_ids[0], all_xy[0]
     return np.concatenate(all_ids), np.concatenate(all_xy).astype(np.float32)

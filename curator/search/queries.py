@@ -63,8 +63,9 @@ def spaces_for(catalog: Catalog, space: str | None, modality: str | None) -> lis
     if modality:
         spaces = [s for s in spaces if modality in json.loads(s["modalities"])]
     if not spaces:
-        raise UsageError("no embedding space to search; run `curator embed` first"
-                         + (f" (none holds {modality})" if modality else ""))
+        raise UsageError("no embedding space to search"
+                         + (f" (none holds {modality})" if modality else ""),
+                         hint="run `curator embed` first")
     return spaces
 
 
@@ -102,7 +103,7 @@ def like_queries(catalog: Catalog, spaces: list[dict], item_id: int,
         if len(found):
             out.append(Query(s["space"], X[0], frozenset({int(item_id)})))
     if not out:
-        raise UsageError(f"item {item_id} has no vector yet; run `curator embed`")
+        raise UsageError(f"item {item_id} has no vector yet", hint="run `curator embed`")
     return out
 
 
@@ -110,7 +111,7 @@ def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
                  offline: bool | None) -> list[Query]:
     """The text through each space's text tower (CLIP, CLAP); spaces without one are skipped."""
     if not text.strip():
-        raise UsageError("--text is empty")
+        raise UsageError("the text query is empty", hint="give --text WORDS")
     out, reasons = [], []
     for s in spaces:
         if not space_spec(catalog, s["space"]).capabilities.has_text:
@@ -136,10 +137,10 @@ def file_queries(catalog: Catalog, spaces: list[dict], file: str, cache: Any,
 
     path = Path(file)
     if not path.is_file():
-        raise UsageError(f"--file {file}: no such file")
+        raise UsageError(f"{file}: no such file")
     info = probe_file(str(path))
     if info.error or info.modality is None:
-        raise UsageError(f"--file {file}: {info.error or 'not an image, audio or video file'}")
+        raise UsageError(f"{file}: {info.error or 'not an image, audio or video file'}")
     out = []
     for s in spaces:
         if info.modality not in json.loads(s["modalities"]):
@@ -147,7 +148,7 @@ def file_queries(catalog: Catalog, spaces: list[dict], file: str, cache: Any,
         embedder, lock = cache.embedder(s["space"], offline)
         decoded = embedder.decoder()(-1, str(path), info.modality, False)
         if decoded.error:
-            raise UsageError(f"--file {file}: {decoded.error}")
+            raise UsageError(f"{file}: {decoded.error}")
         with lock, single_torch_thread():
             vector = embedder.embed_batch([decoded]).vectors[0]
         out.append(Query(s["space"], vector))

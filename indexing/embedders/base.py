@@ -118,17 +118,19 @@ class Capabilities:
         joint_space: vectors of all its modalities are comparable (one space to cluster and search).
         has_text: it has a text tower, so text queries work.
         modalities: the modalities it embeds.
+        needs_weights: it loads model weights (and torch); False for a computed embedder.
     """
 
     joint_space: bool = True
     has_text: bool = False
     modalities: frozenset = frozenset({"image", "video", "audio"})
+    needs_weights: bool = True
 
 
 _REGISTRY: dict[str, tuple[str, Capabilities]] = {
     # Built-ins register the same way a plug-in does: a name, "module:factory", capabilities.
     "classic": ("indexing.embedders.classic:create",
-                Capabilities(joint_space=False, has_text=False)),
+                Capabilities(joint_space=False, has_text=False, needs_weights=False)),
     "open_clip": ("indexing.embedders.clip:create",
                   Capabilities(joint_space=True, has_text=True,
                                modalities=frozenset({"image", "video"}))),

@@ -1,4 +1,5 @@
-"""The CLAP embedder (transformers): audio windows through the audio tower, text through the text tower."""
+"""The CLAP embedder (transformers): audio windows through the audio tower, text through the text
+tower."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from indexing.embedders.base import Decoded, Embedder, EmbedderUnavailable, EmbedResult
+from indexing.embedders.defaults import DEFAULT_MODELS
 from indexing.embedders.weights import (
     HF_MODEL_WEIGHTS,
     autocast,
@@ -28,7 +30,7 @@ from indexing.embedders.weights import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "laion/clap-htsat-unfused"
+DEFAULT_MODEL = DEFAULT_MODELS["audio"]  # named once, in embedders.defaults
 _HUB_FILES = ("config.json", "preprocessor_config.json")
 
 
@@ -89,7 +91,8 @@ def resolve_clap_source(
         weights = _weights_in(folder)
         if not (folder / "config.json").is_file() or weights is None:
             raise EmbedderUnavailable(
-                f"CLAP folder {folder} needs config.json and model weights ({', '.join(HF_MODEL_WEIGHTS)}); "
+                f"CLAP folder {folder} needs config.json and model weights "
+                f"({', '.join(HF_MODEL_WEIGHTS)}); "
                 "save the model there with save_pretrained, or name a hub repo such as "
                 f"{DEFAULT_MODEL!r}"
             )
@@ -106,7 +109,8 @@ def resolve_clap_source(
         )
     if model.count("/") != 1 or model.startswith(("/", ".", "~")):
         raise EmbedderUnavailable(
-            f"CLAP model {model!r} is neither a folder nor a hub repo id (org/name), e.g. {DEFAULT_MODEL!r}"
+            f"CLAP model {model!r} is neither a folder nor a hub repo id (org/name), e.g. "
+            f"{DEFAULT_MODEL!r}"
         )
     snap = find_cached_hf_model(model, hub, required=_HUB_FILES, any_of=HF_MODEL_WEIGHTS)
     if snap is not None:
@@ -123,10 +127,16 @@ def resolve_clap_source(
     reason = why_no_download(offline)
     if reason:
         raise EmbedderUnavailable(
-            missing_weights_message(f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False)
+            missing_weights_message(
+                f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False
+            )
         )
     return ClapSource(
-        model_string=model, space=f"clap:{model}", location=model, local_files_only=False, cache_dir=hub
+        model_string=model,
+        space=f"clap:{model}",
+        location=model,
+        local_files_only=False,
+        cache_dir=hub,
     )
 
 
@@ -175,7 +185,8 @@ class ClapEmbedder(Embedder):
             import transformers
             from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
         except ImportError as exc:
-            raise EmbedderUnavailable(f"CLAP needs torch and transformers ({exc}); `pip install transformers`") from exc
+            raise EmbedderUnavailable(f"CLAP needs torch and transformers ({exc}); `pip install "
+                                      "transformers`") from exc
 
         self.source = source
         self.model_string = source.model_string
@@ -201,7 +212,8 @@ class ClapEmbedder(Embedder):
         except (OSError, ValueError, TypeError, RuntimeError, EOFError, _pickle_error()) as exc:
             # An unsafe pickle is refused by torch's weights_only loader: one line, not a trace.
             detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-            raise EmbedderUnavailable(f"{what}: cannot load it from {source.location} ({detail})") from exc
+            raise EmbedderUnavailable(
+                f"{what}: cannot load it from {source.location} ({detail})") from exc
         if getattr(model.config, "model_type", "") != "clap":
             raise EmbedderUnavailable(f"{what} is a {model.config.model_type!r} model, not CLAP")
         params = dict(model.named_parameters())
@@ -231,7 +243,8 @@ class ClapEmbedder(Embedder):
         tok_max = getattr(self.tokenizer, "model_max_length", limit) or limit
         self.max_text_tokens = max(2, min(limit, int(tok_max) if tok_max < 1e6 else limit))
         self.preprocess = (
-            f"mono {self.sampling_rate} Hz, windows of {self.window_s:g} s (up to {self.audio_max_windows}), "
+            f"mono {self.sampling_rate} Hz, windows of {self.window_s:g} s (up to "
+            f"{self.audio_max_windows}), "
             f"log-mel {fe.feature_size} bins hop {fe.hop_length}, truncation {fe.truncation}, "
             f"padding {fe.padding}; item = normalised mean of window vectors"
         )
@@ -271,7 +284,8 @@ class ClapEmbedder(Embedder):
         if data.ndim == 1:
             data = data[None]
         if data.ndim != 2:
-            raise ValueError(f"item {item.item_id}: audio must be (windows, samples), got {data.shape}")
+            raise ValueError(f"item {item.item_id}: audio must be (windows, samples), got "
+                             f"{data.shape}")
         # Longer windows would be cropped at a random place by the extractor: cut them here.
         windows = [w[: self.window_samples] for w in data if w.size > 0]
         if not windows:
@@ -294,7 +308,9 @@ class ClapEmbedder(Embedder):
                 is_longer = torch.zeros((len(chunk), 1), dtype=torch.bool, device=self.device)
                 x = feats["input_features"].to(self.device, dtype=self.dtype)
                 with autocast(self.device, self.precision):
-                    emb = _features(self.model.get_audio_features(input_features=x, is_longer=is_longer))
+                    emb = _features(
+                        self.model.get_audio_features(input_features=x, is_longer=is_longer)
+                    )
                 out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy().astype(np.float32, copy=False)
 

@@ -1,4 +1,5 @@
-"""The open_clip embedder: images and video frames through the image tower, text through the text tower."""
+"""The open_clip embedder: images and video frames through the image tower, text through the text
+tower."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from indexing.embedders.base import Decoded, Embedder, EmbedderUnavailable, EmbedResult
+from indexing.embedders.defaults import DEFAULT_MODELS
 from indexing.embedders.weights import (
     OPEN_CLIP_CONFIG,
     OPEN_CLIP_WEIGHTS,
@@ -31,14 +33,14 @@ from indexing.embedders.weights import (
     read_open_clip_config,
     resolve_device,
     resolve_precision,
-    weight_dtype,
     url_cache_dir,
+    weight_dtype,
     why_no_download,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+DEFAULT_MODEL = DEFAULT_MODELS["image"]  # named once, in embedders.defaults
 HF_HUB_PREFIX = "hf-hub:"
 # open_clip's resize_mode → DecodeSpec.resize_mode.
 RESIZE_MODES = {"shortest": "crop", "squash": "squash", "longest": "pad"}
@@ -116,7 +118,11 @@ def _check_tag(arch: str, tag: str) -> str:
 
     if not get_pretrained_cfg(arch, tag):
         tags = list_pretrained_tags_by_model(arch)
-        hint = f"its tags: {', '.join(tags)}" if tags else "it has no pretrained tags; pass --weights FILE"
+        hint = (
+            f"its tags: {', '.join(tags)}"
+            if tags
+            else "it has no pretrained tags; pass --weights FILE"
+        )
         raise EmbedderUnavailable(f"open_clip has no pretrained weights {arch}/{tag}; {hint}")
     return tag.lower().replace("-", "_")  # open_clip's own tag normalisation
 
@@ -190,7 +196,9 @@ def _hub_files(
     cfg_file = cached_hf_file(repo, OPEN_CLIP_CONFIG, hub)
     found = None
     if need_weights:
-        found = next((f for f in (cached_hf_file(repo, n, hub) for n in OPEN_CLIP_WEIGHTS) if f), None)
+        found = next(
+            (f for f in (cached_hf_file(repo, n, hub) for n in OPEN_CLIP_WEIGHTS) if f), None
+        )
     if cfg_file is not None and (found is not None or not need_weights):
         return cfg_file, found
     reason = downloads.blocked()
@@ -256,7 +264,8 @@ def resolve_clip_source(
     downloads = _Downloads(offline)
     local_file = Path(weights).expanduser() if weights else None
     if local_file is not None and not local_file.is_file():
-        raise EmbedderUnavailable(f"weights file {local_file} does not exist; check the --weights path")
+        raise EmbedderUnavailable(f"weights file {local_file} does not exist; check the --weights "
+                                  "path")
 
     arch: str | None = None
     config_dir: Path | None = None
@@ -270,7 +279,9 @@ def resolve_clip_source(
         config_dir = cfg_file.parent
         model_cfg = read_open_clip_config(config_dir).get("model_cfg")
         if not isinstance(model_cfg, dict):
-            raise EmbedderUnavailable(f"{what}: {cfg_file} has no model_cfg; it is not an open_clip repo")
+            raise EmbedderUnavailable(
+                f"{what}: {cfg_file} has no model_cfg; it is not an open_clip repo"
+            )
     else:
         try:
             import open_clip
@@ -395,11 +406,16 @@ def _make_tokenizer(model_string: str, arch: str | None, text_cfg: dict[str, Any
             return get_tokenizer(arch)
         return SimpleTokenizer(context_length=context_length, **kwargs)
     except (OSError, ValueError) as exc:
-        raise EmbedderUnavailable(f"open_clip model {model_string}: cannot load its tokenizer ({exc})") from exc
+        raise EmbedderUnavailable(f"open_clip model {model_string}: cannot load its tokenizer "
+                                  f"({exc})") from exc
 
 
 def _fit_frames(
-    frames: Any, size: tuple[int, int], mode: str, interpolation: str, pad_rgb: Sequence[int] = (0, 0, 0)
+    frames: Any,
+    size: tuple[int, int],
+    mode: str,
+    interpolation: str,
+    pad_rgb: Sequence[int] = (0, 0, 0),
 ) -> Any:
     """Resize uint8 frames (N, 3, h, w) to the model input `size`, as the decoder would have."""
     import torch
@@ -448,7 +464,8 @@ def _frames_array(item: Decoded) -> np.ndarray:
     if data.ndim == 3:  # grey frames (F, H, W)
         data = data[..., None]
     if data.ndim != 4 or data.shape[0] == 0:
-        raise ValueError(f"item {item.item_id}: cannot read {item.modality} pixels of shape {data.shape}")
+        raise ValueError(f"item {item.item_id}: cannot read {item.modality} pixels of shape "
+                         f"{data.shape}")
     if data.shape[-1] == 1:
         data = np.repeat(data, 3, axis=-1)
     elif data.shape[-1] == 4:
@@ -536,7 +553,9 @@ class OpenClipEmbedder(Embedder):
 
         pp = open_clip.get_model_preprocess_cfg(model)
         size = pp.get("size", 224)
-        self.input_size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        self.input_size: tuple[int, int] = (
+            (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        )
         self.image_size = max(self.input_size)
         self.interpolation = str(pp.get("interpolation", "bicubic"))
         clip_mode = str(pp.get("resize_mode", "shortest"))
@@ -545,7 +564,9 @@ class OpenClipEmbedder(Embedder):
         self.resize_mode = RESIZE_MODES.get(clip_mode, "crop")
         # open_clip pads "longest" letterboxes with fill_color before normalising.
         fill = pp.get("fill_color", 0)
-        self.pad_rgb = tuple(int(fill) for _ in range(3)) if isinstance(fill, (int, float)) else tuple(fill)
+        self.pad_rgb = (
+            tuple(int(fill) for _ in range(3)) if isinstance(fill, (int, float)) else tuple(fill)
+        )
         self.mean = tuple(float(v) for v in pp.get("mean", (0.0, 0.0, 0.0)))
         self.std = tuple(float(v) for v in pp.get("std", (1.0, 1.0, 1.0)))
         self._mean_t = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1) * 255.0
@@ -660,7 +681,8 @@ class OpenClipEmbedder(Embedder):
         for pos, item in enumerate(batch):
             if item.modality not in self.modalities:
                 raise ValueError(
-                    f"item {item.item_id}: open_clip embeds {sorted(self.modalities)}, not {item.modality!r}"
+                    f"item {item.item_id}: open_clip embeds {sorted(self.modalities)}, not "
+                    f"{item.modality!r}"
                 )
             if pos in on_device:
                 frames = on_device[pos]

@@ -1,4 +1,5 @@
-"""Where model weights live: the Hugging Face cache, local checkpoint files, offline checks, device."""
+"""Where model weights live: the Hugging Face cache, local checkpoint files, offline checks,
+device."""
 
 from __future__ import annotations
 
@@ -220,7 +221,9 @@ def find_cached_clip_weights(cache_dir: Path | None = None) -> list[dict[str, An
     if hub.is_dir():
         for repo in hub.glob("models--*"):
             repo_id = repo.name[len("models--"):].replace("--", "/", 1)
-            snap = find_cached_hf_model(repo_id, hub, required=(OPEN_CLIP_CONFIG,), any_of=OPEN_CLIP_WEIGHTS)
+            snap = find_cached_hf_model(
+                repo_id, hub, required=(OPEN_CLIP_CONFIG,), any_of=OPEN_CLIP_WEIGHTS
+            )
             if snap is None:
                 continue
             weights = next(snap / n for n in OPEN_CLIP_WEIGHTS if (snap / n).is_file())
@@ -258,7 +261,9 @@ def offline_requested(offline: bool | None = None) -> str | None:
     return None
 
 
-def network_reachable(host: str = HF_HOST, timeout: float = PROBE_TIMEOUT_S, port: int = 443) -> bool:
+def network_reachable(
+    host: str = HF_HOST, timeout: float = PROBE_TIMEOUT_S, port: int = 443
+) -> bool:
     """Whether a TCP connection to `host:port` opens within `timeout` seconds.
 
     The probe runs in a daemon thread so that a slow DNS lookup (which ignores socket
@@ -320,7 +325,8 @@ def missing_weights_message(
     cmds = [f"hf download {repo}" + (f" {name}" if name else "") for repo, name in downloads]
     lines = [
         f"{what}: weights are not on this machine and cannot be downloaded ({reason}).",
-        f"Looked in the Hugging Face cache at {cache_dir} (set HF_HOME or HF_HUB_CACHE to use another).",
+        f"Looked in the Hugging Face cache at {cache_dir} (set HF_HOME or HF_HUB_CACHE to use "
+        "another).",
     ]
     if cmds:
         lines.append(
@@ -420,9 +426,13 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     kind = device.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
-        raise EmbedderUnavailable(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise EmbedderUnavailable(f"device {device!r} asked for, but MPS is not available; use --device cpu")
+        raise EmbedderUnavailable(f"device {device!r} asked for, but CUDA is not available; use "
+                                  "--device cpu")
+    if kind == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise EmbedderUnavailable(f"device {device!r} asked for, but MPS is not available; use "
+                                  "--device cpu")
     if kind not in ("cpu", "cuda", "mps"):
         raise EmbedderUnavailable(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
@@ -436,7 +446,8 @@ def resolve_precision(precision: str, device: str) -> str:
     """
     precision = (precision or "fp32").lower()
     if precision not in PRECISIONS:
-        raise EmbedderUnavailable(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        raise EmbedderUnavailable(f"unknown precision {precision!r}; use one of "
+                                  f"{', '.join(PRECISIONS)}")
     if precision == "fp16" and device.startswith("cpu"):
         log.warning("fp16 is not supported on cpu; using fp32 instead")
         return "fp32"

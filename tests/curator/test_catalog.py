@@ -117,12 +117,10 @@ def test_recorded_run_ends_ok_cancelled_or_failed(tmp_path):
     with Project.create(tmp_path / "p", [tmp_path / "m"]) as project:
         with project.catalog.recorded_run("demo", {"a": 1}) as run:
             run.counts = {"n": 3}
-        with pytest.raises(Cancelled):
-            with project.catalog.recorded_run("demo", {}):
-                raise Cancelled()
-        with pytest.raises(ValueError):
-            with project.catalog.recorded_run("demo", {}):
-                raise ValueError("boom")
+        with pytest.raises(Cancelled), project.catalog.recorded_run("demo", {}):
+            raise Cancelled()
+        with pytest.raises(ValueError), project.catalog.recorded_run("demo", {}):
+            raise ValueError("boom")
         runs = project.runs("demo")
         assert [r.status for r in runs] == ["failed", "cancelled", "ok"]
         assert runs[0].error == "boom" and runs[2].counts == {"n": 3}

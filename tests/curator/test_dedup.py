@@ -126,8 +126,9 @@ def test_bad_parameters_are_one_clear_error(corpus, tmp_path):
             find_duplicates(corpus, threshold=threshold)
     with pytest.raises(UsageError, match="unknown keeper rule"):
         find_duplicates(corpus, rule="prettiest")
-    with pytest.raises(UsageError, match="prefer-source"):
+    with pytest.raises(UsageError, match="preferred source") as info:
         find_duplicates(corpus, rule="source")
+    assert "--prefer-source" in info.value.hint
     with pytest.raises(UsageError, match="not a source"):
         find_duplicates(corpus, rule="source", preferred_source=str(tmp_path / "elsewhere"))
     assert load_duplicates(corpus) is None
@@ -156,8 +157,9 @@ def test_result_is_stored_atomically_and_read_back(corpus, monkeypatch):
     assert corpus.runs("dedup")[0].status == "failed"
     monkeypatch.undo()
     latest_path(corpus).write_text("{not json")
-    with pytest.raises(CuratorError, match="curator dedup"):
+    with pytest.raises(CuratorError, match="cannot be read") as info:
         load_duplicates(corpus)
+    assert "curator dedup" in info.value.hint
 
 
 def test_outliers_need_a_clustering_and_are_ranked(corpus):

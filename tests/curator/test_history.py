@@ -41,11 +41,11 @@ def test_undo_and_redo_say_what_they_undo(project):
     assert project.describe_event(event) == f"label 'red disc' on 5 items, event {event}"
     assert project.undo_redo_texts()["undo"] == f"label 'red disc' on 5 items, event {event}"
     r = project.undo()
-    assert r["text"] == f"undone: label 'red disc' on 5 items, event {event}"
+    assert r.text == f"undone: label 'red disc' on 5 items, event {event}"
     assert project.undo_redo_texts() == {
         "undo": project.undo_redo_texts()["undo"],
         "redo": f"label 'red disc' on 5 items, event {event}"}
-    assert project.redo()["text"] == f"redone: label 'red disc' on 5 items, event {event}"
+    assert project.redo().text == f"redone: label 'red disc' on 5 items, event {event}"
 
 
 def test_a_relabel_says_so_in_its_summary(project):
@@ -66,7 +66,7 @@ def test_split_and_merge_are_undone_and_redone(project):
     assert project.undo_redo_texts()["undo"].startswith(
         f"split of group {g0} (run {run}) into groups {children[0]}, {children[1]}")
     r = project.undo()
-    assert r["text"].startswith(f"undone: split of group {g0}")
+    assert r.text.startswith(f"undone: split of group {g0}")
     assert sorted(g.group_id for g in project.groups(run)) == sorted([g0, g1])
     assert sorted(project.group(g0, run).items) == before[g0]
     project.redo()
@@ -74,7 +74,7 @@ def test_split_and_merge_are_undone_and_redone(project):
     project.undo()
     merged = project.merge([g0, g1])
     assert project.group(merged, run).size == 20
-    assert project.undo()["text"].startswith(f"undone: merge of groups {g0}, {g1}")
+    assert project.undo().text.startswith(f"undone: merge of groups {g0}, {g1}")
     assert {g: sorted(project.group(g, run).items) for g in (g0, g1)} == before
     assert sorted(g.group_id for g in project.groups(run)) == sorted([g0, g1])
 
@@ -84,13 +84,13 @@ def test_taxonomy_edits_are_undoable_in_order(project):
     project.update_label("cat", new_name="kitten")
     project.update_label("kitten", colour="#445566")
     project.update_label("kitten", hotkey="t")
-    assert project.undo()["text"].startswith("undone: hotkey t for label 'kitten' (was c)")
+    assert project.undo().text.startswith("undone: hotkey t for label 'kitten' (was c)")
     assert project.labels()[0].hotkey == "c"
-    assert project.undo()["text"].startswith("undone: colour #445566 for label 'kitten'")
+    assert project.undo().text.startswith("undone: colour #445566 for label 'kitten'")
     assert project.labels()[0].colour == "#112233"
-    assert project.undo()["text"].startswith("undone: rename of label 'cat' to 'kitten'")
+    assert project.undo().text.startswith("undone: rename of label 'cat' to 'kitten'")
     assert project.labels()[0].name == "cat"
-    assert project.undo()["text"].startswith("undone: new label 'cat'")
+    assert project.undo().text.startswith("undone: new label 'cat'")
     assert project.labels() == []
     project.redo()
     assert [lab.name for lab in project.labels()] == ["cat"]
@@ -105,7 +105,7 @@ def test_undoing_a_label_merge_gives_the_items_and_the_label_back(project):
     result = project.merge_labels(["hound"], "dog")
     assert result["moved"] == 7
     assert [lab.name for lab in project.labels()] == ["dog"]
-    text = project.undo()["text"]
+    text = project.undo().text
     assert text.startswith("undone: merge of label 'hound' into 'dog' (7 items moved)")
     counts = {lab.name: lab.count for lab in project.labels()}
     assert counts == {"dog": 2, "hound": 7}

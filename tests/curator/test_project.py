@@ -151,10 +151,10 @@ def test_audit_answers_are_typed_and_corrections_are_undoable(indexed):
 
 
 def test_domain_errors_carry_the_cli_hint_apart(tmp_path, sources, capsys):
-    with Project.create(tmp_path / "proj", [sources]) as proj:
-        with pytest.raises(UsageError) as info:
-            proj.queue()
-    assert "curator" not in str(info.value)  # the app shows this line as it is
+    with Project.create(tmp_path / "proj", [sources]) as proj, \
+            pytest.raises(UsageError) as info:
+        proj.queue()
+    assert "`curator" not in str(info.value)  # the app shows this line as it is
     assert "curator cluster" in info.value.hint
     with pytest.raises(SystemExit):
         main(["queue", str(tmp_path / "proj")])

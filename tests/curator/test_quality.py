@@ -298,7 +298,7 @@ def test_propagate_labels_clear_items_as_one_undoable_event(with_purple):
     assert _events(proj) == before + 1
     ev = proj.history(limit=1)[0]
     assert ev.id == report.event_id and ev.source == "propagated" and ev.item_count == 14
-    assert proj.undo()["restored"] == 14
+    assert proj.undo().restored == 14
     assert all(_current(proj, i) is None for i in expected)
     assert all(_current(proj, i) == ("labelled", n) for n in COLOURS for i in ids[n][:10])
 

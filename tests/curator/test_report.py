@@ -191,7 +191,9 @@ def test_cli_report_command(project, tmp_path):
     from curator.cli import cli as command
 
     runner = CliRunner()
-    result = runner.invoke(command, ["report", str(project.root), "--html", str(tmp_path / "r.html")])
+    result = runner.invoke(
+        command, ["report", str(project.root), "--html", str(tmp_path / "r.html")]
+    )
     assert result.exit_code == 0, result.output
     assert "6 labelled" in result.output and f"wrote {tmp_path / 'r.html'}" in result.output
     check_html((tmp_path / "r.html").read_text(encoding="utf-8"))

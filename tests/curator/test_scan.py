@@ -215,10 +215,10 @@ def test_unreadable_file_is_an_error_item(tmp_path, media):
                 "import os, indexing.workers\n"
                 "from curator.project import Project, ScanOptions\n"
                 "from indexing.media import probe_file\n"
-                "probe_file(%r)\n"
-                "project = Project.open(%r)\n"
+                f"probe_file({str(src / 'ok.jpg')!r})\n"
+                f"project = Project.open({str(proj)!r})\n"
                 "os.setgid(65534); os.setuid(65534)\n"
-                "project.scan(ScanOptions(workers=0))" % (str(src / "ok.jpg"), str(proj))
+                "project.scan(ScanOptions(workers=0))"
             )
             env = {**os.environ, "HOME": str(base)}
             result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -258,7 +258,7 @@ def test_file_deleted_during_the_scan_is_an_error_item(project, tree):
 def test_special_images_are_valid_items(tmp_path, media):
     src = tmp_path / "media"
     src.mkdir()
-    Image.fromarray((np.arange(64 * 32, dtype=np.uint16).reshape(32, 64) * 30)).save(
+    Image.fromarray(np.arange(64 * 32, dtype=np.uint16).reshape(32, 64) * 30).save(
         src / "deep.png")
     Image.new("CMYK", (40, 30), (10, 200, 30, 5)).save(src / "print.jpg")
     pal = Image.new("P", (20, 20), 1)

@@ -66,7 +66,7 @@ def test_old_project_opens_migrates_and_keeps_everything(old_project):
         assert project.thumbnail(int(ids[0]))[:2] == b"\xff\xd8"  # a JPEG
         project.set_annotator("fixture")  # the annotator who labelled it
         undone = project.undo()
-        assert undone.get("restored", 0) >= 1
+        assert undone.restored >= 1
 
 
 def test_migrating_twice_is_a_no_op(old_project):

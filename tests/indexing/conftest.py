@@ -1,4 +1,5 @@
-"""Tiny randomly initialised open_clip and CLAP models, built and saved by the tests, and a fake HF cache."""
+"""Tiny randomly initialised open_clip and CLAP models, built and saved by the tests, and a fake HF
+cache."""
 
 from __future__ import annotations
 
@@ -70,7 +71,10 @@ def tiny_clip(tmp_path_factory) -> TinyClip:
         paths[name] = root / f"{name}.safetensors"
         save_file(state, str(paths[name]))
         if name == "tiny":
-            torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, root / "tiny.pt")
+            torch.save(
+                {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3},
+                root / "tiny.pt",
+            )
             torch.save(state, root / "tiny_plain.pt")
     return TinyClip(
         arch=TINY_CLIP_ARCH,

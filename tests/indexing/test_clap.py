@@ -1,4 +1,5 @@
-"""The CLAP embedder with a tiny random model: loading, audio windows, pooling, text, offline failures."""
+"""The CLAP embedder with a tiny random model: loading, audio windows, pooling, text, offline
+failures."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ def wavs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("clap_wavs")
     rng = np.random.default_rng(5)
-    specs = [("a440", 16000, 0.6, 440.0), ("b3000", 44100, 0.8, 3000.0), ("long", 22050, 3.5, 880.0), ("noise", 16000, 1.0, 0.0)]
+    specs = [
+        ("a440", 16000, 0.6, 440.0),
+        ("b3000", 44100, 0.8, 3000.0),
+        ("long", 22050, 3.5, 880.0),
+        ("noise", 16000, 1.0, 0.0),
+    ]
     paths = {}
     for name, rate, seconds, freq in specs:
         t = np.arange(int(rate * seconds)) / rate
@@ -83,7 +89,9 @@ def test_two_loads_give_identical_vectors_and_batches_do_not_matter(tiny_clap, c
     again = create(model=str(tiny_clap.folder), device="cpu", audio_max_windows=4)
     assert again.space == clap.space
     np.testing.assert_array_equal(again.embed_batch(items).vectors, first)
-    np.testing.assert_array_equal(clap.embed_batch(items).vectors, first)  # no random crop or fusion pick
+    np.testing.assert_array_equal(
+        clap.embed_batch(items).vectors, first
+    )  # no random crop or fusion pick
     alone = np.stack([clap.embed_batch([d]).vectors[0] for d in items])
     np.testing.assert_allclose(alone, first, atol=1e-5)
     small_batches = create(model=str(tiny_clap.folder), device="cpu", batch_size=2)
@@ -104,7 +112,9 @@ def test_long_clip_is_the_normalised_mean_of_its_windows(clap):
 def test_odd_window_lengths_are_handled(clap):
     rng = np.random.default_rng(2)
     short = (0.1 * rng.standard_normal(3000)).astype(np.float32)  # 1-D and shorter: repeat-padded
-    long = (0.1 * rng.standard_normal((1, 20000))).astype(np.float32)  # longer: cut, not random-cropped
+    long = (0.1 * rng.standard_normal((1, 20000))).astype(
+        np.float32
+    )  # longer: cut, not random-cropped
     result = clap.embed_batch([Decoded(1, "audio", short), Decoded(2, "audio", long)])
     np.testing.assert_allclose(_norms(result.vectors), 1.0, atol=1e-5)
     cut = clap.embed_batch([Decoded(3, "audio", long[:, :16000])]).vectors[0]

@@ -1,4 +1,5 @@
-"""The open_clip embedder with a tiny random model: loading, images, video, text, offline failures."""
+"""The open_clip embedder with a tiny random model: loading, images, video, text, offline
+failures."""
 
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ def _decode(embedder, paths, modality="image"):
 def test_registry_builds_open_clip_from_a_local_safetensors_file(tiny_clip):
     from indexing.embedders.weights import file_sha256
 
-    emb = create_embedder("open_clip", model=tiny_clip.arch, weights=str(tiny_clip.safetensors), device="cpu")
+    emb = create_embedder(
+        "open_clip", model=tiny_clip.arch, weights=str(tiny_clip.safetensors), device="cpu"
+    )
     assert emb.name == "open_clip" and emb.dim == tiny_clip.dim
     assert emb.modalities == frozenset({"image", "video"}) and emb.has_text
     assert emb.space == f"clip:{tiny_clip.arch}@weights:{file_sha256(tiny_clip.safetensors)[:8]}"
@@ -91,21 +94,30 @@ def test_safetensors_and_torch_files_give_the_same_vectors(tiny_clip, clip_st, i
         assert emb.space != clip_st.space  # another file, another space: they never mix
 
 
-def test_two_loads_give_identical_vectors_and_another_checkpoint_differs(tiny_clip, clip_st, images):
+def test_two_loads_give_identical_vectors_and_another_checkpoint_differs(
+    tiny_clip, clip_st, images
+):
     from indexing.embedders.clip import create
 
     items = _decode(clip_st, images)
     again = create(model=tiny_clip.arch, weights=tiny_clip.safetensors, device="cpu")
     assert again.space == clip_st.space
-    np.testing.assert_array_equal(again.embed_batch(items).vectors, clip_st.embed_batch(items).vectors)
+    np.testing.assert_array_equal(
+        again.embed_batch(items).vectors, clip_st.embed_batch(items).vectors
+    )
     other = create(model=tiny_clip.arch, weights=tiny_clip.other_safetensors, device="cpu")
     assert other.space != clip_st.space
-    assert not np.allclose(other.embed_batch(items).vectors, clip_st.embed_batch(items).vectors, atol=1e-3)
+    assert not np.allclose(
+        other.embed_batch(items).vectors, clip_st.embed_batch(items).vectors, atol=1e-3
+    )
 
 
 def test_batch_of_mixed_raw_sizes_is_fitted_and_matches_one_by_one(clip_st):
     rng = np.random.default_rng(3)
-    arrays = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(32, 32, 3), (50, 80, 3), (97, 31, 3)]]
+    arrays = [
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        for shape in [(32, 32, 3), (50, 80, 3), (97, 31, 3)]
+    ]
     arrays.append(rng.integers(0, 256, (40, 40, 4), dtype=np.uint8))  # RGBA: alpha dropped
     arrays.append(rng.integers(0, 256, (32, 32), dtype=np.uint8))  # grey
     batch = [Decoded(i, "image", a) for i, a in enumerate(arrays)]
@@ -132,7 +144,9 @@ def test_raw_array_fit_agrees_with_the_decoder(clip_st, tmp_path):
 def test_video_frames_are_pooled_and_kept(clip_st, media, tmp_path):
     from indexing.embedders.clip import create
 
-    emb = create(model=clip_st.model_string, weights=clip_st.source.weights, device="cpu", video_frames=4)
+    emb = create(
+        model=clip_st.model_string, weights=clip_st.source.weights, device="cpu", video_frames=4
+    )
     assert emb.decoder().spec.video_frames == 4
     video = media.video(tmp_path / "clip.mp4", frames=12, size=(64, 48))
     image = media.image(tmp_path / "still.png", size=(50, 40))
@@ -175,13 +189,19 @@ def test_precision_on_cpu(tiny_clip, clip_st, caplog):
     from indexing.embedders.clip import create
 
     with caplog.at_level(logging.WARNING, logger="indexing.embedders.weights"):
-        fp16 = create(model=tiny_clip.arch, weights=tiny_clip.safetensors, device="cpu", precision="fp16")
+        fp16 = create(
+            model=tiny_clip.arch, weights=tiny_clip.safetensors, device="cpu", precision="fp16"
+        )
     assert fp16.precision == "fp32"
     assert any("fp16 is not supported on cpu" in r.getMessage() for r in caplog.records)
-    bf16 = create(model=tiny_clip.arch, weights=tiny_clip.safetensors, device="cpu", precision="bf16")
+    bf16 = create(
+        model=tiny_clip.arch, weights=tiny_clip.safetensors, device="cpu", precision="bf16"
+    )
     assert bf16.precision == "bf16"
     rng = np.random.default_rng(0)
-    batch = [Decoded(i, "image", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for i in range(3)]
+    batch = [
+        Decoded(i, "image", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for i in range(3)
+    ]
     low, full = bf16.embed_batch(batch).vectors, clip_st.embed_batch(batch).vectors
     assert low.dtype == np.float32
     np.testing.assert_allclose(_norms(low), 1.0, atol=1e-5)
@@ -236,7 +256,9 @@ def test_unreachable_hub_fails_fast_without_offline_flag(hf_cache, monkeypatch):
     for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
     probes = []
-    monkeypatch.setattr(weights, "network_reachable", lambda host, timeout, port: probes.append(host) or False)
+    monkeypatch.setattr(
+        weights, "network_reachable", lambda host, timeout, port: probes.append(host) or False
+    )
     with pytest.raises(EmbedderUnavailable, match="huggingface.co:443 cannot be reached") as err:
         create(model=REAL_TAG, device="cpu")
     assert probes == ["huggingface.co"]
@@ -265,7 +287,10 @@ def test_hf_hub_model_loads_from_the_cache_offline(tiny_clip, clip_st, hf_cache,
     config = {"model_cfg": tiny_clip.config, "preprocess_cfg": {"resize_mode": "squash"}}
     hf_cache(
         "curator-test/tiny-clip",
-        {"open_clip_config.json": json.dumps(config).encode(), "open_clip_model.safetensors": tiny_clip.safetensors},
+        {
+            "open_clip_config.json": json.dumps(config).encode(),
+            "open_clip_model.safetensors": tiny_clip.safetensors,
+        },
     )
     emb = create(model="hf-hub:curator-test/tiny-clip", device="cpu")
     assert emb.space == "clip:hf-hub:curator-test/tiny-clip"
@@ -274,7 +299,9 @@ def test_hf_hub_model_loads_from_the_cache_offline(tiny_clip, clip_st, hf_cache,
     assert "squash" in emb.preprocess
     # Same weights and normalisation: the same vectors for the same pixels.
     items = _decode(clip_st, images)
-    np.testing.assert_array_equal(emb.embed_batch(items).vectors, clip_st.embed_batch(items).vectors)
+    np.testing.assert_array_equal(
+        emb.embed_batch(items).vectors, clip_st.embed_batch(items).vectors
+    )
     np.testing.assert_array_equal(emb.embed_text(["a dog"]), clip_st.embed_text(["a dog"]))
 
 
@@ -318,12 +345,17 @@ def test_pretrained_tag_resolves_to_the_cached_file(tiny_clip, hf_cache, monkeyp
     with pytest.raises(EmbedderUnavailable, match="hf download curator-test/tiny-clip-tag"):
         create(model=f"{tiny_clip.arch}/curatortest", device="cpu")
     # open_clip takes the .safetensors sibling of its default .bin name first.
-    snap = hf_cache("curator-test/tiny-clip-tag", {"open_clip_model.safetensors": tiny_clip.safetensors})
+    snap = hf_cache(
+        "curator-test/tiny-clip-tag", {"open_clip_model.safetensors": tiny_clip.safetensors}
+    )
     emb = create(model=f"{tiny_clip.arch}/CuratorTest", device="cpu")
     assert emb.model_string == f"{tiny_clip.arch}/curatortest"
     assert emb.space == f"clip:{tiny_clip.arch}/curatortest"
     assert emb.decoder().spec.resize_mode == "pad"
-    assert emb.preprocess == "resize 32 bilinear longest + pad, mean=(0.500,0.500,0.500), std=(0.250,0.250,0.250)"
+    assert (
+        emb.preprocess
+        == "resize 32 bilinear longest + pad, mean=(0.500,0.500,0.500), std=(0.250,0.250,0.250)"
+    )
     found = {f["model"]: f for f in find_cached_clip_weights()}
     entry = found[f"{tiny_clip.arch}/curatortest"]
     assert entry["file"] == str(snap / "open_clip_model.safetensors")
@@ -336,13 +368,17 @@ def test_find_cached_clip_weights_empty_and_at_the_real_lookup_path(hf_cache):
     assert find_cached_clip_weights() == []
     snap = hf_cache(REAL_REPO, {"open_clip_model.safetensors": b"\0" * 1234})
     found = find_cached_clip_weights()
-    assert {"model": REAL_TAG, "file": str(snap / "open_clip_model.safetensors"), "size": 1234} in found
+    assert {
+        "model": REAL_TAG,
+        "file": str(snap / "open_clip_model.safetensors"),
+        "size": 1234,
+    } in found
     # huggingface_hub's own lookup agrees on the place.
     from huggingface_hub import try_to_load_from_cache
 
-    assert try_to_load_from_cache(REAL_REPO, "open_clip_model.safetensors", cache_dir=str(hf_cache.hub)) == str(
-        snap / "open_clip_model.safetensors"
-    )
+    assert try_to_load_from_cache(
+        REAL_REPO, "open_clip_model.safetensors", cache_dir=str(hf_cache.hub)
+    ) == str(snap / "open_clip_model.safetensors")
     assert cached_hf_file(REAL_REPO, "open_clip_pytorch_model.bin") is None
 
 

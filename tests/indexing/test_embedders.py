@@ -34,6 +34,7 @@ def test_a_model_string_resolves_to_its_family_by_modality():
 def test_capabilities_replace_name_checks():
     assert not capabilities("classic").joint_space and not capabilities("classic").has_text
     assert capabilities("open_clip").has_text and capabilities("open_clip").joint_space
+    assert not capabilities("classic").needs_weights and capabilities("clap").needs_weights
     assert resolve("laion/x", "audio").capabilities.modalities == frozenset({"audio"})
     with pytest.raises(KeyError, match="known"):
         capabilities("nothing")

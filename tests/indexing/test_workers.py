@@ -41,7 +41,7 @@ def test_in_process_mode_matches():
 def test_cancel_stops_handing_out_tasks():
     token = CancelToken()
     seen = []
-    for task, result in imap_robust(abs, range(1000), 1, chunk_size=2, max_in_flight=4,
+    for task, _result in imap_robust(abs, range(1000), 1, chunk_size=2, max_in_flight=4,
                                     cancel=token):
         seen.append(task)
         if len(seen) == 3:
