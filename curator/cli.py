@@ -374,9 +374,11 @@ def _open_as(project: Path, annotator: Optional[str]) -> Any:
 @PROJECT
 @click.option("--groups", "n_groups", default="auto", show_default=True,
               help="Number of groups, or 'auto' (about items/300, within 10..5000).")
-@click.option("--method", type=click.Choice(["auto", "kmeans", "hdbscan"]), default="auto",
-              show_default=True, help="auto: spherical k-means with FAISS; hdbscan: UMAP + HDBSCAN "
-                                      "(up to ~200k items, marks noise).")
+@click.option("--method", type=click.Choice(["auto", "graph", "kmeans", "hdbscan"]),
+              default="auto", show_default=True, help="auto = graph: k-means micro-clusters merged along their "
+                                      "density graph, outliers in one noise group; kmeans: plain "
+                                      "spherical k-means; hdbscan: UMAP + HDBSCAN (up to ~200k "
+                                      "items, marks noise).")
 @click.option("--space", "spaces", multiple=True, help="Only these embedding spaces.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)

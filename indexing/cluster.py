@@ -1,7 +1,10 @@
 """The grouping engine: embeddings in, coherent groups out, with the statistics that rank them.
 
 A million vectors become a few thousand groups that a person decides one by one. The default
-method is spherical k-means (FAISS) in a PCA-reduced space: AFK-MC2 seeding (k-means++ quality,
+method, "graph" (indexing/graph_merge.py), cuts the rows into many k-means micro-clusters and
+merges them along the graph of where they touch, with low-density rows in one noise group; it
+chooses the group count from the data when none is given. "kmeans" is spherical k-means
+(FAISS) in a PCA-reduced space: AFK-MC2 seeding (k-means++ quality,
 which gives small classes a centroid of their own) and Lloyd iterations on a sample, then
 assignment of every row in chunks, so memory stays flat. Groups are then summarised in the
 ORIGINAL space: centroid, cohesion, representatives, boundary members and an impurity score
@@ -336,7 +339,7 @@ def _method_hdbscan(X, k, seed, progress, cancel, pca_dim, timings):
     if n > HDBSCAN_MAX_ROWS:
         raise ValueError(
             f"method 'hdbscan' handles at most {HDBSCAN_MAX_ROWS:,} items (UMAP and HDBSCAN "
-            f"time and memory grow too fast); got {n:,}. Use method 'kmeans' (the default)."
+            f"time and memory grow too fast); got {n:,}. Use method 'auto' (the default) or 'kmeans'."
         )
     min_size = max(5, n // (3 * k))
     params: dict[str, Any] = {"n_groups_requested": k, "seed": seed, "min_cluster_size": min_size}

@@ -427,16 +427,7 @@ def graph_merge(
     t = time.perf_counter()
     S, size = boundary_graph(ids, sims, M)
     used = size > 0
-    low = np.zeros(M, dtype=bool)
-    if noise:
-        low, _ = low_density_micro(sims[:, 0], first, size)
-        # A stray row, or a few, that k-means gave a centroid of their own and that touch no
-        # other micro-cluster: a group of them would cost a decision for almost nothing.
-        degree = np.diff(S.indptr)
-        low |= used & (degree == 0) & (size < NOISE_ISOLATED_SIZE)
-        wanted = n_groups or max(1, round(n / 300))
-        if size[low].sum() < min(NOISE_ISOLATED_SIZE, max(1, n // (4 * wanted))):
-            low[:] = False  # too few to be worth a decision of their own
+    low = _initial_noise(S, sims[:, 0], first, size, n_groups) if noise else np.zeros(M, bool)
     nodes = np.flatnonzero(used & ~low)
     if nodes.size == 0:  # everything is "low density": nothing stands out, keep it all
         low[:] = False
@@ -445,18 +436,9 @@ def graph_merge(
     merges = average_linkage(S, nodes)
     check_cancel(cancel)
     if n_groups is None:
-        q = modularity_path(S, nodes, merges, granularity)
-        lo = max(1, nodes.size - len(merges))  # fewest groups the graph allows
-        g_lo, g_hi = max(2, round(n * AUTO_RANGE[0])), max(2, round(n * AUTO_RANGE[1]))
-        steps = np.arange(len(merges) + 1)
-        groups_at = nodes.size - steps
-        ok = (groups_at >= max(lo, g_lo)) & (groups_at <= g_hi)
-        if not ok.any():
-            ok = groups_at == max(lo, min(g_hi, nodes.size))
-        step = int(steps[ok][np.argmax(q[ok])])
+        step, params_auto = _auto_step(S, nodes, merges, n, granularity)
         target = max(1, nodes.size - step)
         min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target)))
-        params_auto = {"modularity": float(q[step]), "resolution": granularity}
     else:
         target = max(1, n_groups - int(has_noise))  # the noise group is one of the decisions
         min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target))) if noise else 1
@@ -484,21 +466,7 @@ def graph_merge(
         roots = join_components(roots, centroids, size, target)
     timings["merge"] = time.perf_counter() - t
 
-    # Number groups by size (largest first), ties by their smallest micro-cluster id.
-    root_ids = np.array(sorted(set(roots.values())))
-    micro_root = np.full(M, -1, dtype=np.int64)
-    for v, r in roots.items():
-        micro_root[v] = r
-    mass = np.bincount(
-        micro_root[used & (micro_root >= 0)], weights=size[used & (micro_root >= 0)], minlength=M
-    )[root_ids]
-    first_micro = np.full(M, M, dtype=np.int64)
-    np.minimum.at(first_micro, micro_root[micro_root >= 0], np.flatnonzero(micro_root >= 0))
-    order = np.lexsort((first_micro[root_ids], -mass))
-    group_of_root = np.full(M, -1, dtype=np.int64)
-    group_of_root[root_ids[order]] = np.arange(root_ids.size)
-    micro_group = np.where(micro_root >= 0, group_of_root[np.maximum(micro_root, 0)], -1)
-    G = root_ids.size
+    micro_group, G = _number_groups(roots, size)
     low_groups: list[int] = []
     if has_noise:
         micro_group[low] = G
@@ -515,6 +483,54 @@ def graph_merge(
     if params_auto is not None:
         params["auto"] = params_auto
     return labels, params
+
+
+def _initial_noise(S, sim, first, size, n_groups):
+    """Micro-clusters set apart before merging: low cohesion, or tiny and touching nothing."""
+    used = size > 0
+    low, _ = low_density_micro(sim, first, size)
+    # A stray row, or a few, that k-means gave a centroid of their own and that touch no
+    # other micro-cluster: a group of them would cost a decision for almost nothing.
+    degree = np.diff(S.indptr)
+    low |= used & (degree == 0) & (size < NOISE_ISOLATED_SIZE)
+    n = int(size.sum())
+    wanted = n_groups or max(1, round(n / 300))
+    if size[low].sum() < min(NOISE_ISOLATED_SIZE, max(1, n // (4 * wanted))):
+        low[:] = False  # too few to be worth a decision of their own
+    return low
+
+
+def _auto_step(S, nodes, merges, n, granularity):
+    """The merge step where modularity (resolution `granularity`) peaks, within AUTO_RANGE."""
+    q = modularity_path(S, nodes, merges, granularity)
+    lo = max(1, nodes.size - len(merges))  # fewest groups the graph allows
+    g_lo, g_hi = max(2, round(n * AUTO_RANGE[0])), max(2, round(n * AUTO_RANGE[1]))
+    steps = np.arange(len(merges) + 1)
+    groups_at = nodes.size - steps
+    ok = (groups_at >= max(lo, g_lo)) & (groups_at <= g_hi)
+    if not ok.any():
+        ok = groups_at == max(lo, min(g_hi, nodes.size))
+    step = int(steps[ok][np.argmax(q[ok])])
+    return step, {"modularity": float(q[step]), "resolution": granularity}
+
+
+def _number_groups(roots, size):
+    """Group id per micro-cluster (-1 for none): largest group first, ties by smallest id."""
+    M = size.size
+    used = size > 0
+    root_ids = np.array(sorted(set(roots.values())))
+    micro_root = np.full(M, -1, dtype=np.int64)
+    for v, r in roots.items():
+        micro_root[v] = r
+    has = used & (micro_root >= 0)
+    mass = np.bincount(micro_root[has], weights=size[has], minlength=M)[root_ids]
+    first_micro = np.full(M, M, dtype=np.int64)
+    np.minimum.at(first_micro, micro_root[micro_root >= 0], np.flatnonzero(micro_root >= 0))
+    order = np.lexsort((first_micro[root_ids], -mass))
+    group_of_root = np.full(M, -1, dtype=np.int64)
+    group_of_root[root_ids[order]] = np.arange(root_ids.size)
+    micro_group = np.where(micro_root >= 0, group_of_root[np.maximum(micro_root, 0)], -1)
+    return micro_group, int(root_ids.size)
 
 
 def _unit(A):
