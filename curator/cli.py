@@ -373,7 +373,8 @@ def _open_as(project: Path, annotator: Optional[str]) -> Any:
 @cli.command()
 @PROJECT
 @click.option("--groups", "n_groups", default="auto", show_default=True,
-              help="Number of groups, or 'auto' (about items/300, within 10..5000).")
+              help="Number of groups, or 'auto' (chosen from the data by the graph "
+                   "method; about items/300, within 10..5000, for kmeans and hdbscan).")
 @click.option("--method", type=click.Choice(["auto", "graph", "kmeans", "hdbscan"]),
               default="auto", show_default=True, help="auto = graph: k-means micro-clusters merged along their "
                                       "density graph, outliers in one noise group; kmeans: plain "
