@@ -376,10 +376,10 @@ def _open_as(project: Path, annotator: Optional[str]) -> Any:
               help="Number of groups, or 'auto' (chosen from the data by the graph "
                    "method; about items/300, within 10..5000, for kmeans and hdbscan).")
 @click.option("--method", type=click.Choice(["auto", "graph", "kmeans", "hdbscan"]),
-              default="auto", show_default=True, help="auto = graph: k-means micro-clusters merged along their "
-                                      "density graph, outliers in one noise group; kmeans: plain "
-                                      "spherical k-means; hdbscan: UMAP + HDBSCAN (up to ~200k "
-                                      "items, marks noise).")
+              default="auto", show_default=True,
+              help="auto = graph: k-means micro-clusters merged along their density graph, "
+                   "outliers in one noise group; kmeans: plain spherical k-means; hdbscan: "
+                   "UMAP + HDBSCAN (up to ~200k items, marks noise).")
 @click.option("--space", "spaces", multiple=True, help="Only these embedding spaces.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
