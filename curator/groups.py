@@ -117,8 +117,11 @@ def cluster_run(
                 ) from exc
             n = _store_result(catalog, run_id, space, part, ids, result, offset, folder)
             labels = np.asarray(result.labels)
+            low = np.flatnonzero(getattr(result, "low_density", np.zeros(0, bool)))
             out[name] = {"items": int(len(ids)), "groups": n, "method": result.method,
-                         "noise": int((labels < 0).sum()), "first_group": offset}
+                         "noise": int((labels < 0).sum()), "first_group": offset,
+                         # Groups of low-density items (outliers): one "noise" decision each.
+                         "low_density_groups": [offset + int(g) for g in low]}
             offset += n
     return out
 

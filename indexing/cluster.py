@@ -1,7 +1,10 @@
 """The grouping engine: embeddings in, coherent groups out, with the statistics that rank them.
 
 A million vectors become a few thousand groups that a person decides one by one. The default
-method is spherical k-means (FAISS) in a PCA-reduced space: AFK-MC2 seeding (k-means++ quality,
+method, "graph" (indexing/graph_merge.py), cuts the rows into many k-means micro-clusters and
+merges them along the graph of where they touch, with low-density rows in one noise group; it
+chooses the group count from the data when none is given. "kmeans" is spherical k-means
+(FAISS) in a PCA-reduced space: AFK-MC2 seeding (k-means++ quality,
 which gives small classes a centroid of their own) and Lloyd iterations on a sample, then
 assignment of every row in chunks, so memory stays flat. Groups are then summarised in the
 ORIGINAL space: centroid, cohesion, representatives, boundary members and an impurity score
@@ -89,6 +92,8 @@ class ClusterResult:
         method: the method that ran ("kmeans" or "hdbscan").
         n_groups: G.
         params: what was done: method, PCA dimension, iterations, seed, timings (seconds).
+        low_density: bool (G,): True for a group of low-density rows (outliers, junk), which
+            one "noise" decision can settle ("graph" method; all False otherwise).
     """
 
     labels: np.ndarray
@@ -99,6 +104,7 @@ class ClusterResult:
     method: str
     n_groups: int
     params: dict = field(default_factory=dict)
+    low_density: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +136,7 @@ def cluster_embeddings(
     pca_dim: Any = "auto",
     n_topics: int | None = None,
     n_repr: int = 16,
+    granularity: float = 1.0,
 ) -> ClusterResult:
     """Group embeddings into coherent groups, with topics and per-group statistics.
 
@@ -137,9 +144,12 @@ def cluster_embeddings(
         X: (n, d) float32 or float16 embeddings, possibly a read-only memmap; rows need not be
             normalised (cosine geometry is used throughout). X is read in chunks, never copied
             whole.
-        n_groups: wanted number of groups (default `default_n_groups(n)`; clipped to n). For
-            "hdbscan" it sets the minimum group size to about n / (3 * n_groups).
-        method: "auto" (= "kmeans"), "kmeans" or "hdbscan"; see `available_methods()`.
+        n_groups: wanted number of groups, the noise group included (clipped to n). None: the
+            "graph" method chooses it from the data (see `granularity`); "kmeans" and
+            "hdbscan" use `default_n_groups(n)`. For "hdbscan" it sets the minimum group size
+            to about n / (3 * n_groups).
+        method: "auto" ("graph" up to 300,000 rows, else "kmeans": see `auto_method`), "graph",
+            "kmeans" or "hdbscan"; see `available_methods()`.
             "hdbscan" runs UMAP single-threaded (a fixed seed requires it): minutes at 100k.
         seed: the same X and seed give identical labels.
         progress: called with ProgressEvent at stage boundaries and per chunk.
@@ -148,6 +158,8 @@ def cluster_embeddings(
         pca_dim: "auto" (128 when d > 128 and n >= 20,000), None (no reduction) or an int.
         n_topics: number of coarse topics (default about sqrt(G)).
         n_repr: representatives and boundary rows kept per group.
+        granularity: with n_groups None and the "graph" method, > 1 asks for more and finer
+            groups, < 1 for fewer and coarser ones (the resolution of the modularity cut).
 
     Returns:
         ClusterResult.
@@ -159,25 +171,36 @@ def cluster_embeddings(
     """
     # Rows are validated chunk by chunk in the first full pass over X (no extra pass).
     X = _check_matrix(X, validate=False)
-    name = "kmeans" if method == "auto" else method
+    name = auto_method(X.shape[0]) if method == "auto" else method
     if name not in _METHODS:
         raise ValueError(
             f"unknown clustering method {method!r}; known: auto, " + ", ".join(available_methods())
         )
     n = X.shape[0]
-    k = default_n_groups(n) if n_groups is None else int(n_groups)
-    if k < 1:
+    if n_groups is not None and int(n_groups) < 1:
         raise ValueError(f"n_groups must be at least 1, got {n_groups}")
-    k = min(k, n)
+    if not granularity > 0:
+        raise ValueError(f"granularity must be positive, got {granularity}")
+    k = None if n_groups is None else min(int(n_groups), n)
+    if k is None and name not in _AUTO_COUNT:
+        k = min(default_n_groups(n), n)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"granularity": granularity} if k is None else {}
     labels, params = _METHODS[name](X, k, seed, progress, cancel, pca_dim, timings)
+    timings.pop("granularity", None)
     return _finish(X, labels, name, params, timings, seed, n_topics, n_repr, progress, cancel, t0)
 
 
 def available_methods() -> list[str]:
-    """The registered clustering methods ("auto" picks "kmeans")."""
+    """The registered clustering methods ("auto" picks one by size, see `auto_method`)."""
     return sorted(_METHODS)
+
+
+def auto_method(n: int) -> str:
+    """The method "auto" means for n rows: "graph" (more accurate, docs/benchmarks.md) up to
+    AUTO_GRAPH_MAX_ROWS, plain spherical k-means above, where the graph method does not yet
+    meet the 90 s target for a million rows on two cores."""
+    return AUTO_METHOD if n <= AUTO_GRAPH_MAX_ROWS else "kmeans"
 
 
 def split_group(X_subset: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -324,7 +347,8 @@ def _method_hdbscan(X, k, seed, progress, cancel, pca_dim, timings):
     if n > HDBSCAN_MAX_ROWS:
         raise ValueError(
             f"method 'hdbscan' handles at most {HDBSCAN_MAX_ROWS:,} items (UMAP and HDBSCAN "
-            f"time and memory grow too fast); got {n:,}. Use method 'kmeans' (the default)."
+            f"time and memory grow too fast); got {n:,}. Use method 'auto' (the default) or "
+            "'kmeans'."
         )
     min_size = max(5, n // (3 * k))
     params: dict[str, Any] = {"n_groups_requested": k, "seed": seed, "min_cluster_size": min_size}
@@ -412,7 +436,41 @@ def _far_members(Z, labels):
     return np.sort(np.concatenate(far)) if far else np.zeros(0, dtype=np.int64)
 
 
+def _method_graph(X, k, seed, progress, cancel, pca_dim, timings):
+    from indexing.graph_merge import graph_merge, keyed_sample, row_keys
+
+    granularity = timings.pop("granularity", 1.0)
+    n = X.shape[0]
+    params: dict[str, Any] = {"n_groups_requested": k, "seed": seed}
+    if k == 1 or n < 3:
+        params["pca_dim"] = None
+        return np.zeros(n, dtype=np.int32), params
+    t = time.perf_counter()
+    _emit(progress, "keys", 0, n)
+    keys = row_keys(X)
+    sample = keyed_sample(keys, min(n, PCA_SAMPLE_ROWS), seed)
+    order = np.argsort(keys, kind="stable")
+    Z, dim = _reduce(X, pca_dim, seed, progress, cancel, sample=sample, order=order)
+    del order
+    params["pca_dim"] = dim
+    timings["reduce"] = time.perf_counter() - t
+    _emit(progress, "group", 0, 1, "steps")
+    labels, more = graph_merge(
+        Z, keys, k, seed, _train_kmeans, granularity=granularity, cancel=cancel, timings=timings
+    )
+    _emit(progress, "group", 1, 1, "steps")
+    params.update(more)
+    return labels, params
+
+
+AUTO_METHOD = "graph"
+AUTO_GRAPH_MAX_ROWS = 300_000
+"""Above this many rows "auto" falls back to k-means (the graph method's 1M run took > 4x the
+time target in bench/cluster.py); pass method="graph" to use it anyway."""
+_AUTO_COUNT = {"graph"}  # methods that choose the group count themselves when none is given
+
 _METHODS: dict[str, Callable] = {
+    "graph": _method_graph,
     "kmeans": _method_kmeans,
     "hdbscan": _method_hdbscan,
 }
@@ -446,6 +504,8 @@ def _finish(X, labels, name, params, timings, seed, n_topics, n_repr, progress, 
     log.info(
         "clustered %d rows into %d groups (%s) in %.1f s", X.shape[0], G, name, timings["total"]
     )
+    low_density = np.zeros(G, dtype=bool)
+    low_density[[g for g in params.get("low_density_groups", []) if 0 <= g < G]] = True
     return ClusterResult(
         labels=labels,
         centroids=centroids,
@@ -455,6 +515,7 @@ def _finish(X, labels, name, params, timings, seed, n_topics, n_repr, progress, 
         method=name,
         n_groups=G,
         params=params,
+        low_density=low_density,
     )
 
 
@@ -567,12 +628,17 @@ def _unit(A):
     return (A / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _reduce(X, pca_dim, seed, progress, cancel):
+def _reduce(X, pca_dim, seed, progress, cancel, sample=None, order=None):
     """Unit rows of X projected on the top principal axes (uncentred, so cosines survive).
 
     The projection is uncentred: the axes are those of the second-moment matrix, so the
     direction all embeddings share is kept and the cosine between two projected rows stays
     close to their original cosine, which is what spherical k-means needs.
+
+    With `sample` (row indices, in the order to use) and `order` (a permutation of the rows)
+    the sample is read in the given order and the rows are projected in chunks of `order`, so
+    every floating-point sum sees the same operands in the same order whatever the row order
+    of X: the result is then independent of it.
     """
     n, d = X.shape
     if pca_dim == "auto":
@@ -586,9 +652,10 @@ def _reduce(X, pca_dim, seed, progress, cancel):
         dim = None if dim >= d else dim
     if dim is None:
         return _normalised_copy(X, progress, cancel), None
-    rng = np.random.default_rng(seed)
-    take = np.sort(rng.choice(n, min(n, PCA_SAMPLE_ROWS), replace=False))
-    S = np.asarray(X[take], dtype=np.float32)
+    if sample is None:
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, min(n, PCA_SAMPLE_ROWS), replace=False))
+    S = _gather(X, sample)
     norms = np.linalg.norm(S, axis=1, keepdims=True)
     if not (np.all(np.isfinite(norms)) and np.all(norms > 0)):
         _validate(X)
@@ -605,14 +672,33 @@ def _reduce(X, pca_dim, seed, progress, cancel):
     Z = np.empty((n, dim), dtype=np.float32)
     for a, b in _chunks(n):
         check_cancel(cancel)
-        z = _normalised_rows(X, a, b) @ W
+        if order is None:
+            rows = _normalised_rows(X, a, b)
+        else:
+            rows = _gather(X, order[a:b])
+            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            if not (np.all(np.isfinite(norms)) and np.all(norms > 0)):
+                _normalised_copy(X)  # raises InvalidEmbeddings naming the first bad rows
+            rows /= norms
+        z = rows @ W
         norms = np.linalg.norm(z, axis=1, keepdims=True)
         # A row orthogonal to every kept axis would have no direction; keep it at zero
         # (it joins whichever group wins the tie) rather than divide by zero.
         z /= np.maximum(norms, 1e-12)
-        Z[a:b] = z
+        if order is None:
+            Z[a:b] = z
+        else:
+            Z[order[a:b]] = z
         _emit(progress, "reduce", b, n)
     return Z, dim
+
+
+def _gather(X, idx):
+    """float32 rows X[idx] in the order of idx, read in row order (kind to a memmap)."""
+    p = np.argsort(idx, kind="stable")
+    out = np.empty((idx.size, X.shape[1]), dtype=np.float32)
+    out[p] = np.asarray(X[idx[p]], dtype=np.float32)
+    return out
 
 
 def _one_blas_thread():

@@ -21,10 +21,14 @@ from curator.cli.base import (
 @cli.command()
 @PROJECT
 @click.option("--groups", "n_groups", default="auto", show_default=True,
-              help="Number of groups, or 'auto' (about items/300, within 10..5000).")
-@click.option("--method", type=click.Choice(["auto", "kmeans", "hdbscan"]), default="auto",
-              show_default=True, help="auto: spherical k-means with FAISS; hdbscan: UMAP + HDBSCAN "
-                                      "(up to ~200k items, marks noise).")
+              help="Number of groups, or 'auto' (chosen from the data by the graph "
+                   "method; about items/300, within 10..5000, for kmeans and hdbscan).")
+@click.option("--method", type=click.Choice(["auto", "graph", "kmeans", "hdbscan"]),
+              default="auto", show_default=True,
+              help="auto: graph up to 300,000 items per space, kmeans above; graph: k-means "
+                   "micro-clusters merged along their density graph, outliers in one noise "
+                   "group; kmeans: plain spherical k-means; hdbscan: UMAP + HDBSCAN (up to "
+                   "~200k items, marks noise).")
 @click.option("--space", "spaces", multiple=True, help="Only these embedding spaces.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--undecided", "undecided_only", is_flag=True,

@@ -46,7 +46,7 @@ def test_planted_clusters_recovered():
     assert adjusted_rand_score(y, r.labels) > 0.9
     assert r.centroids.shape == (8, X.shape[1]) and r.centroids.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(r.centroids, axis=1), 1.0, rtol=1e-5)
-    assert r.method == "kmeans" and r.params["method"] == "kmeans"
+    assert r.method == "graph" and r.params["method"] == "graph"
     assert r.params["seed"] == 0 and "total" in r.params["timings"]
 
 
@@ -163,7 +163,7 @@ def test_progress_reports_stages_and_chunks(monkeypatch):
     monkeypatch.setattr(cluster, "CHUNK_ROWS", 100)
     X, _ = blobs()  # 480 rows: 5 chunks
     events = []
-    cluster_embeddings(X, 8, progress=events.append)
+    cluster_embeddings(X, 8, method="kmeans", progress=events.append)
     stages = [e.stage for e in events]
     for stage in ("train", "assign", "centroids", "statistics", "topics"):
         assert stage in stages

@@ -1,0 +1,538 @@
+"""Graph-merge grouping: over-segment with k-means, merge micro-clusters along their density graph.
+
+Plain k-means cuts the space into cells of equal-ish volume, so a class shaped like a banana or
+made of several sub-modes is cut across, and two sibling classes that touch share cells. Here
+the rows are first cut into many small micro-clusters (FAISS spherical k-means, two-level above
+a few thousand micro-clusters so the cost stays that of an ordinary k-means), and every row's
+two nearest micro-centroids are found in the same pass. A row whose nearest and second-nearest
+micro-clusters are a and b is evidence that a and b touch where the data is dense: the count
+of such rows, divided by sqrt(size_a * size_b), is the weight of edge a-b. Micro-clusters are
+then merged by average linkage over that sparse graph (the two groups whose micro-clusters
+touch most, on average, join first), so groups follow the manifold, and a thin bridge between
+two dense regions is crossed last. Cutting the dendrogram at a wanted group count costs
+nothing; with no count, the cut maximises the graph's modularity (resolution `granularity`).
+
+Micro-clusters whose members sit far from their centroid (cohesion far below the typical one)
+are low-density: the rows of a junk cloud, or stray members of a class. They are merged into
+one "noise" group, so one decision settles them, and `low_density` flags it.
+
+Every step is order-free: samples are chosen and ordered by a hash of each row's values, so
+the result does not depend on the order of the rows (nor on item ids), and the same rows and
+seed give the same labels.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from indexing.progress import check_cancel
+
+log = logging.getLogger(__name__)
+
+POINTS_PER_MICRO = 25  # rows per micro-cluster (before the caps below)
+MICRO_PER_GROUP = (3, 8)  # micro-clusters per wanted group: at least, at most
+MICRO_MAX = 16_000  # the graph and the linkage stay in seconds at 1M rows
+MICRO_MIN = 8
+FLAT_MAX_WORK = 2e10  # rows x micro-clusters above which the two-level path is used
+TRAIN_POINTS_PER_MICRO = 24
+MICRO_ITERATIONS = 8
+COARSE_POINTS_PER_CELL = 64
+NEIGHBOURS = 2  # nearest micro-centroids found per row: its own, then the one it touches most
+NEIGHBOUR_WEIGHTS = (1.0,)  # edge weight a row gives its 2nd nearest (3rd, ... with more)
+REACH_QUANTILE = 0.1  # a row touches micro-cluster b when inside b's 90% member radius
+REACH_RATIO = 2.0
+IVF_PROBE = 4  # coarse cells searched for a row's two nearest micro-centroids
+NOISE_SIGMAS = 4.0  # micro-cluster cohesion this many robust sigmas under the median: noise
+NOISE_MIN_SIGMA = 0.01
+NOISE_ISOLATED_SIZE = 10  # micro-clusters under this size that touch no other are noise
+AUTO_RANGE = (1 / 2000, 1 / 50)  # automatic group count stays within n * these bounds
+
+
+def row_keys(X: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """A pseudo-random uint64 per row that depends only on the row's values, not its position.
+
+    Two fixed random projections of the row (a per-row pairwise float32 sum, so the value does
+    not depend on how rows are chunked) are mixed with a 64-bit finaliser (splitmix64). Equal
+    rows get equal keys, which is harmless: they are interchangeable.
+    """
+    n, d = X.shape
+    R = np.random.default_rng(0x5EED).standard_normal((2, d)).astype(np.float32)
+    keys = np.empty(n, dtype=np.uint64)
+    for a in range(0, n, chunk):
+        rows = np.asarray(X[a : a + chunk], dtype=np.float32)
+        p0 = (rows * R[0]).sum(axis=1, dtype=np.float32)
+        p1 = (rows * R[1]).sum(axis=1, dtype=np.float32)
+        bits = (p0.view(np.uint32).astype(np.uint64) << np.uint64(32)) | p1.view(np.uint32).astype(
+            np.uint64
+        )
+        keys[a : a + chunk] = _splitmix64(bits)
+    return keys
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def keyed_sample(keys: np.ndarray, m: int, seed: int) -> np.ndarray:
+    """Row indices of an order-free pseudo-random sample of m rows, ordered by key.
+
+    The rows with the smallest seeded keys form the sample, so which rows are drawn, and the
+    order in which a trainer sees them, follow from the row values and the seed only.
+    """
+    salted = _splitmix64(keys ^ np.uint64(seed % (2**63)))
+    n = keys.size
+    if m >= n:
+        return np.argsort(salted, kind="stable")
+    part = np.argpartition(salted, m - 1)[:m]
+    return part[np.argsort(salted[part], kind="stable")]
+
+
+def micro_count(n: int, n_groups: int | None) -> int:
+    """How many micro-clusters to cut n rows into, for a wanted group count (None = automatic)."""
+    m = round(n / POINTS_PER_MICRO)
+    if n_groups is not None:
+        lo, hi = MICRO_PER_GROUP
+        m = min(max(m, lo * n_groups), hi * n_groups)
+    return int(max(min(MICRO_MIN, n), min(m, MICRO_MAX, n)))
+
+
+def micro_clusters(Z, M, keys, seed, train_kmeans, cancel=None):
+    """Cut the unit rows Z into about M micro-clusters; returns (centroids, coarse or None).
+
+    Up to FLAT_MAX_WORK (rows x M) one spherical k-means trains on a keyed sample. Above it, a
+    coarse k-means into ~sqrt(M) cells runs first and each cell is cut into micro-clusters in
+    proportion to its rows, so training costs about what one k-means into sqrt(M) groups does;
+    `coarse` then holds the cell centroids for the search.
+    """
+    n = Z.shape[0]
+    if n * M <= FLAT_MAX_WORK:
+        take = keyed_sample(keys, min(n, M * TRAIN_POINTS_PER_MICRO), seed)
+        return train_kmeans(Z[take], M, seed=seed, niter=MICRO_ITERATIONS), None
+    K1 = max(2, round(math.sqrt(M)))
+    take = keyed_sample(keys, min(n, K1 * COARSE_POINTS_PER_CELL), seed)
+    coarse = train_kmeans(Z[take], K1, seed=seed, niter=MICRO_ITERATIONS)
+    take = keyed_sample(keys, min(n, M * TRAIN_POINTS_PER_MICRO), seed + 1)
+    cell = _nearest(Z[take], coarse)
+    parts = []
+    counts = np.bincount(cell, minlength=K1)
+    want = np.maximum(1, np.round(M * counts / max(1, take.size))).astype(int)
+    for c in range(K1):
+        check_cancel(cancel)
+        rows = take[cell == c]  # still in key order
+        if rows.size == 0:
+            continue
+        k = int(min(want[c], rows.size))
+        if k == 1:
+            parts.append(_unit(Z[rows].sum(axis=0, keepdims=True)))
+        else:
+            parts.append(train_kmeans(Z[rows], k, seed=seed, niter=MICRO_ITERATIONS))
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32), coarse
+
+
+def nearest_two(Z, centroids, coarse=None, order=None, chunk=65536, cancel=None):
+    """Each row's nearest and second-nearest centroid (ids, cosines), read in chunks.
+
+    With `coarse` cell centroids the search is an inverted file over them (IVF_PROBE cells per
+    row), exact enough for a graph and far cheaper than a flat search at a million rows.
+    With `order` (a permutation) rows are searched in chunks of that order, so each query
+    batch, and so every floating-point result, is the same whatever the row order of Z.
+    """
+    import faiss
+
+    n, d = Z.shape
+    M = centroids.shape[0]
+    k = min(NEIGHBOURS, M)
+    if coarse is None:
+        index = faiss.IndexFlatIP(d)
+    else:
+        quantizer = faiss.IndexFlatIP(d)
+        quantizer.add(np.ascontiguousarray(coarse, dtype=np.float32))
+        index = faiss.IndexIVFFlat(quantizer, d, coarse.shape[0], faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = min(IVF_PROBE, coarse.shape[0])
+        index.is_trained = True
+        index._keep_quantizer = quantizer  # keep the Python object alive with the index
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    ids = np.full((n, NEIGHBOURS), -1, dtype=np.int64)
+    sims = np.full((n, NEIGHBOURS), -np.inf, dtype=np.float32)
+    for a in range(0, n, chunk):
+        check_cancel(cancel)
+        at = slice(a, a + chunk) if order is None else order[a : a + chunk]
+        rows = np.ascontiguousarray(Z[at], dtype=np.float32)
+        D, I = index.search(rows, k)
+        ids[at, :k] = I
+        sims[at, :k] = D
+    return ids, sims
+
+
+def _nearest(Z, centroids):
+    import faiss
+
+    index = faiss.IndexFlatIP(Z.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return index.search(np.ascontiguousarray(Z, dtype=np.float32), 1)[1][:, 0]
+
+
+def boundary_graph(ids, sims, M):
+    """Sparse symmetric weights between micro-clusters from the rows' two nearest ones.
+
+    A row of a whose second-nearest centroid is b counts for edge a-b when it lies within b's
+    reach: as close to b's centroid as the closest (1 - REACH_QUANTILE) of b's own members,
+    or not much farther from b than from a (cosine distance at most REACH_RATIO times).
+    w(a, b) = (such rows) / sqrt(size_a * size_b), the share of the two clusters' rows that lie
+    where they touch: high inside one dense region, low across a sparse gap, zero between two
+    regions that do not touch at all.
+    """
+    from scipy import sparse
+
+    first = ids[:, 0]
+    size = np.bincount(first[first >= 0], minlength=M).astype(np.float64)
+    reach = _member_quantile(first, sims[:, 0], M, REACH_QUANTILE)
+    W = sparse.csr_matrix((M, M))
+    for j, weight in enumerate(NEIGHBOUR_WEIGHTS[: ids.shape[1] - 1], start=1):
+        ok = (ids[:, 0] >= 0) & (ids[:, j] >= 0) & (ids[:, 0] != ids[:, j])
+        s1, sj = sims[ok, 0], sims[ok, j]
+        ok[ok] = (sj >= reach[ids[ok, j]]) | (1.0 - sj <= REACH_RATIO * (1.0 - s1))
+        a, b = ids[ok, 0], ids[ok, j]
+        W = W + sparse.coo_matrix((np.full(a.size, weight), (a, b)), shape=(M, M)).tocsr()
+    W = (W + W.T).tocoo()
+    scale = np.sqrt(np.maximum(size[W.row], 1) * np.maximum(size[W.col], 1))
+    S = sparse.csr_matrix((W.data / scale, (W.row, W.col)), shape=(M, M))
+    return S, size
+
+
+def _member_quantile(first, sim, M, q):
+    """Per micro-cluster, the q-quantile of its members' cosines to it (+inf when empty)."""
+    order = np.lexsort((sim, first))
+    size = np.bincount(first, minlength=M)
+    starts = np.cumsum(size) - size
+    pos = starts + np.floor(q * np.maximum(size - 1, 0)).astype(np.int64)
+    out = np.full(M, np.inf, dtype=np.float32)
+    has = size > 0
+    out[has] = sim[order[pos[has]]]
+    return out
+
+
+def average_linkage(S, nodes):
+    """Average linkage (UPGMA) over a sparse similarity graph; pairs without an edge count 0.
+
+    Args:
+        S: (M, M) symmetric scipy sparse similarity between micro-clusters.
+        nodes: the micro-cluster ids taking part (others are ignored).
+
+    Returns:
+        merges: list of (a, b, similarity) in merge order; a survives, b joins it. Ties break
+        on the smaller ids, so the order follows from S alone. Components that never touch
+        are not merged.
+    """
+    keep = np.zeros(S.shape[0], dtype=bool)
+    keep[nodes] = True
+    coo = S.tocoo()
+    sel = keep[coo.row] & keep[coo.col] & (coo.row != coo.col)
+    adj: dict[int, dict[int, float]] = {int(v): {} for v in nodes}
+    for r, c, v in zip(coo.row[sel].tolist(), coo.col[sel].tolist(), coo.data[sel].tolist()):
+        adj[r][c] = v
+    count = {int(v): 1 for v in nodes}
+    heap = [(-v, r, c) for r, nb in adj.items() for c, v in nb.items() if r < c]
+    heapq.heapify(heap)
+    merges = []
+    while heap:
+        neg, a, b = heapq.heappop(heap)
+        if a not in adj or b not in adj[a]:
+            continue  # a stale entry: one side was merged since
+        if -neg != adj[a][b] / (count[a] * count[b]):
+            continue  # stale: the pair's similarity changed (a fresh entry is queued)
+        if len(adj[a]) < len(adj[b]):
+            a, b = b, a  # fold the smaller neighbourhood into the larger
+        merges.append((a, b, -neg))
+        nb_b = adj.pop(b)
+        nb_a = adj[a]
+        del nb_a[b]
+        del nb_b[a]
+        for c, v in nb_b.items():
+            nb_c = adj[c]
+            del nb_c[b]
+            nb_a[c] = nb_a.get(c, 0.0) + v
+            nb_c[a] = nb_a[c]
+        count[a] += count.pop(b)
+        ca = count[a]
+        for c, v in nb_a.items():
+            x, y = (a, c) if a < c else (c, a)
+            heapq.heappush(heap, (-v / (ca * count[c]), x, y))
+    return merges
+
+
+def modularity_path(S, nodes, merges, resolution):
+    """Modularity of the partition after each merge (index i = after i merges)."""
+    keep = np.zeros(S.shape[0], dtype=bool)
+    keep[nodes] = True
+    coo = S.tocoo()
+    sel = keep[coo.row] & keep[coo.col] & (coo.row != coo.col)
+    deg = np.bincount(coo.row[sel], weights=coo.data[sel], minlength=S.shape[0])
+    two_m = float(deg.sum())
+    if two_m <= 0:
+        return np.zeros(len(merges) + 1)
+    # The edge weight between two current groups is needed at each merge: keep the group of
+    # every node and sum edges between groups lazily through a dict of dicts.
+    edges: dict[int, dict[int, float]] = {int(v): {} for v in nodes}
+    for r, c, v in zip(coo.row[sel].tolist(), coo.col[sel].tolist(), coo.data[sel].tolist()):
+        edges[r][c] = v
+    tot = {int(v): float(deg[v]) for v in nodes}
+    q = [-resolution * sum((t / two_m) ** 2 for t in tot.values())]
+    for a, b, _ in merges:
+        w_ab = edges[a].get(b, 0.0)
+        q.append(q[-1] + 2 * w_ab / two_m - 2 * resolution * tot[a] * tot[b] / two_m**2)
+        nb_b = edges.pop(b)
+        nb_a = edges[a]
+        nb_a.pop(b, None)
+        nb_b.pop(a, None)
+        for c, v in nb_b.items():
+            nb_c = edges[c]
+            nb_c.pop(b, None)
+            nb_a[c] = nb_a.get(c, 0.0) + v
+            nb_c[a] = nb_a[c]
+        tot[a] += tot.pop(b)
+    return np.asarray(q)
+
+
+def cut(merges, nodes, steps):
+    """Micro-cluster -> root id after the first `steps` merges (union-find replay)."""
+    parent = {int(v): int(v) for v in nodes}
+
+    def find(v):
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for a, b, _ in merges[:steps]:
+        parent[find(b)] = find(a)
+    return {v: find(v) for v in parent}
+
+
+def step_for(merges, nodes, size, target, min_rows):
+    """The fewest merges after which at most `target` groups hold >= min_rows rows each.
+
+    Smaller groups are left to the noise group, so the decisions go to groups worth one.
+    """
+    rows = {int(v): float(size[v]) for v in nodes}
+    parent = {int(v): int(v) for v in nodes}
+    big = sum(1 for r in rows.values() if r >= min_rows)
+    if big <= target:
+        return 0
+    for i, (a, b, _) in enumerate(merges, start=1):
+        ra, rb = rows.pop(b), rows[a]
+        big -= (ra >= min_rows) + (rb >= min_rows)
+        rows[a] = ra + rb
+        big += rows[a] >= min_rows
+        parent[b] = a
+        if big <= target:
+            return i
+    return len(merges)
+
+
+def _small_members(roots, size, min_rows):
+    """Micro-clusters whose group holds fewer than min_rows rows."""
+    mass: dict[int, float] = {}
+    for v, r in roots.items():
+        mass[r] = mass.get(r, 0.0) + size[v]
+    return [v for v, r in roots.items() if mass[r] < min_rows]
+
+
+def join_components(roots, centroids, size, target):
+    """Merge the smallest groups into their most similar group until `target` remain.
+
+    Used when the graph falls apart into more components than groups are wanted (well-separated
+    data): a group joins the group whose size-weighted mean centroid is nearest by cosine.
+    """
+    groups: dict[int, list[int]] = {}
+    for v, r in roots.items():
+        groups.setdefault(r, []).append(v)
+    while len(groups) > target:
+        keys = sorted(groups)
+        sums = np.stack([(centroids[groups[k]] * size[groups[k], None]).sum(axis=0) for k in keys])
+        cents = _unit(sums)
+        mass = np.array([size[groups[k]].sum() for k in keys])
+        small = int(np.lexsort((np.array(keys), mass))[0])
+        sims = cents @ cents[small]
+        sims[small] = -np.inf
+        into = int(np.argmax(sims))
+        groups[keys[into]].extend(groups.pop(keys[small]))
+    return {v: r for r, members in groups.items() for v in members}
+
+
+def low_density_micro(sims, first, size):
+    """Micro-clusters whose cohesion (mean cosine of members to centroid) is far below typical."""
+    M = size.size
+    coh = np.bincount(first, weights=sims.astype(np.float64), minlength=M) / np.maximum(size, 1)
+    real = size >= 2
+    if real.sum() < 8:
+        return np.zeros(M, dtype=bool), coh
+    med = float(np.median(coh[real]))
+    sigma = max(1.4826 * float(np.median(np.abs(coh[real] - med))), NOISE_MIN_SIGMA)
+    low = coh < med - NOISE_SIGMAS * sigma
+    return low, coh
+
+
+def graph_merge(
+    Z: np.ndarray,
+    keys: np.ndarray,
+    n_groups: int | None,
+    seed: int,
+    train_kmeans,
+    *,
+    granularity: float = 1.0,
+    noise: bool = True,
+    cancel=None,
+    timings: dict | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Group the unit rows Z: micro-clusters, boundary graph, average linkage, cut.
+
+    Args:
+        Z: (n, d) float32 unit rows (already reduced).
+        keys: row_keys of the original rows (order-free sampling).
+        n_groups: wanted groups including the noise group; None chooses from the data.
+        seed: seeds the samples and k-means.
+        train_kmeans: fn(rows, k, seed=, niter=) -> (k, d) unit centroids.
+        granularity: with n_groups None, > 1 asks for more, finer groups, < 1 for fewer.
+        noise: set low-density micro-clusters apart as one noise group.
+        cancel: checked between stages.
+        timings: filled with seconds per stage.
+
+    Returns:
+        (labels int32 (n,) 0..G-1, params) with params["low_density_groups"] the ids of the
+        noise group(s) and params["micro_clusters"] the over-segmentation size.
+    """
+    timings = {} if timings is None else timings
+    n = Z.shape[0]
+    t = time.perf_counter()
+    M = micro_count(n, n_groups)
+    centroids, coarse = micro_clusters(Z, M, keys, seed, train_kmeans, cancel)
+    M = centroids.shape[0]
+    timings["micro"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ids, sims = nearest_two(Z, centroids, coarse, np.argsort(keys, kind="stable"), cancel=cancel)
+    first = ids[:, 0]
+    timings["search"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    S, size = boundary_graph(ids, sims, M)
+    used = size > 0
+    low = _initial_noise(S, sims[:, 0], first, size, n_groups) if noise else np.zeros(M, bool)
+    nodes = np.flatnonzero(used & ~low)
+    if nodes.size == 0:  # everything is "low density": nothing stands out, keep it all
+        low[:] = False
+        nodes = np.flatnonzero(used)
+    has_noise = bool((low & used).any())
+    merges = average_linkage(S, nodes)
+    check_cancel(cancel)
+    if n_groups is None:
+        step, params_auto = _auto_step(S, nodes, merges, n, granularity)
+        target = max(1, nodes.size - step)
+        min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target)))
+    else:
+        target = max(1, n_groups - int(has_noise))  # the noise group is one of the decisions
+        min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target))) if noise else 1
+        step = step_for(merges, nodes, size, target, min_rows)
+        params_auto = None
+    roots = cut(merges, nodes, step)
+    small = _small_members(roots, size, min_rows)
+    if not has_noise and size[small].sum() < max(min_rows, NOISE_ISOLATED_SIZE):
+        small = []  # a few stray rows: not worth a decision, they join their nearest group
+    if small and not has_noise and n_groups is not None and target > 1:
+        # Small groups would form a noise group: one decision fewer for the real ones. If
+        # that cut leaves nothing small, keep the first and fold its small groups in instead.
+        fewer = cut(merges, nodes, step_for(merges, nodes, size, target - 1, min_rows))
+        if _small_members(fewer, size, min_rows):
+            roots, target = fewer, target - 1
+            small = _small_members(roots, size, min_rows)
+        else:
+            small = []
+    if small and len(small) < len(roots):
+        # Groups too small to be worth a decision join the noise group.
+        low[small] = True
+        roots = {v: r for v, r in roots.items() if not low[v]}
+        has_noise = True
+    if len(set(roots.values())) > target:
+        roots = join_components(roots, centroids, size, target)
+    timings["merge"] = time.perf_counter() - t
+
+    micro_group, G = _number_groups(roots, size)
+    low_groups: list[int] = []
+    if has_noise:
+        micro_group[low] = G
+        low_groups = [G]
+        G += 1
+    labels = micro_group[first].astype(np.int32)
+    params: dict[str, Any] = {
+        "micro_clusters": int(M),
+        "two_level": coarse is not None,
+        "graph_edges": int(S.nnz // 2),
+        "low_density_groups": low_groups,
+        "noise_rows": int(np.sum(low[first])) if has_noise else 0,
+    }
+    if params_auto is not None:
+        params["auto"] = params_auto
+    return labels, params
+
+
+def _initial_noise(S, sim, first, size, n_groups):
+    """Micro-clusters set apart before merging: low cohesion, or tiny and touching nothing."""
+    used = size > 0
+    low, _ = low_density_micro(sim, first, size)
+    # A stray row, or a few, that k-means gave a centroid of their own and that touch no
+    # other micro-cluster: a group of them would cost a decision for almost nothing.
+    degree = np.diff(S.indptr)
+    low |= used & (degree == 0) & (size < NOISE_ISOLATED_SIZE)
+    # Fewer than NOISE_ISOLATED_SIZE rows are not worth a decision of their own, however small
+    # the data: on a few dozen items a "noise group" of three would take a real group's place.
+    if size[low].sum() < NOISE_ISOLATED_SIZE:
+        low[:] = False
+    return low
+
+
+def _auto_step(S, nodes, merges, n, granularity):
+    """The merge step where modularity (resolution `granularity`) peaks, within AUTO_RANGE."""
+    q = modularity_path(S, nodes, merges, granularity)
+    lo = max(1, nodes.size - len(merges))  # fewest groups the graph allows
+    g_lo, g_hi = max(2, round(n * AUTO_RANGE[0])), max(2, round(n * AUTO_RANGE[1]))
+    steps = np.arange(len(merges) + 1)
+    groups_at = nodes.size - steps
+    ok = (groups_at >= max(lo, g_lo)) & (groups_at <= g_hi)
+    if not ok.any():
+        ok = groups_at == max(lo, min(g_hi, nodes.size))
+    step = int(steps[ok][np.argmax(q[ok])])
+    return step, {"modularity": float(q[step]), "resolution": granularity}
+
+
+def _number_groups(roots, size):
+    """Group id per micro-cluster (-1 for none): largest group first, ties by smallest id."""
+    M = size.size
+    used = size > 0
+    root_ids = np.array(sorted(set(roots.values())))
+    micro_root = np.full(M, -1, dtype=np.int64)
+    for v, r in roots.items():
+        micro_root[v] = r
+    has = used & (micro_root >= 0)
+    mass = np.bincount(micro_root[has], weights=size[has], minlength=M)[root_ids]
+    first_micro = np.full(M, M, dtype=np.int64)
+    np.minimum.at(first_micro, micro_root[micro_root >= 0], np.flatnonzero(micro_root >= 0))
+    order = np.lexsort((first_micro[root_ids], -mass))
+    group_of_root = np.full(M, -1, dtype=np.int64)
+    group_of_root[root_ids[order]] = np.arange(root_ids.size)
+    micro_group = np.where(micro_root >= 0, group_of_root[np.maximum(micro_root, 0)], -1)
+    return micro_group, int(root_ids.size)
+
+
+def _unit(A):
+    A = np.asarray(A, dtype=np.float64)
+    return (A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)).astype(np.float32)
