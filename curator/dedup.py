@@ -16,16 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from curator.catalog import utcnow
+from curator.catalog import Catalog, utcnow
+from curator.embed import spaces as embedding_spaces
 from curator.errors import CuratorError, UsageError
+from curator.groups import current_run
+from curator.items import sources
 from indexing.progress import Progress, ProgressEvent, check_cancel, no_progress
-
-if TYPE_CHECKING:
-    from curator.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -169,19 +169,19 @@ def exact_groups(db: Any) -> list[tuple[str, list[int]]]:
     return out
 
 
-def duplicate_groups(project: Project, db: Any = None) -> list[list[int]]:
+def duplicate_groups(catalog: Catalog, db: Any = None) -> list[list[int]]:
     """Exact and near duplicate groups joined (union-find), for keeping copies in one split.
 
     Exact groups are computed now from the catalog; near groups come from the latest
     `find_duplicates` result when there is one.
 
     Args:
-        project: an open Project.
+        catalog: the project's catalog.
         db: a connection to read through (export passes its read snapshot).
     """
-    db = db if db is not None else project.catalog.db
+    db = db if db is not None else catalog.db
     groups: list[Sequence[int]] = [ids for _, ids in exact_groups(db)]
-    latest = load_duplicates(project)
+    latest = load_duplicates(catalog)
     if latest is not None:
         groups.extend(g.items for g in latest.near)
     return merge_groups(groups)
@@ -191,7 +191,7 @@ def duplicate_groups(project: Project, db: Any = None) -> list[list[int]]:
 
 
 def find_duplicates(
-    project: Project,
+    catalog: Catalog,
     threshold: Optional[float] = None,
     rule: str = "resolution",
     preferred_source: Optional[str] = None,
@@ -202,7 +202,7 @@ def find_duplicates(
     """Find exact and near duplicates and rank outliers; store the result as the latest.
 
     Args:
-        project: an open Project.
+        catalog: the project's catalog.
         threshold: cosine similarity at or above which two items are near duplicates; None
             calibrates one per embedding space and modality from the space's own
             nearest-neighbour distances (`indexing.dedup.calibrated_threshold`, never below
@@ -234,22 +234,22 @@ def find_duplicates(
         if not preferred_source:
             raise UsageError("the source rule needs a preferred source folder (one of the "
                              "sources)", hint="give --prefer-source FOLDER")
-        preferred_source = _match_source(project, preferred_source)
+        preferred_source = _match_source(catalog, preferred_source)
     elif preferred_source:
-        preferred_source = _match_source(project, preferred_source)
+        preferred_source = _match_source(catalog, preferred_source)
     params = {"threshold": None if threshold is None else float(threshold), "rule": rule,
               "preferred_source": preferred_source, "outliers": outliers, "thresholds": {}}
-    with project.catalog.recorded_run("dedup", params) as run:
-        db = project.catalog.db
+    with catalog.recorded_run("dedup", params) as run:
+        db = catalog.db
         progress(ProgressEvent("exact duplicates", 0, None, "groups"))
         exact_found = exact_groups(db)
         check_cancel(cancel)
-        cluster_run = _cluster_run(project)
+        cluster_run = _cluster_run(catalog)
         near_found: list[tuple[str, list[int]]] = []
         ranked: list[Outlier] = []
         spaces: dict[str, int] = {}
-        for space in [row["space"] for row in project.spaces()]:
-            found, outl, n = _search_space(project, space, threshold, cluster_run,
+        for space in [row["space"] for row in embedding_spaces(catalog)]:
+            found, outl, n = _search_space(catalog, space, threshold, cluster_run,
                                            outliers, progress, cancel, params["thresholds"])
             near_found.extend((space, g) for g in found)
             ranked.extend(outl)
@@ -275,14 +275,14 @@ def find_duplicates(
                              outliers=tuple(ranked[:outliers]), cluster_run=cluster_run,
                              run_id=run.id, seconds=round(time.monotonic() - started, 3),
                              spaces=spaces)
-        _store(project, report)
+        _store(catalog, report)
         run.counts = report.summary()
     return report
 
 
-def _match_source(project: Project, folder: str) -> str:
+def _match_source(catalog: Catalog, folder: str) -> str:
     """A source root, or a folder inside one, as the absolute path the keeper rule compares."""
-    roots = [s.root for s in project.sources()]
+    roots = [s.root for s in sources(catalog)]
     if folder in roots:
         return folder
     wanted = os.path.abspath(os.path.expanduser(folder))
@@ -294,9 +294,9 @@ def _match_source(project: Project, folder: str) -> str:
                      f"sources: {', '.join(roots)}")
 
 
-def _cluster_run(project: Project) -> Optional[int]:
+def _cluster_run(catalog: Catalog) -> Optional[int]:
     try:
-        return project.current_run()
+        return current_run(catalog)
     except UsageError:
         return None
 
@@ -304,7 +304,7 @@ def _cluster_run(project: Project) -> Optional[int]:
 DEFAULT_FLOOR = 0.95
 
 
-def _search_space(project: Project, space: str, threshold: Optional[float],
+def _search_space(catalog: Catalog, space: str, threshold: Optional[float],
                   cluster_run: Optional[int], top: int, progress: Progress,
                   cancel: Optional[Callable[[], bool]], used: dict[str, float]
                   ) -> tuple[list[list[int]], list[Outlier], int]:
@@ -318,19 +318,19 @@ def _search_space(project: Project, space: str, threshold: Optional[float],
         rank_outliers,
     )
 
-    ids, X = ok_vectors(project.catalog, space)
+    ids, X = ok_vectors(catalog, space)
     if len(ids) < 2:
         return [], [], len(ids)
     labels = centroids = None
     group_ids: Optional[np.ndarray] = None
     if cluster_run is not None:
-        labels, centroids, group_ids = _space_clustering(project, space, cluster_run, ids, X)
+        labels, centroids, group_ids = _space_clustering(catalog, space, cluster_run, ids, X)
 
     def report(event: ProgressEvent) -> None:
         progress(ProgressEvent(f"near duplicates {space}: {event.stage}", event.done, event.total,
                                event.unit, event.message))
 
-    modality = dict(project.catalog.db.execute(
+    modality = dict(catalog.db.execute(
         "SELECT id, modality FROM items WHERE status = 'ok'"))
     kinds = np.array([modality.get(int(i), "") for i in ids])
     found = []
@@ -356,7 +356,7 @@ def _search_space(project: Project, space: str, threshold: Optional[float],
     return found, ranked, len(ids)
 
 
-def _space_clustering(project: Project, space: str, run_id: int, ids: np.ndarray,
+def _space_clustering(catalog: Catalog, space: str, run_id: int, ids: np.ndarray,
                       X: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
     """Local group labels per row, the centroids they index, and their run group ids.
 
@@ -365,13 +365,13 @@ def _space_clustering(project: Project, space: str, run_id: int, ids: np.ndarray
     """
     from curator.groups import centroids_path
 
-    db = project.catalog.db
+    db = catalog.db
     row = db.execute("SELECT group_offset, n_groups FROM clusterings WHERE run_id = ? AND "
                      "space = ?", [run_id, space]).fetchone()
     if row is None:
         return np.full(len(ids), -1, np.int64), None, np.zeros(0, np.int64)
     offset, n_groups = int(row[0]), int(row[1])
-    path = centroids_path(project.catalog, run_id) / f"centroids-{offset}.npy"
+    path = centroids_path(catalog, run_id) / f"centroids-{offset}.npy"
     stored = np.load(path) if path.exists() else np.zeros((0, X.shape[1]), np.float32)
     assigned = np.full(len(ids), -1, np.int64)
     pairs = np.array(db.execute("SELECT item_id, group_id FROM assignments WHERE run_id = ? "
@@ -425,24 +425,24 @@ def _keeper_meta(db: Any, ids: set[int]) -> dict[int, dict[str, Any]]:
 # --- storage ----------------------------------------------------------------------------------
 
 
-def latest_path(project: Project) -> Path:
-    return Path(project.root) / DEDUP_DIR / LATEST
+def latest_path(catalog: Catalog) -> Path:
+    return Path(catalog.root) / DEDUP_DIR / LATEST
 
 
-def _store(project: Project, report: DedupReport) -> None:
+def _store(catalog: Catalog, report: DedupReport) -> None:
     """Write latest.json atomically: a temporary file, fsynced, then renamed over the old one."""
     from curator.stores import write_text_atomic
 
-    write_text_atomic(latest_path(project), json.dumps(report.to_json(), ensure_ascii=False))
+    write_text_atomic(latest_path(catalog), json.dumps(report.to_json(), ensure_ascii=False))
 
 
-def load_duplicates(project: Project) -> Optional[DedupReport]:
+def load_duplicates(catalog: Catalog) -> Optional[DedupReport]:
     """The latest duplicate search, or None when none ran.
 
     Raises:
         CuratorError: the stored result cannot be read (run `curator dedup` again).
     """
-    path = latest_path(project)
+    path = latest_path(catalog)
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)

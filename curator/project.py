@@ -483,7 +483,7 @@ class Project:
         """Each item of the latest duplicate search -> its cosine similarity to the keeper."""
         from curator.dedup import keeper_similarities, load_duplicates
 
-        report = load_duplicates(self)
+        report = load_duplicates(self.catalog)
         return {} if report is None else keeper_similarities(self.catalog, report.groups)
 
     def mark_duplicates(self, keepers: dict[int, int], note: str = "") -> int:
@@ -629,14 +629,14 @@ class Project:
         """Exact and near duplicate groups with a suggested keeper, and ranked outliers."""
         from curator.dedup import find_duplicates
 
-        return find_duplicates(self, threshold, rule, preferred_source, progress, cancel,
+        return find_duplicates(self.catalog, threshold, rule, preferred_source, progress, cancel,
                                outliers=outliers)
 
     def duplicates(self) -> Optional[DedupReport]:
         """The latest duplicate search, or None when none ran."""
         from curator.dedup import load_duplicates
 
-        return load_duplicates(self)
+        return load_duplicates(self.catalog)
 
     def report(self) -> dict[str, Any]:
         """Coverage of the labels: by label, source folder, modality and label source (a

@@ -188,7 +188,7 @@ def dedup(project: Path, threshold: Optional[float], rule: str, prefer_source: O
         if report.outliers:
             click.echo("top outliers: " + ", ".join(
                 f"{o.item_id} ({o.score:.2f})" for o in report.outliers[:show]))
-        click.echo(f"saved {latest_path(proj)}; exports keep each group in one split")
+        click.echo(f"saved {latest_path(proj.catalog)}; exports keep each group in one split")
 
 
 @cli.command()

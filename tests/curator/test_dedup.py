@@ -83,7 +83,7 @@ def ids_of(project: Project, *rels: str) -> tuple[int, ...]:
 
 def test_exact_and_near_groups_with_a_keeper(corpus):
     corpus.cluster(n_groups=3)
-    report = find_duplicates(corpus, threshold=0.95)
+    report = find_duplicates(corpus.catalog, threshold=0.95)
     exact = ids_of(corpus, "a/c0/1.png", "a/c2/copy.png", "b/copy.png")
     near_image = ids_of(corpus, "a/c0/0.png", "a/c1/near.jpg", "b/big.png")
     near_audio = ids_of(corpus, "a/snd/short.wav", "a/snd/long.wav")
@@ -97,7 +97,8 @@ def test_exact_and_near_groups_with_a_keeper(corpus):
     summary = report.summary()
     assert summary["exact_groups"] == 1 and summary["near_groups"] == 2
     assert summary["removable"] == 2 + 2 + 1
-    assert duplicate_groups(corpus) == sorted([list(exact), list(near_image), list(near_audio)])
+    assert duplicate_groups(corpus.catalog) == sorted([list(exact), list(near_image),
+                                                       list(near_audio)])
 
 
 @pytest.mark.parametrize("rule,prefer,expected", [
@@ -109,7 +110,7 @@ def test_exact_and_near_groups_with_a_keeper(corpus):
 ])
 def test_keeper_rules(corpus, rule, prefer, expected):
     root = Path(corpus.root).parent
-    report = find_duplicates(corpus, rule=rule,
+    report = find_duplicates(corpus.catalog, rule=rule,
                              preferred_source=str(root / prefer) if prefer else None)
     groups = {"exact": ids_of(corpus, "a/c0/1.png", "a/c2/copy.png", "b/copy.png"),
               "near_image": ids_of(corpus, "a/c0/0.png", "a/c1/near.jpg", "b/big.png"),
@@ -123,49 +124,49 @@ def test_keeper_rules(corpus, rule, prefer, expected):
 def test_bad_parameters_are_one_clear_error(corpus, tmp_path):
     for threshold in (0, 1.5, -0.1, "high"):
         with pytest.raises(UsageError, match="threshold"):
-            find_duplicates(corpus, threshold=threshold)
+            find_duplicates(corpus.catalog, threshold=threshold)
     with pytest.raises(UsageError, match="unknown keeper rule"):
-        find_duplicates(corpus, rule="prettiest")
+        find_duplicates(corpus.catalog, rule="prettiest")
     with pytest.raises(UsageError, match="preferred source") as info:
-        find_duplicates(corpus, rule="source")
+        find_duplicates(corpus.catalog, rule="source")
     assert "--prefer-source" in info.value.hint
     with pytest.raises(UsageError, match="not a source"):
-        find_duplicates(corpus, rule="source", preferred_source=str(tmp_path / "elsewhere"))
-    assert load_duplicates(corpus) is None
+        find_duplicates(corpus.catalog, rule="source", preferred_source=str(tmp_path / "elsewhere"))
+    assert load_duplicates(corpus.catalog) is None
 
 
 def test_result_is_stored_atomically_and_read_back(corpus, monkeypatch):
-    assert load_duplicates(corpus) is None
-    assert duplicate_groups(corpus) == [list(ids_of(corpus, "a/c0/1.png", "a/c2/copy.png",
+    assert load_duplicates(corpus.catalog) is None
+    assert duplicate_groups(corpus.catalog) == [list(ids_of(corpus, "a/c0/1.png", "a/c2/copy.png",
                                                     "b/copy.png"))]  # exact, computed now
-    first = find_duplicates(corpus, threshold=0.95)
-    again = load_duplicates(corpus)
+    first = find_duplicates(corpus.catalog, threshold=0.95)
+    again = load_duplicates(corpus.catalog)
     assert again == first
-    assert json.loads(latest_path(corpus).read_text())["params"]["threshold"] == 0.95
+    assert json.loads(latest_path(corpus.catalog).read_text())["params"]["threshold"] == 0.95
     runs = corpus.runs("dedup")
     assert runs[0].status == "ok" and runs[0].counts["near_groups"] == 2
-    before = latest_path(corpus).read_bytes()
+    before = latest_path(corpus.catalog).read_bytes()
 
     def broken(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(dedup_mod.os, "replace", broken)
     with pytest.raises(OSError):
-        find_duplicates(corpus, threshold=0.99)
-    assert latest_path(corpus).read_bytes() == before
-    assert sorted(p.name for p in latest_path(corpus).parent.iterdir()) == ["latest.json"]
+        find_duplicates(corpus.catalog, threshold=0.99)
+    assert latest_path(corpus.catalog).read_bytes() == before
+    assert sorted(p.name for p in latest_path(corpus.catalog).parent.iterdir()) == ["latest.json"]
     assert corpus.runs("dedup")[0].status == "failed"
     monkeypatch.undo()
-    latest_path(corpus).write_text("{not json")
+    latest_path(corpus.catalog).write_text("{not json")
     with pytest.raises(CuratorError, match="cannot be read") as info:
-        load_duplicates(corpus)
+        load_duplicates(corpus.catalog)
     assert "curator dedup" in info.value.hint
 
 
 def test_outliers_need_a_clustering_and_are_ranked(corpus):
-    assert find_duplicates(corpus).outliers == ()
+    assert find_duplicates(corpus.catalog).outliers == ()
     run_id, _ = corpus.cluster(n_groups=3)
-    report = find_duplicates(corpus, outliers=5)
+    report = find_duplicates(corpus.catalog, outliers=5)
     assert report.cluster_run == run_id and len(report.outliers) == 5
     scores = [o.score for o in report.outliers]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 2 for s in scores)
@@ -175,7 +176,7 @@ def test_outliers_need_a_clustering_and_are_ranked(corpus):
     # A group made later by a split has no stored centroid: its centroid is computed.
     biggest = corpus.groups(run_id, order="size")[0]
     new_ids = corpus.split(biggest.group_id, k=2)
-    report = find_duplicates(corpus, outliers=100)
+    report = find_duplicates(corpus.catalog, outliers=100)
     assignment = dict(corpus.catalog.db.execute(
         "SELECT item_id, group_id FROM assignments WHERE run_id = ?", [run_id]).fetchall())
     assert all(o.group_id == assignment[o.item_id] for o in report.outliers)
@@ -190,7 +191,7 @@ def test_merge_groups_joins_overlapping_groups():
 
 
 def test_report_json_round_trip(corpus):
-    report = find_duplicates(corpus)
+    report = find_duplicates(corpus.catalog)
     assert DedupReport.from_json(json.loads(json.dumps(report.to_json()))) == report
 
 
@@ -205,7 +206,7 @@ def test_export_puts_exact_and_near_copies_in_one_split(corpus, tmp_path):
         top = item["path"].split("/")[0]
         label = top if top in ("c0", "c1", "c2", "snd") else "b"
         corpus.label_items([item["id"]], label)
-    find_duplicates(corpus, threshold=0.95)
+    find_duplicates(corpus.catalog, threshold=0.95)
     copies = [ids_of(corpus, "a/c0/1.png", "a/c2/copy.png", "b/copy.png"),
               ids_of(corpus, "a/c0/0.png", "a/c1/near.jpg", "b/big.png"),
               ids_of(corpus, "a/snd/short.wav", "a/snd/long.wav")]
