@@ -148,7 +148,8 @@ def cluster_embeddings(
             "graph" method chooses it from the data (see `granularity`); "kmeans" and
             "hdbscan" use `default_n_groups(n)`. For "hdbscan" it sets the minimum group size
             to about n / (3 * n_groups).
-        method: "auto" ("graph" up to 300,000 rows, else "kmeans": see `auto_method`), "graph",
+        method: "auto" ("graph" from 20 rows a group up to 300,000 rows, else "kmeans": see
+            `auto_method`), "graph",
             "kmeans" or "hdbscan"; see `available_methods()`.
             "hdbscan" runs UMAP single-threaded (a fixed seed requires it): minutes at 100k.
         seed: the same X and seed give identical labels.
@@ -171,7 +172,7 @@ def cluster_embeddings(
     """
     # Rows are validated chunk by chunk in the first full pass over X (no extra pass).
     X = _check_matrix(X, validate=False)
-    name = auto_method(X.shape[0]) if method == "auto" else method
+    name = auto_method(X.shape[0], n_groups) if method == "auto" else method
     if name not in _METHODS:
         raise ValueError(
             f"unknown clustering method {method!r}; known: auto, " + ", ".join(available_methods())
@@ -196,11 +197,19 @@ def available_methods() -> list[str]:
     return sorted(_METHODS)
 
 
-def auto_method(n: int) -> str:
-    """The method "auto" means for n rows: "graph" (more accurate, docs/benchmarks.md) up to
-    AUTO_GRAPH_MAX_ROWS, plain spherical k-means above, where the graph method does not yet
-    meet the 90 s target for a million rows on two cores."""
-    return AUTO_METHOD if n <= AUTO_GRAPH_MAX_ROWS else "kmeans"
+def auto_method(n: int, n_groups: int | None = None) -> str:
+    """The method "auto" means for n rows and the wanted group count.
+
+    "graph" (more accurate, docs/benchmarks.md) when every group can hold enough rows for its
+    micro-clusters to mean something (AUTO_GRAPH_MIN_ROWS_PER_GROUP) and up to
+    AUTO_GRAPH_MAX_ROWS; plain spherical k-means otherwise: on a few rows per group the graph's
+    micro-clusters are single rows that look like noise, and above the size limit the graph
+    method does not yet meet the 90 s target for a million rows on two cores.
+    """
+    groups = n_groups if n_groups is not None else default_n_groups(n)
+    if n > AUTO_GRAPH_MAX_ROWS or n < AUTO_GRAPH_MIN_ROWS_PER_GROUP * max(1, groups):
+        return "kmeans"
+    return AUTO_METHOD
 
 
 def split_group(X_subset: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -465,6 +474,7 @@ def _method_graph(X, k, seed, progress, cancel, pca_dim, timings):
 
 AUTO_METHOD = "graph"
 AUTO_GRAPH_MAX_ROWS = 300_000
+AUTO_GRAPH_MIN_ROWS_PER_GROUP = 20
 """Above this many rows "auto" falls back to k-means (the graph method's 1M run took > 4x the
 time target in bench/cluster.py); pass method="graph" to use it anyway."""
 _AUTO_COUNT = {"graph"}  # methods that choose the group count themselves when none is given

@@ -25,7 +25,8 @@ from curator.cli.base import (
                    "method; about items/300, within 10..5000, for kmeans and hdbscan).")
 @click.option("--method", type=click.Choice(["auto", "graph", "kmeans", "hdbscan"]),
               default="auto", show_default=True,
-              help="auto: graph up to 300,000 items per space, kmeans above; graph: k-means "
+              help="auto: graph from 20 items a group up to 300,000 items per space, kmeans "
+                   "otherwise; graph: k-means "
                    "micro-clusters merged along their density graph, outliers in one noise "
                    "group; kmeans: plain spherical k-means; hdbscan: UMAP + HDBSCAN (up to "
                    "~200k items, marks noise).")
