@@ -86,6 +86,24 @@ def read_shard_rows(path: Path, dim: int, rows: np.ndarray) -> np.ndarray:
     return np.asarray(mm[rows])
 
 
+def _remove_dead_temps(folder: Path) -> None:
+    """Temporary files left by a writer process that was killed (its pid is gone)."""
+    for tmp in folder.glob(".*.npy.*.tmp"):
+        pid = tmp.name.split(".")[-2].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class VectorStore:
     """The consolidated, memory-mapped vectors of one embedding space, keyed by item id."""
 
@@ -121,8 +139,12 @@ class VectorStore:
     def write(self, rows: Iterator[tuple[np.ndarray, np.ndarray]], count: int, dim: int) -> None:
         """Replace the store from (ids, vectors) chunks in ascending id order, atomically."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp_vec = self.folder / "vectors.npy.tmp"
-        tmp_ids = self.folder / "ids.npy.tmp"
+        # Temporary names unique to this process and thread: two writers (two processes
+        # syncing one space) sharing one name truncated each other's file under a reader's map.
+        tag = f"{os.getpid()}-{threading.get_ident()}"
+        _remove_dead_temps(self.folder)
+        tmp_vec = self.folder / f".vectors.npy.{tag}.tmp"
+        tmp_ids = self.folder / f".ids.npy.{tag}.tmp"
         out = np.lib.format.open_memmap(tmp_vec, mode="w+", dtype=np.float16, shape=(count, dim))
         out_ids = np.lib.format.open_memmap(tmp_ids, mode="w+", dtype=np.int64, shape=(count,))
         at = 0
