@@ -7,7 +7,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import sqlite3
 import sys
 import threading
@@ -28,7 +27,7 @@ else:
     finally:
         del sys.modules["pandas"]
 
-from curator import __version__
+from curator import __version__, procs
 from curator.catalog_faults import (
     BUSY_TIMEOUT_MS,
     CATALOG_NAME,
@@ -639,7 +638,7 @@ class Catalog:
                 "host)"
                 " VALUES (?, ?, ?, ?, 'running', '{}', ?, ?)",
                 [kind, __version__, json.dumps(params, sort_keys=True), utcnow(), os.getpid(),
-                 socket.gethostname()],
+                 procs.host()],
             )
             return int(cursor.lastrowid)
 
@@ -687,11 +686,11 @@ class Catalog:
         """Runs left 'running' by a process of this host that no longer exists were killed."""
         if self.readonly:
             return 0
-        host = socket.gethostname()
+        host = procs.host()
         rows = self.db.execute(
             "SELECT id, pid, host FROM runs WHERE status = 'running'"
         ).fetchall()
-        dead = [rid for rid, pid, rhost in rows if rhost == host and not _pid_alive(pid)]
+        dead = [rid for rid, pid, rhost in rows if rhost == host and not procs.pid_alive(pid)]
         if dead:
             with self.write() as db:
                 db.execute(
@@ -710,20 +709,6 @@ class Catalog:
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return [RunRecord.from_row(row) for row in self.db.query(sql, args)]
-
-
-def _pid_alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

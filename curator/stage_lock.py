@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from curator import procs
 from curator.errors import CuratorError
 
 LOCK_NAME = "stage.lock"
@@ -68,8 +67,7 @@ def stage_lock(root: Path | str, stage: str) -> Iterator[None]:
                         f"finish (or stop it) before starting {stage}")
     fh.seek(0)
     fh.truncate()
-    fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "stage": stage,
-                         "started": utcnow()}))
+    fh.write(json.dumps({**procs.owner(), "stage": stage, "started": utcnow()}))
     fh.flush()
     with _guard:
         _held[key] = [fh, 1]

@@ -21,6 +21,8 @@ from typing import BinaryIO, Optional
 
 import numpy as np
 
+from curator.procs import pid_alive
+
 log = logging.getLogger(__name__)
 
 
@@ -90,18 +92,10 @@ def _remove_dead_temps(folder: Path) -> None:
     """Temporary files left by a writer process that was killed (its pid is gone)."""
     for tmp in folder.glob(".*.npy.*.tmp"):
         pid = tmp.name.split(".")[-2].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class VectorStore:

@@ -20,9 +20,10 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from curator.errors import UsageError
+from curator.procs import pid_alive
 
 MANIFEST = "manifest.json"
 MANIFEST_MARK = "curator_export"
@@ -132,12 +133,6 @@ def _journal(target: Path) -> Path:
     return target.with_name(f".{target.name}{_JOURNAL}")
 
 
-def _pid_alive(pid: Optional[int]) -> bool:
-    from curator.catalog import _pid_alive as alive
-
-    return alive(pid)
-
-
 _rename = os.rename  # one name, so a test can stop a run between the two renames
 
 
@@ -186,7 +181,7 @@ def recover(target: Path) -> list[str]:
             data = json.loads(journal.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = {}
-        if not _pid_alive(data.get("pid")) or data.get("pid") == os.getpid():
+        if not pid_alive(data.get("pid")) or data.get("pid") == os.getpid():
             tmp, old = parent / str(data.get("tmp", "")), parent / str(data.get("old", ""))
             if data.get("tmp") and data.get("old"):
                 _finish(target, tmp, old)
@@ -202,7 +197,7 @@ def recover(target: Path) -> list[str]:
             rest = entry.name[len(prefix):]
             if not entry.name.startswith(prefix) or not rest.isdigit():
                 continue
-            if int(rest) == os.getpid() or _pid_alive(int(rest)) or not entry.is_dir():
+            if int(rest) == os.getpid() or pid_alive(int(rest)) or not entry.is_dir():
                 continue
             if prefix.endswith(".old-") and not target.exists():
                 _rename(entry, target)  # an older Curator was killed between its renames
