@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from indexing import cluster
+from indexing import cluster_methods, cluster_steps
 from indexing.cluster import (
     InvalidEmbeddings,
     cluster_embeddings,
@@ -128,7 +128,7 @@ def test_bad_rows_named(bad, reason):
 
 
 def test_bad_rows_found_past_the_first_chunk(monkeypatch):
-    monkeypatch.setattr(cluster, "CHUNK_ROWS", 16)
+    monkeypatch.setattr(cluster_steps, "CHUNK_ROWS", 16)
     X, _ = blobs(n_blobs=3, per=20)
     X[50] = 0.0
     with pytest.raises(InvalidEmbeddings, match="rows 50"):
@@ -145,7 +145,7 @@ def test_empty_and_misshapen_input():
 
 
 def test_cancel_after_first_progress_event(monkeypatch):
-    monkeypatch.setattr(cluster, "CHUNK_ROWS", 32)  # several chunks, so a check comes after
+    monkeypatch.setattr(cluster_steps, "CHUNK_ROWS", 32)  # several chunks, so a check comes after
     X, _ = blobs()
     token = CancelToken()
     events = []
@@ -160,7 +160,7 @@ def test_cancel_after_first_progress_event(monkeypatch):
 
 
 def test_progress_reports_stages_and_chunks(monkeypatch):
-    monkeypatch.setattr(cluster, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(cluster_steps, "CHUNK_ROWS", 100)
     X, _ = blobs()  # 480 rows: 5 chunks
     events = []
     cluster_embeddings(X, 8, method="kmeans", progress=events.append)
@@ -268,7 +268,7 @@ def test_hdbscan_marks_noise():
 
 
 def test_hdbscan_refuses_large_inputs(monkeypatch):
-    monkeypatch.setattr(cluster, "HDBSCAN_MAX_ROWS", 100)
+    monkeypatch.setattr(cluster_methods, "HDBSCAN_MAX_ROWS", 100)
     X, _ = blobs()
     with pytest.raises(ValueError, match="at most 100 items"):
         cluster_embeddings(X, 8, method="hdbscan")
