@@ -79,7 +79,7 @@ def _plain_jpeg_thumbnail(raw: bytes, size: int) -> bytes | None:
         return None
     from PIL import Image
 
-    from indexing.decode import thumbnail_jpeg
+    from indexing.decode_image import thumbnail_jpeg
 
     with Image.open(io.BytesIO(raw)) as img:
         if img.format != "JPEG" or img.mode not in ("RGB", "L"):
@@ -131,7 +131,7 @@ def decode_jpeg_batch(blobs: Sequence[np.ndarray], device: str) -> list[Any]:
 
 def decode_jpeg_cpu(blob: np.ndarray, size: int, resize_mode: str, pad_rgb: Sequence[int]) -> Any:
     """The CPU path's model array for one encoded JPEG (what the decode worker would have made)."""
-    from indexing.decode import load_image
+    from indexing.decode_image import load_image
 
     array, _ = load_image(io.BytesIO(np.asarray(blob, np.uint8).tobytes()), size, resize_mode,
                           0, tuple(pad_rgb))

@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from indexing.decode import DecodeSpec, MediaDecoder, mel_filterbank, power_spectrogram
+from indexing.decode import DecodeSpec, MediaDecoder
 from indexing.embedders.base import Decoded, Embedder, EmbedResult
+from indexing.spectrogram import mel_filterbank, power_spectrogram
 
 log = logging.getLogger(__name__)
 

@@ -12,17 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexing.decode import (
-    MEAN_GREY,
-    DecodeSpec,
-    MediaDecoder,
-    MediaError,
-    load_audio_windows,
-    load_image,
-    load_video_frames,
-    spectrogram_jpeg,
-    thumbnail_jpeg,
-)
+from indexing.decode import DecodeSpec, MediaDecoder
+from indexing.decode_audio import load_audio_windows
+from indexing.decode_base import MEAN_GREY, MediaError
+from indexing.decode_image import load_image, thumbnail_jpeg
+from indexing.decode_video import load_video_frames
+from indexing.spectrogram import spectrogram_jpeg
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -467,14 +462,14 @@ def test_stereo_is_mixed_to_mono(tmp_path):
 
 
 def test_two_hour_silence_reads_only_its_windows(tmp_path, monkeypatch):
-    from indexing import decode
+    from indexing import decode_audio
 
     path = write_silence(tmp_path / "two_hours.flac", 2 * 3600)
     assert path.stat().st_size < 5_000_000
     decoded = []  # every decoded frame passes through _take once
-    real_take = decode._take
+    real_take = decode_audio._take
     monkeypatch.setattr(
-        decode, "_take", lambda frames, *a: (decoded.append(1), real_take(frames, *a))[1]
+        decode_audio, "_take", lambda frames, *a: (decoded.append(1), real_take(frames, *a))[1]
     )
     tracemalloc.start()
     try:
