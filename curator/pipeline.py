@@ -93,7 +93,7 @@ class IndexOptions:
         """
         from indexing.embedders import EmbedderUnavailable, resolve
         from indexing.embedders.clap import resolve_clap_source
-        from indexing.embedders.clip import resolve_clip_source
+        from indexing.embedders.clip_source import resolve_clip_source
 
         chosen, notes = [], []
         for kind, find, model in (("image/video", resolve_clip_source, self.model),

@@ -195,7 +195,7 @@ def test_without_open_clip_a_clip_model_is_unavailable_not_a_crash(monkeypatch):
     # The lite bundle has no torch or open_clip: the demo and indexing must fall back to
     # `classic` on EmbedderUnavailable instead of dying on an ImportError.
     from indexing.embedders import EmbedderUnavailable
-    from indexing.embedders.clip import resolve_clip_source
+    from indexing.embedders.clip_source import resolve_clip_source
 
     monkeypatch.setitem(sys.modules, "open_clip", None)
     monkeypatch.setitem(sys.modules, "open_clip.pretrained", None)
