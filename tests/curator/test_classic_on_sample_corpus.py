@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from curator import sample_corpus
+from curator import sample_corpus, sample_plan
 from indexing.embedders.classic import create
 
 
@@ -23,7 +23,7 @@ def embedded(tmp_path_factory):
     with open(summary.ground_truth, newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh)):
             item = decode(i, str(root / row["path"]), row["modality"])
-            if row["class"] == sample_corpus.BROKEN_CLASS:
+            if row["class"] == sample_plan.BROKEN_CLASS:
                 broken[row["path"]] = item.error
                 continue
             assert item.error is None, (row["path"], item.error)
@@ -45,7 +45,7 @@ def _loo_accuracy(vectors: np.ndarray, labels: list[str]) -> float:
 def test_leave_one_out_nearest_neighbour_finds_the_class(embedded, modality):
     result, _ = embedded
     vectors, labels = result[modality]
-    assert len(set(labels)) == len(sample_corpus.CLASSES[modality])
+    assert len(set(labels)) == len(sample_plan.CLASSES[modality])
     assert _loo_accuracy(vectors, labels) >= 0.9
 
 

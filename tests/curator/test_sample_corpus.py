@@ -13,13 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from curator.sample_corpus import (
-    BROKEN_CLASS,
-    CLASSES,
-    MIN_ITEMS,
-    plan_sample_corpus,
-    write_sample_corpus,
-)
+from curator.sample_corpus import write_sample_corpus
+from curator.sample_plan import BROKEN_CLASS, CLASSES, MIN_ITEMS, plan_sample_corpus
 from indexing.progress import Cancelled, CancelToken
 
 ITEMS = 70  # 41 images, 18 sounds, 11 videos: every class at least twice, quick to write
