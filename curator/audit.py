@@ -16,7 +16,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from curator.catalog import Catalog, utcnow
+from curator.catalog import Catalog
+from curator.connection import utcnow
 from curator.errors import UsageError
 from curator.items import abs_paths
 from curator.labels import apply_event, find_label, label_paths

@@ -1,481 +1,48 @@
-"""The project's SQLite catalog: connection discipline, recorded schema migrations and runs."""
+"""The project's SQLite catalog: opening a project folder, its health marker, and recorded runs.
+
+The connection discipline (WAL, busy timeout, `transaction`) is `curator.connection`; the schema
+is the recorded migrations of `curator.migrations`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import os
 import sqlite3
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
-
-if "pandas" in sys.modules:
-    import sqlite_utils
-else:
-    # sqlite_utils imports pandas when it is installed, only to map pandas.Timestamp columns,
-    # which the catalog never writes; that import is a third of every CLI start. Hide it.
-    sys.modules["pandas"] = None  # type: ignore[assignment]  (import then raises ImportError)
-    try:
-        import sqlite_utils
-    finally:
-        del sys.modules["pandas"]
+from typing import TYPE_CHECKING, Any, Optional
 
 from curator import __version__, procs
 from curator.catalog_faults import (
-    BUSY_TIMEOUT_MS,
     CATALOG_NAME,
     _check_marker,
     _damaged_message,
-    _db_file,
     _file_identity,
     _readonly_message,
     check_header,
-    connect_readonly,
     explain,
     remember_opened,
-    writable,
 )
+from curator.connection import connect, transaction, utcnow
 from curator.errors import (
     CatalogDamagedError,
     CuratorError,
     NotAProjectError,
     ReadOnlyCatalogError,
 )
+from curator.migrations import MIGRATIONS, applied_migrations, migrate, newer_writer
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
 APP_ID = "curator"
-
-
-def utcnow() -> str:
-    """Now as an ISO-8601 UTC timestamp with milliseconds, the catalog's one time format."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# --- migrations -------------------------------------------------------------------------------
-# Each migration runs once, in order, inside one transaction, and is recorded in `_migrations`.
-# Never edit a released migration: add a new one.
-
-
-def _m001_initial(db: sqlite_utils.Database) -> None:
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    db.execute(
-        """CREATE TABLE sources (
-            id INTEGER PRIMARY KEY,
-            root TEXT NOT NULL UNIQUE,
-            added_at TEXT NOT NULL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE items (
-            id INTEGER PRIMARY KEY,
-            source_id INTEGER NOT NULL REFERENCES sources(id),
-            path TEXT NOT NULL,
-            modality TEXT,
-            format TEXT,
-            size INTEGER,
-            mtime REAL,
-            mtime_ns INTEGER,
-            content_hash TEXT,
-            width INTEGER,
-            height INTEGER,
-            duration REAL,
-            fps REAL,
-            sample_rate INTEGER,
-            channels INTEGER,
-            codec TEXT,
-            status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'missing')),
-            error TEXT,
-            first_seen TEXT NOT NULL,
-            last_seen TEXT NOT NULL,
-            UNIQUE (source_id, path)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY,
-            kind TEXT NOT NULL,
-            app_version TEXT NOT NULL,
-            params TEXT NOT NULL DEFAULT '{}',
-            started_at TEXT NOT NULL,
-            ended_at TEXT,
-            status TEXT NOT NULL,
-            counts TEXT NOT NULL DEFAULT '{}'
-        )"""
-    )
-    db.execute("CREATE INDEX items_status ON items (status)")
-
-
-def _m002_item_details_and_run_owner(db: sqlite_utils.Database) -> None:
-    # Richer media facts, a content version that later stages compare against to find stale
-    # work, and the owner of a run so an interrupted one can be told from a live one.
-    items = db["items"]
-    for name, kind in [
-        ("mode", str),
-        ("frames", int),
-        ("orientation", int),
-        ("has_audio", int),
-        ("version", int),
-        ("changed_at", str),
-    ]:
-        items.add_column(name, kind)
-    db.execute("UPDATE items SET version = 1 WHERE version IS NULL")
-    db.execute("CREATE INDEX items_hash ON items (content_hash)")
-    db.execute("CREATE INDEX items_modality ON items (modality, status)")
-    runs = db["runs"]
-    for name, kind in [("error", str), ("pid", int), ("host", str)]:
-        runs.add_column(name, kind)
-
-
-def _m003_embeddings(db: sqlite_utils.Database) -> None:
-    # Which vector of which space each item has, where it lives, and for which content version.
-    db.execute(
-        """CREATE TABLE spaces (
-            space TEXT PRIMARY KEY,
-            embedder TEXT NOT NULL,
-            model TEXT NOT NULL,
-            dim INTEGER NOT NULL,
-            modalities TEXT NOT NULL,
-            preprocess TEXT NOT NULL,
-            options TEXT NOT NULL DEFAULT '{}',
-            folder TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE embeddings (
-            item_id INTEGER NOT NULL REFERENCES items(id),
-            space TEXT NOT NULL REFERENCES spaces(space),
-            shard TEXT NOT NULL,
-            row INTEGER NOT NULL,
-            frames_shard TEXT,
-            frames_row INTEGER,
-            frames_count INTEGER,
-            item_version INTEGER NOT NULL,
-            content_hash TEXT,
-            run_id INTEGER REFERENCES runs(id),
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (item_id, space)
-        )"""
-    )
-    db.execute("CREATE INDEX embeddings_space ON embeddings (space, item_id)")
-
-
-
-
-def _m004_groups(db: sqlite_utils.Database) -> None:
-    # Groups belong to a clustering run; assignments say which group of the run holds an item.
-    db.execute(
-        """CREATE TABLE clusterings (
-            run_id INTEGER NOT NULL REFERENCES runs(id),
-            space TEXT NOT NULL,
-            part TEXT NOT NULL DEFAULT '',
-            method TEXT NOT NULL,
-            n_groups INTEGER NOT NULL,
-            n_items INTEGER NOT NULL DEFAULT 0,
-            group_offset INTEGER NOT NULL,
-            params TEXT NOT NULL DEFAULT '{}',
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (run_id, space, part)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE groups (
-            run_id INTEGER NOT NULL REFERENCES runs(id),
-            group_id INTEGER NOT NULL,
-            space TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            cohesion REAL,
-            impurity REAL,
-            topic INTEGER,
-            representatives TEXT NOT NULL DEFAULT '[]',
-            boundary TEXT NOT NULL DEFAULT '[]',
-            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'split', 'merged')),
-            parent INTEGER,
-            status TEXT NOT NULL DEFAULT 'undecided'
-                CHECK (status IN ('undecided', 'labelled', 'noise', 'mixed')),
-            label_id INTEGER,
-            decided_event INTEGER,
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (run_id, group_id)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE assignments (
-            run_id INTEGER NOT NULL,
-            item_id INTEGER NOT NULL,
-            group_id INTEGER NOT NULL,
-            PRIMARY KEY (run_id, item_id)
-        ) WITHOUT ROWID"""
-    )
-    db.execute("CREATE INDEX assignments_group ON assignments (run_id, group_id, item_id)")
-    # The review queue reads every active group of a run ordered by impurity or size.
-    db.execute("CREATE INDEX groups_queue ON groups (run_id, state, impurity, size, status)")
-
-
-def _m005_labels(db: sqlite_utils.Database) -> None:
-    # The taxonomy, the append-only event log (with each touched item's value before and
-    # after, so any event can be undone and redone), and the current label per item,
-    # materialised from the log for speed.
-    db.execute(
-        """CREATE TABLE labels (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            parent_id INTEGER REFERENCES labels(id),
-            colour TEXT,
-            hotkey TEXT,
-            description TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            removed_at TEXT,
-            merged_into INTEGER REFERENCES labels(id)
-        )"""
-    )
-    db.execute("CREATE UNIQUE INDEX labels_name ON labels (name) WHERE removed_at IS NULL")
-    db.execute("CREATE UNIQUE INDEX labels_hotkey ON labels (hotkey) "
-               "WHERE removed_at IS NULL AND hotkey IS NOT NULL")
-    db.execute(
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY,
-            time TEXT NOT NULL,
-            annotator TEXT NOT NULL,
-            action TEXT NOT NULL,
-            label_id INTEGER,
-            source TEXT NOT NULL,
-            run_id INTEGER,
-            group_id INTEGER,
-            note TEXT NOT NULL DEFAULT '',
-            item_count INTEGER NOT NULL DEFAULT 0,
-            target INTEGER REFERENCES events(id),
-            undone INTEGER NOT NULL DEFAULT 0,
-            details TEXT NOT NULL DEFAULT '{}'
-        )"""
-    )
-    db.execute("CREATE INDEX events_annotator ON events (annotator, id)")
-    db.execute(
-        """CREATE TABLE event_items (
-            event_id INTEGER NOT NULL REFERENCES events(id),
-            item_id INTEGER NOT NULL,
-            before_state TEXT,
-            before_label INTEGER,
-            before_event INTEGER,
-            after_state TEXT,
-            after_label INTEGER,
-            PRIMARY KEY (event_id, item_id)
-        ) WITHOUT ROWID"""
-    )
-    db.execute("CREATE INDEX event_items_item ON event_items (item_id, event_id)")
-    db.execute(
-        """CREATE TABLE item_labels (
-            item_id INTEGER PRIMARY KEY REFERENCES items(id),
-            state TEXT NOT NULL CHECK (state IN ('labelled', 'noise', 'mixed')),
-            label_id INTEGER REFERENCES labels(id),
-            event_id INTEGER NOT NULL REFERENCES events(id),
-            confirmed INTEGER NOT NULL DEFAULT 0
-        )"""
-    )
-    db.execute("CREATE INDEX item_labels_label ON item_labels (label_id)")
-    db.execute(
-        """CREATE TABLE audits (
-            id INTEGER PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            annotator TEXT NOT NULL,
-            seed INTEGER NOT NULL,
-            params TEXT NOT NULL DEFAULT '{}'
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE audit_items (
-            audit_id INTEGER NOT NULL REFERENCES audits(id),
-            item_id INTEGER NOT NULL,
-            stratum TEXT NOT NULL,
-            label_id INTEGER,
-            verdict TEXT CHECK (verdict IN ('correct', 'wrong', 'unsure')),
-            corrected_label INTEGER,
-            reviewed_at TEXT,
-            PRIMARY KEY (audit_id, item_id)
-        ) WITHOUT ROWID"""
-    )
-
-
-def _m006_triage_changes(db: sqlite_utils.Database) -> None:
-    # A change log that every write path fills through triggers, so an open app (or a second
-    # window) can see what another process changed: kinds are labels, taxonomy, groups (split,
-    # merge) and run:<kind> when a scan, embed, cluster or map run ends.
-    from curator.changes import create_change_log
-
-    create_change_log(db)
-def _m006_exports_splits(db: sqlite_utils.Database) -> None:
-    # The stored train/val/test assignment every export reuses (see curator.splits).
-    db.execute(
-        """CREATE TABLE split_assignments (
-            id INTEGER PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            annotator TEXT NOT NULL DEFAULT '',
-            fractions TEXT NOT NULL,
-            seed INTEGER NOT NULL,
-            cleared_at TEXT
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE item_splits (
-            item_id INTEGER PRIMARY KEY,
-            assignment_id INTEGER NOT NULL REFERENCES split_assignments(id),
-            split INTEGER NOT NULL,
-            assigned_at TEXT NOT NULL
-        )"""
-    )
-
-
-def _m007_triage_duplicate_state(db: sqlite_utils.Database) -> None:
-    # A `duplicate` item state that points at the item kept (item_labels.keeper_id, carried by
-    # event_items so undo and redo restore it).
-    from curator.changes import duplicate_state
-
-    duplicate_state(db)
-
-
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
-    ("001_initial", _m001_initial),
-    ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
-    ("003_embeddings", _m003_embeddings),
-    ("004_groups", _m004_groups),
-    ("005_labels", _m005_labels),
-    ("006_triage_changes", _m006_triage_changes),
-    ("006_exports_splits", _m006_exports_splits),
-    ("007_triage_duplicate_state", _m007_triage_duplicate_state),
-]
-
-
-def applied_migrations(db: sqlite_utils.Database) -> list[str]:
-    if "_migrations" not in db.table_names():
-        return []
-    return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY id").fetchall()]
-
-
-def migrate(db: sqlite_utils.Database, upto: Optional[str] = None) -> list[str]:
-    """Apply the migrations not yet recorded, each in its own transaction.
-
-    Args:
-        db: an open catalog.
-        upto: stop after the migration of this name (tests use it to build older schemas).
-
-    Returns:
-        The names applied now.
-    """
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations "
-        "(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)"
-    )
-    done = set(applied_migrations(db))
-    applied = []
-    for name, fn in MIGRATIONS:
-        if name not in done:
-            with transaction(db):
-                # Another process may have migrated while we waited for the write lock.
-                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
-                    continue
-                fn(db)
-                db.execute(
-                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, utcnow()]
-                )
-            log.info("catalog migrated: %s", name)
-            applied.append(name)
-        if name == upto:
-            break
-    return applied
-
-
-# --- newer catalogs ---------------------------------------------------------------------------
-# A catalog from a newer Curator is refused before anything is written: an unknown migration
-# means a schema this version does not know; `meta.min_reader_version` lets a later release
-# mark data that an older one would misread even without a schema change.
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    """"0.10.2rc1" → (0, 10, 2): the numeric release parts, enough to order Curator versions."""
-    parts = []
-    for piece in str(version).split("."):
-        digits = "".join(itertools.takewhile(str.isdigit, piece))
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
-def _newer_writer(db: sqlite_utils.Database) -> Optional[str]:
-    """Why this Curator must not open the catalog (written by a newer one), or None."""
-    known = {name for name, _ in MIGRATIONS}
-    unknown = [m for m in applied_migrations(db) if m not in known]
-    row = db.execute("SELECT value FROM meta WHERE key = 'min_reader_version'").fetchone()
-    needed = row[0] if row else None
-    if not unknown and not (needed and _version_key(needed) > _version_key(__version__)):
-        return None
-    writers = [r[0] for r in db.execute("SELECT DISTINCT app_version FROM runs").fetchall()]
-    newest = max(writers + [needed or "0"], key=_version_key)
-    by = f"Curator {newest}" if _version_key(newest) > _version_key(__version__) else (
-        "a newer Curator")
-    what = f"schema {unknown[-1]}" if unknown else f"needs Curator {needed} or later"
-    return f"was written by {by} ({what}), newer than this Curator {__version__}"
-
-
-# --- connections ------------------------------------------------------------------------------
-
-
-def connect(path: Path, readonly: Optional[bool] = None) -> sqlite_utils.Database:
-    """Open one connection with the catalog's discipline: WAL, busy timeout, explicit transactions.
-
-    A catalog that cannot be written here (a read-only file, folder or mount) opens read-only:
-    `?mode=ro`, or `?immutable=1` where SQLite cannot create its WAL index beside the file. The
-    returned Database then has `curator_readonly = True` and every write transaction refuses.
-
-    Args:
-        path: the catalog file.
-        readonly: force read-only (True) or read-write (False); None decides from the file system.
-    """
-    path = Path(path)
-    if readonly is None:
-        readonly = path.exists() and not writable(path)
-    if readonly:
-        conn = connect_readonly(path)
-    else:
-        conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    db = sqlite_utils.Database(conn)
-    db.curator_readonly = bool(readonly)  # type: ignore[attr-defined]
-    return db
-
-
-@contextlib.contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A short write transaction taken with BEGIN IMMEDIATE, so writers queue instead of failing."""
-    conn = db.conn
-    if getattr(db, "curator_readonly", False):
-        raise ReadOnlyCatalogError(_readonly_message(_db_file(db)))
-    if conn.in_transaction:
-        # Nested use joins the outer transaction; only the outermost commits.
-        yield db
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
 
 
 class Catalog:
@@ -545,7 +112,7 @@ class Catalog:
             catalog.close()
             raise NotAProjectError(f"{path} is an SQLite file but not a Curator catalog")
         try:
-            newer = _newer_writer(catalog.db)
+            newer = newer_writer(catalog.db)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             catalog.close()
             raise explain(exc, path) from exc

@@ -20,7 +20,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from curator.catalog import Catalog, utcnow
+from curator.catalog import Catalog
+from curator.connection import utcnow
 from curator.embed import spaces as embedding_spaces
 from curator.errors import CuratorError, UsageError
 from curator.groups import current_run

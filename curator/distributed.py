@@ -24,7 +24,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from curator.catalog import Catalog, utcnow
+from curator.catalog import Catalog
+from curator.connection import utcnow
 from curator.embed import (
     THUMBS_DIR,
     _mark_error,

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from curator.catalog import Catalog, utcnow
+from curator.catalog import Catalog
+from curator.connection import utcnow
 from curator.stores import ShardWriter, ThumbnailStore, VectorStore, read_shard_rows, space_slug
 from indexing.progress import Progress, ProgressEvent, check_cancel, is_cancelled, no_progress
 
@@ -93,7 +94,7 @@ def pending_items(catalog: Catalog, space: str, modalities: Sequence[str]) -> It
         "AND (e.item_id IS NULL OR e.item_version < items.version) ORDER BY items.id"
     )
     # A separate connection so the long read does not hold the writer's connection.
-    from curator.catalog import connect
+    from curator.connection import connect
 
     reader = connect(catalog.path)
     try:

@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from curator.catalog import Catalog, RunRecord, utcnow
+from curator.catalog import Catalog, RunRecord
+from curator.connection import utcnow
 from curator.errors import UsageError
 
 _CHUNK = 900  # ids per `IN (...)`: below SQLite's default limit on bound variables

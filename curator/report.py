@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from curator.catalog import Catalog, utcnow
+from curator.catalog import Catalog
+from curator.connection import utcnow
 from curator.errors import UsageError
 from curator.groups import latest_run_id
 from curator.labels import labels

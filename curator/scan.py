@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from curator.catalog import Catalog, utcnow
+from curator.catalog import Catalog
+from curator.connection import utcnow
 from curator.walk import (  # noqa: F401  (ScanOptions and the walk are part of this API)
     ScanOptions,
     _Entry,

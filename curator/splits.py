@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from curator.catalog import Catalog, utcnow
+from curator.catalog import Catalog
+from curator.connection import utcnow
 from curator.errors import UsageError
 
 # Stratum keys for items without a label; label ids are positive.

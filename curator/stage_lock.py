@@ -45,7 +45,7 @@ def stage_lock(root: Path | str, stage: str) -> Iterator[None]:
     Raises:
         StageBusy: another process holds it (the message names that process and its stage).
     """
-    from curator.catalog import utcnow
+    from curator.connection import utcnow
 
     path = Path(root) / LOCK_NAME
     key = str(path)

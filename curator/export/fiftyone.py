@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from curator import __version__
-from curator.catalog import utcnow
+from curator.connection import utcnow
 from curator.export.core import ExportContext, ExportRow
 from curator.export.hf import NO_SPLIT, UNASSIGNED
 

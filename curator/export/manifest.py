@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from curator import __version__
-from curator.catalog import utcnow
+from curator.connection import utcnow
 from curator.export.output import MANIFEST_MARK
 from curator.splits import MIXED, NOISE, UNLABELLED, SplitAssignment
 

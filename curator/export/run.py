@@ -15,7 +15,8 @@ from typing import Any, Optional
 import numpy as np
 
 from curator import splits as splits_mod
-from curator.catalog import Catalog, connect
+from curator.catalog import Catalog
+from curator.connection import connect
 from curator.errors import UsageError
 from curator.export import manifest as manifest_mod
 from curator.export.core import (

@@ -6,8 +6,10 @@ import sqlite3
 
 import pytest
 
-from curator.catalog import MIGRATIONS, Catalog, applied_migrations, connect, migrate
+from curator.catalog import Catalog
+from curator.connection import connect
 from curator.errors import NotAProjectError, UsageError
+from curator.migrations import MIGRATIONS, applied_migrations, migrate
 from curator.project import Project
 
 

@@ -315,12 +315,12 @@ def test_random_byte_flips_never_give_a_traceback_or_a_write_into_damage(tmp_pat
 def test_read_only_forced_open(labelled, monkeypatch, capsys):
     """The read-only open on any machine: the catalog is declared unwritable, as a read-only
     mount would make it, and SQLite itself refuses writes."""
-    import curator.catalog as catalog_module
+    import curator.connection as connection_module
     from curator.cli import main
     from curator.errors import ReadOnlyCatalogError
 
     root, _ = labelled
-    monkeypatch.setattr(catalog_module, "writable", lambda path: False)
+    monkeypatch.setattr(connection_module, "writable", lambda path: False)
     before = _digest(root / "catalog.db")
     with Project.open(root) as project:
         assert project.catalog.readonly

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from curator import __version__
-from curator.catalog import MIGRATIONS, applied_migrations
 from curator.errors import CuratorError
+from curator.migrations import MIGRATIONS, applied_migrations
 from curator.project import Project
 
 DATA = Path(__file__).resolve().parents[1] / "data"
