@@ -1,146 +1,53 @@
-"""A FAISS vector index keyed by catalog item ids, with a JSON sidecar saying how it was built."""
+"""A FAISS vector index keyed by catalog item ids, with a JSON sidecar saying how it was built.
+
+Which kind to build and how to train it is `index_kinds`; the files on disk are `index_files`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexing.index_files import load_index, save_index, sidecar_path
+from indexing.index_kinds import (
+    AUTO_IVF_ORDER,
+    DEFAULT_MEMORY_BUDGET,
+    FLAT_MAX,
+    KINDS,
+    TRAIN_ITERATIONS,
+    TRAIN_PER_LIST,
+    IndexFileError,
+    IndexInfo,
+    as_ids,
+    default_nlist,
+    default_nprobe,
+    gpu_wanted,
+    import_faiss,
+    normalised_rows,
+    pq_m,
+)
 from indexing.progress import Progress, ProgressEvent, check_cancel, no_progress
 
 log = logging.getLogger(__name__)
 
-FLAT_MAX = 100_000
-"""Up to this many vectors, "auto" builds an exact index. An exact query reads every vector, so it
-is memory-bound: ~24 ms for 100k x 512 on the 2-core benchmark machine (~2x that under load);
-200k would miss the 50 ms target, while IVF answers in ~1 ms at recall@50 ~0.98."""
-
-DEFAULT_MEMORY_BUDGET = 4 << 30
-"""Bytes of vector storage "auto" may use before it picks a coarser code (SQ8, then PQ)."""
+# VectorIndex's public face: IndexFileError is what `load` raises, IndexInfo what `info` returns.
+__all__ = ["GPU_MAX_K", "IndexFileError", "IndexInfo", "VectorIndex"]
 
 ADD_CHUNK = 65_536
 """Rows converted, normalised and added at a time, so memory stays flat for a memory-mapped X."""
 
-TRAIN_PER_LIST = 32
-"""Training rows per inverted list; faiss asks for 39, but 32 loses no measurable recall at 1M
-rows and k-means time grows with it (see docs/benchmarks.md, "Search, map and duplicates")."""
-
-TRAIN_ITERATIONS = 10
-"""k-means iterations for the coarse quantizer; recall stops improving well before faiss's 25."""
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """How one index kind is made: a faiss factory string and its storage cost."""
-
-    factory: str              # formatted with nlist, m, nbits
-    trained: bool
-    bytes_per_vector: Callable[[int, int], int]  # (dim, m) -> bytes
-    by_residual: bool | None = None  # None: faiss's default for the kind
-
-
-_KINDS: dict[str, _Kind] = {
-    "flat": _Kind("IDMap2,Flat", False, lambda d, m: 4 * d + 8),
-    "ivf_flat": _Kind("IVF{nlist},Flat", True, lambda d, m: 4 * d + 8),
-    # fp16 loses nothing that matters for cosine ranking, so residuals buy nothing but time.
-    "ivf_fp16": _Kind("IVF{nlist},SQfp16", True, lambda d, m: 2 * d + 8, by_residual=False),
-    "ivf_sq8": _Kind("IVF{nlist},SQ8", True, lambda d, m: d + 8),
-    "ivf_pq": _Kind("IVF{nlist},PQ{m}x{nbits}", True, lambda d, m: m + 8),
-}
-"""Index kinds by name. "auto" picks flat, then the first IVF kind whose storage fits the budget."""
-
-_AUTO_IVF_ORDER = ("ivf_fp16", "ivf_sq8", "ivf_pq")
-
-
-class IndexFileError(RuntimeError):
-    """A saved vector index is missing, unreadable or not one Curator wrote; the message says to
-    rebuild."""
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    """How a vector index was built; written beside it as a JSON sidecar.
-
-    Attributes:
-        kind: "flat", "ivf_flat", "ivf_fp16", "ivf_sq8" or "ivf_pq".
-        dim: vector dimension.
-        count: vectors in the index.
-        metric: always "ip" (inner product of unit vectors = cosine).
-        nlist: inverted lists (0 for flat).
-        nprobe: lists scanned per query by default (0 for flat).
-        m: PQ sub-quantizers (0 unless ivf_pq).
-        trained_on: rows the coarse quantizer was trained on (0 for flat).
-        gpu: whether the index was built / searches on a GPU.
-        faiss_version: faiss that built it.
-        built_at: ISO-8601 UTC time of the build.
-        space: embedding space id the vectors live in (e.g. "clip:ViT-B-32/...").
-        factory: the faiss index_factory string.
-    """
-
-    kind: str
-    dim: int
-    count: int = 0
-    metric: str = "ip"
-    nlist: int = 0
-    nprobe: int = 0
-    m: int = 0
-    trained_on: int = 0
-    gpu: bool = False
-    faiss_version: str = ""
-    built_at: str = ""
-    space: str = ""
-    factory: str = ""
-
-    def to_json(self) -> str:
-        """The info as a JSON object (text)."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> IndexInfo:
-        """Parse `to_json` output; unknown keys are ignored, missing optional keys take defaults.
-
-        Raises:
-            ValueError: the text is not JSON or lacks "kind" / "dim".
-        """
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"index sidecar is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict) or "kind" not in data or "dim" not in data:
-            raise ValueError("index sidecar lacks 'kind' or 'dim'")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def _faiss():
-    import faiss  # heavy: imported on first use, never at module import
-
-    return faiss
-
 
 #: The most neighbours a faiss GPU index returns per query (GPU k-selection limit).
 GPU_MAX_K = 2048
-
-
-def _read_index(faiss: Any, path: Path, mmap: bool) -> Any:
-    if not mmap:
-        return faiss.read_index(str(path))
-    # An IVF file maps as read-only on-disk inverted lists; a flat one is read (it is small: at
-    # most FLAT_MAX vectors). Both flags are ignored by kinds that do not support them.
-    with path.open("rb") as fh:
-        flat = fh.read(4) == b"IxM2"  # IndexIDMap2 around IndexFlat
-    flags = 0 if flat else faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
-    return faiss.read_index(str(path), flags)
 
 
 SMALL_BATCH = 4
@@ -161,60 +68,6 @@ def _few_threads(faiss: Any, n_queries: int) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def _gpu_wanted(gpu: str | bool) -> bool:
-    faiss = _faiss()
-    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    if gpu == "auto":
-        return has_gpu
-    if gpu and not has_gpu:
-        log.warning("GPU asked for but this faiss has no GPU support or sees no GPU; using CPU")
-    return bool(gpu) and has_gpu
-
-
-def default_nlist(n: int) -> int:
-    """Inverted lists for `n` vectors: ~4*sqrt(n), at most n/39 so every list can be trained."""
-    return int(max(1, min(round(4 * math.sqrt(max(n, 1))), n // 39)))
-
-
-def default_nprobe(nlist: int) -> int:
-    """Lists scanned per query: nlist/64 (64 at 1M rows), which meets recall@50 >= 0.95 there."""
-    return int(max(1, min(nlist, round(nlist / 64))))
-
-
-def _pq_m(dim: int) -> int:
-    # 8 dimensions per sub-quantizer (64 bytes for 512-d) keeps ranking usable; m must divide dim.
-    for m in range(max(1, dim // 8), 0, -1):
-        if dim % m == 0:
-            return m
-    return 1
-
-
-def _as_ids(ids: Any, what: str = "ids") -> np.ndarray:
-    arr = np.asarray(ids)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise ValueError(
-            f"{what} must be a 1-D array of integer catalog ids, got shape {arr.shape}"
-        )
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{what} must be integers (catalog item ids), got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
-
-
-def _normalised(block: np.ndarray, what: str) -> np.ndarray:
-    x = np.ascontiguousarray(block, dtype=np.float32)
-    if x.size and not np.isfinite(x).all():
-        bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        raise ValueError(f"{what} row {bad} contains NaN or infinity; re-embed that item")
-    if np.may_share_memory(x, block):
-        x = x.copy()
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    # A zero vector cannot be normalised; it stays zero and scores 0 against everything.
-    np.divide(x, norms, out=x, where=norms > 0)
-    return x
 
 
 class VectorIndex:
@@ -271,7 +124,7 @@ class VectorIndex:
                 Rows are L2-normalised on the way in.
             space: embedding space id, recorded in the sidecar.
             kind: "auto" (exact up to FLAT_MAX vectors; beyond, IVF with fp16 storage, or SQ8
-                / PQ when n * bytes per vector exceeds `memory_budget`) or a name in `_KINDS`.
+                / PQ when n * bytes per vector exceeds `memory_budget`) or a name in `KINDS`.
             gpu: "auto" (a GPU when faiss has GPU support and sees one), True or False.
             nlist: inverted lists for IVF kinds (default `default_nlist(n)`).
             nprobe: default lists scanned per query (default `default_nprobe(nlist)`).
@@ -287,9 +140,9 @@ class VectorIndex:
             ValueError: mismatched shapes, duplicate ids, NaN rows, an unknown kind, or an IVF
                 kind with no rows to train on.
         """
-        faiss = _faiss()
+        faiss = import_faiss()
         progress = progress or no_progress
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
         if X.ndim != 2:
             raise ValueError(f"vectors must be a 2-D array (n, dim), got shape {X.shape}")
@@ -303,17 +156,17 @@ class VectorIndex:
         if kind == "auto":
             kind = "flat"
             if n > FLAT_MAX:
-                fits = [k for k in _AUTO_IVF_ORDER
-                        if n * _KINDS[k].bytes_per_vector(d, _pq_m(d)) <= memory_budget]
+                fits = [k for k in AUTO_IVF_ORDER
+                        if n * KINDS[k].bytes_per_vector(d, pq_m(d)) <= memory_budget]
                 kind = fits[0] if fits else "ivf_pq"
-        if kind not in _KINDS:
+        if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; choose 'auto' or one of "
-                             f"{sorted(_KINDS)}")
-        spec = _KINDS[kind]
-        use_gpu = _gpu_wanted(gpu)
+                             f"{sorted(KINDS)}")
+        spec = KINDS[kind]
+        use_gpu = gpu_wanted(gpu)
 
         n_train = 0
-        m = _pq_m(d) if kind == "ivf_pq" else 0
+        m = pq_m(d) if kind == "ivf_pq" else 0
         if spec.trained:
             if n == 0:
                 raise ValueError(f"index kind {kind!r} needs vectors to train on; got none")
@@ -349,7 +202,7 @@ class VectorIndex:
             progress(ProgressEvent("train", 0, 1, "steps", f"{kind}: {nlist} lists on {n_train} "
                                                            "rows"))
             check_cancel(cancel)
-            xt = _normalised(X[rows], "vectors")
+            xt = normalised_rows(X[rows], "vectors")
             gpu_quantizer = None
             if use_gpu:
                 try:
@@ -400,7 +253,7 @@ class VectorIndex:
         try:
             for a in range(0, n, ADD_CHUNK):
                 check_cancel(cancel)
-                block = _normalised(X[a:a + ADD_CHUNK], "vectors")
+                block = normalised_rows(X[a:a + ADD_CHUNK], "vectors")
                 self._index.add_with_ids(block, np.ascontiguousarray(ids[a:a + ADD_CHUNK]))
                 done = min(n, a + ADD_CHUNK)
                 progress(ProgressEvent("add", done, n, "vectors"))
@@ -424,7 +277,7 @@ class VectorIndex:
             ValueError: an id is already present (use `upsert`), bad shapes or NaN rows.
         """
         self._check_writable()
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
         with self._lock:
             self._check_vectors(ids, X)
@@ -443,7 +296,7 @@ class VectorIndex:
             X: (m, dim) vectors.
         """
         self._check_writable()
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
         with self._lock:
             self._check_vectors(ids, X)  # before removing anything, so a bad call changes nothing
@@ -460,15 +313,15 @@ class VectorIndex:
             How many items were removed.
         """
         self._check_writable()
-        faiss = _faiss()
-        ids = np.unique(_as_ids(ids))
+        faiss = import_faiss()
+        ids = np.unique(as_ids(ids))
         with self._lock:
             present = ids[self._contains(ids)]
             if present.size == 0:
                 return 0
             # IDMap2 tests every stored id for membership (a hashed batch is O(1) per test); the
             # IVF hash-table direct map only accepts an explicit array, which it looks up itself.
-            selector = (faiss.IDSelectorArray(present) if _KINDS[self._info.kind].trained
+            selector = (faiss.IDSelectorArray(present) if KINDS[self._info.kind].trained
                         else faiss.IDSelectorBatch(present))
             removed = int(self._index.remove_ids(selector))
             if removed != present.size:
@@ -518,12 +371,12 @@ class VectorIndex:
             raise ValueError(f"queries must have shape (m, {self._info.dim}), got {Q.shape}")
         if Q.size and not np.isfinite(Q).all():
             raise ValueError("query vector contains NaN or infinity")
-        return _normalised(Q, "query")
+        return normalised_rows(Q, "query")
 
     def _params(self, nprobe: int | None) -> Any:
-        if not _KINDS[self._info.kind].trained:
+        if not KINDS[self._info.kind].trained:
             return None
-        faiss = _faiss()
+        faiss = import_faiss()
         p = faiss.SearchParametersIVF()
         p.nprobe = int(max(1, min(self._info.nlist, nprobe or self._info.nprobe or 1)))
         return p
@@ -532,7 +385,7 @@ class VectorIndex:
         """The index to search (a GPU copy when enabled) and the params to pass it."""
         if not self._gpu:
             return self._index, params
-        faiss = _faiss()
+        faiss = import_faiss()
         if self._gpu_index is None:
             try:
                 self._gpu_index = faiss.index_cpu_to_all_gpus(self._index)
@@ -574,7 +427,7 @@ class VectorIndex:
                 index, params = self._index, self._params(nprobe)
             else:
                 index, params = self._searcher(self._params(nprobe))
-            with _few_threads(_faiss(), Q.shape[0]):
+            with _few_threads(import_faiss(), Q.shape[0]):
                 D, I = (index.search(Q, k, params=params) if params is not None
                         else index.search(Q, k))
         D = np.asarray(D, dtype=np.float32)
@@ -626,7 +479,7 @@ class VectorIndex:
         Raises:
             KeyError: an id is not in the index.
         """
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         with self._lock:
             missing = ids[~self._contains(ids)]
             if missing.size:
@@ -654,11 +507,7 @@ class VectorIndex:
     @staticmethod
     def sidecar_path(path: str | Path) -> Path:
         """The JSON sidecar that goes with an index file."""
-        path = Path(path)
-        side = path.with_suffix(".json")
-        if side == path:
-            raise ValueError(f"index file {path} must not end in .json (that name is its sidecar)")
-        return side
+        return sidecar_path(path)
 
     def save(self, path: str | Path) -> None:
         """Write the index (CPU form) and its sidecar, each under a temporary name then renamed.
@@ -666,39 +515,7 @@ class VectorIndex:
         Args:
             path: index file, e.g. project/vectors.faiss; the sidecar is vectors.json beside it.
         """
-        faiss = _faiss()
-        path = Path(path)
-        side = self.sidecar_path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Unique per process and thread: two writers never share a temporary file.
-        unique = f"{os.getpid()}-{threading.get_ident()}"
-        tmp_index = path.with_name(f".{path.name}.{unique}.tmp")
-        tmp_side = side.with_name(f".{side.name}.{unique}.tmp")
-        try:
-            with self._lock:
-                ivf = (faiss.extract_index_ivf(self._index) if _KINDS[self._info.kind].trained
-                       else None)
-                # The id -> list map is left out of the file: a search never uses it, and
-                # reading 1M entries back is most of opening the index. A writer rebuilds it.
-                if ivf is not None:
-                    ivf.set_direct_map_type(faiss.DirectMap.NoMap)
-                try:
-                    faiss.write_index(self._index, str(tmp_index))
-                finally:
-                    if ivf is not None:
-                        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-                text = self.info.to_json()
-            with open(tmp_side, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            # Index first: a crash between the two renames leaves a sidecar whose count
-            # disagrees, which `load` notices and repairs from the index itself.
-            os.replace(tmp_index, path)
-            os.replace(tmp_side, side)
-        finally:
-            tmp_index.unlink(missing_ok=True)
-            tmp_side.unlink(missing_ok=True)
+        save_index(self._index, lambda: self.info, path, self._lock)
 
     @classmethod
     def load(cls, path: str | Path, gpu: str | bool = "auto", mmap: bool = False) -> VectorIndex:
@@ -717,83 +534,8 @@ class VectorIndex:
         Raises:
             IndexFileError: the file is missing, corrupt or not a Curator index.
         """
-        faiss = _faiss()
-        path = Path(path)
-        if not path.is_file():
-            raise IndexFileError(f"vector index file {path} is missing; rebuild the index")
-        try:
-            index = _read_index(faiss, path, mmap)
-        except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "unreadable"
-            raise IndexFileError(
-                f"vector index file {path} is corrupt or unreadable ({reason}); "
-                "delete it and rebuild the index") from exc
-        kind, ids, nlist = cls._inspect(index, path, read_only=mmap)
-        info = cls._read_sidecar(path, index, kind, nlist)
-        info = replace(info, kind=kind, dim=int(index.d), count=int(index.ntotal), nlist=nlist)
-        use_gpu = _gpu_wanted(gpu)
+        index, info, ids = load_index(path, mmap)
+        use_gpu = gpu_wanted(gpu)
         self = cls(index, replace(info, gpu=use_gpu), ids, gpu=use_gpu)
-        self._read_only = mmap and kind != "flat"
+        self._read_only = mmap and info.kind != "flat"
         return self
-
-    @staticmethod
-    def _inspect(index: Any, path: Path, read_only: bool = False) -> tuple[str, Any, int]:
-        faiss = _faiss()
-        not_ours = IndexFileError(
-            f"vector index file {path} was not written by Curator ({type(index).__name__}); "
-            "rebuild the index")
-        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise not_ours
-        if isinstance(index, faiss.IndexIDMap2):
-            if not isinstance(faiss.downcast_index(index.index), faiss.IndexFlat):
-                raise not_ours
-            return "flat", faiss.vector_to_array(index.id_map).astype(np.int64), 0
-        if not isinstance(index, faiss.IndexIVF):
-            raise not_ours
-        if isinstance(index, faiss.IndexIVFFlat):
-            kind = "ivf_flat"
-        elif isinstance(index, faiss.IndexIVFScalarQuantizer):
-            qtype = index.sq.qtype
-            if qtype == faiss.ScalarQuantizer.QT_fp16:
-                kind = "ivf_fp16"
-            elif qtype == faiss.ScalarQuantizer.QT_8bit:
-                kind = "ivf_sq8"
-            else:
-                raise not_ours
-        elif isinstance(index, faiss.IndexIVFPQ):
-            kind = "ivf_pq"
-        else:
-            raise not_ours
-        if not read_only and index.direct_map.type != faiss.DirectMap.Hashtable:
-            # Files are written without the map (see `save`); a writer needs it for remove.
-            index.set_direct_map_type(faiss.DirectMap.Hashtable)
-
-        def ids() -> np.ndarray:
-            inv = index.invlists
-            parts = [faiss.rev_swig_ptr(inv.get_ids(lst), inv.list_size(lst)).copy()
-                     for lst in range(index.nlist) if inv.list_size(lst)]
-            return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
-
-        return kind, (ids if read_only else ids()), int(index.nlist)
-
-    @staticmethod
-    def _read_sidecar(path: Path, index: Any, kind: str, nlist: int) -> IndexInfo:
-        side = VectorIndex.sidecar_path(path)
-        fallback = IndexInfo(kind=kind, dim=int(index.d), count=int(index.ntotal), nlist=nlist,
-                             nprobe=default_nprobe(nlist) if nlist else 0,
-                             faiss_version=_faiss().__version__)
-        try:
-            info = IndexInfo.from_json(side.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            log.warning(
-                "index sidecar %s is missing; describing the index from the file itself", side
-            )
-            return fallback
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("index sidecar %s is unreadable (%s); describing the index from the file",
-                        side, exc)
-            return fallback
-        if info.count != index.ntotal or info.kind != kind:
-            log.warning("index sidecar %s says %d %s vectors, the index holds %d %s; "
-                        "trusting the index", side, info.count, info.kind, index.ntotal, kind)
-        return info
