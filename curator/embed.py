@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypedDict
 
 import numpy as np
 
@@ -487,14 +487,27 @@ def space_store(catalog: Catalog, space: str) -> VectorStore:
     return VectorStore(catalog.root / row[0])
 
 
-def spaces(catalog: Catalog) -> list[dict[str, Any]]:
+class SpaceRow(TypedDict):
+    """One embedding space as the catalog holds it (every column of `spaces`) and its size."""
+
+    space: str  # e.g. "clip:ViT-B-32/laion2b_s34b_b79k"
+    embedder: str
+    model: str
+    dim: int
+    modalities: str  # comma-separated, e.g. "image,video"
+    preprocess: str  # JSON
+    options: str  # JSON: the saved embedder spec
+    folder: str  # relative to the project
+    created_at: str
+    count: int  # vectors stored
+
+
+def spaces(catalog: Catalog) -> list[SpaceRow]:
     """The embedding spaces of a project (every column of `spaces`) with their vector counts."""
     counts = dict(catalog.db.execute(
         "SELECT space, COUNT(*) FROM embeddings GROUP BY space").fetchall())
     rows = [dict(r) for r in catalog.db.query("SELECT * FROM spaces ORDER BY space")]
-    for row in rows:
-        row["count"] = counts.get(row["space"], 0)
-    return rows
+    return [SpaceRow(**row, count=counts.get(row["space"], 0)) for row in rows]
 
 
 def vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:

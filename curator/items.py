@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 import numpy as np
 
@@ -128,18 +128,51 @@ def abs_paths(catalog: Catalog, item_ids: Sequence[int]) -> dict[int, str]:
     return out
 
 
+class ItemRow(TypedDict):
+    """One item as the catalog holds it (every column of `items`), with where it is on disk."""
+
+    id: int
+    source_id: int
+    path: str  # relative to its source
+    modality: Optional[str]
+    format: Optional[str]
+    size: Optional[int]
+    mtime: Optional[float]
+    mtime_ns: Optional[int]
+    content_hash: Optional[str]
+    width: Optional[int]
+    height: Optional[int]
+    duration: Optional[float]
+    fps: Optional[float]
+    sample_rate: Optional[int]
+    channels: Optional[int]
+    codec: Optional[str]
+    status: str  # "ok", "error" or "missing"
+    error: Optional[str]
+    first_seen: str
+    last_seen: str
+    mode: Optional[str]
+    frames: Optional[int]
+    orientation: Optional[int]
+    has_audio: Optional[int]
+    version: Optional[int]
+    changed_at: Optional[str]
+    source_root: str
+    abs_path: str
+
+
 _ROWS = ("SELECT items.*, sources.root AS source_root FROM items "
          "JOIN sources ON sources.id = items.source_id")
 
 
-def _with_abs_path(row: Any) -> dict[str, Any]:
+def _with_abs_path(row: Any) -> ItemRow:
     out = dict(row)
     out["abs_path"] = os.path.join(out["source_root"], out["path"])
-    return out
+    return ItemRow(**out)
 
 
 def items(catalog: Catalog, status: Optional[str] = None, modality: Optional[str] = None,
-          limit: Optional[int] = None) -> list[dict[str, Any]]:
+          limit: Optional[int] = None) -> list[ItemRow]:
     """Item rows (every column, plus `source_root` and `abs_path`), filtered, by id."""
     sql = _ROWS + " WHERE 1 = 1"
     args: list[Any] = []
@@ -156,7 +189,7 @@ def items(catalog: Catalog, status: Optional[str] = None, modality: Optional[str
     return [_with_abs_path(row) for row in catalog.db.query(sql, args)]
 
 
-def item(catalog: Catalog, item_id: int) -> dict[str, Any]:
+def item(catalog: Catalog, item_id: int) -> ItemRow:
     """One item row (see `items`).
 
     Raises:

@@ -11,7 +11,7 @@ import html
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 from curator.catalog import Catalog
 from curator.connection import utcnow
@@ -41,7 +41,21 @@ def _breakdown(db: Any, key_sql: str, extra_join: str = "") -> list[dict[str, An
     return sorted(out.values(), key=lambda e: (-e["total"], str(e["name"])))
 
 
-def build_report(catalog: Catalog) -> dict[str, Any]:
+class CoverageReport(TypedDict):
+    """Coverage of a project's labels as a JSON-ready document (`render_text`, `write_html`)."""
+
+    project: str
+    created: str  # ISO-8601 UTC
+    totals: dict[str, int]  # ok items by state, and "total"
+    by_label: list[dict[str, Any]]  # label, name, colour, items
+    by_source_folder: list[dict[str, Any]]  # source, folder, name, total and per state
+    by_modality: list[dict[str, Any]]  # name, total and per state
+    by_label_source: dict[str, int]  # group, manual, propagated, imported, ...
+    groups: Optional[dict[str, Any]]  # None before any clustering
+    duplicates: Optional[dict[str, Any]]  # None before any duplicate search
+
+
+def build_report(catalog: Catalog) -> CoverageReport:
     """Coverage of the project's labels.
 
     Returns:
@@ -75,18 +89,17 @@ def build_report(catalog: Catalog) -> dict[str, Any]:
     by_label_source = {source: n for source, n in db.execute(
         "SELECT e.source, COUNT(*) FROM item_labels il JOIN events e ON e.id = il.event_id "
         "JOIN items ON items.id = il.item_id WHERE items.status = 'ok' GROUP BY 1 ORDER BY 1")}
-    report: dict[str, Any] = {
-        "project": str(catalog.root),
-        "created": utcnow(),
-        "totals": totals,
-        "by_label": by_label,
-        "by_source_folder": by_source_folder,
-        "by_modality": by_modality,
-        "by_label_source": by_label_source,
-        "groups": _groups(catalog),
-        "duplicates": _duplicates(catalog),
-    }
-    return report
+    return CoverageReport(
+        project=str(catalog.root),
+        created=utcnow(),
+        totals=totals,
+        by_label=by_label,
+        by_source_folder=by_source_folder,
+        by_modality=by_modality,
+        by_label_source=by_label_source,
+        groups=_groups(catalog),
+        duplicates=_duplicates(catalog),
+    )
 
 
 def _groups(catalog: Catalog) -> Optional[dict[str, Any]]:

@@ -37,6 +37,18 @@ class SourceInfo:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class SourceRemoval:
+    """What `remove` forgot: the source's folder, its items, and how many of them had labels."""
+
+    source: str
+    items: int
+    labelled: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass
 class RelocateReport:
     """What `relocate` did."""
@@ -215,7 +227,7 @@ def _merge_into(db: Any, old_sid: int, new_sid: int) -> int:
     return len(pairs)
 
 
-def remove(catalog: Catalog, ref: str, force: bool = False) -> dict[str, Any]:
+def remove(catalog: Catalog, ref: str, force: bool = False) -> SourceRemoval:
     """Forget a source and its items (their vectors, groups and current labels); the label
     history keeps its events.
 
@@ -239,7 +251,7 @@ def remove(catalog: Catalog, ref: str, force: bool = False) -> dict[str, Any]:
         db.execute("DELETE FROM sources WHERE id = ?", [sid])
     _refresh_stores(catalog)
     log.info("removed source %s (%d items) at %s", root, n, utcnow())
-    return {"source": root, "items": n, "labelled": labelled}
+    return SourceRemoval(root, n, labelled)
 
 
 def _refresh_stores(catalog: Catalog) -> None:

@@ -62,4 +62,4 @@ def remove_cmd(project: Path, source: str, force: bool) -> None:
     """Forget SOURCE (its path or id) and its items; the label history keeps its events."""
     with open_project(project) as proj:
         done = proj.remove_source(source, force=force)
-    click.echo(f"removed source {done['source']} ({done['items']} items)")
+    click.echo(f"removed source {done.source} ({done.items} items)")

@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 from curator import project as project_module
+from curator import project_review
 from curator.audit import AuditReport, Verdict
 from curator.cli import main
+from curator.embed import SpaceRow
 from curator.errors import CuratorError, UsageError
 from curator.groups import Group, GroupDetail, ItemFacets, Queue
-from curator.items import ProjectStatus
+from curator.items import ItemRow, ProjectStatus
 from curator.pipeline import IndexOptions, IndexReport, index
 from curator.project import Project
+from curator.report import CoverageReport
 from indexing.progress import Cancelled, CancelToken
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220)}
@@ -45,8 +48,9 @@ def indexed(tmp_path, sources):
 # --- the facade's shape -----------------------------------------------------------------------
 
 
-def test_the_facade_holds_no_sql():
-    source = inspect.getsource(project_module)
+@pytest.mark.parametrize("module", [project_module, project_review])
+def test_the_facade_holds_no_sql(module):
+    source = inspect.getsource(module)
     tree = ast.parse(source)
     strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
                and isinstance(n.value, str)]
@@ -65,6 +69,22 @@ def test_every_public_method_says_what_it_returns():
         annotation = inspect.signature(member).return_annotation
         assert annotation is not inspect.Signature.empty, name
         assert annotation not in ("Any", "dict"), name
+        if name not in UNTYPED_YET:
+            assert "Any" not in annotation, (name, annotation)
+
+
+# Answers still loose: their types belong in modules other helpers are reworking (labels,
+# groups' cluster run, the map run); each becomes a typed answer there.
+UNTYPED_YET = {"merge_labels", "remove_label", "export_taxonomy", "cluster", "compute_map"}
+
+
+def test_typed_rows_hold_exactly_their_declared_keys(indexed):
+    first = indexed.items()[0]
+    assert set(first) == set(ItemRow.__annotations__)
+    assert indexed.item(first["id"]) == first
+    space = indexed.spaces()[0]
+    assert set(space) == set(SpaceRow.__annotations__) and space["count"] > 0
+    assert set(indexed.report()) == set(CoverageReport.__annotations__)
 
 
 def test_no_feature_calls_back_into_the_facade():
