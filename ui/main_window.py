@@ -11,27 +11,22 @@ import logging
 import os
 from typing import Any, Optional
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
-    QFrame,
-    QHBoxLayout,
     QInputDialog,
     QLabel,
-    QLineEdit,
     QMainWindow,
-    QMessageBox,
-    QPushButton,
     QTabWidget,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from ui import settings as app_settings
 from ui.about import install_about
+from ui.banner import Banner
 from ui.dialogs import ExportDialog, IndexDialog, IndexOptions, NewProjectDialog, TaxonomyEditor
 from ui.group_view import GroupView
 from ui.jobs import JobPanel, run_indexing
@@ -42,50 +37,10 @@ from ui.queue_view import QueueView
 from ui.session import GROUPS, INDEX, LABELS, TAXONOMY, Session
 from ui.thumbnails import ThumbnailCache
 from ui.welcome import install_welcome
+from ui.window_actions import install_actions
 from ui.workers import WorkerError
 
 log = logging.getLogger(__name__)
-
-TABS = ("queue", "group", "map", "duplicates", "suspects", "audit", "report")
-
-
-class Banner(QFrame):
-    """A dismissable line at the top of the window for errors and important notes."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("banner")
-        self.setStyleSheet("#banner { background: #5a1f1f; border-radius: 4px; } "
-                           "#banner QLabel { color: #ffe; }")
-        self.text = QLabel("")
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.details_button = QPushButton("Details…")
-        self.details_button.clicked.connect(self._details)
-        close = QPushButton("Dismiss")
-        close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 8, 4)
-        layout.addWidget(self.text, 1)
-        layout.addWidget(self.details_button)
-        layout.addWidget(close)
-        self.details = ""
-        self.hide()
-
-    def show_error(self, info: Any) -> None:
-        message = str(info)
-        self.details = getattr(info, "details", "") or ""
-        user = getattr(info, "user_facing", True)
-        self.text.setText(("⚠ " if user else "⚠ Unexpected error: ") + message)
-        self.details_button.setVisible(bool(self.details) and not user)
-        self.show()
-
-    def _details(self) -> None:
-        box = QMessageBox(QMessageBox.Warning, "Error details", self.text.text(),
-                          QMessageBox.Close, self)
-        box.setDetailedText(self.details)
-        box.exec()
-
 
 class MainWindow(QMainWindow):
     """The Curator desktop window.
@@ -143,7 +98,7 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel("Open or create a project (File menu).")
         self.statusBar().addWidget(self.status_label, 1)
 
-        self._build_actions()
+        install_actions(self)  # File, Edit and View menus, the toolbar and its search box
         self._connect()
         install_about(self)  # Help ▸ About, the window icon
         install_welcome(self)  # the first-start page until a project is open
@@ -156,69 +111,6 @@ class MainWindow(QMainWindow):
         self._watch.start()
 
     # --- construction ---------------------------------------------------------------------
-
-    def _action(self, text: str, slot: Any, shortcut: Any = None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            if isinstance(shortcut, (list, tuple)):
-                action.setShortcuts([QKeySequence(s) for s in shortcut])
-            else:
-                action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setToolTip(tip)
-        action.triggered.connect(slot)
-        self.addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        self.new_action = self._action("New project…", self.new_project, QKeySequence.New)
-        self.open_action = self._action("Open project…", self.open_dialog, QKeySequence.Open)
-        self.index_action = self._action("Index…", self.index_dialog, "Ctrl+I",
-                                         "Scan, embed, group and map (resumes)")
-        self.export_action = self._action("Export…", self.export_dialog, "Ctrl+E")
-        self.taxonomy_action = self._action("Taxonomy…", self.taxonomy_dialog, "Ctrl+T")
-        self.undo_action = self._action("Undo", self.undo, "Ctrl+Z")
-        self.redo_action = self._action("Redo", self.redo, ("Ctrl+Shift+Z", "Ctrl+Y"))
-        self.like_action = self._action("More like this", lambda: self.search_like(
-            self.group.current_item()), "Ctrl+L", "Items like the current one")
-        self.annotator_action = self._action("Annotator name…", self.ask_annotator)
-        quit_action = self._action("Quit", self.close, QKeySequence.Quit)
-
-        menu = self.menuBar().addMenu("&File")
-        menu.addAction(self.new_action)
-        menu.addAction(self.open_action)
-        self.recent_menu = menu.addMenu("Open recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        menu.addSeparator()
-        menu.addAction(self.index_action)
-        menu.addAction(self.export_action)
-        menu.addSeparator()
-        menu.addAction(quit_action)
-        edit = self.menuBar().addMenu("&Edit")
-        for a in (self.undo_action, self.redo_action, self.taxonomy_action, self.like_action,
-                  self.annotator_action):
-            edit.addAction(a)
-        view = self.menuBar().addMenu("&View")
-        for i, name in enumerate(TABS):
-            view.addAction(self._action(name.capitalize(), lambda _=False, i=i:
-                                        self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}"))
-
-        bar = QToolBar("Main")
-        bar.setObjectName("mainToolbar")
-        bar.setMovable(False)
-        for a in (self.open_action, self.index_action, self.taxonomy_action, self.export_action,
-                  self.undo_action, self.redo_action):
-            bar.addAction(a)
-        bar.addSeparator()
-        self.search_box = QLineEdit()
-        self.search_box.setObjectName("searchBox")
-        self.search_box.setPlaceholderText("Search: words (“a red car”) or like:ITEM_ID")
-        self.search_box.setClearButtonEnabled(True)
-        self.search_box.setMinimumWidth(320)
-        self.search_box.returnPressed.connect(self.search_from_box)
-        bar.addWidget(self.search_box)
-        bar.addAction(self.like_action)
-        self.addToolBar(bar)
 
     def _connect(self) -> None:
         s = self.session
@@ -332,7 +224,7 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_project(folder)
 
-    def _fill_recent(self) -> None:
+    def fill_recent_menu(self) -> None:
         self.recent_menu.clear()
         recent = app_settings.recent_projects()
         for path in recent:
