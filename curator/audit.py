@@ -163,7 +163,8 @@ def _audit_params(catalog: Catalog, audit_id: int) -> dict[str, Any]:
                                      [audit_id]).fetchone()
     if row is None:
         raise UsageError(f"no audit {audit_id} in {catalog.root}",
-                         hint=f"start one with `curator audit {catalog.root} --sample 100`")
+                         hint=f"start one with `curator audit {catalog.root}`",
+                         option="audit_sample")
     return json.loads(row[0] or "{}")
 
 
@@ -264,7 +265,8 @@ def record_verdict(catalog: Catalog, audit_id: int, item_id: int, verdict: str,
                                      [audit_id, item_id]).fetchone()
     if row is None:
         raise UsageError(f"item {item_id} is not in the sample of audit {audit_id}",
-                         hint=f"see `curator audit {catalog.root} --id {audit_id}`")
+                         hint=f"see audit {audit_id}'s sample with `curator audit {catalog.root}`",
+                         option="audit_id")
     label_id = None
     event = None
     if corrected_label is not None:

@@ -93,7 +93,7 @@ class Catalog:
         if not path.exists():
             raise NotAProjectError(
                 f"{root} is not a Curator project (no {CATALOG_NAME})",
-                hint=f"create one with `curator init {root} --source MEDIA_FOLDER`",
+                hint=f"create one with `curator init {root}`", option="sources",
             )
         check_header(path)
         catalog = cls(root)

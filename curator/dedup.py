@@ -228,13 +228,14 @@ def find_duplicates(
     if threshold is not None and (not isinstance(threshold, (int, float))
                                   or not 0.0 < float(threshold) <= 1.0):
         raise UsageError(f"the similarity threshold must be a number in (0, 1], not "
-                         f"{threshold!r}", hint="--threshold 0.95")
+                         f"{threshold!r}", hint="0.95 suits most spaces", option="threshold")
     if rule not in RULES:
         raise UsageError(f"unknown keeper rule {rule!r}; one of {', '.join(RULES)}")
     if rule == "source":
         if not preferred_source:
             raise UsageError("the source rule needs a preferred source folder (one of the "
-                             "sources)", hint="give --prefer-source FOLDER")
+                             "sources)", hint="name the source whose copies are kept",
+                             option="preferred_source")
         preferred_source = _match_source(catalog, preferred_source)
     elif preferred_source:
         preferred_source = _match_source(catalog, preferred_source)

@@ -83,7 +83,8 @@ def parse_path_map(entries: Sequence[str]) -> tuple[tuple[str, str], ...]:
     for entry in entries:
         old, sep, new = entry.partition("=")
         if not sep or not old or not new:
-            raise UsageError(f"--path-map {entry!r}: expected OLD=NEW, e.g. /data=/mnt/data")
+            raise UsageError(f"path map entry {entry!r}: expected OLD=NEW, e.g. /data=/mnt/data",
+                             option="path_map")
         pairs.append((old.rstrip("/") or "/", new.rstrip("/") or "/"))
     return tuple(sorted(pairs, key=lambda p: len(p[0]), reverse=True))
 
@@ -193,8 +194,9 @@ class RaySession:
         try:
             import ray
         except ImportError as exc:
-            raise CuratorError("--ray needs Ray: pip install 'curator[ray]' "
-                               "(or pip install 'ray[data]')") from exc
+            raise CuratorError("running on Ray needs Ray installed",
+                               hint="pip install 'curator[ray]' (or pip install 'ray[data]')",
+                               option="ray") from exc
         if not ray.is_initialized():
             self._connect(ray)
         from ray.data import DataContext

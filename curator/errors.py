@@ -1,8 +1,10 @@
 """User-facing errors: each carries one line that names the thing and what is wrong with it.
 
-The domain speaks of the domain: the message says what is wrong with the project or the input.
-`hint` says how to fix it in the command line's words (a command or a flag); the CLI appends it,
-the app shows its own wording (a button, a dialog) and leaves it out.
+The domain speaks of the domain: the message says what is wrong with the project or the input,
+`hint` how to fix it (in the domain's words; it may name a `curator` command, never a flag), and
+`option` which setting fixes it, by its parameter name ("threshold", "label", "force"). Each skin
+renders the option its own way: the CLI names its flag (`curator.cli.base.FLAGS`), the app its
+button or field. No message or hint in the domain names a command-line flag.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ class CuratorError(Exception):
 
     Args:
         message: what is wrong, in the words of the project and its data.
-        hint: how to fix it on the command line (`curator ...`, `--flag`), or None.
+        hint: how to fix it, in the domain's words (it may name a `curator` command), or None.
+        option: the parameter that fixes it (a facade or feature argument name), or None.
     """
 
-    def __init__(self, message: str = "", *, hint: Optional[str] = None) -> None:
+    def __init__(self, message: str = "", *, hint: Optional[str] = None,
+                 option: Optional[str] = None) -> None:
         super().__init__(message)
         self.hint = hint
+        self.option = option
 
     def with_hint(self) -> str:
-        """The message followed by the hint: the CLI's one line."""
+        """The message followed by the hint, in the domain's words."""
         message, hint = str(self), getattr(self, "hint", None)
         return f"{message}; {hint}" if hint else message
 

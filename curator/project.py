@@ -136,7 +136,7 @@ class Project(ReviewFacade):
         """
         if not self.sources():
             raise UsageError(f"{self.root} has no source folders",
-                             hint=f"add one with `curator init {self.root} --source FOLDER`")
+                             hint=f"add one with `curator init {self.root}`", option="sources")
         params = {"include": list(options.include), "exclude": list(options.exclude),
                   "hidden": options.hidden, "workers": options.workers}
         with self.catalog.recorded_run("scan", params) as run:
@@ -229,7 +229,7 @@ class Project(ReviewFacade):
             params["undecided"] = True
             if undecided_count(self.catalog) == 0:
                 raise UsageError("every item already carries a decision; nothing undecided to "
-                                 "group", hint="drop --undecided to regroup all")
+                                 "group", hint="regroup every item, not only the undecided ones")
         previous = latest_run_id(self.catalog)
         with self.catalog.recorded_run("cluster", params) as run:
             run.counts = cluster_run(self.catalog, run.id, names, n_groups, method, seed,
@@ -366,7 +366,7 @@ class Project(ReviewFacade):
         from curator.history import split_group
 
         if not 2 <= k <= 8:
-            raise UsageError(f"a group splits into 2 to 8 parts, not {k}", hint="--k 2 to 8")
+            raise UsageError(f"a group splits into 2 to 8 parts, not {k}", option="k")
         return split_group(self.catalog, self.current_run(run_id), group_id, k, seed,
                            self.annotator)[0]
 
@@ -438,8 +438,8 @@ class Project(ReviewFacade):
         if unknown:
             raise UsageError(f"item {sorted(unknown)[0]} is not in group {group_id}")
         if action == "assign" and label is None:
-            raise UsageError("no label given for the group", hint="give --label NAME (or "
-                             "--noise / --mixed)")
+            raise UsageError("no label given for the group", option="label",
+                             hint="name a label, or call the group noise or mixed")
         items = [int(i) for i in members if int(i) not in excluded]
         label_id = find_label(self.catalog, label).id if action == "assign" else None
         return apply_event(self.catalog, action, items, label_id=label_id, source="group",
@@ -458,8 +458,8 @@ class Project(ReviewFacade):
             names = {name: find_label(self.catalog, name).id for name in set(per_item.values())}
             per_item_ids = {int(i): names[n] for i, n in per_item.items()}
         if action == "assign" and label_id is None and not per_item_ids:
-            raise UsageError("no label given for the items", hint="give --label NAME (or "
-                             "--noise / --mixed)")
+            raise UsageError("no label given for the items", option="label",
+                             hint="name a label, or call the items noise or mixed")
         return apply_event(self.catalog, action, list(item_ids), label_id=label_id,
                            per_item_labels=per_item_ids, source=source, annotator=self.annotator,
                            note=note)

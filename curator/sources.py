@@ -240,7 +240,8 @@ def remove(catalog: Catalog, ref: str, force: bool = False) -> SourceRemoval:
         "source_id = ?)", [sid]).fetchone()[0]
     if labelled and not force:
         raise UsageError(f"source {root} has {labelled} labelled items; removing it forgets their "
-                         "labels (use --force), or `curator sources relocate` if it moved")
+                         "labels", option="force",
+                         hint="remove it anyway, or `curator sources relocate` it if it moved")
     with catalog.write() as db:
         ids = "SELECT id FROM items WHERE source_id = ?"
         for table, _key in _item_tables(db):

@@ -203,6 +203,36 @@ def cli(verbose: int) -> None:
 # --- entry point ------------------------------------------------------------------------------
 
 
+# The flag that sets each option a domain error can name (CuratorError.option): the domain
+# speaks of its parameters, the command line of its flags.
+FLAGS = {
+    "threshold": "--threshold",
+    "preferred_source": "--prefer-source FOLDER",
+    "label": "--label NAME, --noise or --mixed",
+    "undecided_only": "--undecided",
+    "k": "--k",
+    "force": "--force",
+    "sources": "--source FOLDER",
+    "text": "--text WORDS",
+    "like": "--like ITEM_ID",
+    "query": "--text, --like or --file",
+    "audit_sample": "--sample N",
+    "audit_id": "--id",
+    "path_map": "--path-map OLD=NEW",
+    "ray": "--ray",
+}
+
+
+def error_line(exc: Any) -> str:
+    """A domain error as the CLI's one line: message, hint, and the flag for its option."""
+    line = exc.with_hint()
+    option = getattr(exc, "option", None)
+    flag = FLAGS.get(option) if option else None
+    if option and flag is None:
+        flag = "--" + option.replace("_", "-")
+    return f"{line} ({flag})" if flag else line
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; every expected failure ends as one `error:` line and a non-zero exit."""
     import sqlite3
@@ -229,7 +259,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except CuratorError as exc:
-        click.echo(f"error: {exc.with_hint()}", err=True)
+        click.echo(f"error: {error_line(exc)}", err=True)
         sys.exit(1)
     except Cancelled:
         click.echo("cancelled; run it again to continue (finished work is kept)", err=True)

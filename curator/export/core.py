@@ -195,7 +195,7 @@ class ExportContext:
         self.skipped[reason] += 1
 
     def relative(self, path: str) -> str:
-        """A media path as the tabular and NeMo formats write it (--relative-to)."""
+        """A media path as the tabular and NeMo formats write it (`relative_to`)."""
         if not self.options.relative_to:
             return path
         return os.path.relpath(path, self.options.relative_to).replace(os.sep, "/")

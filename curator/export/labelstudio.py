@@ -4,9 +4,9 @@ Each (sub-)export holds `labeling_config.xml` (an Image, Audio or Video object n
 data key, and the taxonomy as Choices), `tasks.json` (one task per item, `data.<key>` the media
 URL) and a README.md with the exact steps: the local-files environment variables, the storage to
 add, and the import. Labels go in as `predictions` (pre-annotations to review) or as
-`annotations` (`--as annotations`). Media stay where they are; Label Studio serves them through
+`annotations` (`ls_as="annotations"`). Media stay where they are; Label Studio serves them through
 its local-files storage (`/data/local-files/?d=<path under the document root>`), or from your own
-server (`--url-prefix https://host/media`, the same relative path appended).
+server (`url_prefix="https://host/media"`, the same relative path appended).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 - `yolo`: `<split>/<class>/<image>` (Ultralytics classification: train/, val/, test/), plus
   `classes.txt` in the class order.
-- `webdataset`: tar shards `shards/<split>-000000.tar` of `--shard-size` samples each; a sample
+- `webdataset`: tar shards `shards/<split>-000000.tar` of `shard_size` samples each; a sample
   is `<key>.<ext>` (the media bytes), `<key>.json` (the row) and `<key>.cls` (the class index in
   the order of `classes.txt`, labelled items only); the key is the item id, zero-padded.
 - `nemo`: NeMo audio classification manifests, a JSON line per clip (`audio_filepath`,

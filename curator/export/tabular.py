@@ -1,6 +1,6 @@
 """Tabular formats: jsonl, csv and parquet, one row per item of every modality.
 
-`--relative-to` writes media paths relative to a folder. CSV cells that a spreadsheet would run as a
+`relative_to` writes media paths relative to a folder. CSV cells that a spreadsheet would run as a
 formula (starting with =, +, -, @, tab or carriage return) get a leading apostrophe. Parquet types
 `labelled_at` as a UTC timestamp.
 """

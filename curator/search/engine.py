@@ -64,9 +64,9 @@ def search(catalog: Catalog, *, text: str | None = None, like: int | None = None
     """
     if sum(x is not None for x in (text, like, file)) != 1:
         raise UsageError("a search needs exactly one query: a text, an item or a file",
-                         hint="give one of --text, --like, --file")
+                         option="query")
     if k < 1:
-        raise UsageError(f"a search returns at least 1 result, not {k}", hint="--k 1 or more")
+        raise UsageError(f"a search returns at least 1 result, not {k}", option="k")
     cache = cache or SearchCache(catalog)
     spaces = spaces_for(catalog, space, modality)
     if like is not None:

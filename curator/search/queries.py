@@ -111,7 +111,7 @@ def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
                  offline: bool | None) -> list[Query]:
     """The text through each space's text tower (CLIP, CLAP); spaces without one are skipped."""
     if not text.strip():
-        raise UsageError("the text query is empty", hint="give --text WORDS")
+        raise UsageError("the text query is empty", hint="give words to search for", option="text")
     out, reasons = [], []
     for s in spaces:
         if not space_spec(catalog, s["space"]).capabilities.has_text:
@@ -126,7 +126,7 @@ def text_queries(catalog: Catalog, spaces: list[dict], text: str, cache: Any,
     if not out:
         raise UsageError("text search needs a model with a text tower (CLIP or CLAP): "
                          + "; ".join(reasons) + "; search by example instead",
-                         hint="curator search PROJECT --like ITEM_ID")
+                         hint="give an item to search like", option="like")
     return out
 
 

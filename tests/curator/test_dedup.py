@@ -129,7 +129,7 @@ def test_bad_parameters_are_one_clear_error(corpus, tmp_path):
         find_duplicates(corpus.catalog, rule="prettiest")
     with pytest.raises(UsageError, match="preferred source") as info:
         find_duplicates(corpus.catalog, rule="source")
-    assert "--prefer-source" in info.value.hint
+    assert info.value.option == "preferred_source" and "--" not in info.value.hint
     with pytest.raises(UsageError, match="not a source"):
         find_duplicates(corpus.catalog, rule="source", preferred_source=str(tmp_path / "elsewhere"))
     assert load_duplicates(corpus.catalog) is None

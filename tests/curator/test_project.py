@@ -182,6 +182,34 @@ def test_domain_errors_carry_the_cli_hint_apart(tmp_path, sources, capsys):
     assert "has no groups yet" in err and "curator cluster" in err
 
 
+def test_domain_errors_name_options_and_the_cli_names_their_flags(tmp_path, sources, capsys):
+    from curator.cli.base import error_line
+
+    with Project.create(tmp_path / "proj", [sources]) as proj, \
+            pytest.raises(UsageError) as info:
+        proj.split(1, k=9)
+    assert info.value.option == "k" and "--" not in str(info.value)
+    assert error_line(info.value).endswith("(--k)")
+    labelled = UsageError("no label given for the items", option="label", hint="name a label")
+    assert error_line(labelled) == ("no label given for the items; name a label "
+                                    "(--label NAME, --noise or --mixed)")
+    root = Path(project_module.__file__).parent
+    for path in root.rglob("*.py"):
+        if "cli" in path.parts or path.name in SPEAKS_OF_FLAGS:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "").endswith("Error"):
+                words = " ".join(ast.unparse(a) for a in [*node.args, *node.keywords])
+                assert " --" not in words and "(--" not in words and "'--" not in words, (
+                    path.name, words)
+
+
+# Modules other helpers are reworking (labels, decisions, groups, doctor): they still put a
+# flag in an error's words.
+SPEAKS_OF_FLAGS = {"labels.py", "decisions.py", "groups.py", "doctor.py", "history.py"}
+
+
 # --- the pipeline -----------------------------------------------------------------------------
 
 
