@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,29 +14,7 @@ from curator.project import Project
 from curator.scan import ScanOptions
 from indexing.embedders.base import EmbedResult
 from indexing.embedders.classic import ClassicEmbedder, video_features
-
-
-def _audio(path: Path, codec: str, fmt: str, seconds: float = 1.0, rate: int = 16000) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(rate * seconds)) / rate
-    signal = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)[None, :]
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.layout = "mono"
-        block = stream.codec_context.frame_size or 1024
-        for start in range(0, signal.shape[1], block):
-            chunk = np.ascontiguousarray(signal[:, start : start + block])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            frame.sample_rate = rate
-            frame.time_base = Fraction(1, rate)
-            frame.pts = start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+from tests.helpers.media import encoded_tone
 
 
 def _ok_ids_without_vectors(project: Project) -> list[str]:
@@ -215,9 +192,9 @@ def hostile_corpus(tmp_path, media):
         "png": media.image(good / "a.png", seed=1),
         "jpg": media.image(good / "b.jpg", seed=2, fmt="JPEG"),
         "wav": media.wav(good / "c.wav", seconds=0.6),
-        "flac": _audio(good / "d.flac", "flac", "flac", seconds=0.8),
-        "ogg": _audio(good / "e.ogg", "libopus", "ogg", rate=48000),
-        "mp3": _audio(good / "e2.mp3", "libmp3lame", "mp3", rate=44100),
+        "flac": encoded_tone(good / "d.flac", "flac", "flac", seconds=0.8),
+        "ogg": encoded_tone(good / "e.ogg", "libopus", "ogg", rate=48000),
+        "mp3": encoded_tone(good / "e2.mp3", "libmp3lame", "mp3", rate=44100),
         "mp4": media.video(good / "f.mp4", frames=8),
         "one": media.video(good / "g-one-frame.mp4", frames=1),
         "webm": media.video(good / "h.webm", frames=6, codec="libvpx"),

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import wave
 import zlib
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from indexing.media import (
     probe_file,
     sniff,
 )
+from tests.helpers.media import encoded_tone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs POSIX files and permissions")
@@ -55,29 +55,6 @@ def _wav(path: Path, seconds: float, rate: int = 16000, channels: int = 1) -> Pa
     return path
 
 
-def _audio(path: Path, codec: str, fmt=None, rate=16000, seconds=1.0, layout="mono") -> Path:
-    import av
-
-    channels = 1 if layout == "mono" else 2
-    t = np.arange(int(rate * seconds)) / rate
-    signal = np.tile((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), (channels, 1))
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.layout = layout
-        if codec == "vorbis":  # FFmpeg's own Vorbis encoder is marked experimental
-            stream.codec_context.options = {"strict": "experimental"}
-        block = stream.codec_context.frame_size or 1024
-        for start in range(0, signal.shape[1], block):
-            chunk = np.ascontiguousarray(signal[:, start : start + block])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-            frame.sample_rate = rate
-            frame.time_base = Fraction(1, rate)
-            frame.pts = start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
 
 
 def _video(path: Path, codec="libx264", fmt=None, size=(64, 48), fps=10, frames=10) -> Path:
@@ -292,7 +269,7 @@ def test_audio_shorter_than_50_ms(tmp_path):
 
 
 def test_video_file_with_only_audio(tmp_path):
-    path = _audio(tmp_path / "novideo.mp4", "aac", fmt="mp4")
+    path = encoded_tone(tmp_path / "novideo.mp4", "aac", fmt="mp4")
     info = probe_file(path)
     _assert_reason(info, "video file has no video stream", "aac audio", ".m4a")
     assert info.modality == "video"
@@ -548,7 +525,7 @@ def test_wav_named_jpg_is_audio(tmp_path):
 )
 def test_valid_audio(tmp_path, name, codec, container, rate, fmt, codec_name):
     info = probe_file(
-        _audio(
+        encoded_tone(
             tmp_path / name,
             codec,
             fmt=container,
@@ -654,7 +631,7 @@ def test_sniff_magic_numbers(head, expected):
 def test_sniff_real_files(tmp_path):
     assert sniff(_head_of(_image(tmp_path / "a.webp", fmt="WEBP"))) == ("image", "webp")
     assert sniff(_head_of(_wav(tmp_path / "a.wav", 0.1))) == ("audio", "wav")
-    mp3 = _audio(tmp_path / "a.mp3", "libmp3lame", rate=44100, seconds=0.3)
+    mp3 = encoded_tone(tmp_path / "a.mp3", "libmp3lame", rate=44100, seconds=0.3)
     assert sniff(_head_of(mp3)) == ("audio", "mp3")
     webm = _video(tmp_path / "a.webm", codec="libvpx", fmt="webm", frames=2)
     assert sniff(_head_of(webm)) == ("video", "webm")
@@ -719,7 +696,7 @@ def _id3_with_cover(jpeg: bytes) -> bytes:
 
 def test_mp3_with_cover_art_is_audio(tmp_path):
     cover = _image(tmp_path / "cover.jpg", size=(32, 32), fmt="JPEG").read_bytes()
-    plain = _audio(tmp_path / "plain.mp3", "libmp3lame", rate=44100, seconds=1.0)
+    plain = encoded_tone(tmp_path / "plain.mp3", "libmp3lame", rate=44100, seconds=1.0)
     path = tmp_path / "song.mp3"
     path.write_bytes(_id3_with_cover(cover) + plain.read_bytes())
     import av
@@ -757,8 +734,8 @@ def test_damaged_files_never_raise_and_are_always_explained(tmp_path, capfd):
         _image(tmp_path / "s.gif", size=(120, 90), fmt="GIF"),
         _image(tmp_path / "s.tif", size=(120, 90), fmt="TIFF"),
         _wav(tmp_path / "s.wav", 0.3),
-        _audio(tmp_path / "s.m4a", "aac", fmt="mp4", seconds=0.5),
-        _audio(tmp_path / "s.flac", "flac", seconds=0.5),
+        encoded_tone(tmp_path / "s.m4a", "aac", fmt="mp4", seconds=0.5),
+        encoded_tone(tmp_path / "s.flac", "flac", seconds=0.5),
         _video(tmp_path / "s.mp4", frames=12),
         _video(tmp_path / "s.mkv", fmt="matroska", frames=12),
     ]

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import struct
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from indexing.media import probe_file
-
-
-def _audio(path: Path, codec: str, fmt: str, seconds: float, rate: int = 16000) -> Path:
-    import av
-
-    t = np.arange(int(rate * seconds)) / rate
-    signal = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)[None, :]
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.layout = "mono"
-        block = stream.codec_context.frame_size or 1024
-        for start in range(0, signal.shape[1], block):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(signal[:, start : start + block]), format="fltp",
-                layout="mono")
-            frame.sample_rate, frame.time_base, frame.pts = rate, Fraction(1, rate), start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+from tests.helpers.media import encoded_tone
 
 
 def _ogg_crc(data: bytes) -> int:
@@ -81,10 +59,10 @@ def _huge_mp3(path: Path) -> bytes:
 @pytest.mark.parametrize(
     "name, make, mutate, seconds",
     [
-        ("a.flac", lambda p: _audio(p, "flac", "flac", 1.5), _huge_flac, 1.5),
-        ("a.ogg", lambda p: _audio(p, "libopus", "ogg", 1.5, rate=48000), _huge_ogg, 1.5),
-        ("a.m4a", lambda p: _audio(p, "aac", "mp4", 1.5), _huge_mp4, 1.5),
-        ("a.mp3", lambda p: _audio(p, "libmp3lame", "mp3", 1.5, rate=44100), _huge_mp3, 1.5),
+        ("a.flac", lambda p: encoded_tone(p, "flac", "flac", 1.5), _huge_flac, 1.5),
+        ("a.ogg", lambda p: encoded_tone(p, "libopus", "ogg", 1.5, rate=48000), _huge_ogg, 1.5),
+        ("a.m4a", lambda p: encoded_tone(p, "aac", "mp4", 1.5), _huge_mp4, 1.5),
+        ("a.mp3", lambda p: encoded_tone(p, "libmp3lame", "mp3", 1.5, rate=44100), _huge_mp3, 1.5),
     ],
 )
 def test_a_declared_duration_that_disagrees_with_the_stream_is_replaced(
@@ -112,7 +90,7 @@ def test_a_long_stream_is_checked_by_bitrate_not_demuxed_to_the_end(tmp_path, mo
     from indexing.media import avcommon
 
     monkeypatch.setattr(avcommon, "_VERIFY_PACKETS", 20)  # the file is "long" for the check
-    good = _audio(tmp_path / "a.flac", "flac", "flac", 6.0)
+    good = encoded_tone(tmp_path / "a.flac", "flac", "flac", 6.0)
     assert probe_file(good).duration == pytest.approx(6.0, abs=0.1)  # plausible: kept
     hostile = tmp_path / "huge.flac"
     hostile.write_bytes(_huge_flac(good))

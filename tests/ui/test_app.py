@@ -3,33 +3,12 @@ split, search, map and lasso, preview, window state, indexing, and errors shown 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent
 from PySide6.QtWidgets import QApplication, QDialog, QLabel
 
-TIMEOUT = 20000
-
-
-@contextmanager
-def opened(project_dir):
-    from curator.project import Project
-
-    project = Project.open(project_dir)
-    try:
-        yield project
-    finally:
-        project.close()
-
-
-def settle(qtbot, win, timeout=TIMEOUT):
-    """Wait until every background call of the window has finished and been delivered."""
-    pools = (win.session.read_pool, win.session.write_pool, win.session.job_pool,
-             win.thumbs.pool, win.map.canvas.pool)
-    qtbot.waitUntil(lambda: all(p.waitForDone(0) for p in pools), timeout=timeout)
-    qtbot.wait(30)
+from tests.helpers.app import TIMEOUT, opened, settle
 
 
 def add_labels(qtbot, win, project_dir, names=(("red", "1"), ("green", "2"), ("blue", "3"))):

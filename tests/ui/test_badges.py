@@ -6,18 +6,12 @@ from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QMessageBox, QStyleOptionViewItem
 
-TIMEOUT = 20000
-
-
-def _project(project_dir):
-    from curator.project import Project
-
-    return Project.open(project_dir)
+from tests.helpers.app import TIMEOUT, opened
 
 
 def test_tiles_carry_a_badge_with_the_label_colour_and_name(window, qtbot, project_dir):
     win = window
-    with _project(project_dir) as p:
+    with opened(project_dir) as p:
         p.add_label("red disc", hotkey="3", colour="#ff0000")
         ids = [r["id"] for r in p.items()]
         p.label_items(ids[:3], "red disc")
@@ -37,7 +31,7 @@ def test_tiles_carry_a_badge_with_the_label_colour_and_name(window, qtbot, proje
     painter.end()
     assert QColor(image.pixel(5, 130)) == QColor("#ff0000")
     # A label made elsewhere shows on the open tiles without reopening.
-    with _project(project_dir) as p:
+    with opened(project_dir) as p:
         p.add_label("blue", colour="#0000ff")
         p.label_items(ids[4:5], "blue")
     qtbot.waitUntil(lambda: model.badge(4) == ("labelled", "blue", "#0000ff"), timeout=TIMEOUT)
@@ -47,7 +41,7 @@ def test_tiles_carry_a_badge_with_the_label_colour_and_name(window, qtbot, proje
 def test_labelling_many_search_results_asks_once_with_the_count(window, qtbot, project_dir,
                                                                 monkeypatch):
     win = window
-    with _project(project_dir) as p:
+    with opened(project_dir) as p:
         p.add_label("cat", hotkey="7")
         p.add_label("dog", hotkey="8")
         ids = [r["id"] for r in p.items()]
@@ -65,13 +59,13 @@ def test_labelling_many_search_results_asks_once_with_the_count(window, qtbot, p
     assert len(asked) == 1
     assert "Label all 8 items" in asked[0] and "2 of them already carry another label" in asked[0]
     win.session.wait()
-    with _project(project_dir) as p:
+    with opened(project_dir) as p:
         assert p.labels()[0].count == 0  # cat: nothing labelled after "No"
     answer[0] = QMessageBox.Yes
     qtbot.keyClick(win.group.grid, Qt.Key_7)
     assert len(asked) == 2
     qtbot.waitUntil(lambda: win.group.model.badge(7) is not None, timeout=TIMEOUT)
-    with _project(project_dir) as p:
+    with opened(project_dir) as p:
         counts = {lab.name: lab.count for lab in p.labels()}
         assert counts == {"cat": 8, "dog": 0}
         event = p.history(limit=1)[0]

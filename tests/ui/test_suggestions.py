@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
 
 from PySide6.QtCore import Qt
 
-TIMEOUT = 20000
-
-
-@contextmanager
-def opened(project_dir):
-    from curator.project import Project
-
-    project = Project.open(project_dir)
-    try:
-        yield project
-    finally:
-        project.close()
-
-
-def settle(qtbot, win, timeout=TIMEOUT):
-    pools = (win.session.read_pool, win.session.write_pool, win.session.job_pool,
-             win.thumbs.pool, win.map.canvas.pool)
-    qtbot.waitUntil(lambda: all(p.waitForDone(0) for p in pools), timeout=timeout)
-    qtbot.wait(30)
+from tests.helpers.app import TIMEOUT, opened, settle
 
 
 def _decide_one_group(project_dir) -> str:
