@@ -12,9 +12,12 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+
+from indexing.progress import Progress, ProgressEvent, check_cancel, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +179,95 @@ def normalised_rows(block: np.ndarray, what: str) -> np.ndarray:
     # A zero vector cannot be normalised; it stays zero and scores 0 against everything.
     np.divide(x, norms, out=x, where=norms > 0)
     return x
+
+
+def choose_kind(kind: str, n: int, d: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> str:
+    """The index kind to build: "auto" is exact up to FLAT_MAX vectors, then the first IVF kind
+    whose storage of n vectors of dimension d fits the memory budget (PQ when none does).
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kind == "auto":
+        kind = "flat"
+        if n > FLAT_MAX:
+            fits = [k for k in AUTO_IVF_ORDER
+                    if n * KINDS[k].bytes_per_vector(d, pq_m(d)) <= memory_budget]
+            kind = fits[0] if fits else "ivf_pq"
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; choose 'auto' or one of "
+                         f"{sorted(KINDS)}")
+    return kind
+
+
+def trained_index(X: np.ndarray, kind: str, *, nlist: int | None = None,
+                  nprobe: int | None = None, seed: int = 0, use_gpu: bool = False,
+                  space: str = "", progress: Progress = no_progress,
+                  cancel: Callable[[], bool] | None = None) -> tuple[Any, IndexInfo]:
+    """An empty faiss index of `kind` for the vectors of X (trained on a sample of them for IVF
+    kinds), and the info that describes it (count 0).
+
+    Raises:
+        ValueError: an IVF kind with no rows to train on.
+    """
+    faiss = import_faiss()
+    n, d = X.shape
+    spec = KINDS[kind]
+    n_train = 0
+    m = pq_m(d) if kind == "ivf_pq" else 0
+    if spec.trained:
+        if n == 0:
+            raise ValueError(f"index kind {kind!r} needs vectors to train on; got none")
+        nlist = int(nlist or default_nlist(n))
+        nlist = max(1, min(nlist, n))
+        nprobe = int(nprobe or default_nprobe(nlist))
+        n_train = min(n, max(TRAIN_PER_LIST * nlist, 256 if kind == "ivf_pq" else 0))
+        nbits = 8
+        if kind == "ivf_pq":
+            # Fewer than 39 rows per PQ centroid trains badly; shrink the codebooks instead.
+            nbits = int(max(1, min(8, math.floor(math.log2(max(2, n_train // 39))))))
+        factory = spec.factory.format(nlist=nlist, m=m, nbits=nbits)
+    else:
+        nlist, nprobe, factory = 0, 0, spec.factory
+    index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+
+    if spec.trained:
+        ivf = faiss.extract_index_ivf(index)
+        ivf = faiss.downcast_index(ivf)
+        if spec.by_residual is not None:
+            ivf.by_residual = spec.by_residual
+        if kind == "ivf_pq":
+            # Polysemous training (a code re-ordering for Hamming filtering we never use) is
+            # on by default and takes minutes; plain PQ codebooks train in seconds.
+            ivf.do_polysemous_training = False
+        ivf.cp.spherical = True  # unit vectors: centroids on the sphere rank by cosine
+        ivf.cp.niter = TRAIN_ITERATIONS
+        ivf.cp.seed = seed
+        # Fewer than faiss's 39 rows per list is deliberate (TRAIN_PER_LIST); no warning.
+        ivf.cp.min_points_per_centroid = int(max(1, min(39, n_train // max(1, nlist))))
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(n, size=n_train, replace=False))
+        progress(ProgressEvent("train", 0, 1, "steps", f"{kind}: {nlist} lists on {n_train} "
+                                                       "rows"))
+        check_cancel(cancel)
+        xt = normalised_rows(X[rows], "vectors")
+        gpu_quantizer = None
+        if use_gpu:
+            try:
+                gpu_quantizer = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(d))
+                ivf.clustering_index = gpu_quantizer
+            except (RuntimeError, AttributeError) as exc:
+                log.warning("GPU k-means unavailable (%s); training on CPU", exc)
+        index.train(xt)
+        ivf.clustering_index = None
+        del xt, gpu_quantizer
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        progress(ProgressEvent("train", 1, 1, "steps"))
+
+    info = IndexInfo(
+        kind=kind, dim=d, count=0, nlist=nlist, nprobe=nprobe, m=m, trained_on=n_train,
+        gpu=use_gpu, faiss_version=faiss.__version__,
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        space=space, factory=factory,
+    )
+    return index, info

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +17,16 @@ import numpy as np
 
 from indexing.index_files import load_index, save_index, sidecar_path
 from indexing.index_kinds import (
-    AUTO_IVF_ORDER,
     DEFAULT_MEMORY_BUDGET,
-    FLAT_MAX,
     KINDS,
-    TRAIN_ITERATIONS,
-    TRAIN_PER_LIST,
     IndexFileError,
     IndexInfo,
     as_ids,
-    default_nlist,
-    default_nprobe,
+    choose_kind,
     gpu_wanted,
     import_faiss,
     normalised_rows,
-    pq_m,
+    trained_index,
 )
 from indexing.progress import Progress, ProgressEvent, check_cancel, no_progress
 
@@ -140,7 +133,6 @@ class VectorIndex:
             ValueError: mismatched shapes, duplicate ids, NaN rows, an unknown kind, or an IVF
                 kind with no rows to train on.
         """
-        faiss = import_faiss()
         progress = progress or no_progress
         ids = as_ids(ids)
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
@@ -153,78 +145,13 @@ class VectorIndex:
             raise ValueError("vectors have dimension 0")
         if np.unique(ids).size != n:
             raise ValueError("ids contain duplicates; each catalog item may appear once")
-        if kind == "auto":
-            kind = "flat"
-            if n > FLAT_MAX:
-                fits = [k for k in AUTO_IVF_ORDER
-                        if n * KINDS[k].bytes_per_vector(d, pq_m(d)) <= memory_budget]
-                kind = fits[0] if fits else "ivf_pq"
-        if kind not in KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; choose 'auto' or one of "
-                             f"{sorted(KINDS)}")
-        spec = KINDS[kind]
         use_gpu = gpu_wanted(gpu)
-
-        n_train = 0
-        m = pq_m(d) if kind == "ivf_pq" else 0
-        if spec.trained:
-            if n == 0:
-                raise ValueError(f"index kind {kind!r} needs vectors to train on; got none")
-            nlist = int(nlist or default_nlist(n))
-            nlist = max(1, min(nlist, n))
-            nprobe = int(nprobe or default_nprobe(nlist))
-            n_train = min(n, max(TRAIN_PER_LIST * nlist, 256 if kind == "ivf_pq" else 0))
-            nbits = 8
-            if kind == "ivf_pq":
-                # Fewer than 39 rows per PQ centroid trains badly; shrink the codebooks instead.
-                nbits = int(max(1, min(8, math.floor(math.log2(max(2, n_train // 39))))))
-            factory = spec.factory.format(nlist=nlist, m=m, nbits=nbits)
-        else:
-            nlist, nprobe, factory = 0, 0, spec.factory
-        index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-
-        if spec.trained:
-            ivf = faiss.extract_index_ivf(index)
-            ivf = faiss.downcast_index(ivf)
-            if spec.by_residual is not None:
-                ivf.by_residual = spec.by_residual
-            if kind == "ivf_pq":
-                # Polysemous training (a code re-ordering for Hamming filtering we never use) is
-                # on by default and takes minutes; plain PQ codebooks train in seconds.
-                ivf.do_polysemous_training = False
-            ivf.cp.spherical = True  # unit vectors: centroids on the sphere rank by cosine
-            ivf.cp.niter = TRAIN_ITERATIONS
-            ivf.cp.seed = seed
-            # Fewer than faiss's 39 rows per list is deliberate (TRAIN_PER_LIST); no warning.
-            ivf.cp.min_points_per_centroid = int(max(1, min(39, n_train // max(1, nlist))))
-            rng = np.random.default_rng(seed)
-            rows = np.sort(rng.choice(n, size=n_train, replace=False))
-            progress(ProgressEvent("train", 0, 1, "steps", f"{kind}: {nlist} lists on {n_train} "
-                                                           "rows"))
-            check_cancel(cancel)
-            xt = normalised_rows(X[rows], "vectors")
-            gpu_quantizer = None
-            if use_gpu:
-                try:
-                    gpu_quantizer = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(d))
-                    ivf.clustering_index = gpu_quantizer
-                except (RuntimeError, AttributeError) as exc:
-                    log.warning("GPU k-means unavailable (%s); training on CPU", exc)
-            index.train(xt)
-            ivf.clustering_index = None
-            del xt, gpu_quantizer
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-            progress(ProgressEvent("train", 1, 1, "steps"))
-
-        info = IndexInfo(
-            kind=kind, dim=d, count=0, nlist=nlist, nprobe=nprobe, m=m, trained_on=n_train,
-            gpu=use_gpu, faiss_version=faiss.__version__,
-            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            space=space, factory=factory,
-        )
+        index, info = trained_index(X, choose_kind(kind, n, d, memory_budget), nlist=nlist,
+                                    nprobe=nprobe, seed=seed, use_gpu=use_gpu, space=space,
+                                    progress=progress, cancel=cancel)
         self = cls(index, info, np.empty(0, np.int64), gpu=use_gpu)
         self._add_unchecked(ids, X, progress, cancel)
-        log.info("built %s index of %d vectors (dim %d)", kind, len(self), d)
+        log.info("built %s index of %d vectors (dim %d)", info.kind, len(self), d)
         return self
 
     # ------------------------------------------------------------------ changes
