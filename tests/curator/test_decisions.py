@@ -7,23 +7,12 @@ import pytest
 from curator.decisions import group_decisions
 from curator.errors import UsageError
 from curator.project import Project
-from curator.scan import ScanOptions
-
-COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220)}
+from tests.helpers.projects import COLOURS, embedded_project
 
 
 @pytest.fixture
 def project(tmp_path, media):
-    src = tmp_path / "media"
-    for name, colour in COLOURS.items():
-        for i in range(12):
-            media.image(src / name / f"{i:02d}.png", size=(40 + i, 40), color=colour, seed=i)
-    with Project.create(tmp_path / "proj", [src]) as proj:
-        proj.scan(ScanOptions(workers=0))
-        proj.embed("classic", "classic", workers=0)
-        proj.set_annotator("ana")
-        for name in COLOURS:
-            proj.add_label(name)
+    with embedded_project(tmp_path, media, labels=True) as proj:
         yield proj
 
 

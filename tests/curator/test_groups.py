@@ -10,27 +10,14 @@ import pytest
 
 from curator.cli import main
 from curator.errors import UsageError
-from curator.project import Project
 from curator.scan import ScanOptions
-
-COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220)}
+from tests.helpers.projects import COLOURS, colour_of, embedded_project
 
 
 @pytest.fixture
 def project(tmp_path, media):
-    src = tmp_path / "media"
-    for name, colour in COLOURS.items():
-        for i in range(12):
-            media.image(src / name / f"{i:02d}.png", size=(40 + i, 40), color=colour, seed=i)
-    with Project.create(tmp_path / "proj", [src]) as proj:
-        proj.scan(ScanOptions(workers=0))
-        proj.embed("classic", "classic", workers=0)
-        proj.set_annotator("ana")
+    with embedded_project(tmp_path, media) as proj:
         yield proj
-
-
-def _colour_of(project, item_id):
-    return project.item(item_id)["path"].split("/")[0]
 
 
 def test_cluster_recovers_the_colour_classes_and_records_a_run(project):
@@ -41,7 +28,7 @@ def test_cluster_recovers_the_colour_classes_and_records_a_run(project):
     assert sum(g.size for g in groups) == 36
     for g in groups:
         members = project.group(g.group_id, run_id).items
-        assert len({_colour_of(project, i) for i in members}) == 1
+        assert len({colour_of(project, i) for i in members}) == 1
     run = project.runs("cluster")[0]
     assert run.status == "ok" and run.params["n_groups"] == 3
 
@@ -50,7 +37,7 @@ def test_label_group_with_exceptions_then_recluster_keeps_labels(project):
     run_id, _ = project.cluster(n_groups=3)
     project.add_label("red")
     g = next(g for g in project.groups(run_id)
-             if _colour_of(project, project.group(g.group_id).items[0]) == "red")
+             if colour_of(project, project.group(g.group_id).items[0]) == "red")
     members = project.group(g.group_id).items
     event = project.label_group(g.group_id, "red", exclude=[members[0]])
     ev = project.history()[0]
@@ -71,11 +58,11 @@ def test_label_group_with_exceptions_then_recluster_keeps_labels(project):
 def test_split_and_merge_within_a_run(project):
     run_id, _ = project.cluster(n_groups=2)
     mixed = max(project.groups(run_id), key=lambda g: g.size)
-    assert len({_colour_of(project, i) for i in project.group(mixed.group_id).items}) == 2
+    assert len({colour_of(project, i) for i in project.group(mixed.group_id).items}) == 2
     new = project.split(mixed.group_id, k=2)
     assert len(new) == 2
     for gid in new:
-        assert len({_colour_of(project, i) for i in project.group(gid).items}) == 1
+        assert len({colour_of(project, i) for i in project.group(gid).items}) == 1
     assert all(g.group_id != mixed.group_id for g in project.groups(run_id))
     merged = project.merge(new)
     assert project.group(merged).size == mixed.size

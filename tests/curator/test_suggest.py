@@ -16,22 +16,11 @@ from curator.cli import main
 from curator.project import Project
 from curator.scan import ScanOptions
 from curator.suggest import PRIOR, calibrate
-
-COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220)}
-
-
-def _media(src, media, per_colour=10):
-    for name, colour in COLOURS.items():
-        for i in range(per_colour):
-            media.image(src / name / f"{i:02d}.png", size=(40 + i, 40), color=colour, seed=i)
-
-
-def _colour(project, item_id):
-    return project.item(item_id)["path"].split("/")[0]
+from tests.helpers.projects import COLOURS, colour_folders, colour_of
 
 
 def _group_colour(project, gid):
-    colours = {_colour(project, i) for i in project.group(gid).items}
+    colours = {colour_of(project, i) for i in project.group(gid).items}
     assert len(colours) == 1, colours
     return colours.pop()
 
@@ -39,7 +28,7 @@ def _group_colour(project, gid):
 @pytest.fixture
 def project(tmp_path, media):
     src = tmp_path / "media"
-    _media(src, media)
+    colour_folders(media, src, 10)
     with Project.create(tmp_path / "proj", [src]) as proj:
         proj.scan(ScanOptions(workers=0))
         proj.embed("classic", "classic", workers=0)
@@ -159,7 +148,7 @@ def test_zero_shot_plumbing_and_warm_text_search_with_a_tiny_clip(tmp_path, medi
                                                                   tiny_clip_weights):
     arch, weights = tiny_clip_weights
     src = tmp_path / "media"
-    _media(src, media, per_colour=6)
+    colour_folders(media, src, 6)
     with Project.create(tmp_path / "proj", [src]) as proj:
         proj.scan(ScanOptions(workers=0))
         report = proj.embed(arch, "classic", weights=weights, workers=0, device="cpu")
