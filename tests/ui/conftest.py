@@ -11,39 +11,13 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.helpers.media import MediaFactory  # noqa: E402
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220),
            "yellow": (230, 230, 40)}
 PER_CLASS = 4  # 4 x 4 images + 2 sounds: under 20 items, so the map is a quick PCA layout
 
 
-def write_image(path: Path, colour: tuple, seed: int = 0, size=(48, 36)) -> Path:
-    """A small real PNG of one colour with a little noise."""
-    import numpy as np
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    arr = np.zeros((size[1], size[0], 3), np.int64) + np.array(colour)
-    arr = np.clip(arr + rng.integers(-20, 20, arr.shape), 0, 255).astype(np.uint8)
-    Image.fromarray(arr).save(path)
-    return path
-
-
-def write_wav(path: Path, freq: float, seconds: float = 0.5, rate: int = 16000) -> Path:
-    """A small real mono WAV of a sine tone."""
-    import wave
-
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(samples.tobytes())
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -65,12 +39,13 @@ def project_template(tmp_path_factory):
     from curator.project import Project
 
     root = tmp_path_factory.mktemp("uiproject")
-    media = root / "media"
+    media, make = root / "media", MediaFactory()
     for c, (name, colour) in enumerate(COLOURS.items()):
         for i in range(PER_CLASS):
-            write_image(media / name / f"{name}{i}.png", colour, seed=c * 100 + i)
-    write_wav(media / "sounds" / "a.wav", 440.0)
-    write_wav(media / "sounds" / "b.wav", 880.0)
+            make.image(media / name / f"{name}{i}.png", size=(48, 36), color=colour,
+                       seed=c * 100 + i)
+    make.wav(media / "sounds" / "a.wav", freq=440.0)
+    make.wav(media / "sounds" / "b.wav", freq=880.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CURATOR_CONFIG", str(root / "config.toml"))
         with Project.create(root / "proj", [media]) as project:
