@@ -28,7 +28,8 @@ def main() -> None:
             "flac": encoded_tone(folder / "a.flac", "flac", "flac", args.seconds, 44100),
             "mp3": encoded_tone(folder / "a.mp3", "libmp3lame", "mp3", args.seconds, 44100),
             "mp4": MediaFactory().video(folder / "v.mp4", frames=int(args.seconds * 30),
-                                        size=(320, 240), fps=30, scenes=True),
+                                        size=(320, 240), fps=30, scenes=True,
+                                        options={"preset": "ultrafast"}),
         }
         for name, path in files.items():
             best = float("inf")

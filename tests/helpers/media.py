@@ -70,9 +70,9 @@ class MediaFactory:
         return path
 
     def video(self, path: Path, frames=10, size=(64, 48), fps=10, codec="libx264",
-              audio=False, scenes=False) -> Path:
+              audio=False, scenes=False, options=None) -> Path:
         """A video of flat grey frames, or with `scenes` random noise that changes every second
-        (a realistic bitrate, still frames between cuts)."""
+        (a realistic bitrate, still frames between cuts); `options` go to the encoder."""
         import av
 
         rng = np.random.default_rng(0)
@@ -83,6 +83,8 @@ class MediaFactory:
             stream = out.add_stream(codec, rate=fps)
             stream.width, stream.height = size
             stream.pix_fmt = "yuv420p"
+            if options:
+                stream.options = dict(options)
             astream = None
             if audio:
                 astream = out.add_stream("aac", rate=16000)
