@@ -318,6 +318,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
 
 
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Names of the migrations recorded in the catalog, in the order they ran."""
     if "_migrations" not in db.table_names():
         return []
     return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY id").fetchall()]

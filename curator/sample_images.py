@@ -50,10 +50,12 @@ def _rotated(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.n
 
 
 def colour_of(rng: np.random.Generator, lo: tuple, hi: tuple) -> tuple[int, int, int]:
+    """A random colour between two RGB corners."""
     return tuple(int(rng.integers(a, b + 1)) for a, b in zip(lo, hi))
 
 
 def fill(h: int, w: int, colour: tuple) -> np.ndarray:
+    """An (h, w, 3) float32 canvas of one colour."""
     import numpy as np
 
     return np.broadcast_to(np.asarray(colour, np.float32), (h, w, 3)).copy()

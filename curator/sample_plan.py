@@ -106,6 +106,7 @@ class SampleFile:
 
 
 def rng_of(seed: int, modality: str, index: int, stream: int) -> np.random.Generator:
+    """The random stream of one file of the corpus (seed, modality, index, stream)."""
     import numpy as np
 
     return np.random.default_rng([seed, _SEED_CODES[modality], index, stream])

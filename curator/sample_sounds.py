@@ -156,6 +156,7 @@ def track_of(rng, duration: float, sr: int, channels: int) -> np.ndarray:
 
 
 def write_wav(path: Path, samples: np.ndarray, sr: int) -> None:
+    """Write (channels, n) samples in [-1, 1] as 16-bit PCM WAV."""
     import numpy as np
 
     pcm = np.clip(np.round(samples.T * 32767), -32768, 32767).astype("<i2")
@@ -189,6 +190,7 @@ _AUDIO_OPTIONS = {
 
 
 def add_audio_stream(container, codec: str, sr: int, channels: int):
+    """An audio stream of a codec on a PyAV container, mono or stereo."""
     stream = container.add_stream(codec, rate=sr, options=_AUDIO_OPTIONS.get(codec, {}))
     stream.layout = "mono" if channels == 1 else "stereo"
     return stream
@@ -199,6 +201,7 @@ BITEXACT = {"fflags": "+bitexact"}
 
 
 def write_audio_file(path: Path, f: SampleFile, samples: np.ndarray) -> None:
+    """Encode a planned audio file (WAV, FLAC or Opus in Ogg) bit-exactly."""
     import av
 
     if f.fmt == "wav":

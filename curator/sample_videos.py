@@ -123,6 +123,7 @@ _VIDEO_CODECS = {
 
 
 def write_video_file(path: Path, f: SampleFile, frames: np.ndarray, track) -> None:
+    """Encode a planned video file, with its audio track when it has one, bit-exactly."""
     import av
     from av.video.reformatter import VideoReformatter
 

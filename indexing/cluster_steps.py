@@ -34,6 +34,7 @@ class InvalidEmbeddings(ValueError):
 
 
 def check_matrix(X, validate: bool = True):
+    """The embeddings as a 2-D array, refused (InvalidEmbeddings, ValueError) when unusable."""
     if not hasattr(X, "shape") or not hasattr(X, "dtype"):
         X = np.asarray(X)
     if X.ndim != 2:
@@ -77,12 +78,14 @@ def _validate(X):
 
 
 def chunks(n: int, size: int | None = None):
+    """(start, stop) row ranges of at most `size` (default CHUNK_ROWS) rows."""
     size = size or CHUNK_ROWS
     for a in range(0, n, size):
         yield a, min(n, a + size)
 
 
 def emit(progress, stage, done, total, unit="rows"):
+    """Report progress of one stage, when there is a listener."""
     if progress is not None:
         progress(ProgressEvent(stage, int(done), int(total), unit))
 
@@ -105,6 +108,7 @@ def normalised_rows(X, a, b, check=True):
 
 
 def normalised_copy(X, progress=None, cancel=None):
+    """A float32 copy of X with unit rows, built chunk by chunk."""
     n, d = X.shape
     out = np.empty((n, d), dtype=np.float32)
     for a, b in chunks(n):
@@ -115,6 +119,7 @@ def normalised_copy(X, progress=None, cancel=None):
 
 
 def unit_rows(A):
+    """Rows of A scaled to unit length (zero rows stay zero), as float32."""
     A = np.asarray(A, dtype=np.float64)
     norms = np.linalg.norm(A, axis=1, keepdims=True)
     return (A / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -305,4 +310,5 @@ def renumber(labels):
 
 
 def unit_batch(A):
+    """A scaled to unit length along its last axis (zero vectors stay zero)."""
     return A / np.maximum(np.linalg.norm(A, axis=-1, keepdims=True), 1e-12)

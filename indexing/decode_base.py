@@ -14,6 +14,7 @@ class MediaError(ValueError):
 
 
 def one_line(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
     message = text[0] if text else ""
     reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -122,12 +122,14 @@ class IndexInfo:
 
 
 def import_faiss():
+    """The faiss module, imported on first use."""
     import faiss  # heavy: imported on first use, never at module import
 
     return faiss
 
 
 def gpu_wanted(gpu: str | bool) -> bool:
+    """Whether to use a GPU: "auto" when faiss has GPU support and sees one; True asks."""
     faiss = import_faiss()
     has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
     if gpu == "auto":
@@ -148,6 +150,7 @@ def default_nprobe(nlist: int) -> int:
 
 
 def pq_m(dim: int) -> int:
+    """PQ sub-quantizers for a dimension: about one per 8 dimensions, dividing it."""
     # 8 dimensions per sub-quantizer (64 bytes for 512-d) keeps ranking usable; m must divide dim.
     for m in range(max(1, dim // 8), 0, -1):
         if dim % m == 0:
@@ -156,6 +159,7 @@ def pq_m(dim: int) -> int:
 
 
 def as_ids(ids: Any, what: str = "ids") -> np.ndarray:
+    """Catalog ids as a 1-D int64 array (ValueError for other shapes or types)."""
     arr = np.asarray(ids)
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -169,6 +173,7 @@ def as_ids(ids: Any, what: str = "ids") -> np.ndarray:
 
 
 def normalised_rows(block: np.ndarray, what: str) -> np.ndarray:
+    """A float32 copy of a block with unit rows (ValueError on NaN or infinity)."""
     x = np.ascontiguousarray(block, dtype=np.float32)
     if x.size and not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])

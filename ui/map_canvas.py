@@ -61,6 +61,7 @@ class MapData:
 
 def build_map_data(ids: np.ndarray, xy: np.ndarray, colours: np.ndarray,
                    index: Optional[mr.GridIndex] = None) -> MapData:
+    """MapData for one colouring (run on a worker: it builds the grid index and pyramid)."""
     return MapData(ids, xy, colours, index)
 
 

@@ -27,6 +27,7 @@ class _DropRandomInitNotice(logging.Filter):
 
 @contextlib.contextmanager
 def quiet_random_init() -> Iterator[None]:
+    """Hide open_clip's "random init" notice while weights are about to be loaded."""
     root = logging.getLogger()
     flt = _DropRandomInitNotice()
     root.addFilter(flt)
