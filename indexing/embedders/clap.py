@@ -128,7 +128,8 @@ def resolve_clap_source(
     if reason:
         raise EmbedderUnavailable(
             missing_weights_message(
-                f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False
+                f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False,
+                classic_flag="--audio-model classic",
             )
         )
     return ClapSource(
