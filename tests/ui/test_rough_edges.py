@@ -1,5 +1,6 @@
 """Rough edges of the app (issue 11, finding 10): the Export dialog's default keeps every
-modality, the queue gives its spare width to the label, the merge dialog offers named groups."""
+modality, the queue gives its spare width to the label, the merge dialog offers named groups,
+the group view names its topic in words."""
 
 from __future__ import annotations
 
@@ -45,3 +46,13 @@ def test_merge_dialog_offers_groups_by_size_and_state_not_bare_numbers(window, q
     qtbot.keyClick(window.group.grid, Qt.Key_G, Qt.ShiftModifier)
     assert offered and all(" items · " in text for text in offered)
     assert all(not text.strip().isdigit() for text in offered)
+
+
+def test_group_view_names_its_topic_in_words(window, qtbot):
+    gid = window.queue.order_ids()[0]
+    window.open_group(gid)
+    qtbot.waitUntil(lambda: window.group.group_id == gid and window.group.model.rowCount() > 0,
+                    timeout=TIMEOUT)
+    colours = ("red", "green", "blue", "yellow", "sounds")
+    qtbot.waitUntil(lambda: any(f"topic {c}" in window.group.details.text() for c in colours),
+                    timeout=TIMEOUT)
