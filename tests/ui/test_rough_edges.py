@@ -56,3 +56,19 @@ def test_group_view_names_its_topic_in_words(window, qtbot):
     colours = ("red", "green", "blue", "yellow", "sounds")
     qtbot.waitUntil(lambda: any(f"topic {c}" in window.group.details.text() for c in colours),
                     timeout=TIMEOUT)
+
+
+def test_queue_shows_topics_in_words_not_numbers(window, qtbot):
+    model = window.queue.model
+    col = model.COLUMNS.index("topic")
+    words = ("red", "green", "blue", "yellow", "sounds")
+
+    def named() -> bool:
+        texts = [model.index(r, col).data() for r in range(model.rowCount())]
+        return bool(texts) and all(any(w in (t or "") for w in words) for t in texts)
+
+    qtbot.waitUntil(named, timeout=TIMEOUT)
+    window.queue.text_filter.setText("red")  # the row filter finds a topic by its words
+    assert 0 < model.rowCount() and all(
+        "red" in model.index(r, col).data() or "red" in (model.group_at(r).label or "")
+        for r in range(model.rowCount()))
