@@ -109,7 +109,12 @@ def taxonomy_matches(catalog: Catalog, run_id: int, group_ids: Sequence[int],
         spaces.setdefault(space, []).append(int(g))
     out: dict[int, TextMatch] = {}
     for space, gids in spaces.items():
-        if not space_spec(catalog, space).capabilities.has_text:
+        try:
+            has_text = space_spec(catalog, space).capabilities.has_text
+        except (KeyError, ValueError) as exc:  # a plug-in's embedder not installed here
+            log.info("no taxonomy topic names for %s: %s", space, exc)
+            continue
+        if not has_text:
             continue
         T = _label_vectors(catalog, space, names, cache)
         if T is None:

@@ -98,6 +98,9 @@ def test_a_space_without_text_tower_names_topics_by_path_words(tmp_path, media, 
         proj.add_label("red square")
         gids = [g.group_id for g in proj.groups(run_id)]
         facts = proj.group_facts(gids, run_id)
+        # A space made by a plug-in not installed here is named by its path words alone.
+        proj.catalog.db.execute("UPDATE spaces SET embedder = 'absent_plugin'")
+        assert proj.group_facts(gids, run_id)[gids[0]].topic_name == facts[gids[0]].topic_name
     assert all(f.text_match is None for f in facts.values())
     assert {f.topic_text() for f in facts.values()} <= {"red squares", "squares red",
                                                         "blue circles", "circles blue"}
