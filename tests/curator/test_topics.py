@@ -92,20 +92,24 @@ def test_text_tower_picks_the_nearest_taxonomy_name(tmp_path, media, tiny_clip_w
 
 
 def test_a_space_without_text_tower_names_topics_by_path_words(tmp_path, media, capsys):
+    from curator.cli import main
+
     proj, space = _project(tmp_path, media, "classic")
     with proj:
         run_id, _ = proj.cluster(n_groups=2)
         proj.add_label("red square")
         gids = [g.group_id for g in proj.groups(run_id)]
         facts = proj.group_facts(gids, run_id)
-        # A space made by a plug-in not installed here is named by its path words alone.
-        proj.catalog.db.execute("UPDATE spaces SET embedder = 'absent_plugin'")
-        assert proj.group_facts(gids, run_id)[gids[0]].topic_name == facts[gids[0]].topic_name
     assert all(f.text_match is None for f in facts.values())
     assert {f.topic_text() for f in facts.values()} <= {"red squares", "squares red",
                                                         "blue circles", "circles blue"}
-    from curator.cli import main
-
     main(["queue", str(tmp_path / "proj"), "--order", "size"])
     out = capsys.readouterr().out
     assert "squares" in out and "circles" in out
+    with Project.open(tmp_path / "proj") as proj:
+        # A space made by a plug-in not installed here is named by its path words alone.
+        proj.catalog.db.execute("UPDATE spaces SET embedder = 'absent_plugin', "
+                                "options = '{\"name\": \"absent_plugin\"}'")
+        again = proj.group_facts(gids, run_id)
+    assert {g: f.topic_name for g, f in again.items()} == {
+        g: f.topic_name for g, f in facts.items()}
