@@ -69,6 +69,6 @@ def test_queue_shows_topics_in_words_not_numbers(window, qtbot):
 
     qtbot.waitUntil(named, timeout=TIMEOUT)
     window.queue.text_filter.setText("red")  # the row filter finds a topic by its words
-    assert 0 < model.rowCount() and all(
+    assert model.rowCount() > 0 and all(
         "red" in model.index(r, col).data() or "red" in (model.group_at(r).label or "")
         for r in range(model.rowCount()))
