@@ -146,15 +146,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def fallback_note(checks: list[ModelCheck], purpose: str = "the demo") -> Optional[str]:
-    """One line for the kinds whose weights are missing and so run `classic`, or None."""
+    """One line for the kinds whose models cannot run here and so run `classic`, or None."""
     missing = [c for c in checks if c.status == "missing"]
     if not missing:
         return None
-    models = " or ".join(f"{c.model} ({c.kind})" for c in missing)
-    where = next((c.cache for c in missing if c.cache), "")
+    absent = [c for c in missing if c.detail.startswith(f"no {c.model} weights")]
+    reasons = []
+    if absent:
+        where = next((c.cache for c in absent if c.cache), "")
+        reasons.append("no weights for " + " or ".join(f"{c.model} ({c.kind})" for c in absent)
+                       + " on this machine" + (f" (looked in {where})" if where else ""))
+    reasons += [f"{c.model} ({c.kind}) cannot run here: {c.detail}" for c in missing
+                if c not in absent]
     kinds = " and ".join(c.kind for c in missing)
-    return (f"no weights for {models} on this machine"
-            + (f" (looked in {where})" if where else "")
-            + f": {purpose} embeds {kinds} with the weight-free classic embedder; "
-              "`curator doctor` says how to add weights")
-
+    return ("; ".join(reasons) + f": {purpose} embeds {kinds} with the weight-free classic "
+            "embedder; `curator doctor` says how to add weights")

@@ -119,3 +119,16 @@ def test_demo_notes_missing_weights_once_and_ends_with_the_next_step(no_weights,
     assert len(broken) == 1 and broken[0].startswith("6 ") and f"status {project}" in broken[0]
     assert not any(line.lstrip().startswith("broken/") for line in lines)
     assert any(line.startswith("done: ") and str(project) in line for line in lines)
+
+
+def test_fallback_note_gives_the_real_reason_per_model(no_weights):
+    from curator.model_check import check_models, fallback_note
+
+    checks = check_models("NoSuchArch-123/none", "laion/clap-htsat-unfused",
+                          probe_network=False)
+    note = fallback_note(checks, "the demo")
+    assert note.count("\n") == 0
+    assert "no weights for laion/clap-htsat-unfused (audio)" in note
+    assert "NoSuchArch-123/none (image/video) cannot run here" in note
+    assert "no weights for NoSuchArch" not in note
+    assert fallback_note(check_models("classic", "classic", probe_network=False)) is None
