@@ -149,7 +149,10 @@ def embed_all(catalog: Catalog, options: EmbedOptions = EmbedOptions(),
                 report.embedded += counts["embedded"]
                 report.errors += counts["errors"]
             if report.unavailable and not report.spaces:
-                raise CuratorError("no model could be loaded: " + " | ".join(report.unavailable))
+                raise CuratorError("no model could be loaded: " + " | ".join(report.unavailable),
+                                   hint="the classic model embeds every modality without "
+                                        "weights; `curator doctor` says what is missing",
+                                   option="model")
         finally:
             report.seconds = time.monotonic() - started
             run.counts = {**report.counts(), "unavailable": report.unavailable}

@@ -2,7 +2,7 @@
 
 This module holds what an embedder asks for (`DecodeSpec`) and the picklable decoder workers run
 (`MediaDecoder`); the work per modality is in `decode_image`, `decode_video`, `decode_audio` and
-`spectrogram`, with the shared error and resize modes in `decode_base`.
+`mel`, with the shared error and resize modes in `decode_base`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from indexing.decode_base import MEAN_GREY, RESIZE_MODES, one_line
 from indexing.decode_image import load_image, thumbnail_jpeg
 from indexing.decode_video import decode_video
 from indexing.embedders.base import Decoded
-from indexing.spectrogram import spectrogram_jpeg
+from indexing.mel import spectrogram_jpeg
 
 log = logging.getLogger(__name__)
 

@@ -1,120 +1,154 @@
-"""Spectrograms: power and mel bands for the classic audio features, a viridis JPEG thumbnail."""
+"""A sound as a picture with its scales: a log-mel spectrogram that spans exactly the decoded clip,
+and where its time (s) and frequency (Hz, kHz) ticks fall.
+
+The thumbnails made while embedding are square pictures of the first analysis window (a 1.6 s
+clip padded to the window's length fills a third of it); the preview draws this one instead:
+one column per hop of the clip itself, so the picture's width is the clip's duration.
+"""
 
 from __future__ import annotations
 
-import io
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-# ------------------------------------------------------------------------------------ spectrogram
+from indexing.decode_base import MediaError
+from indexing.mel import mel_filterbank, power_spectrogram, viridis_lut
+
+FREQ_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
+TIME_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
-def power_spectrogram(samples: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Hann-windowed power spectrum of frames along the last axis, scaled to full scale.
+def _mel(hz: float) -> float:
+    return 2595.0 * math.log10(1.0 + hz / 700.0)
 
-    Args:
-        samples: float array (..., S); shorter than `n_fft` is zero-padded.
-        n_fft: frame length.
-        hop: frame step.
 
-    Returns:
-        float32 array (..., frames, n_fft // 2 + 1); a full-scale sine peaks near 0.25.
+@dataclass(frozen=True)
+class Spectrogram:
+    """A spectrogram picture and its scales.
+
+    Attributes:
+        rgb: uint8 (mels, frames, 3), low frequencies in the last row, time left to right.
+        seconds: the time the columns span (the decoded part of the clip, never padded).
+        total_seconds: the whole clip's duration when only its start was decoded, else None.
+        rate: the sample rate the clip was decoded at (Hz).
+        fmin: the frequency at the bottom edge (Hz).
+        fmax: the frequency at the top edge (Hz).
     """
-    x = np.asarray(samples, np.float32)
-    if x.shape[-1] < n_fft:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n_fft - x.shape[-1])])
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[..., ::hop, :]
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    spec = np.fft.rfft(frames * window, axis=-1)
-    power = spec.real**2
-    power += spec.imag**2
-    power *= np.float32(1.0 / float(window.sum()) ** 2)
-    return power.astype(np.float32, copy=False)
+
+    rgb: np.ndarray
+    seconds: float
+    total_seconds: Optional[float]
+    rate: int
+    fmin: float
+    fmax: float
+
+    def height_of(self, hz: float) -> float:
+        """Where `hz` lies, from 0 (bottom edge) to 1 (top edge), on the picture's mel scale."""
+        lo, hi = _mel(self.fmin), _mel(self.fmax)
+        return (_mel(min(max(hz, self.fmin), self.fmax)) - lo) / max(hi - lo, 1e-9)
+
+    def freq_ticks(self) -> list[tuple[float, str]]:
+        """(Hz, label) of the round frequencies inside the picture, such as "500 Hz", "2 kHz"."""
+        return [(f, f"{f // 1000} kHz" if f >= 1000 else f"{f} Hz")
+                for f in FREQ_TICKS if self.fmin <= f <= self.fmax]
+
+    def time_ticks(self, most: int = 8) -> list[tuple[float, str]]:
+        """(seconds, label) of round times from 0 to the end, at most `most` of them."""
+        step = next((s for s in TIME_STEPS if self.seconds / s <= most - 1), TIME_STEPS[-1])
+        n = int(math.floor(self.seconds / step + 1e-9))
+        return [(i * step, _seconds(i * step)) for i in range(n + 1)]
 
 
-def mel_filterbank(
-    rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
-) -> np.ndarray:
-    """Triangular mel filters (HTK mel scale) as a (n_mels, n_fft // 2 + 1) float32 matrix.
+def _seconds(t: float) -> str:
+    if t >= 60:
+        return f"{int(t // 60)}:{int(t % 60):02d}"
+    return f"{t:g} s"
 
-    Filters narrower than one FFT bin still take the nearest bin, so no band is empty.
+
+def decode_mono(path: str, max_rate: int, max_seconds: float
+                ) -> tuple[np.ndarray, int, Optional[float]]:
+    """The first `max_seconds` of a file's audio as mono float32, its rate and its duration.
+
+    The rate is the file's own, or `max_rate` when the file's is higher (so the top of the
+    picture is the file's real upper frequency, never an empty band made by upsampling).
+
+    Raises:
+        MediaError: no audio stream, or nothing decodable.
     """
-    fmax = rate / 2.0 if fmax is None else min(fmax, rate / 2.0)
+    import av
 
-    def to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def to_hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
-    freqs = np.linspace(0.0, rate / 2.0, n_fft // 2 + 1)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs - lo) / np.maximum(mid - lo, 1e-9)
-    down = (hi - freqs) / np.maximum(hi - mid, 1e-9)
-    bank = np.clip(np.minimum(up, down), 0.0, None)
-    empty = bank.sum(axis=1) == 0
-    if empty.any():
-        bank[empty, np.abs(freqs[None, :] - mid[empty]).argmin(axis=1)] = 1.0
-    return (bank / bank.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-# 11 evenly spaced stops of matplotlib's viridis (perceptually uniform, luminance rising).
-_VIRIDIS_STOPS = np.array(
-    [
-        (68, 1, 84),
-        (72, 36, 117),
-        (65, 68, 135),
-        (53, 95, 141),
-        (42, 120, 142),
-        (33, 145, 140),
-        (34, 168, 132),
-        (68, 191, 112),
-        (122, 209, 81),
-        (189, 223, 38),
-        (253, 231, 37),
-    ],
-    np.float32,
-)
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise MediaError("no audio stream in the file")
+        stream = container.streams.audio[0]
+        rate = min(int(stream.rate or max_rate), max_rate)
+        limit = max(1, int(round(max_seconds * rate)))
+        out = np.zeros(limit, np.float32)
+        filled = 0
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        for frame in container.decode(stream):
+            filled = _take(resampler.resample(frame), out, filled)
+            if filled >= limit:
+                break
+        else:
+            filled = _take(resampler.resample(None), out, filled)
+    if filled == 0:
+        raise MediaError("no decodable audio samples")
+    return out[:filled], rate, duration
 
 
-def viridis_lut() -> np.ndarray:
-    """A 256-entry viridis-like colour map as uint8 (256, 3)."""
-    pos = np.linspace(0.0, len(_VIRIDIS_STOPS) - 1, 256)
-    lut = np.stack(
-        [np.interp(pos, np.arange(len(_VIRIDIS_STOPS)), _VIRIDIS_STOPS[:, c]) for c in range(3)], 1
-    )
-    return np.round(lut).astype(np.uint8)
+def _take(frames, out: np.ndarray, filled: int) -> int:
+    for frame in frames:
+        chunk = frame.to_ndarray().reshape(-1)
+        n = min(chunk.size, out.size - filled)
+        out[filled:filled + n] = chunk[:n]
+        filled += n
+    return filled
 
 
-def spectrogram_jpeg(samples: np.ndarray, rate: int, size: int = 256) -> bytes:
-    """A log-mel spectrogram picture as JPEG: time on x, frequency on y (low at the bottom).
+def spectrogram_of(samples: np.ndarray, rate: int, columns: int = 1200, n_mels: int = 128,
+                   fmin: float = 20.0) -> Spectrogram:
+    """The log-mel spectrogram of mono samples, one column per hop, at most `columns` wide.
 
-    Args:
-        samples: mono float samples (S,), full scale +-1; a 2-D array uses its first row.
-        rate: sample rate in Hz.
-        size: the picture is `size` square.
-
-    Returns:
-        The JPEG file as bytes.
+    Levels are dB below the loudest bin with an absolute floor (80 dB range), so silence is dark.
     """
-    from PIL import Image
-
-    x = np.asarray(samples, np.float32)
-    if x.ndim > 1:
-        x = x.reshape(-1, x.shape[-1])[0]
+    x = np.asarray(samples, np.float32).reshape(-1)
     n_fft = 1 << max(8, round(math.log2(rate * 0.032)))
-    hop = max(1, (max(x.size, n_fft) - n_fft) // max(1, 2 * size - 1))
+    hop = max(n_fft // 4, math.ceil(max(x.size - n_fft, 1) / max(columns - 1, 1)))
     power = power_spectrogram(x, n_fft, hop)  # (frames, bins)
-    n_mels = max(16, size // 2)
-    mel = power @ mel_filterbank(rate, n_fft, n_mels, fmin=20.0).T  # (frames, mels)
+    fmax = rate / 2.0
+    mel = power @ mel_filterbank(rate, n_fft, n_mels, fmin=fmin, fmax=fmax).T
     db = 10.0 * np.log10(mel + 1e-12)
-    # dB relative to full scale with an absolute floor, so silence is dark rather than stretched.
     top = max(float(db.max()), -40.0)
     level = np.clip((db - (top - 80.0)) / 80.0, 0.0, 1.0)
-    index = np.round(level.T[::-1] * 255).astype(np.uint8)  # (mels, frames), low frequencies last
-    picture = Image.fromarray(viridis_lut()[index]).resize((size, size), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
+    index = np.round(level.T[::-1] * 255).astype(np.uint8)  # (mels, frames), low rows last
+    return Spectrogram(np.ascontiguousarray(viridis_lut()[index]), x.size / rate, None, rate,
+                       fmin, fmax)
+
+
+def audio_spectrogram(path: str, max_rate: int = 22050, max_seconds: float = 300.0,
+                      columns: int = 1200, n_mels: int = 128) -> Spectrogram:
+    """The spectrogram of a file's audio (its first `max_seconds` when longer).
+
+    Args:
+        path: any file with an audio stream.
+        max_rate: highest decoding sample rate (half the rate is the top frequency shown).
+        max_seconds: most audio decoded; `total_seconds` says when the clip is longer.
+        columns: most picture columns.
+        n_mels: picture rows.
+
+    Raises:
+        MediaError: no audio stream, or nothing decodable.
+    """
+    samples, rate, duration = decode_mono(path, max_rate, max_seconds)
+    spec = spectrogram_of(samples, rate, columns, n_mels)
+    longer = duration if duration is not None and duration > spec.seconds + 0.5 else None
+    return Spectrogram(spec.rgb, spec.seconds, longer, spec.rate, spec.fmin, spec.fmax)

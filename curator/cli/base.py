@@ -220,6 +220,7 @@ FLAGS = {
     "audit_id": "--id",
     "path_map": "--path-map OLD=NEW",
     "ray": "--ray",
+    "model": "--model classic",
 }
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from indexing.decode import DecodeSpec, MediaDecoder
 from indexing.embedders.base import Decoded, Embedder, EmbedResult
-from indexing.spectrogram import mel_filterbank, power_spectrogram
+from indexing.mel import mel_filterbank, power_spectrogram
 
 log = logging.getLogger(__name__)
 

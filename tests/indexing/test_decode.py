@@ -17,7 +17,7 @@ from indexing.decode_audio import load_audio_windows
 from indexing.decode_base import MEAN_GREY, MediaError
 from indexing.decode_image import load_image, thumbnail_jpeg
 from indexing.decode_video import load_video_frames
-from indexing.spectrogram import spectrogram_jpeg
+from indexing.mel import spectrogram_jpeg
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
