@@ -289,7 +289,10 @@ def test_no_model_at_all_is_one_clear_error(tmp_path, sources, monkeypatch):
     monkeypatch.setenv("CURATOR_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with Project.create(tmp_path / "proj", [sources]) as proj:
-        with pytest.raises(CuratorError, match="no model could be loaded"):
+        with pytest.raises(CuratorError, match="no model could be loaded") as info:
             index(proj, IndexOptions.from_settings(model="ViT-B-32/none",
                                                    audio_model="nobody/no-clap", workers=0))
         assert proj.runs("embed")[0].status == "failed"
+    from curator.cli.base import error_line
+
+    assert "--" not in info.value.hint and error_line(info.value).endswith("(--model classic)")
