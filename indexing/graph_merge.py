@@ -157,10 +157,10 @@ def nearest_two(Z, centroids, coarse=None, order=None, chunk=65536, cancel=None)
     else:
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(np.ascontiguousarray(coarse, dtype=np.float32))
+        # (the IVF holds a reference to its quantizer: faiss adds it in the constructor)
         index = faiss.IndexIVFFlat(quantizer, d, coarse.shape[0], faiss.METRIC_INNER_PRODUCT)
         index.nprobe = min(IVF_PROBE, coarse.shape[0])
         index.is_trained = True
-        index._keep_quantizer = quantizer  # keep the Python object alive with the index
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     ids = np.full((n, NEIGHBOURS), -1, dtype=np.int64)
     sims = np.full((n, NEIGHBOURS), -np.inf, dtype=np.float32)
