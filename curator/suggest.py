@@ -221,7 +221,8 @@ def _raw_scores(catalog: Catalog, run_id: int, groups: dict[int, dict], labels: 
         state = _vote_state(catalog, run_id, space, groups, cache)
         if state is None:
             continue
-        gids, knn = state.votes(label_ids)
+        with state.lock:  # the app refreshes from a worker thread while others may read
+            gids, knn = state.votes(label_ids)
         zero = _zero_shot(catalog, space, state, labels, label_ids, cache) if (
             text_model) else None
         has_knn = knn.sum(axis=1) > 0
@@ -301,7 +302,8 @@ def _zero_shot(catalog: Catalog, space: str, state: VoteState, labels: dict[int,
     texts = [_prompt(labels[int(i)], modality) for i in label_ids]
     with lock:
         T = unit_rows(np.asarray(embedder.embed_text(texts), np.float32))
-    _, cents = state.centroids()
+    with state.lock:
+        _, cents = state.centroids()
     logits = LOGIT_SCALE * (cents @ T.T)
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
