@@ -69,3 +69,32 @@ def test_refreshed_state_matches_a_fresh_one_through_edits_and_undo(vectors_proj
     assert groups[2] not in after_undo and groups[3] not in after_undo  # decided again
     proj.redo()
     _same_as_fresh(proj)
+
+
+def test_beyond_the_cap_a_fixed_share_is_searched_and_the_state_rebuilt(vectors_project,
+                                                                       monkeypatch):
+    import curator.suggest as suggest_mod
+    import curator.suggest_votes as votes_mod
+
+    monkeypatch.setattr(votes_mod, "LABELLED_CAP", 40)
+    monkeypatch.setattr(suggest_mod, "LABELLED_CAP", 40)
+    proj, y = vectors_project
+    run = proj.current_run()
+    key = (run, "synthetic:suggest")
+    groups = [g.group_id for g in proj.groups(run)]
+    proj.label_group(groups[0], _majority(proj, groups[0], y))
+    proj.suggestions(run)
+    first = proj.search_cache().suggest_states[key]
+    labelled = len(proj.group(groups[0]).items)
+    assert first.rate == pytest.approx(min(1.0, 40 / labelled))
+    for gid in groups[1:8]:
+        proj.label_group(gid, _majority(proj, gid, y))
+        shown = proj.suggestions(run)
+        state = proj.search_cache().suggest_states[key]
+        assert state.n_srch <= 2 * 40 + len(proj.group(gid).items)  # rebuilt past twice the cap
+        assert shown and all(s.source == "knn" for s in shown.values())
+    assert state is not first and state.rate < first.rate
+    # At one share, the same items are searched whether updated or built afresh.
+    ids = np.sort(state.srch_ids[: state.n_srch])
+    fresh_share = votes_mod.sampled(ids, state.rate)
+    assert fresh_share.all()
