@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -85,31 +85,39 @@ class GroupDecision:
         return {**dataclasses.asdict(self), "share": round(self.share, 4), "status": self.status}
 
 
-def group_decisions(catalog: Catalog, run_id: int,
-                    group_ids: Optional[Iterable[int]] = None) -> dict[int, GroupDecision]:
+def group_decisions(catalog: Catalog, run_id: int, group_ids: Optional[Iterable[int]] = None,
+                    explicit: Collection[int] = ()) -> dict[int, GroupDecision]:
     """The derived decision of every group of a run (or of the given groups).
 
-    Read from the run's tallies (`curator.tallies`), caught up with the events since, and
-    summed per group in SQL: a few rows per group reach Python, whatever the number of labels.
+    Read from the run's per-group summaries (`curator.tallies`), caught up with the events
+    since: one row per group reaches Python, whatever the number of labels.
+
+    Args:
+        explicit: groups decided as a whole on this run (their stored status is not undecided).
     """
     from curator.tallies import group_summaries
 
     db = catalog.db
-    sizes = dict(db.execute("SELECT group_id, size FROM groups WHERE run_id = ?", [run_id]))
     wanted = None if group_ids is None else sorted({int(g) for g in group_ids})
+    if wanted is None:
+        sizes = db.execute("SELECT group_id, size FROM groups WHERE run_id = ?",
+                           [run_id]).fetchall()
+    else:
+        sizes = db.execute(f"SELECT group_id, size FROM groups WHERE run_id = ? AND group_id IN "
+                           f"({','.join('?' * len(wanted)) or 'NULL'})",
+                           [run_id, *wanted]).fetchall()
     summaries = group_summaries(catalog, run_id, wanted)
     out = {}
-    for group_id, size in sizes.items():
-        if wanted is not None and group_id not in wanted:
-            continue
+    for group_id, size in sizes:
         row = summaries.get(group_id)
         if row is None:
-            out[group_id] = GroupDecision(group_id, int(size))
+            out[group_id] = GroupDecision(group_id, int(size), explicit=group_id in explicit)
             continue
         labelled, noise, mixed, duplicate, top, top_n, n_labels = row
         decided = labelled + noise + mixed + duplicate
         out[group_id] = GroupDecision(group_id, max(int(size), decided), decided, labelled,
-                                      noise, mixed, duplicate, top, top_n, n_labels)
+                                      noise, mixed, duplicate, top, top_n, n_labels,
+                                      group_id in explicit)
     return out
 
 
@@ -118,18 +126,20 @@ def with_decisions(catalog: Catalog, run_id: int, groups: Sequence[Any]) -> list
     members' current labels instead of the decision stored with the run."""
     if not groups:
         return []
-    decisions = group_decisions(catalog, run_id)
+    explicit = {g.group_id for g in groups if g.status != "undecided"}
+    decisions = group_decisions(catalog, run_id, explicit=explicit)
     names = dict(catalog.db.execute("SELECT id, name FROM labels"))
     out = []
     for g in groups:
-        d = decisions.get(g.group_id) or GroupDecision(g.group_id, g.size)
-        if g.status != "undecided":  # the stored decision of a group event on this run
-            d = dataclasses.replace(d, explicit=True)
+        d = decisions.get(g.group_id) or GroupDecision(g.group_id, g.size,
+                                                        explicit=g.group_id in explicit)
         label = names.get(d.label_id) if d.label_id is not None else None
-        fields = {"status": d.status, "label": label, "labelled": d.decided}
-        if any(f.name == "decision" for f in dataclasses.fields(g)):
-            fields["decision"] = d
-        out.append(dataclasses.replace(g, **fields))
+        # A new object per group without dataclasses.replace (its field checks cost more than
+        # the rest of a 3,000-group queue).
+        values = {**g.__dict__, "status": d.status, "label": label, "labelled": d.decided}
+        if "decision" in values:
+            values["decision"] = d
+        out.append(type(g)(**values))
     return out
 
 
