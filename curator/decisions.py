@@ -113,33 +113,11 @@ def group_decisions(catalog: Catalog, run_id: int, group_ids: Optional[Iterable[
         if row is None:
             out[group_id] = GroupDecision(group_id, int(size), explicit=group_id in explicit)
             continue
-        labelled, noise, mixed, duplicate, top, top_n, n_labels = row
+        _, labelled, noise, mixed, duplicate, top, top_n, n_labels = row
         decided = labelled + noise + mixed + duplicate
         out[group_id] = GroupDecision(group_id, max(int(size), decided), decided, labelled,
                                       noise, mixed, duplicate, top, top_n, n_labels,
                                       group_id in explicit)
-    return out
-
-
-def with_decisions(catalog: Catalog, run_id: int, groups: Sequence[Any]) -> list[Any]:
-    """Groups (`curator.groups.Group`) with status, label and labelled count derived from their
-    members' current labels instead of the decision stored with the run."""
-    if not groups:
-        return []
-    explicit = {g.group_id for g in groups if g.status != "undecided"}
-    decisions = group_decisions(catalog, run_id, explicit=explicit)
-    names = dict(catalog.db.execute("SELECT id, name FROM labels"))
-    out = []
-    for g in groups:
-        d = decisions.get(g.group_id) or GroupDecision(g.group_id, g.size,
-                                                        explicit=g.group_id in explicit)
-        label = names.get(d.label_id) if d.label_id is not None else None
-        # A new object per group without dataclasses.replace (its field checks cost more than
-        # the rest of a 3,000-group queue).
-        values = {**g.__dict__, "status": d.status, "label": label, "labelled": d.decided}
-        if "decision" in values:
-            values["decision"] = d
-        out.append(type(g)(**values))
     return out
 
 

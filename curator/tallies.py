@@ -189,8 +189,8 @@ def tallies(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
 
 
 def group_summaries(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
-                    ) -> dict[int, tuple[int, int, int, int, Optional[int], int, int]]:
-    """group -> (labelled, noise, mixed, duplicate, top label, its count, labels) of a run.
+                    ) -> dict[int, tuple[int, int, int, int, int, Optional[int], int, int]]:
+    """group -> (group, labelled, noise, mixed, duplicate, top label, its count, labels) of a run.
 
     One row per group from `group_summaries`, which the catch-up keeps true for the groups
     the new events touched (a 10,000-item label rewrites one summary row, not 3,000).
@@ -209,7 +209,7 @@ def group_summaries(catalog: Catalog, run_id: int, group_ids: Optional[list[int]
     if group_ids is not None:
         where += f" AND group_id IN ({','.join('?' * len(group_ids)) or 'NULL'})"
         args.extend(int(g) for g in group_ids)
-    return {r[0]: tuple(r[1:]) for r in catalog.db.execute(
+    return {r[0]: r for r in catalog.db.execute(
         "SELECT group_id, labelled, noise, mixed, duplicate, top_label, top_n, n_labels "
         f"FROM group_summaries WHERE {where}", args)}
 
@@ -228,7 +228,7 @@ def _summaries_from_rows(rows: list, group_ids: Optional[list[int]]) -> dict[int
     for g, by in labels.items():
         top = max(by.items(), key=lambda kv: (kv[1], -kv[0]))
         acc[g][4:] = [top[0], top[1], len(by)]
-    return {g: tuple(v) for g, v in acc.items()}
+    return {g: (g, *v) for g, v in acc.items()}
 
 
 def _count_in_memory(catalog: Catalog, run_id: int) -> list[tuple[int, str, Optional[int], int]]:
