@@ -16,6 +16,8 @@ import logging
 import sqlite3
 from typing import Any, Optional
 
+import numpy as np
+
 from curator.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -56,21 +58,67 @@ def create_summary_table(db: Any) -> None:
 def tally_run(catalog: Catalog, run_id: int) -> None:
     """Count every group's decisions of a run from scratch (once per run, at clustering).
 
-    One set-based statement over the decided items (each looked up in the run's assignments in
-    item order), inside one write transaction, so the mark names exactly the events counted.
+    The run's assignments and the decided items are read in one snapshot, each column as one
+    text value (`group_concat`, parsed by NumPy: no Python object per row), and counted with
+    one 1-D `np.unique`; the mark is the newest event of that snapshot, so an event committed
+    meanwhile is replayed by the next catch-up, never counted twice.
     """
-    with catalog.write() as db:
+    db = catalog.db
+    db.execute("BEGIN")
+    try:
         as_of = _max_event(db)
-        db.execute("DELETE FROM group_tallies WHERE run_id = ?", [run_id])
-        db.execute(
-            "INSERT INTO group_tallies (run_id, group_id, state, label_id, n) "
-            "SELECT :run, a.group_id, l.state, COALESCE(l.label_id, 0), COUNT(*) "
-            "FROM item_labels l CROSS JOIN assignments a ON a.run_id = :run "
-            "AND a.item_id = l.item_id WHERE a.group_id >= 0 "
-            "GROUP BY a.group_id, l.state, COALESCE(l.label_id, 0)", {"run": run_id})
-        db.execute("INSERT OR REPLACE INTO tally_marks (run_id, as_of) VALUES (?, ?)",
-                   [run_id, as_of])
-        _summarise(db, run_id, None)
+        items, groups = _columns(db, "SELECT group_concat(item_id), group_concat(group_id) FROM "
+                                     "assignments WHERE run_id = ? AND group_id >= 0", [run_id])
+        decided = _columns(db, "SELECT group_concat(item_id), group_concat(CASE state WHEN "
+                               "'labelled' THEN 1 WHEN 'noise' THEN 2 WHEN 'mixed' THEN 3 ELSE 4 "
+                               "END), group_concat(COALESCE(label_id, 0)) FROM item_labels", [])
+    finally:
+        db.execute("COMMIT")
+    rows = _count(items, groups, *decided)
+    with catalog.write() as wdb:
+        wdb.execute("DELETE FROM group_tallies WHERE run_id = ?", [run_id])
+        wdb.conn.executemany("INSERT INTO group_tallies (run_id, group_id, state, label_id, n) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             [(run_id, g, STATE_NAMES[s], lab, n) for g, s, lab, n in rows])
+        wdb.execute("INSERT OR REPLACE INTO tally_marks (run_id, as_of) VALUES (?, ?)",
+                    [run_id, as_of])
+        wdb.execute("DELETE FROM group_summaries WHERE run_id = ?", [run_id])
+        wdb.conn.executemany("INSERT INTO group_summaries (run_id, group_id, labelled, noise, "
+                             "mixed, duplicate, top_label, top_n, n_labels) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [(run_id, *row) for row in _summaries_from_rows(
+                                 [(g, STATE_NAMES[s], lab or None, n) for g, s, lab, n in rows],
+                                 None).values()])
+    catch_up(catalog, run_id)
+
+
+def _columns(db: Any, sql: str, args: list) -> list[np.ndarray]:
+    """The integer columns of a one-row query of `group_concat`s, as arrays (in the order
+    SQLite scanned the rows, the same for every column of the query)."""
+    row = db.execute(sql, args).fetchone()
+    return [np.fromstring(text, dtype=np.int64, sep=",") if text else np.empty(0, np.int64)
+            for text in row]
+
+
+def _count(items: np.ndarray, groups: np.ndarray, ids: np.ndarray, states: np.ndarray,
+           labels: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(group, state code, label, count) from (item, group) and (item, state, label) columns."""
+    if not len(items) or not len(ids):
+        return []
+    if len(items) > 1 and not bool(np.all(items[1:] > items[:-1])):  # they come in item order
+        order = np.argsort(items, kind="stable")
+        items, groups = items[order], groups[order]
+    pos = np.clip(np.searchsorted(items, ids), 0, len(items) - 1)
+    ok = items[pos] == ids
+    group = groups[pos[ok]]
+    label = labels[ok]
+    span = int(label.max()) + 1 if len(label) else 1
+    # One integer key per (group, state, label): a 1-D unique is many times faster than rows.
+    keys = (group * 8 + states[ok]) * span + label
+    uniq, counts = np.unique(keys, return_counts=True)
+    lab = uniq % span
+    rest = uniq // span
+    return list(zip((rest // 8).tolist(), (rest % 8).tolist(), lab.tolist(), counts.tolist()))
 
 
 def _summarise(db: Any, run_id: int, touched: Optional[str]) -> None:
