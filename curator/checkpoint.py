@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 
 DELAY_S = 0.5
 """Seconds a checkpoint waits for more commits to the same catalog."""
+CAP_FRAMES = 16384
+"""WAL pages (64 MB of 4 KiB pages) above which writers checkpoint in their own commit again.
+
+A background checkpoint can only let the WAL start over when no commit lands while it runs; in a
+burst of events (an import, a script labelling hundreds of groups) that never happens, so past
+this size the writers go back to SQLite's own auto-checkpoint until the WAL is small again."""
 
 
 class _Checkpointer:
@@ -31,6 +37,7 @@ class _Checkpointer:
         self._cond = threading.Condition()
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
+        self._big: set[str] = set()
         self._thread: threading.Thread | None = None
 
     def request(self, path: str) -> None:
@@ -68,7 +75,12 @@ class _Checkpointer:
     def _run(self) -> None:
         while (path := self._next()) is not None:
             try:
-                checkpoint(path)
+                frames = checkpoint(path)
+                with self._cond:
+                    if frames > CAP_FRAMES:
+                        self._big.add(path)
+                    else:
+                        self._big.discard(path)
             finally:
                 with self._cond:
                     self._busy.discard(path)
@@ -83,19 +95,31 @@ def request(path: Path | str) -> None:
     _CHECKPOINTER.request(str(path))
 
 
+def deferrable(path: Path | str) -> bool:
+    """Whether a commit to this catalog may leave its checkpoint to the background thread (its
+    WAL was below `CAP_FRAMES` at the last background checkpoint)."""
+    return str(path) not in _CHECKPOINTER._big
+
+
 def settle(path: Path | str) -> None:
     """Drop a pending checkpoint of this catalog and wait for one that is running."""
     _CHECKPOINTER.settle(str(path))
 
 
-def checkpoint(path: Path | str) -> None:
-    """A PASSIVE checkpoint on a connection of its own (never creates the file; never raises)."""
+def checkpoint(path: Path | str) -> int:
+    """A PASSIVE checkpoint on a connection of its own (never creates the file; never raises).
+
+    Returns:
+        The pages in the WAL when it ran (0 when it could not run).
+    """
     try:
         conn = sqlite3.connect("file:" + quote(str(path)) + "?mode=rw", uri=True, timeout=5,
                                isolation_level=None)
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             conn.close()
+        return max(int(row[1]), 0)
     except sqlite3.Error as exc:
         log.debug("background checkpoint of %s skipped: %s", path, exc)
+        return 0

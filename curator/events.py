@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
+from curator.checkpoint import deferrable
 from curator.checkpoint import request as request_checkpoint
 from curator.errors import UsageError
 
@@ -50,9 +51,11 @@ def event_write(catalog: Catalog) -> Iterator[Any]:
         # and read again within the one statement. 64 MB keeps them (a few tens of MB are used
         # at a million items), and keeps them between events.
         db.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
-        # The commit leaves its pages in the WAL; a background thread checkpoints them.
+        # The commit leaves its pages in the WAL; a background thread checkpoints them (unless
+        # a burst of events made the WAL big: then this commit checkpoints, as SQLite would).
         auto = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        db.execute("PRAGMA wal_autocheckpoint = 0")
+        if deferrable(catalog.path):
+            db.execute("PRAGMA wal_autocheckpoint = 0")
     try:
         with catalog.write():
             db.execute("CREATE TEMP TABLE IF NOT EXISTS event_scope "

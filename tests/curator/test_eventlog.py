@@ -95,3 +95,26 @@ def test_closing_a_catalog_drops_its_pending_checkpoint(project):
     checkpoint.request(project.catalog.path)
     checkpoint.settle(project.catalog.path)
     assert str(project.catalog.path) not in checkpoint._CHECKPOINTER._due
+
+
+def test_a_burst_that_grows_the_wal_past_the_cap_checkpoints_in_the_commit_again(project,
+                                                                                   monkeypatch):
+    from curator import checkpoint
+
+    path = project.catalog.path
+    ids = [r["id"] for r in project.items()]
+    monkeypatch.setattr(checkpoint, "CAP_FRAMES", 1)  # any WAL is "big"
+    project.label_items(ids, "cat")
+    deadline = time.monotonic() + 60
+    while checkpoint.deferrable(path):
+        assert time.monotonic() < deadline, "the background checkpoint never ran"
+        time.sleep(0.05)
+    db = project.catalog.db
+    project.label_items(ids, "dog")  # committed with SQLite's own auto-checkpoint
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    monkeypatch.setattr(checkpoint, "CAP_FRAMES", 10**9)
+    project.undo()
+    deadline = time.monotonic() + 60
+    while not checkpoint.deferrable(path):  # small again after the next background checkpoint
+        assert time.monotonic() < deadline, "the WAL was never found small again"
+        time.sleep(0.05)
