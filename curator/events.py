@@ -21,6 +21,7 @@ from curator.catalog import Catalog, utcnow
 from curator.checkpoint import deferrable
 from curator.checkpoint import request as request_checkpoint
 from curator.errors import UsageError
+from curator.eventlog import backup_event_log
 
 ACTIONS = ("assign", "clear", "noise", "mixed", "confirm", "duplicate")
 SOURCES = ("group", "manual", "propagated", "imported", "taxonomy")
@@ -75,8 +76,6 @@ def backup_after(catalog: Catalog) -> None:
     `curator.eventlog`); inside an outer transaction that may still roll back, the outermost
     caller does it."""
     if not catalog.db.conn.in_transaction:
-        from curator.eventlog import backup_event_log
-
         backup_event_log(catalog)
 
 
