@@ -512,14 +512,16 @@ class Project:
         """A group's members (path, modality, label, similarity) and facts; see group_show."""
         from curator.group_show import group_show
 
-        return group_show(self.catalog, self.current_run(run_id), group_id, limit)
+        return group_show(self.catalog, self.current_run(run_id), group_id, limit,
+                          self.search_cache())
 
     def group_facts(self, group_ids: Sequence[int],
                     run_id: Optional[int] = None) -> dict[int, GroupFacts]:
-        """Modality mix, labels carried and topic name of some groups of a run."""
+        """Modality mix, labels carried and topic names (path words; the nearest taxonomy name
+        where the space has a text tower) of some groups of a run."""
         from curator.group_show import group_facts
 
-        return group_facts(self.catalog, self.current_run(run_id), group_ids)
+        return group_facts(self.catalog, self.current_run(run_id), group_ids, self.search_cache())
 
     def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
         from curator.labels import history
