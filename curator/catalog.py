@@ -177,6 +177,9 @@ class Catalog:
             os.replace(tmp, marker)
 
     def close(self) -> None:
+        from curator.checkpoint import settle
+
+        settle(self.path)  # perf: no background checkpoint writes the file after its close
         db = getattr(self._local, "db", None)
         if db is not None:
             readonly = getattr(db, "curator_readonly", False)

@@ -219,8 +219,9 @@ class Project(ReviewFacade):
         Returns:
             (run id, per-space counts). Labels are untouched: they belong to items.
         """
-        from curator.decisions import carry_over, undecided_count
+        from curator.decisions import undecided_count
         from curator.groups import cluster_run, latest_run_id
+        from curator.history import carry_over
         from curator.tallies import tally_run
 
         names = self._space_names(spaces)
@@ -428,23 +429,16 @@ class Project(ReviewFacade):
                     action: str = "assign", exclude: Sequence[int] = (),
                     run_id: Optional[int] = None, note: str = "") -> int:
         """Decide a whole group at once (minus exclusions): one event, undone as one."""
-        from curator.groups import group_members
-        from curator.labels import apply_event, find_label
+        from curator.events import apply_group_event
+        from curator.labels import find_label
 
         run_id = self.current_run(run_id)
-        members = group_members(self.catalog, run_id, group_id)
-        excluded = {int(i) for i in exclude}
-        unknown = excluded - set(members.tolist())
-        if unknown:
-            raise UsageError(f"item {sorted(unknown)[0]} is not in group {group_id}")
         if action == "assign" and label is None:
             raise UsageError("no label given for the group", option="label",
                              hint="name a label, or call the group noise or mixed")
-        items = [int(i) for i in members if int(i) not in excluded]
         label_id = find_label(self.catalog, label).id if action == "assign" else None
-        return apply_event(self.catalog, action, items, label_id=label_id, source="group",
-                           annotator=self.annotator, run_id=run_id, group_id=group_id, note=note,
-                           details={"excluded": sorted(excluded)} if excluded else None)
+        return apply_group_event(self.catalog, action, run_id, group_id, label_id=label_id,
+                                 exclude=exclude, annotator=self.annotator, note=note)
 
     def label_items(self, item_ids: Sequence[int], label: Optional[str] = None, *,
                     action: str = "assign", source: str = "manual", note: str = "",
@@ -465,12 +459,12 @@ class Project(ReviewFacade):
                            note=note)
 
     def undo(self, event_id: Optional[int] = None) -> UndoResult:
-        from curator.labels import undo
+        from curator.history import undo
 
         return undo(self.catalog, self.annotator, event_id)
 
     def redo(self) -> UndoResult:
-        from curator.labels import redo
+        from curator.history import redo
 
         return redo(self.catalog, self.annotator)
 

@@ -206,10 +206,10 @@ def _method_graph(X, k, seed, progress, cancel, pca_dim, timings):
 
 
 AUTO_METHOD = "graph"
-AUTO_GRAPH_MAX_ROWS = 300_000
+AUTO_GRAPH_MAX_ROWS = 1_000_000
 AUTO_GRAPH_MIN_ROWS_PER_GROUP = 20
-"""Above this many rows "auto" falls back to k-means (the graph method's 1M run took > 4x the
-time target in bench/cluster.py); pass method="graph" to use it anyway."""
+"""Above this many rows "auto" falls back to k-means (the graph method was measured up to 1M,
+where it took less CPU than k-means: docs/benchmarks.md); pass method="graph" to use it."""
 AUTO_COUNT = {"graph"}  # methods that choose the group count themselves when none is given
 
 METHODS: dict[str, Callable] = {

@@ -464,5 +464,5 @@ class VectorIndex:
         index, info, ids = load_index(path, mmap)
         use_gpu = gpu_wanted(gpu)
         self = cls(index, replace(info, gpu=use_gpu), ids, gpu=use_gpu)
-        self._read_only = mmap and info.kind != "flat"
+        self._read_only = mmap
         return self
