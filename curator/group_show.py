@@ -95,7 +95,7 @@ def taxonomy_matches(catalog: Catalog, run_id: int, group_ids: Sequence[int],
         group_ids: the groups to name.
         cache: a `curator.search.SearchCache` holding the loaded models (one is made if None).
     """
-    from curator.embed import space_spec, space_store
+    from curator.embed import space_has_text, space_store
 
     names = [r[0] for r in catalog.db.execute(
         "SELECT name FROM labels WHERE removed_at IS NULL ORDER BY name")]
@@ -109,12 +109,7 @@ def taxonomy_matches(catalog: Catalog, run_id: int, group_ids: Sequence[int],
         spaces.setdefault(space, []).append(int(g))
     out: dict[int, TextMatch] = {}
     for space, gids in spaces.items():
-        try:
-            has_text = space_spec(catalog, space).capabilities.has_text
-        except (KeyError, ValueError) as exc:  # a plug-in's embedder not installed here
-            log.info("no taxonomy topic names for %s: %s", space, exc)
-            continue
-        if not has_text:
+        if not space_has_text(catalog, space):  # no text tower, or a plug-in not installed here
             continue
         T = _label_vectors(catalog, space, names, cache)
         if T is None:

@@ -281,11 +281,11 @@ def _zero_shot(catalog: Catalog, space: str, state: VoteState, labels: dict[int,
     (the mean of its sampled members), in the row order of `state.votes`."""
     import json
 
-    from curator.embed import space_spec
+    from curator.embed import space_has_text
 
     row = catalog.db.execute("SELECT embedder, modalities FROM spaces WHERE space = ?",
                              [space]).fetchone()
-    if row is None or not space_spec(catalog, space).capabilities.has_text:
+    if row is None or not space_has_text(catalog, space):
         return None
     if cache is None:
         from curator.search import SearchCache

@@ -111,5 +111,10 @@ def test_a_space_without_text_tower_names_topics_by_path_words(tmp_path, media, 
         proj.catalog.db.execute("UPDATE spaces SET embedder = 'absent_plugin', "
                                 "options = '{\"name\": \"absent_plugin\"}'")
         again = proj.group_facts(gids, run_id)
+        proj.label_group(gids[0], "red square", run_id=run_id)
     assert {g: f.topic_name for g, f in again.items()} == {
         g: f.topic_name for g, f in facts.items()}
+    # ...and its queue still suggests by votes of labelled neighbours (it used to raise).
+    main(["queue", str(tmp_path / "proj"), "--order", "size"])
+    out = capsys.readouterr().out
+    assert "1 of 2 groups decided" in out and "red square (" in out
