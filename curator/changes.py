@@ -13,67 +13,9 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 log = logging.getLogger(__name__)
-
-_ORIGINAL = "(SELECT {col} FROM events t WHERE t.id = NEW.target)"
-
-
-def create_change_log(db: Any) -> None:
-    """The `changes` table and the triggers that fill it, and the group tallies
-    (migration 006_triage_changes)."""
-    from curator.tallies import create_tally_tables
-
-    create_tally_tables(db)
-    db.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY, time TEXT NOT NULL, "
-               "kind TEXT NOT NULL, ref INTEGER, run_id INTEGER)")
-    action = f"COALESCE({_ORIGINAL.format(col='action')}, NEW.action)"
-    details = f"COALESCE({_ORIGINAL.format(col='details')}, NEW.details)"
-    db.execute(
-        "CREATE TRIGGER changes_events AFTER INSERT ON events BEGIN "
-        "INSERT INTO changes (time, kind, ref, run_id) VALUES (NEW.time, CASE "
-        f"WHEN {action} IN ('split', 'merge') THEN 'groups' "
-        f"WHEN {action} LIKE 'label-%' THEN 'taxonomy' "
-        f"WHEN {details} LIKE '%\"label_merge\"%' OR {details} LIKE '%\"label_remove\"%' "
-        "THEN 'labels,taxonomy' ELSE 'labels' END, NEW.id, NEW.run_id); END")
-    db.execute(
-        "CREATE TRIGGER changes_runs AFTER UPDATE OF status ON runs "
-        "WHEN NEW.status != OLD.status AND NEW.status != 'running' BEGIN "
-        "INSERT INTO changes (time, kind, ref, run_id) VALUES "
-        "(COALESCE(NEW.ended_at, NEW.started_at), 'run:' || NEW.kind, NEW.id, NEW.id); END")
-
-
-def duplicate_state(db: Any) -> None:
-    """Migration 007_triage_duplicate_state."""
-    # A duplicate is a state of its own that points at the item kept (never noise): the state
-    # CHECK of item_labels is widened (a table rebuild; SQLite cannot alter a CHECK) and the
-    # keeper travels with the events so undo and redo restore it.
-    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'item_labels'").fetchone()[0]
-    if "'duplicate'" not in sql:
-        _rebuild_item_labels(db)
-    columns = {r[1] for r in db.execute("PRAGMA table_info(event_items)")}
-    for column in ("before_keeper", "after_keeper"):
-        if column not in columns:
-            db.execute(f"ALTER TABLE event_items ADD COLUMN {column} INTEGER")
-
-
-def _rebuild_item_labels(db: Any) -> None:
-    db.execute(
-        """CREATE TABLE item_labels_new (
-            item_id INTEGER PRIMARY KEY REFERENCES items(id),
-            state TEXT NOT NULL CHECK (state IN ('labelled', 'noise', 'mixed', 'duplicate')),
-            label_id INTEGER REFERENCES labels(id),
-            event_id INTEGER NOT NULL REFERENCES events(id),
-            confirmed INTEGER NOT NULL DEFAULT 0,
-            keeper_id INTEGER
-        )""")
-    db.execute("INSERT INTO item_labels_new (item_id, state, label_id, event_id, confirmed) "
-               "SELECT item_id, state, label_id, event_id, confirmed FROM item_labels")
-    db.execute("DROP TABLE item_labels")
-    db.execute("ALTER TABLE item_labels_new RENAME TO item_labels")
-    db.execute("CREATE INDEX item_labels_label ON item_labels (label_id)")
-
 
 @dataclass(frozen=True)
 class Change:

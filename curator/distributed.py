@@ -492,15 +492,16 @@ def _clock(seconds: float) -> str:
 # --- scan ---------------------------------------------------------------------------------------
 
 
-def probe_chunk(tasks: list[tuple[str, str, int | None]]) -> list[tuple[str, dict[str, Any]]]:
-    """Ray task: hash and probe files (as the workers see them); keyed by the driver's path."""
-    from curator.scan import probe_task
-
+def probe_chunk(probe: Callable[[tuple[str, int | None]], dict[str, Any]],
+                tasks: list[tuple[str, str, int | None]]) -> list[tuple[str, dict[str, Any]]]:
+    """Ray task: hash and probe files (as the workers see them) with the scan's `probe`
+    function; keyed by the driver's path."""
     _chaos("probe")
-    return [(key, probe_task((path, size))) for key, path, size in tasks]
+    return [(key, probe((path, size))) for key, path, size in tasks]
 
 
-def ray_probe(tasks: Iterator[tuple[str, int | None]], ray_options: RayOptions,
+def ray_probe(tasks: Iterator[tuple[str, int | None]],
+              probe: Callable[[tuple[str, int | None]], dict[str, Any]], ray_options: RayOptions,
               cancel: Callable[[], bool] | None = None,
               chunk: int = 64) -> Iterator[tuple[tuple[str, int | None], dict[str, Any]]]:
     """Probe files on the cluster's workers, yielding ((path, size), catalog columns) as chunks
@@ -529,7 +530,7 @@ def ray_probe(tasks: Iterator[tuple[str, int | None]], ray_options: RayOptions,
                 else:
                     exhausted = True
                 if batch:
-                    in_flight.append(remote.remote(batch))
+                    in_flight.append(remote.remote(probe, batch))
                     batch = []
             if not in_flight:
                 return

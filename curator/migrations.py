@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from curator import __version__
 from curator.connection import transaction, utcnow
@@ -266,13 +266,72 @@ def _m005_labels(db: sqlite_utils.Database) -> None:
     )
 
 
+# --- the triage migrations' schema (006, 007), frozen here like every migration's ------------
+
+_ORIGINAL = "(SELECT {col} FROM events t WHERE t.id = NEW.target)"
+
+
+def _create_change_log(db: Any) -> None:
+    """The `changes` table and the triggers that fill it, and the group tallies
+    (migration 006_triage_changes)."""
+    db.execute("CREATE TABLE group_tallies (run_id INTEGER NOT NULL, group_id INTEGER NOT NULL, "
+               "state TEXT NOT NULL, label_id INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL, "
+               "PRIMARY KEY (run_id, group_id, state, label_id)) WITHOUT ROWID")
+    db.execute("CREATE TABLE tally_marks (run_id INTEGER PRIMARY KEY, as_of INTEGER NOT NULL)")
+    db.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY, time TEXT NOT NULL, "
+               "kind TEXT NOT NULL, ref INTEGER, run_id INTEGER)")
+    action = f"COALESCE({_ORIGINAL.format(col='action')}, NEW.action)"
+    details = f"COALESCE({_ORIGINAL.format(col='details')}, NEW.details)"
+    db.execute(
+        "CREATE TRIGGER changes_events AFTER INSERT ON events BEGIN "
+        "INSERT INTO changes (time, kind, ref, run_id) VALUES (NEW.time, CASE "
+        f"WHEN {action} IN ('split', 'merge') THEN 'groups' "
+        f"WHEN {action} LIKE 'label-%' THEN 'taxonomy' "
+        f"WHEN {details} LIKE '%\"label_merge\"%' OR {details} LIKE '%\"label_remove\"%' "
+        "THEN 'labels,taxonomy' ELSE 'labels' END, NEW.id, NEW.run_id); END")
+    db.execute(
+        "CREATE TRIGGER changes_runs AFTER UPDATE OF status ON runs "
+        "WHEN NEW.status != OLD.status AND NEW.status != 'running' BEGIN "
+        "INSERT INTO changes (time, kind, ref, run_id) VALUES "
+        "(COALESCE(NEW.ended_at, NEW.started_at), 'run:' || NEW.kind, NEW.id, NEW.id); END")
+
+
+def _duplicate_state(db: Any) -> None:
+    """Migration 007_triage_duplicate_state."""
+    # A duplicate is a state of its own that points at the item kept (never noise): the state
+    # CHECK of item_labels is widened (a table rebuild; SQLite cannot alter a CHECK) and the
+    # keeper travels with the events so undo and redo restore it.
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'item_labels'").fetchone()[0]
+    if "'duplicate'" not in sql:
+        _rebuild_item_labels(db)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(event_items)")}
+    for column in ("before_keeper", "after_keeper"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE event_items ADD COLUMN {column} INTEGER")
+
+
+def _rebuild_item_labels(db: Any) -> None:
+    db.execute(
+        """CREATE TABLE item_labels_new (
+            item_id INTEGER PRIMARY KEY REFERENCES items(id),
+            state TEXT NOT NULL CHECK (state IN ('labelled', 'noise', 'mixed', 'duplicate')),
+            label_id INTEGER REFERENCES labels(id),
+            event_id INTEGER NOT NULL REFERENCES events(id),
+            confirmed INTEGER NOT NULL DEFAULT 0,
+            keeper_id INTEGER
+        )""")
+    db.execute("INSERT INTO item_labels_new (item_id, state, label_id, event_id, confirmed) "
+               "SELECT item_id, state, label_id, event_id, confirmed FROM item_labels")
+    db.execute("DROP TABLE item_labels")
+    db.execute("ALTER TABLE item_labels_new RENAME TO item_labels")
+    db.execute("CREATE INDEX item_labels_label ON item_labels (label_id)")
+
+
 def _m006_triage_changes(db: sqlite_utils.Database) -> None:
     # A change log that every write path fills through triggers, so an open app (or a second
     # window) can see what another process changed: kinds are labels, taxonomy, groups (split,
     # merge) and run:<kind> when a scan, embed, cluster or map run ends.
-    from curator.changes import create_change_log
-
-    create_change_log(db)
+    _create_change_log(db)
 
 
 def _m006_exports_splits(db: sqlite_utils.Database) -> None:
@@ -300,16 +359,18 @@ def _m006_exports_splits(db: sqlite_utils.Database) -> None:
 def _m007_triage_duplicate_state(db: sqlite_utils.Database) -> None:
     # A `duplicate` item state that points at the item kept (item_labels.keeper_id, carried by
     # event_items so undo and redo restore it).
-    from curator.changes import duplicate_state
-
-    duplicate_state(db)
+    _duplicate_state(db)
 
 
 def _m008_perf_group_summaries(db: sqlite_utils.Database) -> None:
     # One row of sums per group and run beside the tallies, so the queue reads 3,000 rows.
-    from curator.tallies import create_summary_table
-
-    create_summary_table(db)
+    # The tally marks are dropped, so each run is tallied afresh (summaries with it) when next read.
+    db.execute("CREATE TABLE IF NOT EXISTS group_summaries (run_id INTEGER NOT NULL, "
+               "group_id INTEGER NOT NULL, labelled INTEGER NOT NULL, noise INTEGER NOT NULL, "
+               "mixed INTEGER NOT NULL, duplicate INTEGER NOT NULL, top_label INTEGER, "
+               "top_n INTEGER NOT NULL, n_labels INTEGER NOT NULL, "
+               "PRIMARY KEY (run_id, group_id)) WITHOUT ROWID")
+    db.execute("DELETE FROM tally_marks")
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [

@@ -308,7 +308,7 @@ def _probe(plan: _Plan, writer: _CatalogWriter, options: ScanOptions, report: Sc
     if options.ray is not None and total:
         from curator.distributed import ray_probe
 
-        stream = ray_probe(tasks, options.ray, cancel)
+        stream = ray_probe(tasks, probe_task, options.ray, cancel)
     else:
         stream = imap_robust(probe_task, tasks, workers, timeout=options.timeout, cancel=cancel)
     for (path, _), result in stream:

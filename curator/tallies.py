@@ -26,14 +26,6 @@ STATE_CODES = {"labelled": 1, "noise": 2, "mixed": 3, "duplicate": 4}
 STATE_NAMES = {v: k for k, v in STATE_CODES.items()}
 
 
-def create_tally_tables(db: Any) -> None:
-    """Tables of the tallies (part of migration 006_triage_changes)."""
-    db.execute("CREATE TABLE group_tallies (run_id INTEGER NOT NULL, group_id INTEGER NOT NULL, "
-               "state TEXT NOT NULL, label_id INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL, "
-               "PRIMARY KEY (run_id, group_id, state, label_id)) WITHOUT ROWID")
-    db.execute("CREATE TABLE tally_marks (run_id INTEGER PRIMARY KEY, as_of INTEGER NOT NULL)")
-
-
 def _as_of(db: Any, run_id: int) -> Optional[int]:
     row = db.execute("SELECT as_of FROM tally_marks WHERE run_id = ?", [run_id]).fetchone()
     return None if row is None else int(row[0])
@@ -41,18 +33,6 @@ def _as_of(db: Any, run_id: int) -> Optional[int]:
 
 def _max_event(db: Any) -> int:
     return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
-
-
-def create_summary_table(db: Any) -> None:
-    """Per-group sums of the tallies (migration 008_perf_group_summaries), filled for the runs
-    that already have tallies."""
-    db.execute("CREATE TABLE IF NOT EXISTS group_summaries (run_id INTEGER NOT NULL, "
-               "group_id INTEGER NOT NULL, labelled INTEGER NOT NULL, noise INTEGER NOT NULL, "
-               "mixed INTEGER NOT NULL, duplicate INTEGER NOT NULL, top_label INTEGER, "
-               "top_n INTEGER NOT NULL, n_labels INTEGER NOT NULL, "
-               "PRIMARY KEY (run_id, group_id)) WITHOUT ROWID")
-    for (run_id,) in db.execute("SELECT run_id FROM tally_marks").fetchall():
-        _summarise(db, run_id, None)
 
 
 def tally_run(catalog: Catalog, run_id: int) -> None:

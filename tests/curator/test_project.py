@@ -95,6 +95,47 @@ def test_no_feature_calls_back_into_the_facade():
         assert "curator.project" not in text, name
 
 
+def _curator_imports() -> dict[str, set[str]]:
+    """Each module of `curator` (a sub-package counts as one) -> the others it imports, at
+    module level or inside a function (a lazy import is still a dependency)."""
+    root = Path(project_module.__file__).parent
+
+    def unit(dotted: str) -> str:
+        return ".".join(dotted.split(".")[:2])
+
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        me = unit(".".join(("curator", *path.relative_to(root).with_suffix("").parts)))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     and node.level == 0 else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("curator.") and unit(name) != me:
+                    graph.setdefault(me, set()).add(unit(name))
+    return graph
+
+
+def test_curator_modules_import_one_way():
+    graph = _curator_imports()
+    assert graph["curator.project"] >= {"curator.labels", "curator.groups"}  # the walk sees them
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    cycles = sorted(f"{a} -> {b} -> ... -> {a}" for a, targets in graph.items()
+                    for b in targets if reaches(b, a))
+    assert cycles == []
+
+
 # --- sources and items ------------------------------------------------------------------------
 
 
