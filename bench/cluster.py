@@ -5,6 +5,7 @@ Usage (from the repository root):
     .venv/bin/python bench/cluster.py --sizes 50k --presets default,hard    # with the peer
     .venv/bin/python bench/cluster.py --sizes 1M --presets hard --no-peer --no-digits
     .venv/bin/python bench/cluster.py --quick                               # 20k, seconds
+    .venv/bin/python bench/cluster.py --digits-sweep     # digits at each peer decision count
 
 For each preset of bench/synth.py ("default": nearly separable; "hard": sibling families,
 anisotropic sub-modes, Zipf sizes, outliers, label noise) and each size it makes (or re-opens
@@ -211,6 +212,37 @@ def digits_check(seed: int, with_peer: bool, group_counts=(10, 15, 20)) -> list[
     return rows
 
 
+def digits_sweep(seed: int, sizes=(5, 8, 10, 12, 15, 20, 25, 30, 40, 60)) -> list[Row]:
+    """Digits at every decision count the peer reaches: one UMAP embedding, HDBSCAN at several
+    min_cluster_size values (its decision count moves with it), ours and k-means at each count.
+
+    The UMAP time is counted once, in the first peer row; the other peer rows time HDBSCAN only.
+    """
+    import hdbscan
+    import umap
+
+    X, y = digits_set()
+    name = "digits (raw pixels)"
+    emb, t_umap = timed(lambda: umap.UMAP(n_neighbors=15, n_components=5, min_dist=0.0,
+                                          metric="cosine").fit_transform(X))
+    rows, seen = [], set()
+    for mcs in sizes:
+        labels, t = timed(hdbscan.HDBSCAN(min_cluster_size=mcs).fit_predict, emb)
+        acc, decisions = oracle_accuracy(labels, y)
+        if decisions in seen:
+            continue
+        seen.add(decisions)
+        if not rows:
+            t.wall, t.cpu = t.wall + t_umap.wall, t.cpu + t_umap.cpu
+        note = (f"min_cluster_size {mcs}: {int(labels.max()) + 1} groups + noise "
+                f"({float(np.mean(labels < 0)):.1%} of rows)")
+        rows.append(Row(name, "UMAP+HDBSCAN", X.shape[0], X.shape[1], decisions, t, acc, note))
+        for method in ("graph", "kmeans"):
+            rows.append(run_engine(name, X, y, decisions, method, seed))
+        print(table(rows[-3:]), flush=True)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 
@@ -279,6 +311,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-peer", action="store_true", help="skip UMAP + HDBSCAN")
     ap.add_argument("--no-digits", action="store_true", help="skip scikit-learn digits")
     ap.add_argument("--markdown", help="also write the tables to this file")
+    ap.add_argument("--digits-sweep", action="store_true",
+                    help="digits only: the peer at several min_cluster_size values, ours and "
+                         "k-means at each of its decision counts")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -287,6 +322,9 @@ def main(argv=None) -> int:
     cache = args.data_dir or None
     load = os.getloadavg()[0]
     rows: list[Row] = []
+    if args.digits_sweep:
+        sizes, args.no_digits = [], True
+        rows += digits_sweep(args.seed)
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         for n in sizes:
             n_classes = max(10, n // 1000)

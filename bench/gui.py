@@ -43,7 +43,7 @@ TARGETS = {"start": 2.0, "switch": 0.150, "label": 0.100, "frame": 0.050, "memor
 # --- the generated project ------------------------------------------------------------------
 
 
-def _thumbnails(n: int = 64) -> list[bytes]:
+def _thumbnails(n: int) -> list[bytes]:
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(1)
@@ -243,6 +243,11 @@ def _visible_loaded(win: Any) -> bool:
     return True
 
 
+def _idle(win: Any) -> bool:
+    return all(p.waitForDone(0) for p in (win.session.read_pool, win.session.write_pool,
+                                          win.session.job_pool, win.thumbs.pool))
+
+
 def facade_timings(project_dir: Path, n: int = 20) -> dict[str, float]:
     from curator.project import Project
 
@@ -299,16 +304,20 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
     ids = win.queue.order_ids()
     picks = [int(g) for g in rng.choice(ids, switches, replace=False)]
     win.tabs.setCurrentWidget(win.group)
-    times = []
+    times, cpu = [], []
     for gid in picks:
+        # Background work of the last step (queue re-reads, suggestions) ends first, so a switch
+        # is timed alone; its CPU time (all threads of this process) is robust to a busy machine.
+        _pump(app, lambda: _idle(win), 300)
         win.thumbs.clear()  # a cold cache: every switch decodes its thumbnails
         win.group.forget_prefetched()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         win.open_group(gid)
         _pump(app, lambda gid=gid: win.group.group_id == gid and _visible_loaded(win))
         win.group.grid.viewport().repaint()
         times.append(time.perf_counter() - t)
-    out["switch"] = times
+        cpu.append(time.process_time() - c)
+    out["switch"], out["switch cpu"] = times, cpu
 
     # Label round trip: hotkey until the catalog holds the event and its queue row shows it;
     # also when the queue re-read confirms it, and when the next group's thumbnails are shown.
@@ -429,8 +438,9 @@ def main() -> int:
         ("window interactive after start (queue of the project on screen)",
          f"{start['wall']:.2f} s (window shown {start['shown']:.2f} s)", "≤ 2 s",
          start["wall"] <= TARGETS["start"]),
-        ("group switch to thumbnails on screen (median / max)",
-         f"{_ms(statistics.median(switch))} / {_ms(max(switch))}", "≤ 150 ms",
+        ("group switch to thumbnails on screen (median / max wall; median CPU)",
+         f"{_ms(statistics.median(switch))} / {_ms(max(switch))}; "
+         f"{_ms(statistics.median(gui['switch cpu']))} CPU", "≤ 150 ms",
          statistics.median(switch) <= TARGETS["switch"]),
         ("label a group by hotkey: event committed and its queue row repainted (median / max)",
          f"{_ms(statistics.median(label))} / {_ms(max(label))}", "≤ 100 ms",
@@ -485,9 +495,12 @@ def main() -> int:
                   "| call | time |", "|---|---|"]
         lines += [f"| `{n}` | {v} |" for n, v in facade_rows]
         lines += ["", "Notes:", "",
-                  "* Group switch: a random group with a cold thumbnail cache; the visible "
+                  "* Group switch: a random group with a cold thumbnail cache, each item's own "
+                  "JPEG bytes (no two items share a thumbnail); the visible "
                   "tiles' 256-px JPEGs are decoded at tile size (libjpeg scales while "
-                  "decoding) on two threads. In triage the next group is prefetched, hence "
+                  "decoding) on two threads. Each switch starts when the app's background "
+                  "work is done; CPU is the process's CPU time (all threads) during the "
+                  "switch. In triage the next group is prefetched, hence "
                   "the faster \"next undecided group\" row.",
                   "* Label round trip: from the key press until `label_group` has committed "
                   "its event and the group's queue row is repainted with the decision; the "

@@ -342,6 +342,13 @@ def _m007_triage_duplicate_state(db: sqlite_utils.Database) -> None:
     duplicate_state(db)
 
 
+def _m008_perf_group_summaries(db: sqlite_utils.Database) -> None:
+    # One row of sums per group and run beside the tallies, so the queue reads 3,000 rows.
+    from curator.tallies import create_summary_table
+
+    create_summary_table(db)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_item_details_and_run_owner", _m002_item_details_and_run_owner),
@@ -351,6 +358,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("006_triage_changes", _m006_triage_changes),
     ("006_exports_splits", _m006_exports_splits),
     ("007_triage_duplicate_state", _m007_triage_duplicate_state),
+    ("008_perf_group_summaries", _m008_perf_group_summaries),
 ]
 
 
@@ -611,6 +619,9 @@ class Catalog:
             os.replace(tmp, marker)
 
     def close(self) -> None:
+        from curator.checkpoint import settle
+
+        settle(self.path)  # perf: no background checkpoint writes the file after its close
         db = getattr(self._local, "db", None)
         if db is not None:
             readonly = getattr(db, "curator_readonly", False)

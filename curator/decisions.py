@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -85,51 +85,39 @@ class GroupDecision:
         return {**dataclasses.asdict(self), "share": round(self.share, 4), "status": self.status}
 
 
-def group_decisions(catalog: Catalog, run_id: int,
-                    group_ids: Optional[Iterable[int]] = None) -> dict[int, GroupDecision]:
+def group_decisions(catalog: Catalog, run_id: int, group_ids: Optional[Iterable[int]] = None,
+                    explicit: Collection[int] = ()) -> dict[int, GroupDecision]:
     """The derived decision of every group of a run (or of the given groups).
 
-    Read from the run's tallies (`curator.tallies`), caught up with the events since, and
-    summed per group in SQL: a few rows per group reach Python, whatever the number of labels.
+    Read from the run's per-group summaries (`curator.tallies`), caught up with the events
+    since: one row per group reaches Python, whatever the number of labels.
+
+    Args:
+        explicit: groups decided as a whole on this run (their stored status is not undecided).
     """
     from curator.tallies import group_summaries
 
     db = catalog.db
-    sizes = dict(db.execute("SELECT group_id, size FROM groups WHERE run_id = ?", [run_id]))
     wanted = None if group_ids is None else sorted({int(g) for g in group_ids})
+    if wanted is None:
+        sizes = db.execute("SELECT group_id, size FROM groups WHERE run_id = ?",
+                           [run_id]).fetchall()
+    else:
+        sizes = db.execute(f"SELECT group_id, size FROM groups WHERE run_id = ? AND group_id IN "
+                           f"({','.join('?' * len(wanted)) or 'NULL'})",
+                           [run_id, *wanted]).fetchall()
     summaries = group_summaries(catalog, run_id, wanted)
     out = {}
-    for group_id, size in sizes.items():
-        if wanted is not None and group_id not in wanted:
-            continue
+    for group_id, size in sizes:
         row = summaries.get(group_id)
         if row is None:
-            out[group_id] = GroupDecision(group_id, int(size))
+            out[group_id] = GroupDecision(group_id, int(size), explicit=group_id in explicit)
             continue
-        labelled, noise, mixed, duplicate, top, top_n, n_labels = row
+        _, labelled, noise, mixed, duplicate, top, top_n, n_labels = row
         decided = labelled + noise + mixed + duplicate
         out[group_id] = GroupDecision(group_id, max(int(size), decided), decided, labelled,
-                                      noise, mixed, duplicate, top, top_n, n_labels)
-    return out
-
-
-def with_decisions(catalog: Catalog, run_id: int, groups: Sequence[Any]) -> list[Any]:
-    """Groups (`curator.groups.Group`) with status, label and labelled count derived from their
-    members' current labels instead of the decision stored with the run."""
-    if not groups:
-        return []
-    decisions = group_decisions(catalog, run_id)
-    names = dict(catalog.db.execute("SELECT id, name FROM labels"))
-    out = []
-    for g in groups:
-        d = decisions.get(g.group_id) or GroupDecision(g.group_id, g.size)
-        if g.status != "undecided":  # the stored decision of a group event on this run
-            d = dataclasses.replace(d, explicit=True)
-        label = names.get(d.label_id) if d.label_id is not None else None
-        fields = {"status": d.status, "label": label, "labelled": d.decided}
-        if any(f.name == "decision" for f in dataclasses.fields(g)):
-            fields["decision"] = d
-        out.append(dataclasses.replace(g, **fields))
+                                      noise, mixed, duplicate, top, top_n, n_labels,
+                                      group_id in explicit)
     return out
 
 
@@ -195,124 +183,3 @@ def undecided_count(catalog: Catalog) -> int:
     return int(catalog.db.execute(
         "SELECT COUNT(*) FROM items i WHERE i.status = 'ok' AND NOT EXISTS "
         "(SELECT 1 FROM item_labels l WHERE l.item_id = i.id)").fetchone()[0])
-
-
-# --- carrying splits and merges over to a new run ------------------------------------------------
-
-# A group of the new run "is" an edited group of the old run when they share this share of
-# their members both ways; only then is the user's split or merge applied again.
-SAME_GROUP = 0.9
-
-
-def _members(catalog: Catalog, run_id: int, group_ids: Sequence[int]) -> dict[int, int]:
-    """item id -> group id for the members of some groups of a run."""
-    out: dict[int, int] = {}
-    for g in group_ids:
-        for (item,) in catalog.db.execute(
-                "SELECT item_id FROM assignments WHERE run_id = ? AND group_id = ?", [run_id, g]):
-            out[item] = g
-    return out
-
-
-def _split_leaves(catalog: Catalog, run_id: int, group_id: int) -> list[int]:
-    """The groups a split group ended as: its children, their own splits followed down."""
-    leaves, todo = [], [group_id]
-    while todo:
-        g = todo.pop()
-        children = catalog.db.execute(
-            "SELECT group_id, state FROM groups WHERE run_id = ? AND parent = ? AND state != "
-            "'merged'", [run_id, g]).fetchall()
-        if not children and g != group_id:
-            leaves.append(g)
-        todo.extend(c for c, _ in children)
-    return leaves
-
-
-def _overlaps(catalog: Catalog, old: dict[int, int], new_run: int) -> dict[int, int]:
-    """new group id -> how many of the `old` items it holds."""
-    counts: dict[int, int] = {}
-    ids = list(old)
-    for start in range(0, len(ids), 900):
-        chunk = ids[start:start + 900]
-        for g, n in catalog.db.execute(
-                f"SELECT group_id, COUNT(*) FROM assignments WHERE run_id = ? AND item_id IN "
-                f"({','.join('?' * len(chunk))}) GROUP BY group_id", [new_run, *chunk]):
-            counts[g] = counts.get(g, 0) + n
-    return counts
-
-
-def carry_over(catalog: Catalog, old_run: int, new_run: int,
-               annotator: str = "") -> dict[str, list]:
-    """Apply the splits and merges made on `old_run` to the groups of `new_run` that reappear.
-
-    A split group whose members form one group of the new run (both ways at least SAME_GROUP)
-    is split the same way; groups of the new run that each lie within one merged group of the
-    old run (and together cover it) are merged. Each is an undoable event of `annotator`.
-    Returns the new group ids made.
-    """
-    from curator.history import merge_groups, split_group
-
-    done: dict[str, list] = {"splits": [], "merges": []}
-    active = dict(catalog.db.execute(
-        "SELECT group_id, size FROM groups WHERE run_id = ? AND state = 'active'", [new_run]))
-    edits = catalog.db.execute(
-        "SELECT action, group_id, details FROM events WHERE run_id = ? AND action IN "
-        "('split', 'merge') AND undone = 0 ORDER BY id", [old_run]).fetchall()
-    split_parents = {g for a, g, _ in edits if a == "split"}
-    note = f"carried over from run {old_run}"
-    for action, group_id, _details in edits:
-        if action != "split":
-            continue
-        parent = catalog.db.execute("SELECT parent FROM groups WHERE run_id = ? AND group_id = ?",
-                                    [old_run, group_id]).fetchone()
-        if parent and parent[0] in split_parents:
-            continue  # a split of a split travels with its top split
-        old = _members(catalog, old_run, _split_leaves(catalog, old_run, group_id))
-        target = _same_group(catalog, old, new_run, active)
-        if len(set(old.values())) < 2 or target is None:
-            continue
-        parts = sorted(set(old.values()))
-        index = {p: i for i, p in enumerate(parts)}
-        largest = max(parts, key=lambda p: sum(1 for v in old.values() if v == p))
-        members = _members(catalog, new_run, [target])
-        partition = {i: index[old.get(i, largest)] for i in members}
-        new_ids, _ = split_group(catalog, new_run, target, len(parts), annotator=annotator,
-                                 partition=partition, note=note)
-        active.pop(target, None)
-        done["splits"].append(new_ids)
-    for action, group_id, _details in edits:
-        if action != "merge" or catalog.db.execute(
-                "SELECT state FROM groups WHERE run_id = ? AND group_id = ?",
-                [old_run, group_id]).fetchone()[0] != "active":
-            continue
-        old = _members(catalog, old_run, [group_id])
-        hits = _overlaps(catalog, old, new_run)
-        inside = sorted(t for t, n in hits.items() if t in active and n >= SAME_GROUP * active[t])
-        if len(inside) < 2 or sum(hits[t] for t in inside) < SAME_GROUP * len(old):
-            continue
-        spaces = {r[0] for r in catalog.db.execute(
-            f"SELECT DISTINCT space FROM groups WHERE run_id = ? AND group_id IN "
-            f"({','.join('?' * len(inside))})", [new_run, *inside])}
-        if len(spaces) != 1:
-            continue
-        new_id, _ = merge_groups(catalog, new_run, inside, annotator=annotator, note=note)
-        for t in inside:
-            active.pop(t, None)
-        done["merges"].append(new_id)
-    if done["splits"] or done["merges"]:
-        log.info("run %s: carried over %d split(s) and %d merge(s) from run %s", new_run,
-                 len(done["splits"]), len(done["merges"]), old_run)
-    return done
-
-
-def _same_group(catalog: Catalog, old: dict[int, int], new_run: int,
-                active: dict[int, int]) -> Optional[int]:
-    """The active group of `new_run` that holds the same items as `old`, if there is one."""
-    hits = _overlaps(catalog, old, new_run)
-    if not hits:
-        return None
-    target, n = max(hits.items(), key=lambda kv: kv[1])
-    size = active.get(target, 0)
-    if not size or n < SAME_GROUP * len(old) or n < SAME_GROUP * size:
-        return None
-    return target

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
@@ -37,7 +40,7 @@ def run_demo(
     """
     from curator.sample_corpus import write_sample_corpus
 
-    folder = Path(folder)
+    folder = Path(folder).resolve()
     corpus = folder / "corpus"
     summary = write_sample_corpus(corpus, items=items, seed=seed, progress=progress)
     if hasattr(progress, "close"):
@@ -46,7 +49,8 @@ def run_demo(
          f"({', '.join(f'{n} {m}' for m, n in sorted(summary.counts.items()))}) "
          f"and {summary.broken} broken ones in {corpus}")
     project = Project.create(folder / "project", [corpus])
-    options, notes = IndexOptions.from_settings(offline=True).with_models_here()
+    # The demo never downloads: it runs on the models whose weights are here, classic otherwise.
+    options, notes = IndexOptions.from_settings(offline=True).with_models_here("the demo")
     for note in notes:
         echo(note)
     report = index(project, options, progress, cancel)
@@ -58,17 +62,53 @@ def run_demo(
     for space, counts in report.embed.spaces.items():
         echo(f"embed {space}: {counts['embedded']} items, {counts['errors']} errors, "
              f"{counts['items_per_second']:.1f} items/s on {counts['device']}")
+    for line in report.unavailable:
+        echo(f"not embedded: {line.splitlines()[0]}")
     _groups(project, report.cluster_run, report.cluster, echo)
+    _ending(project, report, echo)
+    return project
+
+
+def commands() -> tuple[str, str]:
+    """How to start the app and the command line from a shell: (gui, cli) command prefixes.
+
+    Full paths where the scripts sit beside this Python (a virtual environment whose `bin` is
+    not on PATH until activated), the bundle's own executable when frozen.
+    """
+    if getattr(sys, "frozen", False):
+        exe = shlex.quote(sys.executable)
+        return f"{exe} gui", exe
+    scripts = Path(sys.executable).parent
+    suffix = ".exe" if os.name == "nt" else ""
+    cli, gui = scripts / f"curator{suffix}", scripts / f"curator-gui{suffix}"
+    if cli.is_file():
+        cli_text = shlex.quote(str(cli))
+        return (shlex.quote(str(gui)) if gui.is_file() else f"{cli_text} gui"), cli_text
+    cli_text = f"{shlex.quote(sys.executable)} -m curator.cli"
+    return f"{cli_text} gui", cli_text
+
+
+def _ending(project: Project, report: Any, echo: Callable[[str], Any]) -> None:
+    """What the demo did, where the project is, the broken files in one line, and the next step
+    last, with full paths (the venv's `bin` need not be on PATH)."""
     st = project.status()
-    echo(f"project {st.root}:")
+    root = shlex.quote(str(st.root))
+    gui, cli = commands()
+    echo("items by modality:")
     for modality, by_status in sorted(st.counts.items()):
         parts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
         echo(f"  {modality:<8} {parts}")
-    if st.errors:
-        echo("errors (each file kept in the catalog with its reason):")
-        for err in st.errors:
-            echo(f"  {err['path']}: {err['error']}")
-    return project
+    n_errors = sum(c.get("error", 0) for c in st.counts.values())
+    if n_errors:
+        echo(f"{n_errors} broken files are kept in the catalog with their reasons (the sample "
+             f"corpus plants them); list them: {cli} status {root}")
+    groups = sum(c["groups"] for c in (report.cluster or {}).values())
+    spaces = ", ".join(report.embed.spaces) or "no space"
+    made = f"{groups} groups" + (" and a map" if report.map is not None else "")
+    echo(f"done: scanned {report.scan.listed} files, embedded {report.embed.embedded} new "
+         f"items ({spaces}), made {made}; the project is {st.root}")
+    echo(f"next: {gui} {root}")
+    echo(f"  or on the command line: {cli} queue {root}")
 
 
 def _groups(project: Project, run_id: int, counts: dict[str, Any],
@@ -84,4 +124,3 @@ def _groups(project: Project, run_id: int, counts: dict[str, Any],
             sample = ", ".join(project.item(i)["path"] for i in members)
             echo(f"  group {g.group_id:>3}: {g.size:>4} items, cohesion {g.cohesion:.2f}, "
                  f"impurity {g.impurity:.2f}  e.g. {sample}")
-    echo(f"next: curator queue {project.root}   (or: curator gui {project.root})")

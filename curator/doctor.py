@@ -49,6 +49,7 @@ def collect() -> dict[str, Any]:
     report["ray"] = {"ray": _version("ray"),
                      "use": "curator embed PROJECT --ray [ADDRESS] (pip install 'curator[ray]')"}
     report["clip weights (local cache)"] = _weights()
+    report["curator embed (with your settings)"] = embed_plan()
     qt: dict[str, Any] = {"PySide6": _version("PySide6")}
     qt["QT_QPA_PLATFORM"] = os.environ.get("QT_QPA_PLATFORM", "(default)")
     qt["display"] = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or "none"
@@ -126,6 +127,28 @@ def _weights() -> list[str]:
     except Exception as exc:  # noqa: BLE001
         return [f"lookup failed: {exc}"]
     if not found:
-        return [f"none found in {hf_cache_dir()}; `curator embed` will use --model classic "
-                "unless you place weights there or pass --weights FILE"]
+        return [f"none found in {hf_cache_dir()}"]
     return [f"{w.get('model')}: {w.get('file')}" for w in found]
+
+
+def embed_plan(probe_network: bool = True) -> list[str]:
+    """What a bare `curator embed` does here, per modality: the models the settings choose
+    (config file, CURATOR_* environment), resolved as `embed` resolves them, and, where it would
+    stop, the flag that fixes it."""
+    from curator.model_check import check_models
+    from curator.pipeline import IndexOptions
+
+    try:
+        options = IndexOptions.from_settings()
+    except Exception as exc:  # noqa: BLE001 - a broken config is what doctor must report
+        return [f"the settings cannot be read: {exc}"]
+    audio = options.audio_model
+    if options.model == "classic" and audio == IndexOptions().audio_model:
+        audio = "classic"  # as `embed`: --model classic means classic for every modality
+    checks = check_models(options.model, audio, options.weights,
+                          offline=options.offline or None, probe_network=probe_network)
+    lines = [c.embed_line() for c in checks]
+    if any(c.status == "missing" for c in checks):
+        lines.append("`curator embed PROJECT --model classic` runs every modality without "
+                     "weights")
+    return lines

@@ -518,6 +518,16 @@ def space_spec(catalog: Catalog, space: str) -> EmbedderSpec:
     return from_saved({"name": row[0], **saved})
 
 
+def space_has_text(catalog: Catalog, space: str) -> bool:
+    """Whether a space's embedder has a text tower here; False for a space made by a plug-in
+    that is not installed in this environment (its vectors still serve search by example)."""
+    try:
+        return space_spec(catalog, space).capabilities.has_text
+    except (KeyError, ValueError) as exc:
+        log.info("space %s: its embedder is not available here (%s)", space, exc)
+        return False
+
+
 def frame_vectors(catalog: Catalog, space: str, item_id: int) -> Optional[np.ndarray]:
     """The per-frame vectors kept beside a video's item vector, or None."""
     row = catalog.db.execute(

@@ -10,13 +10,20 @@ undo a different event, in order, and never report "already undone" for a race t
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
+from curator.events import backup_after, event_write, reverse_items
+from curator.groups import merge, split
+from curator.labels import retire_merged, retire_removed
 from curator.tallies import recount_groups
+
+log = logging.getLogger(__name__)
 
 ITEM_ACTIONS = ("assign", "clear", "noise", "mixed", "confirm", "duplicate")
 GROUP_ACTIONS = ("split", "merge")
@@ -141,10 +148,8 @@ def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> Un
     Raises:
         UsageError: nothing to undo, or the event cannot be undone now (the message says why).
     """
-    from curator.labels import _bulk_write
-
     who = annotator or "unknown"
-    with _bulk_write(catalog) as db:
+    with event_write(catalog) as db:
         redo_it = False
         if event_id is None:
             row = db.execute(f"SELECT id FROM events WHERE annotator = ? AND undone = 0 AND "
@@ -160,15 +165,15 @@ def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> Un
                 raise UsageError(f"no event {event_id}", hint="see `curator history`")
             target = row[1] if row[0] in ("undo", "redo") else event_id
             redo_it = row[0] == "undo"
-        return _reverse_any(catalog, db, target, who, redo_it)
+        result = _reverse_any(db, target, who, redo_it)
+    backup_after(catalog)
+    return result
 
 
 def redo(catalog: Catalog, annotator: str) -> UndoResult:
     """Redo the event this annotator undid last, unless they have made a new change since."""
-    from curator.labels import _bulk_write
-
     who = annotator or "unknown"
-    with _bulk_write(catalog) as db:
+    with event_write(catalog) as db:
         row = db.execute(
             "SELECT u.id, u.target FROM events u JOIN events t ON t.id = u.target WHERE "
             "u.annotator = ? AND u.action = 'undo' AND t.undone = 1 ORDER BY u.id DESC LIMIT 1",
@@ -179,7 +184,9 @@ def redo(catalog: Catalog, annotator: str) -> UndoResult:
                            f"({_MARKS}) LIMIT 1", [who, row[0], *UNDOABLE]).fetchone()
         if later:
             raise UsageError("nothing to redo: a new change was made after the last undo")
-        return _reverse_any(catalog, db, row[1], who, True)
+        result = _reverse_any(db, row[1], who, True)
+    backup_after(catalog)
+    return result
 
 
 def peek(catalog: Catalog, annotator: str) -> dict[str, Optional[str]]:
@@ -202,7 +209,7 @@ def peek(catalog: Catalog, annotator: str) -> dict[str, Optional[str]]:
     return {"undo": undo_text, "redo": redo_text}
 
 
-def _reverse_any(catalog: Catalog, db: Any, target: int, who: str, redo: bool) -> UndoResult:
+def _reverse_any(db: Any, target: int, who: str, redo: bool) -> UndoResult:
     ev = db.execute("SELECT action, undone, run_id, details FROM events WHERE id = ?",
                     [target]).fetchone()
     if ev is None:
@@ -218,9 +225,7 @@ def _reverse_any(catalog: Catalog, db: Any, target: int, who: str, redo: bool) -
     text = describe(db, target)
     try:
         if action in ITEM_ACTIONS:
-            from curator.labels import _reverse
-
-            result = _reverse(catalog, target, who, redo)
+            result = reverse_items(db, target, who, redo)
             if "label_merge" in details:
                 _merge_taxonomy(db, details["label_merge"], redo)
             if "label_remove" in details:
@@ -350,8 +355,6 @@ def _reverse_taxonomy(db: Any, action: str, target: int, d: dict[str, Any], redo
 
 
 def _merge_taxonomy(db: Any, change: dict[str, Any], redo: bool) -> None:
-    from curator.labels import retire_merged
-
     if redo:
         retire_merged(db, change)
         return
@@ -362,8 +365,6 @@ def _merge_taxonomy(db: Any, change: dict[str, Any], redo: bool) -> None:
 
 
 def _remove_taxonomy(db: Any, change: dict[str, Any], redo: bool) -> None:
-    from curator.labels import retire_removed
-
     if redo:
         retire_removed(db, change)
         return
@@ -382,8 +383,6 @@ def split_group(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: 
                 annotator: str = "", partition: Optional[dict[int, int]] = None,
                 note: str = "") -> tuple[list[int], int]:
     """Split a group (`curator.groups.split`) as one undoable event; returns (new ids, event)."""
-    from curator.groups import split
-
     with catalog.write() as db:
         children = split(catalog, run_id, group_id, k, seed, partition=partition)
         details = {"parent": group_id, "children": children,
@@ -396,8 +395,6 @@ def split_group(catalog: Catalog, run_id: int, group_id: int, k: int = 2, seed: 
 def merge_groups(catalog: Catalog, run_id: int, group_ids: list[int], annotator: str = "",
                  note: str = "") -> tuple[int, int]:
     """Merge groups (`curator.groups.merge`) as one undoable event; returns (new id, event)."""
-    from curator.groups import merge
-
     with catalog.write() as db:
         parents = {str(g): db.execute("SELECT parent FROM groups WHERE run_id = ? AND "
                                       "group_id = ?", [run_id, g]).fetchone()
@@ -409,3 +406,122 @@ def merge_groups(catalog: Catalog, run_id: int, group_ids: list[int], annotator:
         event = record_group_event(db, "merge", run_id, into, details, annotator, note)
         recount_groups(db, run_id, [into, *group_ids])
     return into, event
+
+
+# --- carrying splits and merges over to a new run ------------------------------------------------
+
+# A group of the new run "is" an edited group of the old run when they share this share of
+# their members both ways; only then is the user's split or merge applied again.
+SAME_GROUP = 0.9
+
+
+def _members(catalog: Catalog, run_id: int, group_ids: Sequence[int]) -> dict[int, int]:
+    """item id -> group id for the members of some groups of a run."""
+    out: dict[int, int] = {}
+    for g in group_ids:
+        for (item,) in catalog.db.execute(
+                "SELECT item_id FROM assignments WHERE run_id = ? AND group_id = ?", [run_id, g]):
+            out[item] = g
+    return out
+
+
+def _split_leaves(catalog: Catalog, run_id: int, group_id: int) -> list[int]:
+    """The groups a split group ended as: its children, their own splits followed down."""
+    leaves, todo = [], [group_id]
+    while todo:
+        g = todo.pop()
+        children = catalog.db.execute(
+            "SELECT group_id, state FROM groups WHERE run_id = ? AND parent = ? AND state != "
+            "'merged'", [run_id, g]).fetchall()
+        if not children and g != group_id:
+            leaves.append(g)
+        todo.extend(c for c, _ in children)
+    return leaves
+
+
+def _overlaps(catalog: Catalog, old: dict[int, int], new_run: int) -> dict[int, int]:
+    """new group id -> how many of the `old` items it holds."""
+    counts: dict[int, int] = {}
+    ids = list(old)
+    for start in range(0, len(ids), 900):
+        chunk = ids[start:start + 900]
+        for g, n in catalog.db.execute(
+                f"SELECT group_id, COUNT(*) FROM assignments WHERE run_id = ? AND item_id IN "
+                f"({','.join('?' * len(chunk))}) GROUP BY group_id", [new_run, *chunk]):
+            counts[g] = counts.get(g, 0) + n
+    return counts
+
+
+def carry_over(catalog: Catalog, old_run: int, new_run: int,
+               annotator: str = "") -> dict[str, list]:
+    """Apply the splits and merges made on `old_run` to the groups of `new_run` that reappear.
+
+    A split group whose members form one group of the new run (both ways at least SAME_GROUP)
+    is split the same way; groups of the new run that each lie within one merged group of the
+    old run (and together cover it) are merged. Each is an undoable event of `annotator`.
+    Returns the new group ids made.
+    """
+    done: dict[str, list] = {"splits": [], "merges": []}
+    active = dict(catalog.db.execute(
+        "SELECT group_id, size FROM groups WHERE run_id = ? AND state = 'active'", [new_run]))
+    edits = catalog.db.execute(
+        "SELECT action, group_id, details FROM events WHERE run_id = ? AND action IN "
+        "('split', 'merge') AND undone = 0 ORDER BY id", [old_run]).fetchall()
+    split_parents = {g for a, g, _ in edits if a == "split"}
+    note = f"carried over from run {old_run}"
+    for action, group_id, _details in edits:
+        if action != "split":
+            continue
+        parent = catalog.db.execute("SELECT parent FROM groups WHERE run_id = ? AND group_id = ?",
+                                    [old_run, group_id]).fetchone()
+        if parent and parent[0] in split_parents:
+            continue  # a split of a split travels with its top split
+        old = _members(catalog, old_run, _split_leaves(catalog, old_run, group_id))
+        target = _same_group(catalog, old, new_run, active)
+        if len(set(old.values())) < 2 or target is None:
+            continue
+        parts = sorted(set(old.values()))
+        index = {p: i for i, p in enumerate(parts)}
+        largest = max(parts, key=lambda p: sum(1 for v in old.values() if v == p))
+        members = _members(catalog, new_run, [target])
+        partition = {i: index[old.get(i, largest)] for i in members}
+        new_ids, _ = split_group(catalog, new_run, target, len(parts), annotator=annotator,
+                                 partition=partition, note=note)
+        active.pop(target, None)
+        done["splits"].append(new_ids)
+    for action, group_id, _details in edits:
+        if action != "merge" or catalog.db.execute(
+                "SELECT state FROM groups WHERE run_id = ? AND group_id = ?",
+                [old_run, group_id]).fetchone()[0] != "active":
+            continue
+        old = _members(catalog, old_run, [group_id])
+        hits = _overlaps(catalog, old, new_run)
+        inside = sorted(t for t, n in hits.items() if t in active and n >= SAME_GROUP * active[t])
+        if len(inside) < 2 or sum(hits[t] for t in inside) < SAME_GROUP * len(old):
+            continue
+        spaces = {r[0] for r in catalog.db.execute(
+            f"SELECT DISTINCT space FROM groups WHERE run_id = ? AND group_id IN "
+            f"({','.join('?' * len(inside))})", [new_run, *inside])}
+        if len(spaces) != 1:
+            continue
+        new_id, _ = merge_groups(catalog, new_run, inside, annotator=annotator, note=note)
+        for t in inside:
+            active.pop(t, None)
+        done["merges"].append(new_id)
+    if done["splits"] or done["merges"]:
+        log.info("run %s: carried over %d split(s) and %d merge(s) from run %s", new_run,
+                 len(done["splits"]), len(done["merges"]), old_run)
+    return done
+
+
+def _same_group(catalog: Catalog, old: dict[int, int], new_run: int,
+                active: dict[int, int]) -> Optional[int]:
+    """The active group of `new_run` that holds the same items as `old`, if there is one."""
+    hits = _overlaps(catalog, old, new_run)
+    if not hits:
+        return None
+    target, n = max(hits.items(), key=lambda kv: kv[1])
+    size = active.get(target, 0)
+    if not size or n < SAME_GROUP * len(old) or n < SAME_GROUP * size:
+        return None
+    return target

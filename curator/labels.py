@@ -1,34 +1,31 @@
-"""Labels you can trust: the taxonomy, the append-only event log, undo and redo, item history.
+"""Labels you can trust: the taxonomy, label merges and removals, item history, current labels.
 
-Every change of an item's label is an event that records, per touched item, the value before and
-after. The current label of each item (`item_labels`) is materialised from the log in the same
-transaction, so a kill leaves either the whole event or none of it. Undo applies an event's
-before-values to the items that still hold its after-values (a later change by someone else is
-never clobbered) and is itself an event; redo re-applies the after-values. Labels belong to
-items, so rescans, re-embeds and re-clusters never touch them.
+Every change of an item's label is an event (`curator.events` records and applies it, with each
+touched item's value before and after); undo and redo of any event live in `curator.history`,
+above this module. Labels belong to items, so rescans, re-embeds and re-clusters never touch
+them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
-
-if TYPE_CHECKING:
-    from curator.history import UndoResult
+from curator.events import ACTIONS, SOURCES, apply_event, backup_after, event_write
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("assign", "clear", "noise", "mixed", "confirm", "duplicate")
-SOURCES = ("group", "manual", "propagated", "imported", "taxonomy")
+__all__ = ["ACTIONS", "SOURCES", "Event", "Label", "add_label", "apply_event", "current_labels",
+           "export_taxonomy", "find_label", "history", "import_taxonomy", "item_badges",
+           "label_paths", "labels", "merge_labels", "remove_label", "update_label"]
+
 # Keys the desktop app keeps for triage itself: j/k next and previous, x exclude, space preview.
 RESERVED_HOTKEYS = frozenset({"j", "k", "x", " ", "space"})
 _HOTKEY = re.compile(r"^(?:[0-9a-z]|F(?:[1-9]|1[0-2]))$")
@@ -271,294 +268,6 @@ def _taxonomy_event(db: Any, annotator: str, action: str, label_id: int,
     return int(cur.lastrowid)
 
 
-# --- applying events --------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _bulk_write(catalog: Catalog) -> Iterator[Any]:
-    """A write transaction for one event, with the touched item ids in a temp table.
-
-    Foreign keys are checked by the code before writing (`_ids_exist`), so the per-row
-    checks are switched off for this transaction: at 10,000 items they are a third of the
-    cost. The pragma only takes effect outside a transaction, hence set before BEGIN.
-    """
-    db = catalog.db
-    db.execute("PRAGMA foreign_keys = OFF")
-    try:
-        with catalog.write():
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS event_scope "
-                       "(item_id INTEGER PRIMARY KEY, label_id INTEGER, keeper INTEGER)")
-            db.execute("DELETE FROM event_scope")
-            yield db
-            db.execute("DELETE FROM event_scope")
-    finally:
-        db.execute("PRAGMA foreign_keys = ON")
-
-
-def _ids_exist(db: Any, count: int) -> None:
-    # CROSS JOIN keeps the small temp table as the outer loop: without statistics on it the
-    # planner may otherwise scan all of `items` (a third of a second at a million items).
-    found = db.execute("SELECT COUNT(*) FROM event_scope s CROSS JOIN items i ON i.id = s.item_id"
-                       ).fetchone()[0]
-    if found != count:
-        missing = [r[0] for r in db.execute(
-            "SELECT s.item_id FROM event_scope s LEFT JOIN items i ON i.id = s.item_id "
-            "WHERE i.id IS NULL ORDER BY s.item_id LIMIT 1000")]
-        raise UsageError(f"no item with id {missing[0]}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                         hint="see `curator status --json` for ids")
-
-
-_AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mixed": "'mixed'",
-                "duplicate": "'duplicate'",
-                "confirm": "l.state"}
-
-
-def apply_event(
-    catalog: Catalog,
-    action: str,
-    item_ids: Sequence[int],
-    *,
-    label_id: Optional[int] = None,
-    per_item_labels: Optional[dict[int, int]] = None,
-    keepers: Optional[dict[int, int]] = None,
-    source: str = "manual",
-    annotator: str = "",
-    run_id: Optional[int] = None,
-    group_id: Optional[int] = None,
-    note: str = "",
-    details: Optional[dict[str, Any]] = None,
-    group_labels: Optional[dict[int, int]] = None,
-) -> int:
-    """Record one event touching many items, and update their current labels, atomically.
-
-    Args:
-        action: assign, clear, noise, mixed, confirm or duplicate (a copy of the item that
-            `keepers` names for it; never noise).
-        item_ids: the items it touches (checked to exist).
-        label_id: the label for assign (or per_item_labels for an import of many labels).
-        source: group, manual, propagated or imported.
-        run_id, group_id: the clustering run and group a group decision was made on; the group's
-            status follows the event.
-        group_labels: for an assign deciding many groups of `run_id` at once (accepted
-            suggestions): group id -> label id; each group's status follows the event.
-
-    Returns:
-        The event id.
-    """
-    if action not in ACTIONS:
-        raise UsageError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
-    if source not in SOURCES:
-        raise UsageError(f"unknown source {source!r}")
-    if action == "assign" and label_id is None and not per_item_labels:
-        raise UsageError("assign needs a label")
-    keepers = {int(k): int(v) for k, v in (keepers or {}).items()}
-    if action == "duplicate" and (set(keepers) != {int(i) for i in item_ids}
-                                  or set(keepers) & set(keepers.values())):
-        raise UsageError("a duplicate decision names one keeper per copy, and a keeper is never "
-                         "a copy itself")
-    details = dict(details or {})
-    per_item = per_item_labels or {}
-    ids = sorted({int(i) for i in item_ids})
-    if not ids:
-        raise UsageError("no items to label")
-    with _bulk_write(catalog) as db:
-        db.conn.executemany("INSERT INTO event_scope (item_id, label_id, keeper) VALUES (?, ?, ?)",
-                            [(i, per_item.get(i, label_id), keepers.get(i)) for i in ids])
-        _ids_exist(db, len(ids))
-        if group_id is not None and run_id is not None:
-            row = db.execute("SELECT status, label_id, decided_event FROM groups WHERE run_id = ? "
-                             "AND group_id = ?", [run_id, group_id]).fetchone()
-            if row is None:
-                raise UsageError(f"no group {group_id} in clustering run {run_id}")
-            details["group_before"] = list(row)
-        if group_labels and run_id is not None:
-            details["groups_before"] = _groups_state(db, run_id, group_labels)
-            details["group_labels"] = {str(g): int(v) for g, v in group_labels.items()}
-        cur = db.execute(
-            "INSERT INTO events (time, annotator, action, label_id, source, run_id, group_id, "
-            "note, item_count, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-            [utcnow(), annotator or "unknown", action, label_id, source, run_id, group_id, note,
-             json.dumps(details)])
-        event_id = int(cur.lastrowid)
-        after_label = {"assign": "s.label_id", "confirm": "l.label_id"}.get(action, "NULL")
-        # confirm keeps each item's value and only marks it checked: unlabelled items are skipped.
-        where = "WHERE l.item_id IS NOT NULL" if action == "confirm" else ""
-        after_keeper = {"duplicate": "s.keeper", "confirm": "l.keeper_id"}.get(action, "NULL")
-        cur = db.execute(
-            "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
-            " after_state, after_label, before_keeper, after_keeper) SELECT ?, s.item_id, "
-            f"l.state, l.label_id, l.event_id, {_AFTER_STATE[action]}, {after_label}, "
-            f"l.keeper_id, {after_keeper} FROM event_scope s "
-            f"LEFT JOIN item_labels l ON l.item_id = s.item_id {where} ORDER BY s.item_id",
-            [event_id])
-        count = cur.rowcount
-        if action == "clear":
-            db.execute("DELETE FROM item_labels WHERE item_id IN (SELECT item_id FROM event_scope)")
-        elif action == "confirm":
-            db.execute("UPDATE item_labels SET confirmed = 1, event_id = ? WHERE item_id IN "
-                       "(SELECT item_id FROM event_scope)", [event_id])
-        else:
-            db.execute(
-                "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, "
-                f"keeper_id) SELECT s.item_id, {_AFTER_STATE[action]}, "
-                f"{'s.label_id' if action == 'assign' else 'NULL'}, ?, 0, "
-                f"{'s.keeper' if action == 'duplicate' else 'NULL'} FROM event_scope s "
-                "WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
-                "state = excluded.state, label_id = excluded.label_id, "
-                "event_id = excluded.event_id, confirmed = 0, keeper_id = excluded.keeper_id",
-                [event_id])
-        if action == "assign":
-            # Say in the event itself how many items it took from another label.
-            relabelled = db.execute(
-                "SELECT COUNT(*) FROM event_items WHERE event_id = ? AND before_state = "
-                "'labelled' AND before_label IS NOT after_label", [event_id]).fetchone()[0]
-            if relabelled:
-                details["relabelled"] = relabelled
-                db.execute("UPDATE events SET details = ? WHERE id = ?",
-                           [json.dumps(details), event_id])
-        db.execute("UPDATE events SET item_count = ? WHERE id = ?", [count, event_id])
-        if group_id is not None and run_id is not None:
-            status = {"assign": "labelled", "noise": "noise", "mixed": "mixed",
-                      "clear": "undecided"}.get(action)
-            if status is not None:
-                db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
-                           "WHERE run_id = ? AND group_id = ?",
-                           [status, label_id if action == "assign" else None, event_id, run_id,
-                            group_id])
-        if group_labels and run_id is not None:
-            _set_groups(db, run_id, details["group_labels"], event_id)
-    _backup_event_log(catalog)
-    return event_id
-
-
-def _groups_state(db: Any, run_id: int, group_labels: dict[int, int]) -> dict[str, list]:
-    out = {}
-    for gid in group_labels:
-        row = db.execute("SELECT status, label_id, decided_event FROM groups WHERE run_id = ? "
-                         "AND group_id = ?", [run_id, int(gid)]).fetchone()
-        if row is None:
-            raise UsageError(f"no group {gid} in clustering run {run_id}")
-        out[str(gid)] = list(row)
-    return out
-
-
-def _set_groups(db: Any, run_id: int, group_labels: dict[str, int], event_id: int) -> None:
-    db.conn.executemany("UPDATE groups SET status = 'labelled', label_id = ?, decided_event = ? "
-                        "WHERE run_id = ? AND group_id = ?",
-                        [(label, event_id, run_id, int(g)) for g, label in group_labels.items()])
-
-
-def _backup_event_log(catalog: Catalog) -> None:
-    """Keep the rolling event-log backup current (hostile: see curator.eventlog)."""
-    if not catalog.db.conn.in_transaction:  # an outer transaction may still roll back
-        from curator.eventlog import backup_event_log
-
-        backup_event_log(catalog)
-
-
-def _reverse(catalog: Catalog, target: int, annotator: str, redo: bool) -> dict[str, Any]:
-    """Undo (or redo) one event: restore items that still hold the value it left (or found)."""
-    with _bulk_write(catalog) as db:
-        ev = db.execute("SELECT action, undone, run_id, group_id, details, source, label_id "
-                        "FROM events WHERE id = ?", [target]).fetchone()
-        if ev is None:
-            raise UsageError(f"no event {target}")
-        action, undone, run_id, group_id, details_json, source, ev_label = ev
-        if action not in ACTIONS:
-            raise UsageError("pick the original event")
-        if redo and not undone:
-            raise UsageError(f"event {target} is not undone; nothing to redo")
-        if not redo and undone:
-            raise UsageError(f"event {target} is already undone")
-        cur = db.execute(
-            "INSERT INTO events (time, annotator, action, label_id, source, run_id, group_id, "
-            "note, item_count, target, details) SELECT ?, ?, ?, label_id, source, run_id, "
-            "group_id, '', 0, ?, '{}' FROM events WHERE id = ?",
-            [utcnow(), annotator or "unknown", "redo" if redo else "undo", target, target])
-        new_event = int(cur.lastrowid)
-        # Items still holding the value the event left (undo) or found (redo); any other was
-        # changed by a later event and is never clobbered.
-        frm, to = ("before", "after") if redo else ("after", "before")
-        total = db.execute("SELECT COUNT(*) FROM event_items WHERE event_id = ?",
-                           [target]).fetchone()[0]
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS event_restore (item_id INTEGER PRIMARY KEY, "
-                   "state TEXT, label_id INTEGER, keeper INTEGER)")
-        db.execute("DELETE FROM event_restore")
-        db.execute(
-            "INSERT INTO event_restore (item_id, state, label_id, keeper) "
-            f"SELECT ei.item_id, ei.{to}_state, ei.{to}_label, ei.{to}_keeper FROM event_items ei "
-            "LEFT JOIN item_labels l ON l.item_id = ei.item_id WHERE ei.event_id = ? "
-            f"AND l.state IS ei.{frm}_state AND l.label_id IS ei.{frm}_label "
-            f"AND l.keeper_id IS ei.{frm}_keeper ORDER BY ei.item_id", [target])
-        db.execute(
-            "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
-            " after_state, after_label, before_keeper, after_keeper) SELECT ?, r.item_id, "
-            "l.state, l.label_id, l.event_id, r.state, r.label_id, l.keeper_id, r.keeper "
-            "FROM event_restore r LEFT JOIN item_labels l "
-            "ON l.item_id = r.item_id ORDER BY r.item_id", [new_event])
-        restored = db.execute("SELECT COUNT(*) FROM event_restore").fetchone()[0]
-        db.execute("DELETE FROM item_labels WHERE item_id IN "
-                   "(SELECT item_id FROM event_restore WHERE state IS NULL)")
-        db.execute(
-            "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, keeper_id) "
-            "SELECT item_id, state, label_id, ?, 0, keeper FROM event_restore WHERE state IS NOT "
-            "NULL ON CONFLICT (item_id) DO UPDATE SET state = excluded.state, "
-            "label_id = excluded.label_id, event_id = excluded.event_id, confirmed = 0, "
-            "keeper_id = excluded.keeper_id",
-            [new_event])
-        db.execute("DELETE FROM event_restore")
-        skipped = total - restored
-        details = json.loads(details_json or "{}")
-        if group_id is not None and run_id is not None and "group_before" in details:
-            if redo:
-                status = {"assign": "labelled", "noise": "noise", "mixed": "mixed",
-                          "clear": "undecided"}.get(action)
-                if status:
-                    db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
-                               "WHERE run_id = ? AND group_id = ?",
-                               [status, ev_label if action == "assign" else None, target, run_id,
-                                group_id])
-            else:
-                b_status, b_label, b_event = details["group_before"]
-                db.execute("UPDATE groups SET status = ?, label_id = ?, decided_event = ? "
-                           "WHERE run_id = ? AND group_id = ? AND decided_event = ?",
-                           [b_status, b_label, b_event, run_id, group_id, target])
-        if run_id is not None and "groups_before" in details:  # many groups decided at once
-            if redo:
-                _set_groups(db, run_id, details["group_labels"], target)
-            else:
-                db.conn.executemany(
-                    "UPDATE groups SET status = ?, label_id = ?, decided_event = ? WHERE "
-                    "run_id = ? AND group_id = ? AND decided_event = ?",
-                    [(*before, run_id, int(g), target)
-                     for g, before in details["groups_before"].items()])
-        db.execute("UPDATE events SET item_count = ?, details = ? WHERE id = ?",
-                   [restored, json.dumps({"skipped": skipped}), new_event])
-        db.execute("UPDATE events SET undone = ? WHERE id = ?", [0 if redo else 1, target])
-    _backup_event_log(catalog)
-    return {"event": new_event, "target": target, "restored": restored, "skipped": skipped,
-            "action": "redo" if redo else "undo"}
-
-
-def undo(catalog: Catalog, annotator: str, event_id: Optional[int] = None) -> UndoResult:
-    """Undo this annotator's latest event of any kind (see `curator.history`)."""
-    from curator.history import undo as undo_any
-
-    result = undo_any(catalog, annotator, event_id)
-    _backup_event_log(catalog)
-    return result
-
-
-def redo(catalog: Catalog, annotator: str) -> UndoResult:
-    """Redo the event this annotator undid last (see `curator.history`)."""
-    from curator.history import redo as redo_any
-
-    result = redo_any(catalog, annotator)
-    _backup_event_log(catalog)
-    return result
-
-
 def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
     """Events newest first, or those that touched one item."""
     names = {r[0]: r[1] for r in catalog.db.execute("SELECT id, name FROM labels")}
@@ -612,7 +321,7 @@ def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,
     src = [find_label(catalog, s) for s in sources]
     if any(s.id == target.id for s in src):
         raise UsageError("a label cannot be merged into itself")
-    with _bulk_write(catalog) as db:
+    with event_write(catalog) as db:
         ids = [r[0] for s in src for r in db.execute(
             "SELECT item_id FROM item_labels WHERE label_id = ? AND state = 'labelled'", [s.id])]
         children = {r[0]: r[1] for s in src for r in db.execute(
@@ -627,6 +336,7 @@ def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,
         else:
             event = _taxonomy_event(db, annotator, "label-merge", target.id, change)
         retire_merged(db, change)
+    backup_after(catalog)
     return {"moved": len(ids), "event": event, "into": target.path}
 
 
@@ -656,7 +366,7 @@ def remove_label(catalog: Catalog, name: str, force: bool = False,
         raise UsageError(f"label {lab.path!r} is on {len(ids)} item(s); merge it into another "
                          "label, or remove it and clear them (undoable)",
                          hint="pass --force to clear them")
-    with _bulk_write(catalog) as db:
+    with event_write(catalog) as db:
         children = [r[0] for r in db.execute(
             "SELECT id FROM labels WHERE parent_id = ? AND removed_at IS NULL", [lab.id])]
         change = {"label": lab.id, "parent": lab.parent_id, "children": children}
@@ -666,6 +376,7 @@ def remove_label(catalog: Catalog, name: str, force: bool = False,
         else:
             event = _taxonomy_event(db, annotator, "label-remove", lab.id, change)
         retire_removed(db, change)
+    backup_after(catalog)
     return {"cleared": len(ids), "event": event}
 
 

@@ -149,7 +149,9 @@ def embed_all(catalog: Catalog, options: EmbedOptions = EmbedOptions(),
                 report.embedded += counts["embedded"]
                 report.errors += counts["errors"]
             if report.unavailable and not report.spaces:
-                raise CuratorError("no model could be loaded: " + " | ".join(report.unavailable))
+                raise CuratorError("no model could be loaded: " + " | ".join(report.unavailable),
+                                   hint="`--model classic` embeds every modality without "
+                                        "weights; `curator doctor` says what is missing")
         finally:
             report.seconds = time.monotonic() - started
             run.counts = {**report.counts(), "unavailable": report.unavailable}

@@ -84,34 +84,24 @@ class IndexOptions:
         """A copy with the given non-None values replaced."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
-    def with_models_here(self) -> tuple[IndexOptions, list[str]]:
+    def with_models_here(self, purpose: str = "this run") -> tuple[IndexOptions, list[str]]:
         """These options with each model whose weights are not on this machine replaced by
-        `classic`, and one line per modality saying which model runs and why.
+        `classic`, and what was chosen: one line for every fallback together, one per model
+        found locally.
 
-        Only looks for the files, offline: nothing loads and nothing is downloaded. The demo and
-        the app's first-start page use it so that they work on a machine without weights.
+        Only looks for the files (`curator.model_check`, the resolution `embed` uses): nothing
+        loads and nothing is downloaded. The demo and the app's first-start page use it so that
+        they work on a machine without weights.
         """
-        from indexing.embedders import EmbedderUnavailable, resolve
-        from indexing.embedders.clap import resolve_clap_source
-        from indexing.embedders.clip import resolve_clip_source
+        from curator.model_check import check_models, fallback_note
 
-        chosen, notes = [], []
-        for kind, find, model in (("image/video", resolve_clip_source, self.model),
-                                  ("audio", resolve_clap_source, self.audio_model)):
-            spec = resolve(model, kind.split("/")[0])
-            if not spec.capabilities.needs_weights or (kind == "image/video" and self.weights):
-                chosen.append(model)
-                continue
-            try:
-                find(model, offline=True)
-            except EmbedderUnavailable as exc:
-                chosen.append("classic")
-                first = str(exc).split(";")[0].split(". ")[0]
-                notes.append(f"{kind}: using the weight-free classic embedder because {model} "
-                             f"is not available here ({first})")
-            else:
-                chosen.append(model)
-                notes.append(f"{kind}: using {model} (weights found locally)")
+        checks = check_models(self.model, self.audio_model, self.weights, probe_network=False)
+        chosen = ["classic" if c.status == "missing" else c.model for c in checks]
+        notes = [f"{c.kind}: using {c.model} (weights found locally)" for c in checks
+                 if c.status == "local"]
+        note = fallback_note(checks, purpose)
+        if note:
+            notes.insert(0, note)
         return self.with_overrides(model=chosen[0], audio_model=chosen[1]), notes
 
 

@@ -222,8 +222,9 @@ class Project:
         Returns:
             (run id, per-space counts). Labels are untouched: they belong to items.
         """
-        from curator.decisions import carry_over, undecided_count
+        from curator.decisions import undecided_count
         from curator.groups import cluster_run, latest_run_id
+        from curator.history import carry_over
         from curator.tallies import tally_run
 
         names = self._space_names(spaces)
@@ -431,23 +432,16 @@ class Project:
                     action: str = "assign", exclude: Sequence[int] = (),
                     run_id: Optional[int] = None, note: str = "") -> int:
         """Decide a whole group at once (minus exclusions): one event, undone as one."""
-        from curator.groups import group_members
-        from curator.labels import apply_event, find_label
+        from curator.events import apply_group_event
+        from curator.labels import find_label
 
         run_id = self.current_run(run_id)
-        members = group_members(self.catalog, run_id, group_id)
-        excluded = {int(i) for i in exclude}
-        unknown = excluded - set(members.tolist())
-        if unknown:
-            raise UsageError(f"item {sorted(unknown)[0]} is not in group {group_id}")
         if action == "assign" and label is None:
             raise UsageError("no label given for the group", hint="give --label NAME (or "
                              "--noise / --mixed)")
-        items = [int(i) for i in members if int(i) not in excluded]
         label_id = find_label(self.catalog, label).id if action == "assign" else None
-        return apply_event(self.catalog, action, items, label_id=label_id, source="group",
-                           annotator=self.annotator, run_id=run_id, group_id=group_id, note=note,
-                           details={"excluded": sorted(excluded)} if excluded else None)
+        return apply_group_event(self.catalog, action, run_id, group_id, label_id=label_id,
+                                 exclude=exclude, annotator=self.annotator, note=note)
 
     def label_items(self, item_ids: Sequence[int], label: Optional[str] = None, *,
                     action: str = "assign", source: str = "manual", note: str = "",
@@ -468,12 +462,12 @@ class Project:
                            note=note)
 
     def undo(self, event_id: Optional[int] = None) -> UndoResult:
-        from curator.labels import undo
+        from curator.history import undo
 
         return undo(self.catalog, self.annotator, event_id)
 
     def redo(self) -> UndoResult:
-        from curator.labels import redo
+        from curator.history import redo
 
         return redo(self.catalog, self.annotator)
 
@@ -518,14 +512,16 @@ class Project:
         """A group's members (path, modality, label, similarity) and facts; see group_show."""
         from curator.group_show import group_show
 
-        return group_show(self.catalog, self.current_run(run_id), group_id, limit)
+        return group_show(self.catalog, self.current_run(run_id), group_id, limit,
+                          self.search_cache())
 
     def group_facts(self, group_ids: Sequence[int],
                     run_id: Optional[int] = None) -> dict[int, GroupFacts]:
-        """Modality mix, labels carried and topic name of some groups of a run."""
+        """Modality mix, labels carried and topic names (path words; the nearest taxonomy name
+        where the space has a text tower) of some groups of a run."""
         from curator.group_show import group_facts
 
-        return group_facts(self.catalog, self.current_run(run_id), group_ids)
+        return group_facts(self.catalog, self.current_run(run_id), group_ids, self.search_cache())
 
     def history(self, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
         from curator.labels import history

@@ -6,7 +6,9 @@ when there are many groups, see `QUERY_BUDGET`) look up
 their `K` nearest labelled items in the same embedding space (an exact search over the labelled
 items only, so a vote exists as soon as one group is decided). Each neighbour votes for its label
 with weight exp(-(gap in cosine to the nearest neighbour) / KERNEL_WIDTH); the vote is refreshed
-on every call, so it follows the decisions.
+on every call, so it follows the decisions. Given a cache (the project's `SearchCache`), the
+neighbour lists stay warm between calls and a refresh searches only the items whose labels
+changed since (`curator/suggest_votes.py`).
 Where the space's model has a text tower (CLIP for images and video, CLAP for audio), the
 taxonomy's names and descriptions are embedded as text and matched against the group's centroid;
 a softmax at CLIP's logit scale turns the cosines into a distribution over labels.
@@ -32,6 +34,7 @@ import numpy as np
 
 from curator.catalog import Catalog
 from curator.errors import UsageError
+from curator.suggest_votes import LABELLED_CAP, K, VoteState, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +47,6 @@ refresh stays within seconds at 3,000 groups."""
 
 CALIBRATION_GROUPS = 400
 """Most decided groups re-scored (a fixed random sample) to fit the calibration."""
-
-K = 10
-"""Labelled neighbours per member."""
-
-KERNEL_WIDTH = 0.05
-"""A neighbour's vote is exp(-(gap in cosine to the member's nearest labelled item) / this)."""
-
-LABELLED_CAP = 50_000
-"""Most labelled items searched per space (a fixed random sample beyond), bounding the cost."""
 
 PRIOR = (6.0, -3.0)
 PRIOR_DECISIONS = 10.0
@@ -118,13 +112,13 @@ def suggest(catalog: Catalog, run_id: int, group_ids: list[int] | None = None,
                      [scored[g["gid"]][0] == g["label_id"] for g in decided])
     wanted = group_ids if group_ids is not None else [
         g["gid"] for g in groups.values() if g["status"] == "undecided"]
+    wanted = [gid for gid in wanted if gid in scored]
+    raws = np.array([scored[gid][1] for gid in wanted], np.float64)
+    confidence = np.round(_sigmoid(a * raws + b), 4).tolist()
     out = {}
-    for gid in wanted:
-        if gid not in scored:
-            continue
-        label_id, raw, source = scored[gid]
-        out[gid] = Suggestion(run_id, gid, labels[label_id]["path"],
-                              round(float(_sigmoid(a * raw + b)), 4), round(raw, 4), source)
+    for gid, conf, raw in zip(wanted, confidence, np.round(raws, 4).tolist()):
+        label_id, _, source = scored[gid]
+        out[gid] = Suggestion(run_id, gid, labels[label_id]["path"], conf, raw, source)
     return out
 
 
@@ -190,13 +184,6 @@ def _assignments(catalog: Catalog, run_id: int) -> tuple[np.ndarray, np.ndarray]
     return rows[:, 0].copy(), rows[:, 1].copy()
 
 
-def _labelled(catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.array(catalog.db.execute(
-        "SELECT item_id, label_id FROM item_labels WHERE state = 'labelled' AND label_id IS NOT "
-        "NULL ORDER BY item_id").fetchall(), np.int64).reshape(-1, 2)
-    return rows[:, 0].copy(), rows[:, 1].copy()
-
-
 def _members_sample(item_ids: np.ndarray, group_of: np.ndarray, per_group: int = MEMBERS,
                     seed: int = 0) -> dict[int, np.ndarray]:
     """Up to `per_group` items per group, a fixed random sample independent of call order."""
@@ -220,102 +207,85 @@ def _members_sample(item_ids: np.ndarray, group_of: np.ndarray, per_group: int =
 def _raw_scores(catalog: Catalog, run_id: int, groups: dict[int, dict], labels: dict[int, dict],
                 cache: Any, text_model: bool) -> dict[int, tuple[int, float, str]]:
     """group id -> (label id, raw score, source), for undecided and decided groups alike."""
-    from curator.embed import space_store
-
     label_ids = np.array(sorted(labels), np.int64)
-    item_ids, group_of = _assignments(catalog, run_id)
-    lab_items, lab_labels = _labelled(catalog)
-    keep = np.isin(lab_labels, label_ids)
-    lab_items, lab_labels = lab_items[keep], lab_labels[keep]
     decided_ids = sorted(gid for gid, g in groups.items() if g["status"] != "undecided")
     weight = len(decided_ids) / (len(decided_ids) + 5.0)
+    wanted = set(groups)
     if len(decided_ids) > CALIBRATION_GROUPS:
         keep_ids = set(np.random.default_rng(0).choice(decided_ids, CALIBRATION_GROUPS,
                                                        replace=False).tolist())
-        groups = {gid: g for gid, g in groups.items()
+        wanted = {gid for gid, g in groups.items()
                   if g["status"] == "undecided" or gid in keep_ids}
-    per_group = int(np.clip(QUERY_BUDGET // max(1, len(groups)), 4, MEMBERS))
-    samples = _members_sample(item_ids, group_of, per_group)
     out: dict[int, tuple[int, float, str]] = {}
     for space in sorted({g["space"] for g in groups.values()}):
-        gids = [gid for gid, g in groups.items() if g["space"] == space and gid in samples]
-        if not gids:
+        state = _vote_state(catalog, run_id, space, groups, cache)
+        if state is None:
             continue
-        store = space_store(catalog, space)
-        if not store.exists():
-            continue
-        knn = _knn_votes(store, gids, samples, item_ids, group_of, lab_items, lab_labels,
-                         label_ids)
-        zero = _zero_shot(catalog, space, store, gids, samples, labels, label_ids, cache) if (
+        with state.lock:  # the app refreshes from a worker thread while others may read
+            gids, knn = state.votes(label_ids)
+        zero = _zero_shot(catalog, space, state, labels, label_ids, cache) if (
             text_model) else None
-        for row, gid in enumerate(gids):
-            has_knn = knn is not None and knn[row].sum() > 0
-            if has_knn and zero is not None:
-                dist, source = weight * knn[row] + (1 - weight) * zero[row], "both"
-            elif has_knn:
-                dist, source = knn[row], "knn"
-            elif zero is not None:
-                dist, source = zero[row], "zero-shot"
-            else:
-                continue
-            best = int(np.argmax(dist))
-            out[gid] = (int(label_ids[best]), float(dist[best]), source)
+        has_knn = knn.sum(axis=1) > 0
+        if zero is not None:
+            dist = np.where(has_knn[:, None], weight * knn + (1 - weight) * zero, zero)
+            sources = np.where(has_knn, "both", "zero-shot")
+        else:
+            dist, sources = knn, np.full(len(gids), "knn")
+        best = np.argmax(dist, axis=1)
+        top = dist[np.arange(len(gids)), best]
+        shown = has_knn | (zero is not None)
+        for gid, lab, raw, source, ok in zip(gids.tolist(), label_ids[best].tolist(),
+                                             top.tolist(), sources.tolist(), shown.tolist()):
+            if ok and gid in wanted:
+                out[gid] = (lab, raw, source)
     return out
 
 
-def _knn_votes(store: Any, gids: list[int], samples: dict[int, np.ndarray],
-               item_ids: np.ndarray, group_of: np.ndarray, lab_items: np.ndarray,
-               lab_labels: np.ndarray, label_ids: np.ndarray) -> np.ndarray | None:
-    """(groups, labels) vote shares from the labelled neighbours of each group's sampled members;
-    a group's own members never vote for it (so decided groups are scored as if undecided)."""
-    import faiss
+def _vote_state(catalog: Catalog, run_id: int, space: str, groups: dict[int, dict],
+                cache: Any) -> VoteState | None:
+    """The warm k-NN state of (run, space), brought up to date; built afresh when the run's
+    groups or the space's vectors changed (or there is no cache to keep it in)."""
+    from curator.embed import space_store
 
-    found, X = store.lookup(lab_items)
-    if not len(found):
+    store = space_store(catalog, space)
+    if not store.exists():
         return None
-    rows = np.searchsorted(lab_items, found)
-    labels_of = np.searchsorted(label_ids, lab_labels[rows])
-    if len(found) > LABELLED_CAP:
-        pick = np.sort(np.random.default_rng(0).choice(len(found), LABELLED_CAP, replace=False))
-        found, X, labels_of = found[pick], X[pick], labels_of[pick]
-    pos = np.clip(np.searchsorted(item_ids, found), 0, max(len(item_ids) - 1, 0))
-    groups_of_lab = np.where(item_ids[pos] == found, group_of[pos], -1) if len(item_ids) else (
-        np.full(len(found), -1))
-    index = faiss.IndexFlatIP(X.shape[1])
-    index.add(_unit_rows(X))
-    queries = [samples[g] for g in gids]
-    q_ids = np.concatenate(queries)
-    q_found, Q = store.lookup(q_ids)
-    q_group = np.repeat(np.array(gids), [len(q) for q in queries])
-    q_group = q_group[np.isin(q_ids, q_found)]
-    # Ask for more than K: the group's own labelled members are dropped afterwards.
-    kk = int(min(len(found), K + max(len(q) for q in queries) * 4))
-    sims, nbrs = index.search(_unit_rows(Q), kk)
-    votes = np.zeros((len(gids), len(label_ids)), np.float64)
-    row_of = {g: r for r, g in enumerate(gids)}
-    for qi in range(len(Q)):
-        g = int(q_group[qi])
-        ok = nbrs[qi] >= 0
-        ok[ok] &= groups_of_lab[nbrs[qi][ok]] != g
-        nbr, sim = nbrs[qi][ok][:K], sims[qi][ok][:K]
-        if len(sim):
-            # Nearer neighbours count for much more: a kernel on the gap to the nearest one.
-            np.add.at(votes[row_of[g]], labels_of[nbr], np.exp((sim - sim[0]) / KERNEL_WIDTH))
-    total = votes.sum(axis=1, keepdims=True)
-    return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
+    stat = store.ids_path.stat()
+    space_groups = sorted(gid for gid, g in groups.items() if g["space"] == space)
+    key = (run_id, space, hash(tuple(space_groups)), stat.st_mtime_ns, stat.st_size)
+    states = getattr(cache, "suggest_states", None)
+    state = states.get((run_id, space)) if states is not None else None
+    if state is not None and state.key == key:
+        with state.lock:
+            state.refresh(catalog, store)
+        if state.n_srch <= 2 * LABELLED_CAP:
+            return state  # beyond, built again at a lower share of the labelled items
+    item_ids, group_of = _assignments(catalog, run_id)
+    mine = np.isin(group_of, space_groups)
+    item_ids, group_of = item_ids[mine], group_of[mine]
+    per_group = int(np.clip(QUERY_BUDGET // max(1, len(space_groups)), 4, MEMBERS))
+    samples = _members_sample(item_ids, group_of, per_group)
+    if not samples:
+        return None
+    # Ask for more than K: the group's own labelled members are dropped at vote time.
+    state = VoteState.build(catalog, key, store, item_ids, group_of, samples,
+                            K + per_group * 4)
+    if states is not None:
+        states[(run_id, space)] = state
+    return state
 
 
-def _zero_shot(catalog: Catalog, space: str, store: Any, gids: list[int],
-               samples: dict[int, np.ndarray], labels: dict[int, dict], label_ids: np.ndarray,
-               cache: Any) -> np.ndarray | None:
-    """(groups, labels) softmax of the taxonomy's text vectors against each group's centroid."""
+def _zero_shot(catalog: Catalog, space: str, state: VoteState, labels: dict[int, dict],
+               label_ids: np.ndarray, cache: Any) -> np.ndarray | None:
+    """(groups, labels) softmax of the taxonomy's text vectors against each group's centroid
+    (the mean of its sampled members), in the row order of `state.votes`."""
     import json
 
-    from curator.embed import space_spec
+    from curator.embed import space_has_text
 
     row = catalog.db.execute("SELECT embedder, modalities FROM spaces WHERE space = ?",
                              [space]).fetchone()
-    if row is None or not space_spec(catalog, space).capabilities.has_text:
+    if row is None or not space_has_text(catalog, space):
         return None
     if cache is None:
         from curator.search import SearchCache
@@ -331,13 +301,10 @@ def _zero_shot(catalog: Catalog, space: str, store: Any, gids: list[int],
     modality = next((m for m in ("image", "video", "audio") if m in json.loads(row[1])), "image")
     texts = [_prompt(labels[int(i)], modality) for i in label_ids]
     with lock:
-        T = _unit_rows(np.asarray(embedder.embed_text(texts), np.float32))
-    cents = []
-    for g in gids:
-        _, X = store.lookup(samples[g])
-        c = _unit_rows(X).mean(axis=0) if len(X) else np.zeros(T.shape[1], np.float32)
-        cents.append(c / max(float(np.linalg.norm(c)), 1e-12))
-    logits = LOGIT_SCALE * (np.asarray(cents, np.float32) @ T.T)
+        T = unit_rows(np.asarray(embedder.embed_text(texts), np.float32))
+    with state.lock:
+        _, cents = state.centroids()
+    logits = LOGIT_SCALE * (cents @ T.T)
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(axis=1, keepdims=True)
@@ -346,12 +313,6 @@ def _zero_shot(catalog: Catalog, space: str, store: Any, gids: list[int],
 def _prompt(label: dict[str, str], modality: str) -> str:
     text = ZERO_SHOT_TEMPLATES[modality].format(label["name"].replace("_", " "))
     return f"{text} {label['description']}".strip() if label["description"] else text
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    X = np.ascontiguousarray(X, np.float32)
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.divide(X, n, out=np.zeros_like(X), where=n > 0)
 
 
 # --- acceptance ------------------------------------------------------------------------------

@@ -5,12 +5,13 @@
 extra: a reader replays the `event_items` written since (each row is one item's transition
 from its before-value to its after-value), so reading the status of 3,000 groups at a million
 items costs one small indexed read plus the changes since the last reader. A split or a merge
-re-counts only the groups it touched.
+re-counts only the groups it touched. `group_summaries` holds one row of sums per group (labelled,
+noise, mixed, duplicate, dominant label), rewritten only for the groups a catch-up touched, so
+the review queue reads one row per group.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import sqlite3
 from typing import Any, Optional
@@ -42,25 +43,38 @@ def _max_event(db: Any) -> int:
     return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
 
+def create_summary_table(db: Any) -> None:
+    """Per-group sums of the tallies (migration 008_perf_group_summaries), filled for the runs
+    that already have tallies."""
+    db.execute("CREATE TABLE IF NOT EXISTS group_summaries (run_id INTEGER NOT NULL, "
+               "group_id INTEGER NOT NULL, labelled INTEGER NOT NULL, noise INTEGER NOT NULL, "
+               "mixed INTEGER NOT NULL, duplicate INTEGER NOT NULL, top_label INTEGER, "
+               "top_n INTEGER NOT NULL, n_labels INTEGER NOT NULL, "
+               "PRIMARY KEY (run_id, group_id)) WITHOUT ROWID")
+    for (run_id,) in db.execute("SELECT run_id FROM tally_marks").fetchall():
+        _summarise(db, run_id, None)
+
+
 def tally_run(catalog: Catalog, run_id: int) -> None:
     """Count every group's decisions of a run from scratch (once per run, at clustering).
 
-    The counts are read in one snapshot with the newest event id of that snapshot, so any event
-    committed meanwhile is replayed by the next catch-up, never counted twice.
+    The run's assignments and the decided items are read in one snapshot, each column as one
+    text value (`group_concat`, parsed by NumPy: no Python object per row), and counted with
+    one 1-D `np.unique`; the mark is the newest event of that snapshot, so an event committed
+    meanwhile is replayed by the next catch-up, never counted twice.
     """
     db = catalog.db
     db.execute("BEGIN")
     try:
         as_of = _max_event(db)
-        pairs = _ints(db.execute("SELECT item_id, group_id FROM assignments WHERE run_id = ? "
-                                 "AND group_id >= 0 ORDER BY item_id", [run_id]), 2)
-        decided = _ints(db.execute(
-            "SELECT item_id, CASE state WHEN 'labelled' THEN 1 WHEN 'noise' THEN 2 "
-            "WHEN 'mixed' THEN 3 ELSE 4 END, COALESCE(label_id, 0) FROM item_labels "
-            "ORDER BY item_id"), 3)
+        items, groups = _columns(db, "SELECT group_concat(item_id), group_concat(group_id) FROM "
+                                     "assignments WHERE run_id = ? AND group_id >= 0", [run_id])
+        decided = _columns(db, "SELECT group_concat(item_id), group_concat(CASE state WHEN "
+                               "'labelled' THEN 1 WHEN 'noise' THEN 2 WHEN 'mixed' THEN 3 ELSE 4 "
+                               "END), group_concat(COALESCE(label_id, 0)) FROM item_labels", [])
     finally:
         db.execute("COMMIT")
-    rows = _count(pairs, decided)
+    rows = _count(items, groups, *decided)
     with catalog.write() as wdb:
         wdb.execute("DELETE FROM group_tallies WHERE run_id = ?", [run_id])
         wdb.conn.executemany("INSERT INTO group_tallies (run_id, group_id, state, label_id, n) "
@@ -68,38 +82,78 @@ def tally_run(catalog: Catalog, run_id: int) -> None:
                              [(run_id, g, STATE_NAMES[s], lab, n) for g, s, lab, n in rows])
         wdb.execute("INSERT OR REPLACE INTO tally_marks (run_id, as_of) VALUES (?, ?)",
                     [run_id, as_of])
+        wdb.execute("DELETE FROM group_summaries WHERE run_id = ?", [run_id])
+        wdb.conn.executemany("INSERT INTO group_summaries (run_id, group_id, labelled, noise, "
+                             "mixed, duplicate, top_label, top_n, n_labels) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [(run_id, *row) for row in _summaries_from_rows(
+                                 [(g, STATE_NAMES[s], lab or None, n) for g, s, lab, n in rows],
+                                 None).values()])
     catch_up(catalog, run_id)
 
 
-def _ints(cursor: Any, width: int) -> np.ndarray:
-    """Rows of integers straight into an (n, width) array, without a list of tuples."""
-    flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.int64)
-    return flat.reshape(-1, width)
+def _columns(db: Any, sql: str, args: list) -> list[np.ndarray]:
+    """The integer columns of a one-row query of `group_concat`s, as arrays (in the order
+    SQLite scanned the rows, the same for every column of the query)."""
+    row = db.execute(sql, args).fetchone()
+    return [np.fromstring(text, dtype=np.int64, sep=",") if text else np.empty(0, np.int64)
+            for text in row]
 
 
-def _count(pairs: np.ndarray, decided: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(group, state code, label, count) from sorted (item, group) and (item, state, label)."""
-    if not len(pairs) or not len(decided):
+def _count(items: np.ndarray, groups: np.ndarray, ids: np.ndarray, states: np.ndarray,
+           labels: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(group, state code, label, count) from (item, group) and (item, state, label) columns."""
+    if not len(items) or not len(ids):
         return []
-    pos = np.searchsorted(pairs[:, 0], decided[:, 0])
-    ok = pos < len(pairs)
-    ok[ok] = pairs[pos[ok], 0] == decided[ok, 0]
-    groups = pairs[pos[ok], 1]
-    labels = decided[ok, 2]
-    span = int(labels.max()) + 1 if len(labels) else 1
+    if len(items) > 1 and not bool(np.all(items[1:] > items[:-1])):  # they come in item order
+        order = np.argsort(items, kind="stable")
+        items, groups = items[order], groups[order]
+    pos = np.clip(np.searchsorted(items, ids), 0, len(items) - 1)
+    ok = items[pos] == ids
+    group = groups[pos[ok]]
+    label = labels[ok]
+    span = int(label.max()) + 1 if len(label) else 1
     # One integer key per (group, state, label): a 1-D unique is many times faster than rows.
-    keys = (groups * 8 + decided[ok, 1]) * span + labels
+    keys = (group * 8 + states[ok]) * span + label
     uniq, counts = np.unique(keys, return_counts=True)
     lab = uniq % span
     rest = uniq // span
     return list(zip((rest // 8).tolist(), (rest % 8).tolist(), lab.tolist(), counts.tolist()))
 
 
+def _summarise(db: Any, run_id: int, touched: Optional[str]) -> None:
+    """Rewrite the summaries of a run's groups from their tallies: all of them, or those in the
+    temp table named by `touched` (column g)."""
+    only = "" if touched is None else f" AND group_id IN (SELECT g FROM {touched})"
+    db.execute(f"DELETE FROM group_summaries WHERE run_id = ?{only}", [run_id])
+    # SQLite returns the bare column of the row holding MAX(n): the dominant label (the lowest
+    # label id among equals, the tallies being read in key order).
+    db.execute(
+        f"WITH t AS (SELECT group_id, state, label_id, n FROM group_tallies WHERE run_id = :run"
+        f"{only}), top AS (SELECT group_id, label_id, MAX(n) AS n, COUNT(*) AS k FROM t "
+        "WHERE state = 'labelled' GROUP BY group_id) "
+        "INSERT INTO group_summaries (run_id, group_id, labelled, noise, mixed, duplicate, "
+        "top_label, top_n, n_labels) SELECT :run, t.group_id, "
+        "SUM(CASE t.state WHEN 'labelled' THEN t.n ELSE 0 END), "
+        "SUM(CASE t.state WHEN 'noise' THEN t.n ELSE 0 END), "
+        "SUM(CASE t.state WHEN 'mixed' THEN t.n ELSE 0 END), "
+        "SUM(CASE t.state WHEN 'duplicate' THEN t.n ELSE 0 END), "
+        "NULLIF(top.label_id, 0), COALESCE(top.n, 0), COALESCE(top.k, 0) "
+        "FROM t LEFT JOIN top ON top.group_id = t.group_id GROUP BY t.group_id",
+        {"run": run_id})
+
+
+# One join per event row (the item's group in the run), then each row's before-value counted
+# -1 and its after-value +1 in its group: a label and its undo cancel out.
 _DELTAS = (
-    "SELECT a.group_id AS g, ei.{side}_state AS s, COALESCE(ei.{side}_label, 0) AS l, {sign} AS d "
-    "FROM event_items ei CROSS JOIN assignments a ON a.run_id = :run AND a.item_id = ei.item_id "
-    "WHERE ei.event_id > :lo AND ei.event_id <= :hi AND ei.{side}_state IS NOT NULL "
-    "AND a.group_id >= 0")
+    "WITH moves AS MATERIALIZED (SELECT a.group_id AS g, ei.before_state AS bs, "
+    "COALESCE(ei.before_label, 0) AS bl, ei.after_state AS xs, COALESCE(ei.after_label, 0) AS xl, "
+    "COUNT(*) AS k FROM event_items ei CROSS JOIN assignments a ON a.run_id = :run "
+    "AND a.item_id = ei.item_id WHERE ei.event_id > :lo AND ei.event_id <= :hi "
+    "AND a.group_id >= 0 GROUP BY 1, 2, 3, 4, 5) "
+    "INSERT INTO tally_delta (g, s, l, d) SELECT g, s, l, SUM(d) FROM ("
+    "SELECT g, bs AS s, bl AS l, -k AS d FROM moves WHERE bs IS NOT NULL UNION ALL "
+    "SELECT g, xs, xl, k FROM moves WHERE xs IS NOT NULL) GROUP BY g, s, l HAVING SUM(d) != 0")
 
 
 def catch_up(catalog: Catalog, run_id: int) -> bool:
@@ -123,14 +177,21 @@ def _catch_up_in(db: Any, run_id: int) -> None:
     lo, hi = _as_of(db, run_id), _max_event(db)
     if lo is None or lo >= hi:
         return
-    deltas = (_DELTAS.format(side="before", sign=-1) + " UNION ALL "
-              + _DELTAS.format(side="after", sign=1))
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS tally_delta (g INTEGER, s TEXT, l INTEGER, "
+               "d INTEGER)")
+    db.execute("DELETE FROM tally_delta")
+    db.execute(_DELTAS, {"run": run_id, "lo": lo, "hi": hi})
     db.execute(
         "INSERT INTO group_tallies (run_id, group_id, state, label_id, n) "
-        f"SELECT :run, g, s, l, SUM(d) FROM ({deltas}) GROUP BY g, s, l HAVING SUM(d) != 0 "
+        "SELECT ?, g, s, l, d FROM tally_delta WHERE 1 "
         "ON CONFLICT (run_id, group_id, state, label_id) DO UPDATE SET n = n + excluded.n",
-        {"run": run_id, "lo": lo, "hi": hi})
-    db.execute("DELETE FROM group_tallies WHERE run_id = ? AND n = 0", [run_id])
+        [run_id])
+    db.execute("DELETE FROM group_tallies WHERE run_id = ? AND n = 0 AND (group_id, state, "
+               "label_id) IN (SELECT g, s, l FROM tally_delta)", [run_id])
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS tally_touched (g INTEGER PRIMARY KEY)")
+    db.execute("DELETE FROM tally_touched")
+    db.execute("INSERT OR IGNORE INTO tally_touched SELECT g FROM tally_delta")
+    _summarise(db, run_id, "tally_touched")
     db.execute("UPDATE tally_marks SET as_of = ? WHERE run_id = ?", [hi, run_id])
 
 
@@ -148,6 +209,11 @@ def recount_groups(db: Any, run_id: int, group_ids: list[int]) -> None:
         "FROM assignments a CROSS JOIN item_labels l ON l.item_id = a.item_id "
         f"WHERE a.run_id = ? AND a.group_id IN ({marks}) GROUP BY 1, 2, 3, 4",
         [run_id, *group_ids])
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS tally_touched (g INTEGER PRIMARY KEY)")
+    db.execute("DELETE FROM tally_touched")
+    db.conn.executemany("INSERT OR IGNORE INTO tally_touched VALUES (?)",
+                        [(int(g),) for g in group_ids])
+    _summarise(db, run_id, "tally_touched")
 
 
 def tallies(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
@@ -171,8 +237,12 @@ def tallies(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
 
 
 def group_summaries(catalog: Catalog, run_id: int, group_ids: Optional[list[int]] = None
-                    ) -> dict[int, tuple[int, int, int, int, Optional[int], int, int]]:
-    """group -> (labelled, noise, mixed, duplicate, top label, its count, labels) of a run."""
+                    ) -> dict[int, tuple[int, int, int, int, int, Optional[int], int, int]]:
+    """group -> (group, labelled, noise, mixed, duplicate, top label, its count, labels) of a run.
+
+    One row per group from `group_summaries`, which the catch-up keeps true for the groups
+    the new events touched (a 10,000-item label rewrites one summary row, not 3,000).
+    """
     if not catch_up(catalog, run_id):
         try:
             if _as_of(catalog.db, run_id) is not None:
@@ -187,21 +257,9 @@ def group_summaries(catalog: Catalog, run_id: int, group_ids: Optional[list[int]
     if group_ids is not None:
         where += f" AND group_id IN ({','.join('?' * len(group_ids)) or 'NULL'})"
         args.extend(int(g) for g in group_ids)
-    out: dict[int, list] = {}
-    for g, lab, noi, mix, dup in catalog.db.execute(
-            "SELECT group_id, SUM(CASE state WHEN 'labelled' THEN n ELSE 0 END), "
-            "SUM(CASE state WHEN 'noise' THEN n ELSE 0 END), "
-            "SUM(CASE state WHEN 'mixed' THEN n ELSE 0 END), "
-            f"SUM(CASE state WHEN 'duplicate' THEN n ELSE 0 END) FROM group_tallies WHERE {where} "
-            "GROUP BY group_id", args):
-        out[g] = [lab, noi, mix, dup, None, 0, 0]
-    # SQLite returns the bare column of the row holding MAX(n): the dominant label.
-    for g, label_id, top, count in catalog.db.execute(
-            f"SELECT group_id, label_id, MAX(n), COUNT(*) FROM group_tallies WHERE {where} "
-            "AND state = 'labelled' GROUP BY group_id", args):
-        if g in out:
-            out[g][4:] = [label_id or None, top, count]
-    return {g: tuple(v) for g, v in out.items()}
+    return {r[0]: r for r in catalog.db.execute(
+        "SELECT group_id, labelled, noise, mixed, duplicate, top_label, top_n, n_labels "
+        f"FROM group_summaries WHERE {where}", args)}
 
 
 def _summaries_from_rows(rows: list, group_ids: Optional[list[int]]) -> dict[int, tuple]:
@@ -218,7 +276,7 @@ def _summaries_from_rows(rows: list, group_ids: Optional[list[int]]) -> dict[int
     for g, by in labels.items():
         top = max(by.items(), key=lambda kv: (kv[1], -kv[0]))
         acc[g][4:] = [top[0], top[1], len(by)]
-    return {g: tuple(v) for g, v in acc.items()}
+    return {g: (g, *v) for g, v in acc.items()}
 
 
 def _count_in_memory(catalog: Catalog, run_id: int) -> list[tuple[int, str, Optional[int], int]]:

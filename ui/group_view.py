@@ -333,6 +333,8 @@ class GroupView(QWidget):
         if self.source is None or self.source.group_id != group_id:
             return
         self._loading = None
+        if keep and self.info.get("topic_name"):
+            info.setdefault("topic_name", self.info["topic_name"])
         self.info = info
         if not (keep and info["items"] == self.model.ids()):
             self.model.set_items(info["items"], info.get("representatives", ()),
@@ -346,7 +348,20 @@ class GroupView(QWidget):
             self.grid.setFocus()
             self.grid.request_visible()
             self.shown.emit(group_id)
+            self._read_topic(group_id)
         self._read_suggestion(group_id, info)
+
+    def _read_topic(self, group_id: int) -> None:
+        """The group's topic in words (path words; the nearest taxonomy name where the space has
+        a text tower), read after the group is on screen: a text model may have to load."""
+        def shown(text: str) -> None:
+            if self.group_id == group_id and text:
+                self.info["topic_name"] = text
+                self._update_title()
+
+        self.session.read(lambda p: p.group_facts([group_id])[group_id].topic_text(),
+                          key="group-topic", on_result=shown, name="topic", priority=-1,
+                          on_error=lambda err: log.info("no topic name: %s", err))
 
     def _load_badges(self) -> None:
         """Read the current decision of every shown item (the badges) in the background."""
@@ -379,7 +394,8 @@ class GroupView(QWidget):
         cohesion = i.get("cohesion")
         impurity = i.get("impurity")
         self.details.setText(
-            f"space {i.get('space', '?')} · topic {i.get('topic', '?')} · cohesion "
+            f"space {i.get('space', '?')} · topic {i.get('topic_name') or i.get('topic', '?')} · "
+            f"cohesion "
             f"{cohesion if cohesion is None else f'{cohesion:.3f}'} · impurity "
             f"{impurity if impurity is None else f'{impurity:.3f}'} · "
             f"{len(self.model.excluded)} excluded · ● representative ◥ boundary"

@@ -50,6 +50,7 @@ class GroupTableModel(QAbstractTableModel):
         self._sort: Optional[tuple[int, Qt.SortOrder]] = None
         self._filter = ""
         self.label_colours: dict[str, str] = {}
+        self.topic_names: dict[int, str] = {}  # group id -> topic in words, read lazily
 
     def set_groups(self, groups: Sequence[Any]) -> None:
         """Show a new answer; when the same groups stay in the same order, rows update in place."""
@@ -73,7 +74,7 @@ class GroupTableModel(QAbstractTableModel):
         if self._filter:
             needle = self._filter.casefold()
             rows = [g for g in rows if needle in f"{g.group_id} {g.label or ''} {g.topic} "
-                    f"{g.status} {g.space}".casefold()]
+                    f"{self.topic_names.get(g.group_id, '')} {g.status} {g.space}".casefold()]
         if self._sort is not None:
             column, order = self._sort
             key = self.COLUMNS[column]
@@ -105,6 +106,14 @@ class GroupTableModel(QAbstractTableModel):
         if dataclasses.is_dataclass(g):
             self._rows[row] = dataclasses.replace(g, status=status, label=label)
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
+
+    def set_topic_names(self, names: dict[int, str]) -> None:
+        """Show these groups' topics in words (in place of the topic number)."""
+        self.topic_names.update({g: t for g, t in names.items() if t})
+        rows = [self._row_of[g] for g in names if g in self._row_of]
+        if rows:
+            col = self.COLUMNS.index("topic")
+            self.dataChanged.emit(self.index(min(rows), col), self.index(max(rows), col))
 
     def group_at(self, row: int) -> Any:
         return self._rows[row]
@@ -142,6 +151,8 @@ class GroupTableModel(QAbstractTableModel):
             value = _group_value(g, column)
             return "" if value is None else value
         if role == Qt.DisplayRole:
+            if column == "topic" and g.group_id in self.topic_names:
+                return self.topic_names[g.group_id]
             value = _group_value(g, column)
             if isinstance(value, float):
                 return f"{value:.3f}"
@@ -152,8 +163,9 @@ class GroupTableModel(QAbstractTableModel):
             colour = self.label_colours.get(g.label)
             if colour:
                 return QColor(colour)
-        if role == Qt.TextAlignmentRole and column in ("group", "size", "cohesion", "impurity",
-                                                       "topic"):
+        if role == Qt.TextAlignmentRole and column in ("group", "size", "cohesion", "impurity") or (
+                role == Qt.TextAlignmentRole and column == "topic"
+                and g.group_id not in self.topic_names):
             return int(Qt.AlignRight | Qt.AlignVCenter)
         return None
 

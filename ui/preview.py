@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.session import Session
+from ui.spectrogram import SpectrogramView
 from ui.thumbnails import ThumbnailCache
 from ui.workers import submit
 
@@ -113,7 +114,8 @@ class ZoomView(QGraphicsView):
 
 
 class MediaPane(QWidget):
-    """Playback of audio (over its spectrogram image) or video (QVideoWidget), with a scrub bar."""
+    """Playback of audio (over its spectrogram, with axes and a playhead) or video (QVideoWidget,
+    its poster frame until it plays), with a scrub bar."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -128,8 +130,11 @@ class MediaPane(QWidget):
         self.slider.sliderMoved.connect(self._seek)
         self.time_label = QLabel("0:00 / 0:00")
         self.stage = QStackedWidget()
-        self.spectrogram = ZoomView()
+        self.spectrogram = SpectrogramView()
+        self.spectrogram.seek.connect(lambda s: self._seek(int(s * 1000)))
+        self.poster = ZoomView()
         self.stage.addWidget(self.spectrogram)
+        self.stage.addWidget(self.poster)
         controls = QHBoxLayout()
         controls.addWidget(self.play_button)
         controls.addWidget(self.slider, 1)
@@ -168,15 +173,22 @@ class MediaPane(QWidget):
                 self.stage.addWidget(self.video_widget)
             self.player.setVideoOutput(self.video_widget)
             # The poster frame (the thumbnail) shows until playback starts.
-            self.stage.setCurrentWidget(self.spectrogram)
+            self.stage.setCurrentWidget(self.poster)
         else:
             self.player.setVideoOutput(None)
             self.stage.setCurrentWidget(self.spectrogram)
         return True
 
-    def show_media(self, path: str, video: bool, spectrogram: Optional[QImage]) -> None:
+    def show_media(self, path: str, video: bool, poster: Optional[QImage]) -> None:
+        """Show a video (its poster frame until it plays) or a sound (its spectrogram)."""
         self.stop()
-        self.spectrogram.set_image(spectrogram)
+        if video:
+            self.spectrogram.clear()
+            self.poster.set_image(poster)
+            self.stage.setCurrentWidget(self.poster)
+        else:
+            self.spectrogram.load(path)
+            self.stage.setCurrentWidget(self.spectrogram)
         if not self._ensure_player(video):
             return
         self.player.setSource(QUrl.fromLocalFile(path))
@@ -210,6 +222,8 @@ class MediaPane(QWidget):
     def _position(self, ms: int) -> None:
         if not self.slider.isSliderDown():
             self.slider.setValue(ms)
+        if self.stage.currentWidget() is self.spectrogram:
+            self.spectrogram.set_position(ms / 1000)
         self.time_label.setText(f"{_clock(ms)} / {_clock(self.slider.maximum())}")
 
     def _duration(self, ms: int) -> None:
@@ -297,8 +311,8 @@ class PreviewPane(QWidget):
             return
         image = self.thumbs.image(self.item_id)
         if self.stage.currentWidget() is self.media:
-            if self.media.stage.currentWidget() is self.media.spectrogram:
-                self.media.spectrogram.set_image(image)
+            if self.media.stage.currentWidget() is self.media.poster:
+                self.media.poster.set_image(image)
         elif not self._full_image:
             self.image_view.set_image(image)
 

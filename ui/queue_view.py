@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -97,6 +97,12 @@ class QueueView(QWidget):
                                     QHeaderView.ResizeToContents)
         self.table.setAlternatingRowColors(True)
         self.table.doubleClicked.connect(lambda index: self._open(index))
+        # Topic names (words) are read for the rows on screen, after they show and on scroll.
+        self._naming = QTimer(self)
+        self._naming.setSingleShot(True)
+        self._naming.setInterval(150)
+        self._naming.timeout.connect(self._name_visible)
+        self.table.verticalScrollBar().valueChanged.connect(lambda _: self._naming.start())
         self.table.activated.connect(lambda index: self._open(index))
 
         self.status_filter = QComboBox()
@@ -203,6 +209,8 @@ class QueueView(QWidget):
     def _loaded(self, answer: dict[str, Any]) -> None:
         current = self.current_group()
         self.empty_reason = answer.get("empty", "")
+        if answer.get("run_id") != self.run_id:
+            self.model.topic_names.clear()  # group ids belong to their run
         self.run_id = answer.get("run_id")
         self._shown_groups = list(answer["groups"])
         self.model.set_groups(_with_suggestions(self._shown_groups, self.suggestions))
@@ -217,7 +225,30 @@ class QueueView(QWidget):
                                  f"{len(answer['groups'])} groups shown · Enter opens a group")
         if current is not None:
             self.select_group(current)
+        self._naming.start()
         self.loaded.emit()
+
+    def _name_visible(self) -> None:
+        """Read the topics in words of the rows on screen that have none yet."""
+        if self.run_id is None or not self.model.rowCount():
+            return
+        first = max(0, self.table.rowAt(0))
+        last = self.table.rowAt(self.table.viewport().height() - 1)
+        last = self.model.rowCount() - 1 if last < 0 else last
+        ids = [self.model.group_at(r).group_id for r in range(first, last + 1)]
+        ids = [g for g in ids if g not in self.model.topic_names]
+        if not ids:
+            return
+        run_id = self.run_id
+
+        def named(found: dict[int, str]) -> None:
+            if run_id == self.run_id:
+                self.model.set_topic_names(found)
+
+        self.session.read(lambda p: {g: f.topic_text() for g, f in
+                                     p.group_facts(ids, run_id).items()},
+                          key="queue-topics", on_result=named, name="topic names",
+                          priority=-2, on_error=lambda err: log.info("no topic names: %s", err))
 
     def _suggested(self, suggestions: dict[int, Any]) -> None:
         """Fresh suggestions arrived: the rows stay, the suggestion column updates in place."""
@@ -228,6 +259,9 @@ class QueueView(QWidget):
             self.select_group(current)
 
     def set_labels(self, labels: list[Any]) -> None:
+        # The nearest taxonomy name is part of a topic: a changed taxonomy names them again.
+        self.model.topic_names.clear()
+        self._naming.start()
         self.model.label_colours = {lab.path: lab.colour for lab in labels if lab.colour}
         self.model.label_colours.update({lab.name: lab.colour for lab in labels if lab.colour})
         current = self.label_filter.currentData()

@@ -13,8 +13,6 @@ from typing import Any, Optional
 
 import click
 
-from curator.version import click_callback as click_version
-
 log = logging.getLogger("curator")
 
 
@@ -183,6 +181,14 @@ class _PluginGroup(click.Group):
         if command is None and name in self._plugins():
             command = self._plugins()[name].load()
         return command
+
+
+def click_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """`--version`: the report's module (importlib.metadata, ~0.1 s) loads only when asked."""
+    if value:
+        from curator.version import click_callback
+
+        click_callback(ctx, param, value)
 
 
 @click.group(cls=_PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -72,7 +72,7 @@ def _print_groups(groups: list[Any], title: str, facts: Optional[dict] = None,
     click.echo(f"{title}:")
     extra = "  suggestion" if suggestions is not None else ""
     click.echo(f"  {'group':>6} {'size':>7} {'decided':>8} {'cohesion':>8}  {'status':<9} "
-               f"{'label':<14} {'modalities':<18} {'labels carried':<22} {'topic':<20}{extra}")
+               f"{'label':<14} {'modalities':<18} {'labels carried':<22} {'topic':<28}{extra}")
     for g in groups:
         f = (facts or {}).get(g.group_id)
         hint = ""
@@ -82,7 +82,7 @@ def _print_groups(groups: list[Any], title: str, facts: Optional[dict] = None,
         click.echo(f"  {g.group_id:>6} {g.size:>7} {g.labelled:>8} {g.cohesion:>8.3f}  "
                    f"{g.status:<9} {(g.label or '-'):<14} "
                    f"{(f.modality_text() if f else ''):<18} {(f.labels_text() if f else ''):<22} "
-                   f"{((f.topic_name if f else str(g.topic)) or '-'):<20}{hint}")
+                   f"{((f.topic_text() if f else str(g.topic)) or '-'):<28}{hint}")
 
 
 @cli.command()
@@ -137,7 +137,7 @@ def group_show(project: Path, group_id: int, run_id: Optional[int], limit: int,
         return
     f = shown.facts
     click.echo(f"group {group_id} of run {run} ({shown.state}, space {shown.space}): "
-               f"{shown.size} items · {f.modality_text()} · topic: {f.topic_name or '-'}")
+               f"{shown.size} items · {f.modality_text()} · topic: {f.topic_text() or '-'}")
     click.echo(f"labels carried: {f.labels_text() or 'none yet'}")
     click.echo(f"  {'item':>8} {'sim':>6}  {'modality':<8} {'label':<16} path")
     for m in shown.members:

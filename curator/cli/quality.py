@@ -80,6 +80,11 @@ def audit_command(project: Path, sample: Optional[int], seed: int, audit_id: Opt
             click.echo(f"audit {new}: {size} items to review (curator audit {project} --id {new})")
         return
     if audit_id is None:
+        if report or verdict or item_id is not None:
+            what = "--report" if report else "--verdict" if verdict else "--item"
+            raise UsageError(f"{what} needs --id A, the audit to "
+                             f"{'report on' if report else 'record in'}",
+                             hint="start an audit with --sample N; its id is printed then")
         raise UsageError("give --sample N to start an audit, or --id A to work on one")
     if (item_id is None) != (verdict is None):
         raise UsageError("--item and --verdict go together")

@@ -35,6 +35,8 @@ class SearchCache:
         self._folders: dict[str, Path] = {}
         self._stores: dict[str, tuple[Any, tuple[Any, Any]]] = {}
         self._embedder_locks: dict[tuple[str, bool | None], threading.Lock] = {}
+        # Warm k-NN state of label suggestions by (run, space): see curator/suggest_votes.py.
+        self.suggest_states: dict[tuple[int, str], Any] = {}
 
     def folder(self, space: str) -> Path:
         """The space's folder (looked up once: a space never moves)."""
@@ -109,3 +111,4 @@ class SearchCache:
             self._stores.clear()
             self._embedders.clear()
             self._embedder_locks.clear()
+            self.suggest_states.clear()

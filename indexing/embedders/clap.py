@@ -94,7 +94,7 @@ def resolve_clap_source(
                 f"CLAP folder {folder} needs config.json and model weights "
                 f"({', '.join(HF_MODEL_WEIGHTS)}); "
                 "save the model there with save_pretrained, or name a hub repo such as "
-                f"{DEFAULT_MODEL!r}"
+                f"`--audio-model {DEFAULT_MODEL}`, or use `--audio-model classic`"
             )
         # A folder has no stable name across machines: name the space by the weights instead.
         sha = file_sha256(weights)
@@ -109,8 +109,8 @@ def resolve_clap_source(
         )
     if model.count("/") != 1 or model.startswith(("/", ".", "~")):
         raise EmbedderUnavailable(
-            f"CLAP model {model!r} is neither a folder nor a hub repo id (org/name), e.g. "
-            f"{DEFAULT_MODEL!r}"
+            f"CLAP model {model!r} is neither a folder nor a hub repo id (org/name): give "
+            f"`--audio-model {DEFAULT_MODEL}` (or a folder), or `--audio-model classic`"
         )
     snap = find_cached_hf_model(model, hub, required=_HUB_FILES, any_of=HF_MODEL_WEIGHTS)
     if snap is not None:
@@ -128,7 +128,8 @@ def resolve_clap_source(
     if reason:
         raise EmbedderUnavailable(
             missing_weights_message(
-                f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False
+                f"CLAP model {model}", reason, hub, [(model, "")], weights_flag=False,
+                classic_flag="--audio-model classic",
             )
         )
     return ClapSource(
@@ -392,7 +393,7 @@ def create(
     if ignored.get("weights"):
         raise EmbedderUnavailable(
             "CLAP takes its weights from a model folder: pass the folder as the model "
-            "(--model PATH); --weights is for open_clip"
+            "(--audio-model PATH); --weights is for open_clip"
         )
     if ignored:
         log.debug("clap ignores options %s", sorted(ignored))

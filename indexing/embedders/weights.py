@@ -306,12 +306,21 @@ def why_no_download(offline: bool | None = None, timeout: float = PROBE_TIMEOUT_
     return None
 
 
+MISSING_WEIGHTS = "weights are not on this machine and cannot be downloaded"
+
+
+def is_missing_weights(exc: BaseException) -> bool:
+    """Whether an EmbedderUnavailable says only that the weights are absent (not a bad model)."""
+    return MISSING_WEIGHTS in str(exc)
+
+
 def missing_weights_message(
     what: str,
     reason: str,
     cache_dir: Path,
     downloads: Iterable[tuple[str, str]] = (),
     weights_flag: bool = True,
+    classic_flag: str = "--model classic",
 ) -> str:
     """The one message shown when weights are absent and cannot be fetched.
 
@@ -321,10 +330,12 @@ def missing_weights_message(
         cache_dir: the hub cache folder that was searched.
         downloads: (repo id, file name or "") pairs to fetch on a connected machine.
         weights_flag: whether to suggest `--weights FILE`.
+        classic_flag: the flag that chooses the weight-free embedder for this model's modality
+            (`--audio-model classic` for an audio model).
     """
     cmds = [f"hf download {repo}" + (f" {name}" if name else "") for repo, name in downloads]
     lines = [
-        f"{what}: weights are not on this machine and cannot be downloaded ({reason}).",
+        f"{what}: {MISSING_WEIGHTS} ({reason}).",
         f"Looked in the Hugging Face cache at {cache_dir} (set HF_HOME or HF_HUB_CACHE to use "
         "another).",
     ]
@@ -337,7 +348,7 @@ def missing_weights_message(
         )
     if weights_flag:
         lines.append("Or pass a local checkpoint with `--weights FILE`.")
-    lines.append("Or use `--model classic`, which needs no weights.")
+    lines.append(f"Or use `{classic_flag}`, which needs no weights.")
     return "\n".join(lines)
 
 

@@ -172,3 +172,59 @@ def test_cli_group_show_and_queue_say_what_is_in_a_group(project, capsys):
     main(["queue", root])
     out = capsys.readouterr().out
     assert "partial" in out and "red 2" in out
+
+
+def _recounted(project, run):
+    """Tallies and per-group summaries counted from scratch from the current labels."""
+    from curator.tallies import _count_in_memory, _summaries_from_rows
+
+    rows = _count_in_memory(project.catalog, run)
+    return sorted(rows), _summaries_from_rows(rows, None)
+
+
+def _kept(project, run):
+    from curator.tallies import group_summaries, tallies
+
+    kept = sorted((g, s, lab or None, n) for g, s, lab, n in tallies(project.catalog, run))
+    return kept, group_summaries(project.catalog, run)
+
+
+def test_summaries_after_group_label_undo_and_redo_equal_a_full_recount(project):
+    run, _ = project.cluster(n_groups=3)
+    groups = {_colour(project, g.group_id, run): g.group_id for g in project.groups(run)}
+    red = project.group(groups["red"]).items
+    project.label_items(red[:4], "blue")  # some members carry another label first
+    assert _kept(project, run) == _recounted(project, run)
+    project.label_group(groups["red"], "red", exclude=red[:2])
+    kept = _kept(project, run)
+    assert kept == _recounted(project, run)
+    # Two excluded items keep "blue", two were relabelled, eight were new.
+    red_id = {lab.name: lab.id for lab in project.labels()}["red"]
+    assert kept[1][groups["red"]] == (groups["red"], 12, 0, 0, 0, red_id, 10, 2)
+    project.undo()
+    assert _kept(project, run) == _recounted(project, run)
+    assert _kept(project, run)[1][groups["red"]][1] == 4
+    project.redo()
+    assert _kept(project, run) == _recounted(project, run)
+    project.label_group(groups["green"], action="noise")
+    project.undo()
+    project.undo()  # the redone label goes too
+    assert _kept(project, run) == _recounted(project, run)
+    assert {i: b[1] for i, b in project.item_badges(red).items()} == {i: "blue" for i in red[:4]}
+
+
+def test_a_group_label_reads_its_members_in_the_catalog_and_checks_exclusions(project):
+    run, _ = project.cluster(n_groups=3)
+    groups = {_colour(project, g.group_id, run): g.group_id for g in project.groups(run)}
+    red = project.group(groups["red"]).items
+    green = project.group(groups["green"]).items
+    with pytest.raises(UsageError, match=f"item {green[0]} is not in group {groups['red']}"):
+        project.label_group(groups["red"], "red", exclude=[green[0]])
+    with pytest.raises(UsageError, match="no group 99 in clustering run"):
+        project.label_group(99, "red")
+    event = project.label_group(groups["red"], "red", exclude=red[:3])
+    ev = project.history(limit=1)[0]
+    assert ev.id == event and ev.item_count == 9 and ev.details["excluded"] == sorted(red[:3])
+    assert ev.run_id == run and ev.group_id == groups["red"] and ev.source == "group"
+    badges = project.item_badges(red)
+    assert sorted(badges) == sorted(red[3:]) and {b[1] for b in badges.values()} == {"red"}

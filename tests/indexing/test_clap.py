@@ -148,7 +148,7 @@ def test_offline_missing_model_fails_fast_naming_the_cache(hf_cache):
         create(model="laion/clap-htsat-unfused", device="cpu")
     message = str(err.value)
     assert str(hf_cache.hub) in message and "HF_HUB_OFFLINE is set" in message
-    assert "hf download laion/clap-htsat-unfused" in message and "--model classic" in message
+    assert "hf download laion/clap-htsat-unfused" in message and "--audio-model classic" in message
 
 
 def test_hub_repo_loads_from_the_cache_offline(tiny_clap, clap, hf_cache, wavs):

@@ -149,3 +149,21 @@ def test_average_linkage_merges_the_most_connected_first():
     assert pairs[0] == {0, 1} and pairs[1] == {2, 3}
     assert len(merges) == 3  # the isolated node is never merged by the graph
     assert merges[2][2] == pytest.approx(0.1 / 4)  # average over the 2 x 2 pairs
+
+
+def test_two_level_path_runs_and_stays_ahead_of_kmeans(monkeypatch):
+    """The coarse-cells path (used at scale) on a small set: it once crashed on faiss 1.15,
+    which refuses new attributes on its index objects."""
+    import indexing.graph_merge as gm
+
+    X, y = families(seed=2)
+    flat = cluster_embeddings(X, 12, method="graph", seed=0)
+    assert flat.params["two_level"] is False
+    monkeypatch.setattr(gm, "FLAT_MAX_WORK", 1)
+    ours = cluster_embeddings(X, 12, method="graph", seed=0)
+    assert ours.params["two_level"] is True and ours.n_groups == 12
+    km = cluster_embeddings(X, 12, method="kmeans", seed=0)
+    assert oracle_accuracy(ours.labels, y) >= oracle_accuracy(km.labels, y) + 0.05
+    perm = np.random.default_rng(1).permutation(len(y))
+    again = cluster_embeddings(X[perm], 12, method="graph", seed=0)
+    np.testing.assert_array_equal(again.labels, ours.labels[perm])

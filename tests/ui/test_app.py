@@ -563,7 +563,8 @@ def test_audio_preview_without_a_sound_device_still_shows(window, qtbot, project
 
     if not QMediaDevices.audioOutputs():
         assert "No sound device" in pane.media.note.text()
-    qtbot.waitUntil(lambda: not pane.media.spectrogram._item.pixmap().isNull(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: pane.media.spectrogram.spectrogram is not None, timeout=TIMEOUT)
+    assert pane.media.spectrogram.time_labels() and pane.media.spectrogram.freq_labels()
     assert any(label.text() == "sample_rate" for label in pane.findChildren(QLabel))
     preview.close()
 

@@ -1,0 +1,100 @@
+"""The warm k-NN state of label suggestions: refreshed with only the changed labels, it gives
+the same suggestions as a state built afresh, through decisions, relabels, noise and undo."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from bench.suggest import build_project
+from bench.synth import make_synthetic
+from curator.project import Project
+from curator.suggest import suggest
+
+
+@pytest.fixture
+def vectors_project(tmp_path):
+    X, y, _ = make_synthetic(900, 32, 6, seed=3, spec="hard")
+    build_project(tmp_path / "proj", X, n_groups=30)
+    with Project.open(tmp_path / "proj") as proj:
+        proj.set_annotator("ana")
+        for c in range(6):
+            proj.add_label(f"class-{c}")
+        yield proj, np.asarray(y)
+
+
+def _majority(proj, gid, y):
+    top = Counter(y[np.asarray(proj.group(gid).items) - 1].tolist()).most_common(1)[0][0]
+    return f"class-{max(top, 0)}"
+
+
+def _same_as_fresh(proj):
+    run = proj.current_run()
+    warm = proj.suggestions(run)
+    fresh = suggest(proj.catalog, run, cache=None)
+    assert warm.keys() == fresh.keys()
+    for gid, s in warm.items():
+        assert (s.label, s.source) == (fresh[gid].label, fresh[gid].source), gid
+        assert s.confidence == pytest.approx(fresh[gid].confidence, abs=1e-3)
+        assert s.raw == pytest.approx(fresh[gid].raw, abs=1e-3)
+    return warm
+
+
+def test_refreshed_state_matches_a_fresh_one_through_edits_and_undo(vectors_project):
+    proj, y = vectors_project
+    run = proj.current_run()
+    groups = [g.group_id for g in proj.groups(run)]
+    proj.label_group(groups[0], _majority(proj, groups[0], y))
+    first = _same_as_fresh(proj)
+    assert first and all(s.source == "knn" for s in first.values())
+    state = proj.search_cache().suggest_states[(run, "synthetic:suggest")]
+    searched = state.n_srch
+    for gid in groups[1:6]:
+        proj.label_group(gid, _majority(proj, gid, y))
+        _same_as_fresh(proj)
+    # The same state, grown by the decided items only (every item is searched at this size).
+    assert proj.search_cache().suggest_states[(run, "synthetic:suggest")] is state
+    assert state.n_srch == searched + sum(len(proj.group(g).items) for g in groups[1:6])
+    proj.label_group(groups[2], "class-5" if _majority(proj, groups[2], y) != "class-5"
+                     else "class-4")  # relabel: no search, a different vote
+    _same_as_fresh(proj)
+    proj.label_group(groups[3], action="noise")  # its items leave the labelled set
+    _same_as_fresh(proj)
+    assert state.n_srch < searched + sum(len(proj.group(g).items) for g in groups[1:6])
+    proj.undo()
+    proj.undo()
+    after_undo = _same_as_fresh(proj)
+    assert groups[2] not in after_undo and groups[3] not in after_undo  # decided again
+    proj.redo()
+    _same_as_fresh(proj)
+
+
+def test_beyond_the_cap_a_fixed_share_is_searched_and_the_state_rebuilt(vectors_project,
+                                                                       monkeypatch):
+    import curator.suggest as suggest_mod
+    import curator.suggest_votes as votes_mod
+
+    monkeypatch.setattr(votes_mod, "LABELLED_CAP", 40)
+    monkeypatch.setattr(suggest_mod, "LABELLED_CAP", 40)
+    proj, y = vectors_project
+    run = proj.current_run()
+    key = (run, "synthetic:suggest")
+    groups = [g.group_id for g in proj.groups(run)]
+    proj.label_group(groups[0], _majority(proj, groups[0], y))
+    proj.suggestions(run)
+    first = proj.search_cache().suggest_states[key]
+    labelled = len(proj.group(groups[0]).items)
+    assert first.rate == pytest.approx(min(1.0, 40 / labelled))
+    for gid in groups[1:8]:
+        proj.label_group(gid, _majority(proj, gid, y))
+        shown = proj.suggestions(run)
+        state = proj.search_cache().suggest_states[key]
+        assert state.n_srch <= 2 * 40 + len(proj.group(gid).items)  # rebuilt past twice the cap
+        assert shown and all(s.source == "knn" for s in shown.values())
+    assert state is not first and state.rate < first.rate
+    # At one share, the same items are searched whether updated or built afresh.
+    ids = np.sort(state.srch_ids[: state.n_srch])
+    fresh_share = votes_mod.sampled(ids, state.rate)
+    assert fresh_share.all()
