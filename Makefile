@@ -17,7 +17,7 @@ FLAVOUR ?= lite
 ARCHIVE ?= 1
 
 .PHONY: help setup system-packages demo test lint bench screenshots clean package appimage \
-        test-package test-lowest test-tool-install consumers gpu-check
+        test-package test-lowest test-tool-install test-pipx-install consumers gpu-check
 
 help:
 	@echo "make demo   - set up, then run the main job on a generated sample corpus (./demo)"
@@ -29,6 +29,7 @@ help:
 	@echo "make test-package - build the lite bundle and run its CLI, demo and app (CI step)"
 	@echo "make test-lowest - the lowest allowed dependency versions pass a smoke subset (CI step)"
 	@echo "make test-tool-install - \`uv tool install .\` gives working curator commands (CI step)"
+	@echo "make test-pipx-install - \`pipx install .\` gives working curator commands (CI step)"
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -105,6 +106,9 @@ test-lowest: system-packages
 
 test-tool-install:
 	PYTHON=$(PYTHON) packaging/ci/tool_install.sh
+
+test-pipx-install:
+	PYTHON=$(PYTHON) packaging/ci/pipx_install.sh
 
 clean:
 	rm -rf demo .pytest_cache build *.egg-info

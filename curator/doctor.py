@@ -71,7 +71,8 @@ def collect() -> dict[str, Any]:
 #: The pip distributions that install the `faiss` module, and whether they have GPU support.
 FAISS_DISTRIBUTIONS = {"faiss-cpu": False, "faiss-gpu-cu12": True, "faiss-gpu-cu11": True,
                        "faiss-gpu": True}
-FAISS_SWAP = "pip uninstall -y faiss-cpu && pip install faiss-gpu-cu12"
+# 1.14.0 is the first faiss-gpu-cu12 with ClusteringInitMethod_AFK_MC2 (docs/packaging.md).
+FAISS_SWAP = "pip uninstall -y faiss-cpu && pip install 'faiss-gpu-cu12>=1.14'"
 
 
 def faiss_report(cuda: bool) -> dict[str, Any]:

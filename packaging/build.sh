@@ -25,12 +25,32 @@ UV=("$VENV/bin/uv" pip install -q --python "$VENV/bin/python")
 # The project's own dependencies, less the ML runtimes for lite (read from pyproject.toml).
 "$VENV/bin/python" packaging/requirements.py "$FLAVOUR" > "$OUT/requirements.txt"
 if [ "$FLAVOUR" = full ]; then
-  # The CPU build of torch keeps the bundle to ~1 GB instead of ~5 GB of CUDA libraries;
-  # set TORCH_INDEX to a CUDA index (or to nothing for PyPI's default) to change that.
+  # torch and torchvision go in first, together, so the two builds match (a torchvision built
+  # for another torch build fails at import: "operator torchvision::nms does not exist").
+  # The CPU build keeps the bundle near 2 GB instead of ~6 GB of CUDA libraries: take it from
+  # the PyTorch CPU index when that answers within TORCH_INDEX_TIMEOUT seconds. Set TORCH_INDEX
+  # to another index (a CUDA one), or to nothing to go straight to the fallback.
   TORCH_INDEX="${TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
-  if [ -n "$TORCH_INDEX" ]; then
-    "${UV[@]}" torch --index-url "$TORCH_INDEX" || "${UV[@]}" torch
+  if [ -n "$TORCH_INDEX" ] && "$VENV/bin/python" - "$TORCH_INDEX/torch/" \
+       "${TORCH_INDEX_TIMEOUT:-15}" <<'PY'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).close()
+except Exception as exc:  # noqa: BLE001 - any failure means: use the fallback
+    sys.exit(f"torch index {sys.argv[1]} not reachable ({exc})")
+PY
+  then
+    "${UV[@]}" torch torchvision --index-url "$TORCH_INDEX"
+    echo "torch: from $TORCH_INDEX"
+  else
+    # Fallback: pip, not uv, because pip applies this machine's own configuration (find-links,
+    # local mirrors, constraints); with none, this is PyPI's CUDA build (~4 GB more).
+    echo "torch: falling back to pip's default sources (PyPI: the CUDA build)"
+    "$VENV/bin/python" -m pip install -q torch torchvision
   fi
+  "$VENV/bin/python" -c 'import torch, torchvision; print("torch", torch.__version__,
+      "torchvision", torchvision.__version__)' \
+    || { echo "torch and torchvision do not import together; see docs/packaging.md" >&2; exit 1; }
 fi
 "${UV[@]}" -r "$OUT/requirements.txt" -r packaging/requirements-build.txt
 "${UV[@]}" --no-deps --reinstall-package curator .

@@ -48,6 +48,9 @@ def test_dependency_floors_are_the_versions_the_code_needs():
     # and local-dir: in open_clip 3.0 (packaging/ci/lowest_versions.sh proves both).
     assert deps["faiss-cpu"] == "faiss-cpu>=1.14.2"
     assert deps["open-clip-torch"] == "open-clip-torch>=3.0"
+    # 6.7.0 is the first PySide6 built against NumPy 2 (6.6.x print NumPy's "compiled using
+    # NumPy 1.x ... may crash" traceback when shiboken loads); 6.12.0 is excluded (pyproject).
+    assert deps["pyside6"] == "pyside6>=6.7,!=6.12.0"
 
 
 @pytest.mark.slow
@@ -116,7 +119,7 @@ def test_icons_render_from_the_svg(tmp_path, qapp):
 def test_spec_and_scripts_parse():
     compile((PACKAGING / "curator.spec").read_text(), "curator.spec", "exec")
     for script in ("build.sh", "ci/bundle_smoke.sh", "ci/lowest_versions.sh",
-                   "ci/tool_install.sh",
+                   "ci/tool_install.sh", "ci/pipx_install.sh",
                    "linux/appimage.sh", "linux/install-desktop-entry.sh", "linux/AppRun",
                    "macos/build.sh"):
         path = PACKAGING / script
