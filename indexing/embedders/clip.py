@@ -22,7 +22,7 @@ from indexing.embedders.clip_model import (
     make_tokenizer,
     quiet_random_init,
 )
-from indexing.embedders.clip_source import ClipSource, resolve_clip_source
+from indexing.embedders.clip_source import ClipSource, broken_torch_message, resolve_clip_source
 from indexing.embedders.defaults import DEFAULT_MODELS
 from indexing.embedders.weights import (
     autocast,
@@ -66,6 +66,8 @@ class OpenClipEmbedder(Embedder):
             raise EmbedderUnavailable(
                 f"open_clip needs torch and open-clip-torch ({exc}); `pip install open-clip-torch`"
             ) from exc
+        except (RuntimeError, OSError) as exc:
+            raise EmbedderUnavailable(broken_torch_message("open_clip", exc)) from exc
 
         self.source = source
         self.model_string = source.model_string

@@ -73,6 +73,13 @@ class ClipSource:
     text_cfg: dict[str, Any] | None = None
 
 
+def broken_torch_message(what: str, exc: BaseException) -> str:
+    """The one line for torch, torchvision and open_clip installed but failing to load together
+    (e.g. "operator torchvision::nms does not exist": torchvision built for another torch)."""
+    return (f"{what}: torch, torchvision or open_clip is installed but does not load ({exc}); "
+            "reinstall torch and torchvision as a matching pair, or use the classic embedder")
+
+
 def parse_model_string(model: str) -> tuple[str, str, str]:
     """Split a model string into (kind, arch or repo, tag).
 
@@ -280,6 +287,8 @@ def resolve_clip_source(
                 f"open_clip model {name}: open-clip-torch is not installed here ({exc}); "
                 "`pip install open-clip-torch`, or use the full build, or the classic embedder"
             ) from exc
+        except (RuntimeError, OSError) as exc:
+            raise EmbedderUnavailable(broken_torch_message(f"open_clip model {name}", exc)) from exc
 
         arch = name
         _check_arch(arch)

@@ -395,3 +395,24 @@ def test_hf_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert hf_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+
+
+class _BrokenTorchvision:
+    """An import hook that fails open_clip the way a torchvision built for another torch does."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "open_clip":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return None
+
+
+def test_torch_and_torchvision_that_do_not_load_together_are_one_clear_error(monkeypatch):
+    import sys
+
+    from indexing.embedders.clip import create
+
+    for name in [m for m in sys.modules if m == "open_clip" or m.startswith("open_clip.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenTorchvision(), *sys.meta_path])
+    with pytest.raises(EmbedderUnavailable, match="torchvision::nms.*matching pair"):
+        create(model="ViT-B-32/laion2b_s34b_b79k", offline=True)
