@@ -149,16 +149,13 @@ def queue_progress(groups: Sequence[Any]) -> tuple[int, int]:
     return sum(1 for g in groups if g.status not in OPEN_STATUSES), len(groups)
 
 
-def run_note(catalog: Catalog, run_id: int) -> Optional[str]:
-    """A warning when `run_id` is not the newest finished clustering run, else None."""
+def newer_run(catalog: Catalog, run_id: int) -> Optional[int]:
+    """The newest finished clustering run when `run_id` is an older one, else None."""
     row = catalog.db.execute(
         "SELECT MAX(c.run_id) FROM clusterings c JOIN runs r ON r.id = c.run_id "
         "WHERE r.status = 'ok'").fetchone()
     newest = row[0] if row else None
-    if newest is not None and int(newest) != int(run_id):
-        return (f"run {run_id} is an older clustering; the newest is run {newest} "
-                f"(pass --run {newest} to work on it)")
-    return None
+    return int(newest) if newest is not None and int(newest) != int(run_id) else None
 
 
 def filter_groups(groups: list[Any], order: str, status: Optional[str],

@@ -90,7 +90,7 @@ def _ids_exist(db: Any, count: int) -> None:
             "WHERE i.id IS NULL ORDER BY s.item_id LIMIT 1000")]
         raise UsageError(f"no item with id {missing[0]}"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                         hint="see `curator status --json` for ids")
+                         hint="the project's item ids are in `curator status` (as JSON)")
 
 
 def _check(action: str, source: str, label_id: Optional[int], per_item: bool) -> None:

@@ -215,7 +215,7 @@ def current_run(catalog: Catalog, run_id: Optional[int] = None) -> int:
             "SELECT 1 FROM clusterings WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
         if row is None:
             raise UsageError(f"run {run_id} is not a clustering run",
-                             hint="see `curator runs --kind cluster`")
+                             hint="`curator runs` lists the clustering runs")
         return run_id
     latest = latest_run_id(catalog)
     if latest is None:

@@ -365,7 +365,7 @@ def remove_label(catalog: Catalog, name: str, force: bool = False,
     if ids and not force:
         raise UsageError(f"label {lab.path!r} is on {len(ids)} item(s); merge it into another "
                          "label, or remove it and clear them (undoable)",
-                         hint="pass --force to clear them")
+                         hint="remove it with force to clear them", option="force")
     with event_write(catalog) as db:
         children = [r[0] for r in db.execute(
             "SELECT id FROM labels WHERE parent_id = ? AND removed_at IS NULL", [lab.id])]

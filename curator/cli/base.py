@@ -303,3 +303,13 @@ def os_error_line(exc: OSError) -> str:
     hint = hints.get(exc.errno or 0)
     return f"{text} ({hint})" if hint else text
 
+
+def older_run_note(proj: Any, run_id: int) -> Optional[str]:
+    """A warning when a command acts on a clustering run that is not the newest, else None."""
+    from curator.decisions import newer_run
+
+    newest = newer_run(proj.catalog, run_id)
+    if newest is None:
+        return None
+    return (f"run {run_id} is an older clustering; the newest is run {newest} "
+            f"(pass --run {newest} to work on it)")

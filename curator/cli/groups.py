@@ -14,6 +14,7 @@ from curator.cli.base import (
     cancellable,
     cli,
     emit_json,
+    older_run_note,
     open_project,
 )
 
@@ -131,7 +132,7 @@ def group_show(project: Path, group_id: int, run_id: Optional[int], limit: int,
     with open_project(project) as proj:
         run = proj.current_run(run_id)
         shown = proj.group_show(group_id, run, limit)
-        note = _run_note(proj, run)
+        note = older_run_note(proj, run)
     if as_json:
         emit_json(shown.to_json())
         return
@@ -161,7 +162,7 @@ def split(project: Path, group_id: int, k: int, run_id: Optional[int]) -> None:
         run = proj.current_run(run_id)
         new = proj.split(group_id, k, run)
         click.echo(f"run {run}: group {group_id} split into groups {', '.join(map(str, new))}")
-        _older_run_note(proj, run)
+        _olderolder_run_note(proj, run)
 
 
 @cli.command()
@@ -175,20 +176,15 @@ def merge(project: Path, group_ids: tuple[int, ...], run_id: Optional[int]) -> N
         run = proj.current_run(run_id)
         new = proj.merge(list(group_ids), run)
         click.echo(f"run {run}: groups {', '.join(map(str, group_ids))} merged into group {new}")
-        _older_run_note(proj, run)
+        _olderolder_run_note(proj, run)
 
 
-def _older_run_note(proj: Any, run_id: int) -> None:
+def _olderolder_run_note(proj: Any, run_id: int) -> None:
     """Say so when a command acted on a clustering run that is not the newest."""
-    note = _run_note(proj, run_id)
+    note = older_run_note(proj, run_id)
     if note:
         click.echo(f"note: {note}", err=True)
 
-
-def _run_note(proj: Any, run_id: int) -> Optional[str]:
-    from curator.decisions import run_note
-
-    return run_note(proj.catalog, run_id)
 
 
 @cli.command()

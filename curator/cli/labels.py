@@ -15,6 +15,7 @@ from curator.cli.base import (
     cli,
     emit_json,
     greedy_options,
+    older_run_note,
     open_as,
     open_project,
 )
@@ -94,9 +95,7 @@ def label(project: Path, group_id: Optional[int], items: tuple[str, ...], from_f
         # This process's own event, by id: another process may have written one since.
         click.echo(f"{proj.describe_event(event)} (undo: curator undo {project})")
         if group_id is not None:
-            from curator.decisions import run_note
-
-            note_ = run_note(proj.catalog, run_id)
+            note_ = older_run_note(proj, run_id)
             if note_:
                 click.echo(f"note: {note_}", err=True)
 

@@ -150,7 +150,10 @@ def test_remove_needs_force_when_used(project):
     project.label_items(ids[:2], "gone")
     with pytest.raises(UsageError, match="is on 2 item") as info:
         project.remove_label("gone")
-    assert "--force" in info.value.hint  # the CLI's fix, kept apart from the message
+    assert info.value.option == "force"  # the fix, kept apart from the message
+    from curator.cli.base import error_line
+
+    assert "--force" in error_line(info.value)  # ...which the CLI names as its flag
     assert project.remove_label("gone", force=True)["cleared"] == 2
     assert _state(project, ids[0]) is None
 
