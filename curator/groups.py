@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 import numpy as np
 
@@ -62,6 +62,17 @@ def ok_vectors(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ids)[keep], X[keep]
 
 
+class SpaceClustering(TypedDict):
+    """What a clustering run did in one embedding space."""
+
+    items: int
+    groups: int
+    method: str
+    noise: int
+    first_group: int
+    low_density_groups: list[int]  # groups of outliers: one "noise" decision each
+
+
 def cluster_run(
     catalog: Catalog,
     run_id: int,
@@ -72,18 +83,18 @@ def cluster_run(
     progress: Optional[Progress] = None,
     cancel: Optional[Callable[[], bool]] = None,
     undecided_only: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, SpaceClustering]:
     """Cluster every space and store the groups and assignments of this run.
 
     With `undecided_only`, items that already carry a decision are left out of the run.
 
     Returns:
-        Per-space counts (items, groups, method, seconds).
+        Per-space counts, by space name.
     """
     from indexing.cluster import InvalidEmbeddings, cluster_embeddings
 
     progress = progress or no_progress
-    out: dict[str, Any] = {}
+    out: dict[str, SpaceClustering] = {}
     offset = 0
     folder = catalog.root / CLUSTERS_DIR / f"run{run_id:06d}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
@@ -30,6 +30,32 @@ __all__ = ["ACTIONS", "SOURCES", "Event", "Label", "add_label", "apply_event", "
 RESERVED_HOTKEYS = frozenset({"j", "k", "x", " ", "space"})
 _HOTKEY = re.compile(r"^(?:[0-9a-z]|F(?:[1-9]|1[0-2]))$")
 _CHUNK = 900
+
+
+class LabelMerge(TypedDict):
+    """What a label merge did: the items moved, its event (undo gives them back), the target."""
+
+    moved: int
+    event: int
+    into: str
+
+
+class LabelRemoval(TypedDict):
+    """What removing a label did: the items it cleared and its event."""
+
+    cleared: int
+    event: int
+
+
+class TaxonomyEntry(TypedDict):
+    """One label as `labels export` writes it and `labels import` reads it."""
+
+    name: str
+    parent: Optional[str]
+    colour: Optional[str]
+    hotkey: Optional[str]
+    description: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -314,7 +340,7 @@ def item_badges(catalog: Catalog, item_ids: Sequence[int]) -> dict[int, tuple]:
 
 
 def merge_labels(catalog: Catalog, sources: Sequence[str], into: str,
-                 annotator: str = "") -> dict[str, Any]:
+                 annotator: str = "") -> LabelMerge:
     """Move every item of the source labels to `into` and retire the sources: one event, whose
     undo gives the items and the labels back."""
     target = find_label(catalog, into)
@@ -357,7 +383,7 @@ def retire_removed(db: Any, change: dict[str, Any]) -> None:
 
 
 def remove_label(catalog: Catalog, name: str, force: bool = False,
-                 annotator: str = "") -> dict[str, Any]:
+                 annotator: str = "") -> LabelRemoval:
     """Retire a label; items that carry it are cleared only with force. One undoable event."""
     lab = find_label(catalog, name)
     ids = [r[0] for r in catalog.db.execute(
@@ -441,7 +467,7 @@ def _free_hotkey(catalog: Catalog) -> Optional[str]:
     return None
 
 
-def export_taxonomy(catalog: Catalog) -> list[dict[str, Any]]:
+def export_taxonomy(catalog: Catalog) -> list[TaxonomyEntry]:
     by_id = {lab.id: lab for lab in labels(catalog, with_counts=False)}
     return [{"name": lab.name, "parent": by_id[lab.parent_id].name if lab.parent_id in by_id
              else None, "colour": lab.colour, "hotkey": lab.hotkey,

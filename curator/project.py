@@ -29,10 +29,11 @@ if TYPE_CHECKING:
     from curator.distributed import RayOptions
     from curator.embed import EmbedReport, SpaceRow
     from curator.group_show import GroupFacts, GroupShow
-    from curator.groups import Group, GroupDetail, ItemFacets, Queue
+    from curator.groups import Group, GroupDetail, ItemFacets, Queue, SpaceClustering
     from curator.history import UndoResult
-    from curator.labels import Event, Label
+    from curator.labels import Event, Label, LabelMerge, LabelRemoval, TaxonomyEntry
     from curator.search import SearchCache, SearchHit
+    from curator.search.maps import SpaceMap
     from curator.suggest import Suggestion
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class Project(ReviewFacade):
     def cluster(self, n_groups: Optional[int] = None, method: str = "auto", seed: int = 0,
                 spaces: Optional[list[str]] = None, progress: Optional[Progress] = None,
                 cancel: Cancel = None, undecided_only: bool = False
-                ) -> tuple[int, dict[str, Any]]:
+                ) -> tuple[int, dict[str, SpaceClustering]]:
         """Cluster every embedding space (or the given ones) into groups; a recorded run.
 
         With `undecided_only`, only items without a decision are grouped. Splits and merges
@@ -242,7 +243,7 @@ class Project(ReviewFacade):
 
     def compute_map(self, sample_size: int = 50_000, seed: int = 0,
                     progress: Optional[Progress] = None, cancel: Cancel = None
-                    ) -> dict[str, Any]:
+                    ) -> dict[str, SpaceMap]:
         """2-D coordinates for every item of every space; a recorded run (its counts returned)."""
         from curator.search import compute_maps
 
@@ -405,12 +406,12 @@ class Project(ReviewFacade):
 
         return update_label(self.catalog, name, annotator=self.annotator, **changes)
 
-    def merge_labels(self, sources: list[str], into: str) -> dict[str, Any]:
+    def merge_labels(self, sources: list[str], into: str) -> LabelMerge:
         from curator.labels import merge_labels
 
         return merge_labels(self.catalog, sources, into, self.annotator)
 
-    def remove_label(self, name: str, force: bool = False) -> dict[str, Any]:
+    def remove_label(self, name: str, force: bool = False) -> LabelRemoval:
         from curator.labels import remove_label
 
         return remove_label(self.catalog, name, force, self.annotator)
@@ -420,7 +421,7 @@ class Project(ReviewFacade):
 
         return import_taxonomy(self.catalog, entries, self.annotator)
 
-    def export_taxonomy(self) -> list[dict[str, Any]]:
+    def export_taxonomy(self) -> list[TaxonomyEntry]:
         from curator.labels import export_taxonomy
 
         return export_taxonomy(self.catalog)

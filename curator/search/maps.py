@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -17,15 +17,22 @@ from indexing.progress import Progress
 MAPS_DIR = "maps"
 
 
+class SpaceMap(TypedDict):
+    """What a map run did in one embedding space: items placed, of which fitted (sampled)."""
+
+    items: int
+    sampled: int
+
+
 def compute_maps(catalog: Catalog, spaces: list[str], sample_size: int = 50_000, seed: int = 0,
                  progress: Progress | None = None,
-                 cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
+                 cancel: Callable[[], bool] | None = None) -> dict[str, SpaceMap]:
     """2-D coordinates for every item of each space, stored as arrays keyed by item id."""
     from curator.groups import ok_vectors
     from curator.stores import space_slug
     from indexing.map2d import compute_map
 
-    out = {}
+    out: dict[str, SpaceMap] = {}
     for space in spaces:
         ids, X = ok_vectors(catalog, space)
         if len(ids) == 0:

@@ -154,7 +154,11 @@ def test_remove_needs_force_when_used(project):
     from curator.cli.base import error_line
 
     assert "--force" in error_line(info.value)  # ...which the CLI names as its flag
-    assert project.remove_label("gone", force=True)["cleared"] == 2
+    from curator.labels import LabelRemoval, TaxonomyEntry
+
+    removal = project.remove_label("gone", force=True)
+    assert removal["cleared"] == 2 and set(removal) == set(LabelRemoval.__annotations__)
+    assert all(set(e) == set(TaxonomyEntry.__annotations__) for e in project.export_taxonomy())
     assert _state(project, ids[0]) is None
 
 

@@ -69,13 +69,7 @@ def test_every_public_method_says_what_it_returns():
         annotation = inspect.signature(member).return_annotation
         assert annotation is not inspect.Signature.empty, name
         assert annotation not in ("Any", "dict"), name
-        if name not in UNTYPED_YET:
-            assert "Any" not in annotation, (name, annotation)
-
-
-# Answers still loose: their types belong in modules other helpers are reworking (labels,
-# groups' cluster run, the map run); each becomes a typed answer there.
-UNTYPED_YET = {"merge_labels", "remove_label", "export_taxonomy", "cluster", "compute_map"}
+        assert "Any" not in annotation, (name, annotation)
 
 
 def test_typed_rows_hold_exactly_their_declared_keys(indexed):
