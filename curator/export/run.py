@@ -111,6 +111,70 @@ def export(
     started = time.monotonic()
     catalog = getattr(catalog, "catalog", catalog)
     progress = progress or no_progress
+    exporter, fractions = _checked_request(fmt, mode, ls_as, shard_size, modality, split,
+                                           use_splits)
+    out = Path(os.path.abspath(os.path.expanduser(str(out))))
+    target, notes = _settled_target(catalog, out, force)
+    options = _options(mode, relative_to, url_prefix, ls_as, shard_size)
+    assignment = (splits_mod.prepare(catalog, fractions, seed, resplit, annotator)
+                  if use_splits else None)
+    dup_of = _duplicates(catalog)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    reader = connect(catalog.path)
+    reader.execute("PRAGMA mmap_size = 1073741824")
+    rows: Optional[Rows] = None
+    tmp = staging(target)
+    try:
+        # One read snapshot for the selection, the splits and the rows, so they agree.
+        reader.execute("BEGIN")
+        mods = (modality,) if modality else exporter.modalities
+        flt = Filter(mods, only_labeled or exporter.needs_label)
+        ids, strata, modal = ids_and_strata(reader, flt)
+        labels, rows = _open_rows(reader, flt, ids, modal, assignment, dup_of)
+        check_cancel(cancel)
+        from curator.labels import export_taxonomy
+
+        taxonomy = export_taxonomy(catalog)
+        classes = _classes(labels)
+        parts = _parts(exporter, modality, modal)
+        _fresh_dir(tmp)
+        try:
+            result = _write(exporter, tmp, parts, modality, assignment, options, rows, ids,
+                            classes, taxonomy, str(catalog.root.resolve()), progress, cancel)
+            files, dropped, skips, more_notes = result
+            notes.extend(more_notes)
+            _part_note(notes, parts, fmt)
+            split_of = rows.splits_of(ids) if assignment else [None] * len(ids)
+            counts = manifest_mod.counts(ids, strata, split_of, labels, dropped)
+            skip = dict(skipped(reader, flt))
+            skip.update(skips)
+            _other_modalities_note(notes, skip, mods, modality, fmt)
+            items = sum(sum(c.values()) for c in counts.values())
+            checksums = _write_manifest(
+                tmp, reader, fmt, str(catalog.root.resolve()),
+                _manifest_options(fmt, exporter, assignment, options, only_labeled, modality),
+                assignment, counts, items, skip, files, classes, taxonomy, notes, parts)
+            write_files_list(tmp)
+            reader.execute("COMMIT")
+            commit(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        if rows is not None:
+            rows.close()
+        reader.conn.close()
+    report = ExportReport(str(out), fmt, items, counts, skip, checksums, tuple(notes),
+                          time.monotonic() - started, assignment.id if assignment else None,
+                          tuple(parts))
+    log.info("exported %d items as %s to %s in %.1f s", items, fmt, out, report.seconds)
+    return report
+
+
+def _checked_request(fmt: str, mode: str, ls_as: str, shard_size: int, modality: Optional[str],
+                     split: Optional[str | dict[str, float]], use_splits: bool
+                     ) -> tuple[Exporter, Optional[dict[str, float]]]:
+    """The format's exporter and the parsed split fractions, or a UsageError naming the flag."""
     if fmt not in EXPORTERS:
         raise UsageError(f"unknown export format {fmt!r}; one of {', '.join(sorted(EXPORTERS))}")
     if mode not in MODES:
@@ -127,99 +191,109 @@ def export(
     fractions = splits_mod.parse_split(split)
     if fractions and not use_splits:
         raise UsageError("splits were both asked for and turned off")
-    out = Path(os.path.abspath(os.path.expanduser(str(out))))
+    return exporter, fractions
+
+
+def _settled_target(catalog: Catalog, out: Path, force: bool) -> tuple[Path, list[str]]:
+    """The export's final folder, once OUT is known safe to replace; notes from a recovery."""
     sources = [root for (root,) in catalog.db.execute("SELECT root FROM sources")]
     check_place(out, catalog.root, sources)
     target = target_of(out)
     notes = recover(target)
     check_replace(target, force)
-    options = ExportOptions(mode=mode, relative_to=os.path.abspath(relative_to)
-                            if relative_to else None, url_prefix=url_prefix, ls_as=ls_as,
-                            shard_size=shard_size)
-    assignment = (splits_mod.prepare(catalog, fractions, seed, resplit, annotator)
-                  if use_splits else None)
+    return target, notes
+
+
+def _options(mode: str, relative_to: Optional[str], url_prefix: Optional[str], ls_as: str,
+             shard_size: int) -> ExportOptions:
+    """The format options, with `relative_to` made absolute."""
+    return ExportOptions(mode=mode, relative_to=os.path.abspath(relative_to)
+                         if relative_to else None, url_prefix=url_prefix, ls_as=ls_as,
+                         shard_size=shard_size)
+
+
+def _duplicates(catalog: Catalog) -> dict[int, int]:
+    """item id -> its duplicate group's id, for the rows' duplicate column."""
     from curator.dedup import duplicate_groups
 
-    dup_of = duplicate_ids(duplicate_groups(catalog, db=catalog.db))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    reader = connect(catalog.path)
-    reader.execute("PRAGMA mmap_size = 1073741824")
-    rows: Optional[Rows] = None
-    tmp = staging(target)
-    try:
-        # One read snapshot for the selection, the splits and the rows, so they agree.
-        reader.execute("BEGIN")
-        mods = (modality,) if modality else exporter.modalities
-        flt = Filter(mods, only_labeled or exporter.needs_label)
-        ids, strata, modal = ids_and_strata(reader, flt)
-        if assignment is not None:
-            split_ids, split_index = splits_mod.stored(reader)
-        else:
-            split_ids, split_index = np.zeros(0, np.int64), np.zeros(0, np.int8)
-        labels = label_paths(reader)
-        rows = Rows(reader, flt, ids, modal, labels, split_ids, split_index,
-                    assignment.names if assignment else [], dup_of)
-        check_cancel(cancel)
-        from curator.labels import export_taxonomy
+    return duplicate_ids(duplicate_groups(catalog, db=catalog.db))
 
-        taxonomy = export_taxonomy(catalog)
-        by_path = {path: name for name, path in labels.values()}
-        classes = label_folders(sorted(by_path), by_path)
-        parts = _parts(exporter, modality, modal)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        try:
-            result = _write(exporter, tmp, parts, modality, assignment, options, rows, ids,
-                            classes, taxonomy, str(catalog.root.resolve()), progress, cancel)
-            files, dropped, skips, more_notes = result
-            notes.extend(more_notes)
-            if len(parts) > 1:
-                notes.insert(0, f"the project holds {', '.join(parts)}: {fmt} has one layout "
-                                "per modality, so each is a sub-export of its own: "
-                             + ", ".join(f"{p}/" for p in parts))
-            split_of = rows.splits_of(ids) if assignment else [None] * len(ids)
-            counts = manifest_mod.counts(ids, strata, split_of, labels, dropped)
-            skip = dict(skipped(reader, flt))
-            skip.update(skips)
-            other = skip.get(f"not {'/'.join(mods)}") if mods and not modality else None
-            if other:
-                notes.append(f"{other} item(s) of other modalities are not in {fmt}, which holds "
-                             f"{'/'.join(mods)} only; {_ELSEWHERE}")
-            items = sum(sum(c.values()) for c in counts.values())
-            checksums = {rel: manifest_mod.sha256(tmp / rel) for rel in files}
-            doc = manifest_mod.build(
-                fmt=fmt, project=str(catalog.root.resolve()),
-                options={"split": assignment.fractions if assignment else None,
-                         "seed": assignment.seed if assignment else None,
-                         "only_labeled": only_labeled, "modality": modality,
-                         "mode": mode if exporter.places_files else None,
-                         "relative_to": options.relative_to, "url_prefix": url_prefix,
-                         "labelstudio_as": ls_as if fmt == "labelstudio" else None,
-                         "shard_size": shard_size if fmt == "webdataset" else None},
-                assignment=assignment, by_split=counts, items=items, skipped=skip,
-                files=checksums, classes=classes, taxonomy=taxonomy,
-                runs=manifest_mod.runs_used(reader), notes=notes, parts=parts,
-                columns=list(COLUMNS) if fmt in manifest_mod.TABULAR else None)
-            with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=2, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            write_files_list(tmp)
-            reader.execute("COMMIT")
-            commit(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    finally:
-        if rows is not None:
-            rows.close()
-        reader.conn.close()
-    report = ExportReport(str(out), fmt, items, counts, skip, checksums, tuple(notes),
-                          time.monotonic() - started, assignment.id if assignment else None,
-                          tuple(parts))
-    log.info("exported %d items as %s to %s in %.1f s", items, fmt, out, report.seconds)
-    return report
+
+def _open_rows(reader: Any, flt: Filter, ids: np.ndarray, modal: np.ndarray,
+               assignment: Optional[splits_mod.SplitAssignment], dup_of: dict[int, int]
+               ) -> tuple[dict[int, tuple[str, str]], Rows]:
+    """The label paths and the row stream, read inside the caller's snapshot."""
+    if assignment is not None:
+        split_ids, split_index = splits_mod.stored(reader)
+    else:
+        split_ids, split_index = np.zeros(0, np.int64), np.zeros(0, np.int8)
+    labels = label_paths(reader)
+    rows = Rows(reader, flt, ids, modal, labels, split_ids, split_index,
+                assignment.names if assignment else [], dup_of)
+    return labels, rows
+
+
+def _classes(labels: dict[int, tuple[str, str]]) -> dict[str, str]:
+    """Each label path's folder name, unique across the export."""
+    by_path = {path: name for name, path in labels.values()}
+    return label_folders(sorted(by_path), by_path)
+
+
+def _fresh_dir(tmp: Path) -> None:
+    """An empty staging folder, clearing what an interrupted export left there."""
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+
+
+def _part_note(notes: list[str], parts: list[str], fmt: str) -> None:
+    """Say first that a mixed project became one sub-export per modality."""
+    if len(parts) > 1:
+        notes.insert(0, f"the project holds {', '.join(parts)}: {fmt} has one layout "
+                        "per modality, so each is a sub-export of its own: "
+                     + ", ".join(f"{p}/" for p in parts))
+
+
+def _other_modalities_note(notes: list[str], skip: dict, mods: Any, modality: Optional[str],
+                           fmt: str) -> None:
+    """Say where the items of modalities this format cannot hold can go instead."""
+    other = skip.get(f"not {'/'.join(mods)}") if mods and not modality else None
+    if other:
+        notes.append(f"{other} item(s) of other modalities are not in {fmt}, which holds "
+                     f"{'/'.join(mods)} only; {_ELSEWHERE}")
+
+
+def _manifest_options(fmt: str, exporter: Exporter,
+                      assignment: Optional[splits_mod.SplitAssignment], options: ExportOptions,
+                      only_labeled: bool, modality: Optional[str]) -> dict[str, Any]:
+    """The options the manifest records, None where the format does not use one."""
+    return {"split": assignment.fractions if assignment else None,
+            "seed": assignment.seed if assignment else None,
+            "only_labeled": only_labeled, "modality": modality,
+            "mode": options.mode if exporter.places_files else None,
+            "relative_to": options.relative_to, "url_prefix": options.url_prefix,
+            "labelstudio_as": options.ls_as if fmt == "labelstudio" else None,
+            "shard_size": options.shard_size if fmt == "webdataset" else None}
+
+
+def _write_manifest(tmp: Path, reader: Any, fmt: str, project: str, options: dict[str, Any],
+                    assignment: Optional[splits_mod.SplitAssignment],
+                    counts: dict[str, dict[str, int]], items: int, skip: dict[str, int],
+                    files: list[str], classes: dict[str, str], taxonomy: list[dict[str, Any]],
+                    notes: list[str], parts: list[str]) -> dict[str, str]:
+    """OUT/manifest.json, synced to disk before the swap; returns each file's checksum."""
+    checksums = {rel: manifest_mod.sha256(tmp / rel) for rel in files}
+    doc = manifest_mod.build(
+        fmt=fmt, project=project, options=options,
+        assignment=assignment, by_split=counts, items=items, skipped=skip,
+        files=checksums, classes=classes, taxonomy=taxonomy,
+        runs=manifest_mod.runs_used(reader), notes=notes, parts=parts,
+        columns=list(COLUMNS) if fmt in manifest_mod.TABULAR else None)
+    with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2, ensure_ascii=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return checksums
 
 
 def _parts(exporter: Exporter, modality: Optional[str], modal: np.ndarray) -> list[str]:
