@@ -187,7 +187,7 @@ def embed_space(
     Raises:
         Cancelled: `cancel` said stop; every finished batch is written.
     """
-    from indexing.workers import TaskFailure, default_workers, imap_robust
+    from indexing.workers import TaskFailure, imap_robust
 
     progress = progress or no_progress
     folder = register_space(catalog, embedder, options)
@@ -200,15 +200,10 @@ def embed_space(
         counts.update(seconds=0.0, items_per_second=0.0)
         return counts
 
-    if workers is None:
-        # A neural network needs a core of its own; classic's features are cheap beside decoding.
-        cores = default_workers()
-        workers = max(1, cores - 1) if getattr(embedder, "compute_bound", True) else cores
+    workers = _worker_count(embedder, workers)
     prefetch = prefetch or max(2 * batch_size, 16)
     thumbs = ThumbnailStore(catalog.root / THUMBS_DIR) if thumbnails else None
-    shard_name = f"run{run_id:06d}-{os.getpid()}.f16"
-    writer = ShardWriter(folder / "shards" / shard_name, embedder.dim)
-    frames_writer: ShardWriter | None = None
+    sink = _BatchSink(catalog, embedder, run_id, folder, thumbs, counts, progress, stage, total)
 
     tasks = pending_items(catalog, embedder.space, modalities)
     if thumbs is not None:
@@ -222,79 +217,124 @@ def embed_space(
     reader = threading.Thread(target=_reader_thread, args=(stream, q, stop), daemon=True)
     started = time.monotonic()
     reader.start()
-    batch: list[tuple[_Task, Any]] = []
-    done = 0
-
-    def run_batch() -> None:
-        nonlocal frames_writer, done
-        good = [(t, d) for t, d in batch if d is not None]
-        embedded, failed = embed_isolated(embedder, good)
-        rows: list[tuple] = []
-        if embedded:
-            first = writer.append(np.stack([vector for _, _, vector, _ in embedded]))
-            for i, (task, decoded, _vector, frames) in enumerate(embedded):
-                f_shard = f_row = f_count = None
-                if frames is not None and len(frames):
-                    if frames_writer is None:
-                        frames_writer = ShardWriter(folder / "shards" / ("frames-" + shard_name),
-                                                    embedder.dim)
-                    f_row = frames_writer.append(frames)
-                    f_shard, f_count = "frames-" + shard_name, len(frames)
-                rows.append((task.item_id, embedder.space, shard_name, first + i, f_shard, f_row,
-                             f_count, task.version, task.content_hash, run_id, utcnow()))
-                if thumbs is not None and decoded.thumbnail:
-                    thumbs.put(task.item_id, decoded.thumbnail, task.version)
-        with catalog.write() as db:
-            if rows:
-                db.conn.executemany(_UPSERT_EMBEDDING, rows)
-            for task, reason in failed:
-                db.execute("UPDATE items SET status = 'error', error = ? WHERE id = ?",
-                           [reason[:300], task.item_id])
-        counts["embedded"] += len(rows)
-        counts["errors"] += len(failed)
-        done += len(batch)
-        batch.clear()
-        elapsed = time.monotonic() - started
-        rate = counts["embedded"] / elapsed if elapsed > 0 else 0.0
-        progress(ProgressEvent(stage, done, total, "items", f"{rate:.1f} items/s"))
-
     try:
-        while True:
-            got = q.get()
-            if got is None:
-                break
-            if isinstance(got, tuple) and len(got) == 2 and got[0] == "__error__":
-                raise got[1]
-            task, decoded = got
-            reason = _decode_failure(decoded, TaskFailure)
-            if reason is not None:
-                _mark_error(catalog, task.item_id, reason)
-                counts["errors"] += 1
-                batch.append((task, None))
-            else:
-                batch.append((task, decoded))
-            if len(batch) >= batch_size:
-                run_batch()
-            if is_cancelled(cancel):
-                break
-        if batch and not is_cancelled(cancel):
-            run_batch()
+        _consume(q, sink, catalog, counts, batch_size, started, cancel, TaskFailure)
     finally:
         stop.set()
         while reader.is_alive():
             with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.1)
         reader.join()
-        writer.close()
-        if frames_writer is not None:
-            frames_writer.close()
-        if thumbs is not None:
-            thumbs.close()
+        sink.close()
     seconds = time.monotonic() - started
     check_cancel(cancel)
     counts["seconds"] = round(seconds, 2)
     counts["items_per_second"] = round(counts["embedded"] / seconds, 2) if seconds else 0.0
     return counts
+
+
+def _worker_count(embedder: Any, workers: int | None) -> int:
+    """The decode workers asked for, or a default that leaves the model a core."""
+    from indexing.workers import default_workers
+
+    if workers is None:
+        # A neural network needs a core of its own; classic's features are cheap beside decoding.
+        cores = default_workers()
+        workers = max(1, cores - 1) if getattr(embedder, "compute_bound", True) else cores
+    return workers
+
+
+def _consume(q: queue.Queue[Any], sink: _BatchSink, catalog: Catalog, counts: dict[str, Any],
+             batch_size: int, started: float, cancel: Callable[[], bool] | None,
+             task_failure: type) -> None:
+    """Gather decoded items from the prefetch queue into batches and hand each to the sink."""
+    batch: list[tuple[_Task, Any]] = []
+    while True:
+        got = q.get()
+        if got is None:
+            break
+        if isinstance(got, tuple) and len(got) == 2 and got[0] == "__error__":
+            raise got[1]
+        task, decoded = got
+        reason = _decode_failure(decoded, task_failure)
+        if reason is not None:
+            _mark_error(catalog, task.item_id, reason)
+            counts["errors"] += 1
+            batch.append((task, None))
+        else:
+            batch.append((task, decoded))
+        if len(batch) >= batch_size:
+            sink.write(batch, started)
+        if is_cancelled(cancel):
+            break
+    if batch and not is_cancelled(cancel):
+        sink.write(batch, started)
+
+
+class _BatchSink:
+    """Embeds one batch at a time and writes its vectors, frames, thumbnails and catalog rows."""
+
+    def __init__(self, catalog: Catalog, embedder: Any, run_id: int, folder: Path,
+                 thumbs: ThumbnailStore | None, counts: dict[str, Any], progress: Progress,
+                 stage: str, total: int) -> None:
+        self.catalog, self.embedder, self.run_id, self.folder = catalog, embedder, run_id, folder
+        self.thumbs, self.counts, self.progress = thumbs, counts, progress
+        self.stage, self.total, self.done = stage, total, 0
+        self.shard_name = f"run{run_id:06d}-{os.getpid()}.f16"
+        self.writer = ShardWriter(folder / "shards" / self.shard_name, embedder.dim)
+        self.frames_writer: ShardWriter | None = None
+
+    def write(self, batch: list[tuple[_Task, Any]], started: float) -> None:
+        """Embed the batch's decoded items, record them and the failures; empties `batch`."""
+        good = [(t, d) for t, d in batch if d is not None]
+        embedded, failed = embed_isolated(self.embedder, good)
+        rows = self._store(embedded)
+        with self.catalog.write() as db:
+            if rows:
+                db.conn.executemany(_UPSERT_EMBEDDING, rows)
+            for task, reason in failed:
+                db.execute("UPDATE items SET status = 'error', error = ? WHERE id = ?",
+                           [reason[:300], task.item_id])
+        self.counts["embedded"] += len(rows)
+        self.counts["errors"] += len(failed)
+        self.done += len(batch)
+        batch.clear()
+        elapsed = time.monotonic() - started
+        rate = self.counts["embedded"] / elapsed if elapsed > 0 else 0.0
+        self.progress(ProgressEvent(self.stage, self.done, self.total, "items",
+                                    f"{rate:.1f} items/s"))
+
+    def _store(self, embedded: list[tuple[_Task, Any, np.ndarray, Any]]) -> list[tuple]:
+        """Append the vectors (and frames) to the shards, put thumbnails; the catalog rows."""
+        rows: list[tuple] = []
+        if not embedded:
+            return rows
+        first = self.writer.append(np.stack([vector for _, _, vector, _ in embedded]))
+        for i, (task, decoded, _vector, frames) in enumerate(embedded):
+            f_shard, f_row, f_count = self._store_frames(frames)
+            rows.append((task.item_id, self.embedder.space, self.shard_name, first + i, f_shard,
+                         f_row, f_count, task.version, task.content_hash, self.run_id, utcnow()))
+            if self.thumbs is not None and decoded.thumbnail:
+                self.thumbs.put(task.item_id, decoded.thumbnail, task.version)
+        return rows
+
+    def _store_frames(self, frames: Any) -> tuple[str | None, int | None, int | None]:
+        """A video's frame vectors in the run's frames shard: shard, first row, count."""
+        if frames is None or not len(frames):
+            return None, None, None
+        if self.frames_writer is None:
+            self.frames_writer = ShardWriter(
+                self.folder / "shards" / ("frames-" + self.shard_name), self.embedder.dim)
+        f_row = self.frames_writer.append(frames)
+        return "frames-" + self.shard_name, f_row, len(frames)
+
+    def close(self) -> None:
+        """Close the shards and the thumbnail store."""
+        self.writer.close()
+        if self.frames_writer is not None:
+            self.frames_writer.close()
+        if self.thumbs is not None:
+            self.thumbs.close()
 
 
 _UPSERT_EMBEDDING = (
