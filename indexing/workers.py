@@ -152,103 +152,129 @@ def imap_robust(
     if workers is None:
         workers = default_workers()
     if workers <= 0:
-        if initializer is not None:
-            initializer()
-        for task in tasks:
-            if cancel is not None and cancel():
-                return
-            yield task, _run_one(fn, task)
+        yield from _imap_inline(fn, tasks, initializer, cancel)
         return
 
-    workers = capped_workers(workers)
-    ctx = _context()
-    max_in_flight = max_in_flight or workers * chunk_size * 2
-    source = iter(tasks)
-    exhausted = False
-    by_index: dict[int, T] = {}
-    next_index = 0
-    slots = [_Slot(ctx, fn, initializer) for _ in range(workers)]
+    pool = _Pool(fn, tasks, capped_workers(workers), timeout, chunk_size, initializer, cancel,
+                 max_in_flight)
+    try:
+        for slot in pool.slots:
+            pool.feed(slot)
+        while any(slot.pending for slot in pool.slots):
+            ready, now = pool.wait_ready()
+            for slot in list(pool.slots):
+                if slot.pending:
+                    yield from pool.collect(slot, ready, now)
+    finally:
+        pool.shutdown()
 
-    def feed(slot: _Slot) -> None:
-        nonlocal exhausted, next_index
-        if slot.pending or exhausted or (cancel is not None and cancel()):
+
+def _imap_inline(fn: Callable[[T], R], tasks: Iterable[T], initializer: Callable[[], None] | None,
+                 cancel: Callable[[], bool] | None) -> Iterator[tuple[T, Any]]:
+    """imap_robust with no workers: each task in this process, in order (for debugging)."""
+    if initializer is not None:
+        initializer()
+    for task in tasks:
+        if cancel is not None and cancel():
+            return
+        yield task, _run_one(fn, task)
+
+
+class _Pool:
+    """One imap_robust run's worker slots, its task source and the tasks handed out."""
+
+    def __init__(self, fn: Callable, tasks: Iterable[Any], workers: int, timeout: float | None,
+                 chunk_size: int, initializer: Callable[[], None] | None,
+                 cancel: Callable[[], bool] | None, max_in_flight: int | None) -> None:
+        self.fn, self.initializer, self.cancel = fn, initializer, cancel
+        self.timeout, self.chunk_size = timeout, chunk_size
+        self.ctx = _context()
+        self.max_in_flight = max_in_flight or workers * chunk_size * 2
+        self.source = iter(tasks)
+        self.exhausted = False
+        self.by_index: dict[int, Any] = {}
+        self.next_index = 0
+        self.slots = [_Slot(self.ctx, fn, initializer) for _ in range(workers)]
+
+    def feed(self, slot: _Slot) -> None:
+        """Hand an idle slot its next chunk, unless the source is dry, full or cancelled."""
+        if slot.pending or self.exhausted or (self.cancel is not None and self.cancel()):
             return
         chunk = []
-        while len(chunk) < chunk_size and len(by_index) < max_in_flight:
+        while len(chunk) < self.chunk_size and len(self.by_index) < self.max_in_flight:
             try:
-                task = next(source)
+                task = next(self.source)
             except StopIteration:
-                exhausted = True
+                self.exhausted = True
                 break
-            by_index[next_index] = task
-            chunk.append((next_index, task))
-            next_index += 1
+            self.by_index[self.next_index] = task
+            chunk.append((self.next_index, task))
+            self.next_index += 1
         if chunk:
             slot.pending.extend(chunk)
             slot.conn.send(chunk)
-            slot.deadline = None if timeout is None else time.monotonic() + timeout
+            slot.deadline = None if self.timeout is None else time.monotonic() + self.timeout
 
-    def replace(slot: _Slot) -> _Slot:
+    def wait_ready(self) -> tuple[set[Any], float]:
+        """Block until a busy slot has a result, dies or reaches its deadline."""
+        waitables: list[Any] = []
+        for slot in self.slots:
+            if slot.pending:
+                waitables.extend([slot.conn, slot.process.sentinel])
+        deadlines = [s.deadline for s in self.slots if s.pending and s.deadline is not None]
+        wait_for = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
+        ready = set(wait(waitables, timeout=wait_for))
+        return ready, time.monotonic()
+
+    def collect(self, slot: _Slot, ready: set[Any], now: float) -> Iterator[tuple[Any, Any]]:
+        """Yield a busy slot's finished results, then fail and replace it if it died or hung."""
+        timeout = self.timeout
+        got_any = False
+        # Drain every finished result before looking at the process's health.
+        while slot.pending and (slot.conn in ready or got_any) and slot.conn.poll():
+            try:
+                index, result = slot.conn.recv()
+            except (EOFError, OSError):
+                break
+            got_any = True
+            task = self.by_index.pop(index)
+            slot.pending.popleft()
+            slot.deadline = None if timeout is None else now + timeout
+            yield task, result
+        if slot.pending and not slot.process.is_alive():
+            index, task = slot.pending.popleft()
+            self.by_index.pop(index, None)
+            code = slot.process.exitcode
+            yield task, TaskFailure(f"decoder crashed (worker exit code {code})")
+            slot = self._restart(slot)
+        elif slot.pending and slot.deadline is not None and now >= slot.deadline:
+            index, task = slot.pending.popleft()
+            self.by_index.pop(index, None)
+            yield task, TaskFailure(f"timed out after {timeout:.0f} s")
+            slot = self._restart(slot)
+        if not slot.pending:
+            self.feed(slot)
+
+    def _restart(self, slot: _Slot) -> _Slot:
+        """Kill the slot's process; a fresh one in its place gets the tasks it still held."""
+        requeue = list(slot.pending)
         slot.kill()
-        fresh = _Slot(ctx, fn, initializer)
-        slots[slots.index(slot)] = fresh
+        fresh = _Slot(self.ctx, self.fn, self.initializer)
+        self.slots[self.slots.index(slot)] = fresh
+        _resend(fresh, requeue, self.timeout)
         return fresh
 
-    try:
-        for slot in slots:
-            feed(slot)
-        while any(slot.pending for slot in slots):
-            waitables: list[Any] = []
-            for slot in slots:
-                if slot.pending:
-                    waitables.extend([slot.conn, slot.process.sentinel])
-            deadlines = [s.deadline for s in slots if s.pending and s.deadline is not None]
-            wait_for = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
-            ready = set(wait(waitables, timeout=wait_for))
-            now = time.monotonic()
-            for slot in list(slots):
-                if not slot.pending:
-                    continue
-                got_any = False
-                # Drain every finished result before looking at the process's health.
-                while slot.pending and (slot.conn in ready or got_any) and slot.conn.poll():
-                    try:
-                        index, result = slot.conn.recv()
-                    except (EOFError, OSError):
-                        break
-                    got_any = True
-                    task = by_index.pop(index)
-                    slot.pending.popleft()
-                    slot.deadline = None if timeout is None else now + timeout
-                    yield task, result
-                if slot.pending and not slot.process.is_alive():
-                    index, task = slot.pending.popleft()
-                    by_index.pop(index, None)
-                    code = slot.process.exitcode
-                    yield task, TaskFailure(f"decoder crashed (worker exit code {code})")
-                    requeue = list(slot.pending)
-                    slot = replace(slot)
-                    _resend(slot, requeue, timeout)
-                elif slot.pending and slot.deadline is not None and now >= slot.deadline:
-                    index, task = slot.pending.popleft()
-                    by_index.pop(index, None)
-                    yield task, TaskFailure(f"timed out after {timeout:.0f} s")
-                    requeue = list(slot.pending)
-                    slot = replace(slot)
-                    _resend(slot, requeue, timeout)
-                if not slot.pending:
-                    feed(slot)
-    finally:
-        for slot in slots:
+    def shutdown(self) -> None:
+        """Ask every worker to stop; kill those that do not within half a second."""
+        for slot in self.slots:
             with contextlib.suppress(OSError):
                 slot.conn.send(None)
-        for slot in slots:
+        for slot in self.slots:
             slot.process.join(timeout=0.5)
             if slot.process.is_alive():
                 slot.kill()
             else:
                 slot.conn.close()
-
 
 def _resend(slot: _Slot, chunk: list[tuple[int, Any]], timeout: float | None) -> None:
     if chunk:
