@@ -41,6 +41,50 @@ RESIZE_MODES = {"shortest": "crop", "squash": "squash", "longest": "pad"}
 _RESIZE_WORDS = {"crop": "shortest + center crop", "squash": "squash", "pad": "longest + pad"}
 
 
+def _import_open_clip() -> tuple[Any, Any]:
+    """open_clip and torch, or EmbedderUnavailable saying what to install or fix."""
+    try:
+        import open_clip
+        import torch
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            f"open_clip needs torch and open-clip-torch ({exc}); `pip install open-clip-torch`"
+        ) from exc
+    except (RuntimeError, OSError) as exc:
+        raise EmbedderUnavailable(broken_torch_message("open_clip", exc)) from exc
+    return open_clip, torch
+
+
+def _build_model(open_clip: Any, source: ClipSource, what: str) -> Any:
+    """The model on the CPU in eval mode, its weights loaded from the source's file."""
+    state_dict = load_state_dict_file(source.weights)
+    extra: dict[str, Any] = {}
+    if source.text_cfg is not None:
+        extra["text_cfg"] = source.text_cfg
+    target = source.arch if source.arch is not None else f"local-dir:{source.config_dir}"
+    try:
+        with quiet_random_init():
+            model = open_clip.create_model(
+                target,
+                pretrained=None,
+                load_weights=False,
+                device="cpu",
+                force_quick_gelu=source.quick_gelu,
+                force_preprocess_cfg=source.preprocess or None,
+                pretrained_image=False,
+                pretrained_text=False,
+                **extra,
+            )
+    except ImportError as exc:
+        raise EmbedderUnavailable(f"{what} needs a package that is missing: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise EmbedderUnavailable(f"{what}: cannot build the model ({exc})") from exc
+    apply_state_dict(model, state_dict, what, source.weights)
+    del state_dict
+    model.eval()
+    return model
+
+
 class OpenClipEmbedder(Embedder):
     """An open_clip model: images and video frames in, text queries in the same space.
 
@@ -59,16 +103,7 @@ class OpenClipEmbedder(Embedder):
         batch_size: int = 64,
         video_frames: int = 8,
     ) -> None:
-        try:
-            import open_clip
-            import torch
-        except ImportError as exc:
-            raise EmbedderUnavailable(
-                f"open_clip needs torch and open-clip-torch ({exc}); `pip install open-clip-torch`"
-            ) from exc
-        except (RuntimeError, OSError) as exc:
-            raise EmbedderUnavailable(broken_torch_message("open_clip", exc)) from exc
-
+        open_clip, torch = _import_open_clip()
         self.source = source
         self.model_string = source.model_string
         self.space = source.space
@@ -78,31 +113,7 @@ class OpenClipEmbedder(Embedder):
         self.video_frames = max(1, int(video_frames))
         what = f"open_clip model {source.model_string}"
 
-        state_dict = load_state_dict_file(source.weights)
-        extra: dict[str, Any] = {}
-        if source.text_cfg is not None:
-            extra["text_cfg"] = source.text_cfg
-        target = source.arch if source.arch is not None else f"local-dir:{source.config_dir}"
-        try:
-            with quiet_random_init():
-                model = open_clip.create_model(
-                    target,
-                    pretrained=None,
-                    load_weights=False,
-                    device="cpu",
-                    force_quick_gelu=source.quick_gelu,
-                    force_preprocess_cfg=source.preprocess or None,
-                    pretrained_image=False,
-                    pretrained_text=False,
-                    **extra,
-                )
-        except ImportError as exc:
-            raise EmbedderUnavailable(f"{what} needs a package that is missing: {exc}") from exc
-        except (OSError, ValueError) as exc:
-            raise EmbedderUnavailable(f"{what}: cannot build the model ({exc})") from exc
-        apply_state_dict(model, state_dict, what, source.weights)
-        del state_dict
-        model.eval()
+        model = _build_model(open_clip, source, what)
         self._reparameterize(model)
         self.model = model.to(self.device)
         self.dtype = weight_dtype(self.device, self.precision) or torch.float32
@@ -110,7 +121,12 @@ class OpenClipEmbedder(Embedder):
             # Real half precision: the weights themselves (memory halved), not only autocast.
             self.model = self.model.to(self.dtype)
         self._torch = torch
+        self._read_text_side(open_clip, source)
+        self._read_preprocess(open_clip.get_model_preprocess_cfg(model), what, torch)
+        log.info("loaded %s from %s on %s (%s)", what, source.weights, self.device, self.precision)
 
+    def _read_text_side(self, open_clip: Any, source: ClipSource) -> None:
+        """The embedding width and the tokenizer, from the model's config."""
         if source.arch is not None:
             model_cfg = open_clip.get_model_config(source.arch)
         else:
@@ -119,7 +135,8 @@ class OpenClipEmbedder(Embedder):
         text_cfg = source.text_cfg if source.text_cfg is not None else model_cfg.get("text_cfg", {})
         self.tokenizer = make_tokenizer(source.model_string, source.arch, text_cfg)
 
-        pp = open_clip.get_model_preprocess_cfg(model)
+    def _read_preprocess(self, pp: dict[str, Any], what: str, torch: Any) -> None:
+        """Input size, resize mode, padding and normalisation, from open_clip's preprocess cfg."""
         size = pp.get("size", 224)
         self.input_size: tuple[int, int] = (
             (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -143,7 +160,6 @@ class OpenClipEmbedder(Embedder):
             f"resize {self.image_size} {self.interpolation} {_RESIZE_WORDS[self.resize_mode]}, "
             f"mean={_fmt(self.mean)}, std={_fmt(self.std)}"
         )
-        log.info("loaded %s from %s on %s (%s)", what, source.weights, self.device, self.precision)
 
     @staticmethod
     def _reparameterize(model: Any) -> None:
