@@ -263,71 +263,96 @@ def resolve_clip_source(
         raise EmbedderUnavailable(f"weights file {local_file} does not exist; check the --weights "
                                   "path")
 
-    arch: str | None = None
-    config_dir: Path | None = None
-    preprocess: dict[str, Any] = {}
-    quick_gelu = False
-    found: Path | None = None
     if kind == "hub":
-        canonical = HF_HUB_PREFIX + name
-        what = f"open_clip model {canonical}"
-        cfg_file, found = _hub_files(name, local_file is None, hub, downloads, what)
-        config_dir = cfg_file.parent
-        model_cfg = read_open_clip_config(config_dir).get("model_cfg")
-        if not isinstance(model_cfg, dict):
-            raise EmbedderUnavailable(
-                f"{what}: {cfg_file} has no model_cfg; it is not an open_clip repo"
-            )
+        at = _locate_hub(name, local_file, hub, downloads)
     else:
-        try:
-            import open_clip
-            from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
-        except ImportError as exc:  # the lite desktop build has no torch or open_clip
-            raise EmbedderUnavailable(
-                f"open_clip model {name}: open-clip-torch is not installed here ({exc}); "
-                "`pip install open-clip-torch`, or use the full build, or the classic embedder"
-            ) from exc
-        except (RuntimeError, OSError) as exc:
-            raise EmbedderUnavailable(broken_torch_message(f"open_clip model {name}", exc)) from exc
-
-        arch = name
-        _check_arch(arch)
-        if kind == "tag":
-            tag = _check_tag(arch, tag)
-            canonical = f"{arch}/{tag}"
-            tag_cfg = get_pretrained_cfg(arch, tag)
-            keys = ("mean", "std", "interpolation", "resize_mode")
-            preprocess = {k: tag_cfg[k] for k in keys if k in tag_cfg}
-            quick_gelu = bool(tag_cfg.get("quick_gelu", False))
-        elif local_file is None:
-            tags = list_pretrained_tags_by_model(arch)
-            hint = f"e.g. {arch}/{tags[0]}" if tags else "there are no pretrained tags for it"
-            raise EmbedderUnavailable(
-                f"open_clip model {arch!r} names no weights: add a pretrained tag ({hint}) "
-                "or pass a local checkpoint with `--weights FILE`"
-            )
-        else:
-            canonical = arch
-        what = f"open_clip model {canonical}"
-        if kind == "tag" and local_file is None:
-            found = _tag_file(arch, tag, user_cache, hub, downloads, what)
-        model_cfg = open_clip.get_model_config(arch)
-
-    text_cfg = _localise_text_cfg(model_cfg.get("text_cfg", {}), hub, downloads, what)
+        at = _locate_open_clip(kind, name, tag, local_file, user_cache, hub, downloads)
+    canonical, what = at.canonical, at.what
+    text_cfg = _localise_text_cfg(at.model_cfg.get("text_cfg", {}), hub, downloads, what)
     if local_file is not None:
         sha = file_sha256(local_file)
         space, weights_file = f"clip:{canonical}@weights:{sha[:8]}", local_file
     else:
-        assert found is not None
-        sha, space, weights_file = blob_sha256(found), f"clip:{canonical}", found
+        assert at.found is not None
+        sha, space, weights_file = blob_sha256(at.found), f"clip:{canonical}", at.found
     return ClipSource(
         model_string=canonical,
         space=space,
-        arch=arch,
-        config_dir=config_dir,
+        arch=at.arch,
+        config_dir=at.config_dir,
         weights=weights_file,
         weights_sha256=sha,
-        preprocess=preprocess,
-        quick_gelu=quick_gelu,
+        preprocess=at.preprocess,
+        quick_gelu=at.quick_gelu,
         text_cfg=text_cfg,
     )
+
+
+@dataclass
+class _Located:
+    """Where a model string led: its canonical name, its config and the files found so far."""
+
+    canonical: str
+    what: str
+    model_cfg: dict[str, Any]
+    found: Path | None = None
+    arch: str | None = None
+    config_dir: Path | None = None
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    quick_gelu: bool = False
+
+
+def _locate_hub(name: str, local_file: Path | None, hub: Path, downloads: _Downloads) -> _Located:
+    """An hf-hub repo: its open_clip config and, unless local weights are given, its weights."""
+    canonical = HF_HUB_PREFIX + name
+    what = f"open_clip model {canonical}"
+    cfg_file, found = _hub_files(name, local_file is None, hub, downloads, what)
+    config_dir = cfg_file.parent
+    model_cfg = read_open_clip_config(config_dir).get("model_cfg")
+    if not isinstance(model_cfg, dict):
+        raise EmbedderUnavailable(
+            f"{what}: {cfg_file} has no model_cfg; it is not an open_clip repo"
+        )
+    return _Located(canonical, what, model_cfg, found=found, config_dir=config_dir)
+
+
+def _locate_open_clip(kind: str, name: str, tag: str, local_file: Path | None,
+                      user_cache: Path | None, hub: Path, downloads: _Downloads) -> _Located:
+    """An architecture open_clip knows, with a pretrained tag or a local checkpoint."""
+    try:
+        import open_clip
+        from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+    except ImportError as exc:  # the lite desktop build has no torch or open_clip
+        raise EmbedderUnavailable(
+            f"open_clip model {name}: open-clip-torch is not installed here ({exc}); "
+            "`pip install open-clip-torch`, or use the full build, or the classic embedder"
+        ) from exc
+    except (RuntimeError, OSError) as exc:
+        raise EmbedderUnavailable(broken_torch_message(f"open_clip model {name}", exc)) from exc
+
+    arch = name
+    _check_arch(arch)
+    preprocess: dict[str, Any] = {}
+    quick_gelu = False
+    if kind == "tag":
+        tag = _check_tag(arch, tag)
+        canonical = f"{arch}/{tag}"
+        tag_cfg = get_pretrained_cfg(arch, tag)
+        keys = ("mean", "std", "interpolation", "resize_mode")
+        preprocess = {k: tag_cfg[k] for k in keys if k in tag_cfg}
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    elif local_file is None:
+        tags = list_pretrained_tags_by_model(arch)
+        hint = f"e.g. {arch}/{tags[0]}" if tags else "there are no pretrained tags for it"
+        raise EmbedderUnavailable(
+            f"open_clip model {arch!r} names no weights: add a pretrained tag ({hint}) "
+            "or pass a local checkpoint with `--weights FILE`"
+        )
+    else:
+        canonical = arch
+    what = f"open_clip model {canonical}"
+    found = None
+    if kind == "tag" and local_file is None:
+        found = _tag_file(arch, tag, user_cache, hub, downloads, what)
+    return _Located(canonical, what, open_clip.get_model_config(arch), found=found, arch=arch,
+                    preprocess=preprocess, quick_gelu=quick_gelu)
