@@ -185,36 +185,15 @@ class Rows:
             where += " AND items.modality = ?"
             args = [*args, modality]
             ids = ids[self.modal == MODALITY_CODES.index(modality)]
-        prefix = {sid: root if root.endswith(os.sep) else root + os.sep
-                  for sid, root in db.execute("SELECT id, root FROM sources")}
-        roots = {sid: p.rstrip(os.sep) or os.sep for sid, p in prefix.items()}
-        spaces = [r[0] for r in db.execute("SELECT space FROM spaces ORDER BY space")]
-        holders = [np.fromiter((r[0] for r in db.execute(
-            "SELECT item_id FROM embeddings WHERE space = ? ORDER BY item_id", [space])),
-            dtype=np.int64) for space in spaces]
+        prefix, roots = _source_prefixes(db)
+        spaces, holders = _space_holders(db)
         combos: dict[int, list[str]] = {}
         name_of = {k: v[0] for k, v in self.labels.items()}
         path_of = {k: v[1] for k, v in self.labels.items()}
-        labelled_only = " AND il.state = 'labelled'" if self.flt.labelled_only else ""
-        cursor = db.execute(
-            "SELECT items.id, items.source_id, items.path, items.content_hash, items.modality, "
-            "items.format, items.size, items.width, items.height, items.duration, "
-            "il.label_id, il.state, il.event_id, il.confirmed FROM items "
-            "LEFT JOIN item_labels il ON il.item_id = items.id "
-            f"WHERE {where}{labelled_only} ORDER BY items.id", args)
+        cursor = self._cursor(where, args)
         provenance = Provenance(db)
-
-        def fetch() -> Optional[tuple[list, list, list]]:
-            # Runs on the prefetch thread, the only user of this connection meanwhile.
-            raw = cursor.fetchmany(CHUNK_ROWS)
-            if not raw:
-                return None
-            item_ids = [r[0] for r in raw]
-            setting = provenance.setting_events(item_ids, [r[12] for r in raw])
-            return raw, setting, [provenance.cache[e] for e in setting]
-
         at = 0
-        prefetch = Prefetch(fetch)
+        prefetch = Prefetch(_fetcher(cursor, provenance))
         self.prefetchers.append(prefetch)
         for raw, setting, info in prefetch:
             n = len(raw)
@@ -225,21 +204,10 @@ class Rows:
             chunk_ids = np.asarray(item_id, dtype=np.int64)
             if at + n > len(ids) or not np.array_equal(ids[at:at + n], chunk_ids):
                 raise CuratorError("the catalog changed while exporting; run the export again")
-            code = np.zeros(n, dtype=np.int64)
-            for k, held in enumerate(holders):
-                if len(held):
-                    pos = np.minimum(np.searchsorted(held, chunk_ids), len(held) - 1)
-                    code |= (held[pos] == chunk_ids).astype(np.int64) << k
-            codes = code.tolist()
+            codes = _space_codes(holders, chunk_ids)
             for c in set(codes) - set(combos):
                 combos[c] = [space for k, space in enumerate(spaces) if c >> k & 1]
-            if len(prefix) == 1:
-                (only_prefix,), (only_root,) = prefix.values(), roots.values()
-                path = list(map(only_prefix.__add__, rel))
-                source = [only_root] * n
-            else:
-                path = [prefix[s] + r for s, r in zip(source_id, rel)]
-                source = list(map(roots.__getitem__, source_id))
+            path, source = _paths(prefix, roots, source_id, rel)
             yield {
                 "item_id": item_id, "path": path, "rel_path": rel, "source": source,
                 "content_hash": digest, "modality": modal, "format": fmt, "size": size,
@@ -261,6 +229,69 @@ class Rows:
         prefetch.close()
         if at != len(ids):
             raise CuratorError("the catalog changed while exporting; run the export again")
+
+    def _cursor(self, where: str, args: list[Any]) -> Any:
+        """The selection's items joined with their labels, in item id order."""
+        labelled_only = " AND il.state = 'labelled'" if self.flt.labelled_only else ""
+        return self.db.execute(
+            "SELECT items.id, items.source_id, items.path, items.content_hash, items.modality, "
+            "items.format, items.size, items.width, items.height, items.duration, "
+            "il.label_id, il.state, il.event_id, il.confirmed FROM items "
+            "LEFT JOIN item_labels il ON il.item_id = items.id "
+            f"WHERE {where}{labelled_only} ORDER BY items.id", args)
+
+
+def _fetcher(cursor: Any, provenance: Provenance
+             ) -> Callable[[], Optional[tuple[list, list, list]]]:
+    """The prefetch thread's step: a chunk of rows, their setting events and those events."""
+
+    def fetch() -> Optional[tuple[list, list, list]]:
+        # Runs on the prefetch thread, the only user of this connection meanwhile.
+        raw = cursor.fetchmany(CHUNK_ROWS)
+        if not raw:
+            return None
+        item_ids = [r[0] for r in raw]
+        setting = provenance.setting_events(item_ids, [r[12] for r in raw])
+        return raw, setting, [provenance.cache[e] for e in setting]
+
+    return fetch
+
+
+def _source_prefixes(db: Any) -> tuple[dict[int, str], dict[int, str]]:
+    """Per source id, its root with a trailing separator, and the root as the source column."""
+    prefix = {sid: root if root.endswith(os.sep) else root + os.sep
+              for sid, root in db.execute("SELECT id, root FROM sources")}
+    roots = {sid: p.rstrip(os.sep) or os.sep for sid, p in prefix.items()}
+    return prefix, roots
+
+
+def _space_holders(db: Any) -> tuple[list[str], list[np.ndarray]]:
+    """The embedding spaces and, for each, the sorted ids of the items embedded in it."""
+    spaces = [r[0] for r in db.execute("SELECT space FROM spaces ORDER BY space")]
+    holders = [np.fromiter((r[0] for r in db.execute(
+        "SELECT item_id FROM embeddings WHERE space = ? ORDER BY item_id", [space])),
+        dtype=np.int64) for space in spaces]
+    return spaces, holders
+
+
+def _space_codes(holders: list[np.ndarray], chunk_ids: np.ndarray) -> list[int]:
+    """Per item, a bit mask of the spaces (in `holders` order) that hold its vector."""
+    code = np.zeros(len(chunk_ids), dtype=np.int64)
+    for k, held in enumerate(holders):
+        if len(held):
+            pos = np.minimum(np.searchsorted(held, chunk_ids), len(held) - 1)
+            code |= (held[pos] == chunk_ids).astype(np.int64) << k
+    return code.tolist()
+
+
+def _paths(prefix: dict[int, str], roots: dict[int, str], source_id: list[int],
+           rel: list[str]) -> tuple[list[str], list[str]]:
+    """Each item's absolute path and its source's root."""
+    if len(prefix) == 1:
+        (only_prefix,), (only_root,) = prefix.values(), roots.values()
+        return list(map(only_prefix.__add__, rel)), [only_root] * len(rel)
+    path = [prefix[s] + r for s, r in zip(source_id, rel)]
+    return path, list(map(roots.__getitem__, source_id))
 
 
 _GETTERS = [operator.itemgetter(k) for k in range(14)]
