@@ -428,25 +428,60 @@ def graph_merge(
 
     t = time.perf_counter()
     S, size = boundary_graph(ids, sims, M)
+    low, nodes, has_noise = _merge_nodes(S, sims[:, 0], first, size, M, n_groups, noise)
+    merges = average_linkage(S, nodes)
+    check_cancel(cancel)
+    step, target, min_rows, params_auto = _choose_cut(S, nodes, merges, size, n, n_groups,
+                                                      granularity, noise, has_noise)
+    roots = cut(merges, nodes, step)
+    roots, target, has_noise = _set_small_apart(roots, merges, nodes, size, target, min_rows,
+                                                low, has_noise, n_groups)
+    if len(set(roots.values())) > target:
+        roots = join_components(roots, centroids, size, target)
+    timings["merge"] = time.perf_counter() - t
+
+    labels, low_groups = _label_rows(roots, size, low, has_noise, first)
+    params: dict[str, Any] = {
+        "micro_clusters": int(M),
+        "two_level": coarse is not None,
+        "graph_edges": int(S.nnz // 2),
+        "low_density_groups": low_groups,
+        "noise_rows": int(np.sum(low[first])) if has_noise else 0,
+    }
+    if params_auto is not None:
+        params["auto"] = params_auto
+    return labels, params
+
+
+def _merge_nodes(S, sim, first, size, M, n_groups, noise):
+    """(low, nodes, has_noise): micro-clusters set apart as noise, and those left to merge."""
     used = size > 0
-    low = _initial_noise(S, sims[:, 0], first, size, n_groups) if noise else np.zeros(M, bool)
+    low = _initial_noise(S, sim, first, size, n_groups) if noise else np.zeros(M, bool)
     nodes = np.flatnonzero(used & ~low)
     if nodes.size == 0:  # everything is "low density": nothing stands out, keep it all
         low[:] = False
         nodes = np.flatnonzero(used)
-    has_noise = bool((low & used).any())
-    merges = average_linkage(S, nodes)
-    check_cancel(cancel)
+    return low, nodes, bool((low & used).any())
+
+
+def _choose_cut(S, nodes, merges, size, n, n_groups, granularity, noise, has_noise):
+    """(step, target groups, smallest group worth a decision, auto params or None)."""
     if n_groups is None:
         step, params_auto = _auto_step(S, nodes, merges, n, granularity)
         target = max(1, nodes.size - step)
         min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target)))
-    else:
-        target = max(1, n_groups - int(has_noise))  # the noise group is one of the decisions
-        min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target))) if noise else 1
-        step = step_for(merges, nodes, size, target, min_rows)
-        params_auto = None
-    roots = cut(merges, nodes, step)
+        return step, target, min_rows, params_auto
+    target = max(1, n_groups - int(has_noise))  # the noise group is one of the decisions
+    min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target))) if noise else 1
+    step = step_for(merges, nodes, size, target, min_rows)
+    return step, target, min_rows, None
+
+
+def _set_small_apart(roots, merges, nodes, size, target, min_rows, low, has_noise, n_groups):
+    """(roots, target, has_noise) once groups too small for a decision join the noise group.
+
+    Marks those groups' micro-clusters in `low`.
+    """
     small = _small_members(roots, size, min_rows)
     if not has_noise and size[small].sum() < max(min_rows, NOISE_ISOLATED_SIZE):
         small = []  # a few stray rows: not worth a decision, they join their nearest group
@@ -464,27 +499,18 @@ def graph_merge(
         low[small] = True
         roots = {v: r for v, r in roots.items() if not low[v]}
         has_noise = True
-    if len(set(roots.values())) > target:
-        roots = join_components(roots, centroids, size, target)
-    timings["merge"] = time.perf_counter() - t
+    return roots, target, has_noise
 
+
+def _label_rows(roots, size, low, has_noise, first):
+    """(labels int32 per row, the noise group's id in a list when there is one)."""
     micro_group, G = _number_groups(roots, size)
     low_groups: list[int] = []
     if has_noise:
         micro_group[low] = G
         low_groups = [G]
         G += 1
-    labels = micro_group[first].astype(np.int32)
-    params: dict[str, Any] = {
-        "micro_clusters": int(M),
-        "two_level": coarse is not None,
-        "graph_edges": int(S.nnz // 2),
-        "low_density_groups": low_groups,
-        "noise_rows": int(np.sum(low[first])) if has_noise else 0,
-    }
-    if params_auto is not None:
-        params["auto"] = params_auto
-    return labels, params
+    return micro_group[first].astype(np.int32), low_groups
 
 
 def _initial_noise(S, sim, first, size, n_groups):
