@@ -182,6 +182,7 @@ def _m004_groups(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX groups_queue ON groups (run_id, state, impurity, size, status)")
 
 
+# The schema of one release, kept in one piece because a migration never changes.
 def _m005_labels(db: sqlite_utils.Database) -> None:
     # The taxonomy, the append-only event log (with each touched item's value before and
     # after, so any event can be undone and redone), and the current label per item,
