@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.helpers.tiny_models import roberta_tokenizer  # noqa: E402 - after the path
+
 
 class Figures:
     """Collects (section, name, value, unit, note) rows and writes them to one file."""
@@ -172,7 +174,7 @@ def clap_on_device(figures: Figures, work: Path, device: str, precision: str, n:
     from indexing.embedders.clap import create
 
     folder = work / "clap-random"
-    vocab = _tokenizer(folder)
+    vocab = roberta_tokenizer(folder, max_length=32)
     torch.manual_seed(0)
     config = ClapConfig(**_TINY_CLAP, text_config={**_TINY_CLAP_TEXT, "vocab_size": vocab}) \
         if tiny else ClapConfig()
@@ -203,26 +205,6 @@ _TINY_CLAP = {"audio_config": {"window_size": 4, "num_mel_bins": 16, "spec_size"
                                "depths": [1, 1], "num_attention_heads": [2, 2],
                                "patch_embeds_hidden_size": 16, "num_classes": 10},
               "projection_dim": 16}
-
-
-def _tokenizer(folder: Path) -> int:
-    """A byte-level RoBERTa-style tokenizer built offline (the text tower is not measured)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[ch] = len(vocab)
-    vocab["<mask>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                            cls_token="<s>", sep_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>", mask_token="<mask>",
-                            model_max_length=32).save_pretrained(str(folder))
-    return len(vocab)
 
 
 def faiss_gpu(figures: Figures, n: int, dim: int, k: int, force_cpu: bool) -> None:

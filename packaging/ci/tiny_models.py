@@ -9,7 +9,8 @@ bundle's build venv:
 
 OUT/hub holds `hf-hub:curator-smoke/tiny-clip` filed the way huggingface_hub caches a download
 (point HF_HUB_CACHE at it); OUT/tiny-clap is a CLAP folder made with save_pretrained. The shapes
-follow tests/indexing/conftest.py, which builds the same kind of models for the test suite.
+follow tests/indexing/conftest.py, which builds the same kind of models for the test suite
+(the tokenizer comes from tests/helpers/tiny_models.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
+
+# The tokenizer builder is shared with the test suite (plain code, no pytest).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.helpers.tiny_models import roberta_tokenizer  # noqa: E402 - after the path
 
 CLIP_REPO = "curator-smoke/tiny-clip"
 CLIP_CFG = {
@@ -74,7 +80,7 @@ def write_clap(folder: Path) -> Path:
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab_size = _roberta_tokenizer(folder, max_length=32)
+    vocab_size = roberta_tokenizer(folder, max_length=32)
     config = ClapConfig(
         text_config={"vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 1,
                      "num_attention_heads": 2, "intermediate_size": 64,
@@ -91,27 +97,6 @@ def write_clap(folder: Path) -> Path:
                          fft_window_size=512, frequency_max=8000, truncation="rand_trunc",
                          padding="repeatpad").save_pretrained(str(folder))
     return folder
-
-
-def _roberta_tokenizer(folder: Path, max_length: int) -> int:
-    """A byte-level BPE tokenizer with RoBERTa's special tokens and no merges; its vocab size."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[ch] = len(vocab)
-    vocab["<mask>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>",
-        sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
-        model_max_length=max_length,
-    ).save_pretrained(str(folder))
-    return len(vocab)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.tiny_models import roberta_tokenizer
+
 TINY_CLIP_ARCH = "CuratorTiny-ViT"
 TINY_CLIP_CFG = {
     "embed_dim": 32,
@@ -104,34 +106,6 @@ class TinyClap:
     dim: int = 16
 
 
-def _tiny_roberta_tokenizer(folder: Path, max_length: int):
-    """A byte-level BPE tokenizer with RoBERTa's special tokens and no merges, built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[ch] = len(vocab)
-    vocab["<mask>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        model_max_length=max_length,
-    )
-    fast.save_pretrained(str(folder))
-    return len(vocab)
-
-
 @pytest.fixture(scope="session")
 def tiny_clap(tmp_path_factory) -> TinyClap:
     """Build and save a tiny random CLAP model (HTSAT 2 stages of 1 block, 1-layer text)."""
@@ -139,7 +113,7 @@ def tiny_clap(tmp_path_factory) -> TinyClap:
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
     folder = tmp_path_factory.mktemp("tiny_clap")
-    vocab_size = _tiny_roberta_tokenizer(folder, max_length=32)
+    vocab_size = roberta_tokenizer(folder, max_length=32)
     config = ClapConfig(
         text_config={
             "vocab_size": vocab_size,
@@ -182,7 +156,7 @@ def tiny_clap(tmp_path_factory) -> TinyClap:
 def tiny_hf_tokenizer(tmp_path_factory) -> Path:
     """A folder holding a tiny RoBERTa-style tokenizer (tokenizer.json, tokenizer_config.json)."""
     folder = tmp_path_factory.mktemp("tiny_tokenizer")
-    _tiny_roberta_tokenizer(folder, max_length=32)
+    roberta_tokenizer(folder, max_length=32)
     return folder
 
 
