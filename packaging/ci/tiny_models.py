@@ -22,17 +22,13 @@ import os
 import sys
 from pathlib import Path
 
-# The tokenizer builder is shared with the test suite (plain code, no pytest).
+# The model shapes and the tokenizer builder are shared with the test suite (plain code).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.helpers.tiny_models import roberta_tokenizer  # noqa: E402 - after the path
+from tests.helpers.tiny_models import TINY_CLIP_CFG, roberta_tokenizer  # noqa: E402 - after the path
+
+CLIP_CFG = TINY_CLIP_CFG
 
 CLIP_REPO = "curator-smoke/tiny-clip"
-CLIP_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
-    # vocab 49408 matches open_clip's bundled BPE tokenizer.
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
-}
 
 
 def write_clip(hub: Path) -> Path:

@@ -17,6 +17,7 @@ from curator.project import Project
 from curator.scan import ScanOptions
 from curator.suggest import PRIOR, calibrate
 from tests.helpers.projects import COLOURS, colour_folders, colour_of
+from tests.helpers.tiny_models import tiny_clip_weights as tiny_clip_weights_file
 
 
 def _group_colour(project, gid):
@@ -119,29 +120,11 @@ def test_calibration_follows_decisions_and_keeps_a_prior():
     assert 0.4 < 1 / (1 + np.exp(-(a * 0.9 + b))) < 0.65
 
 
-TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
-}
 
 
 @pytest.fixture
 def tiny_clip_weights(tmp_path):
-    open_clip = pytest.importorskip("open_clip")
-    import torch
-    from safetensors.torch import save_file
-
-    cfg_dir = tmp_path / "configs"
-    cfg_dir.mkdir()
-    (cfg_dir / "CuratorSuggestTiny.json").write_text(json.dumps(TINY_CFG))
-    open_clip.add_model_config(cfg_dir)
-    torch.manual_seed(0)
-    model = open_clip.create_model("CuratorSuggestTiny", pretrained=None)
-    path = tmp_path / "tiny.safetensors"
-    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
-              str(path))
-    return "CuratorSuggestTiny", str(path)
+    return "CuratorSuggestTiny", tiny_clip_weights_file(tmp_path, "CuratorSuggestTiny", seed=0)
 
 
 def test_zero_shot_plumbing_and_warm_text_search_with_a_tiny_clip(tmp_path, media,

@@ -13,32 +13,15 @@ import pytest
 
 from curator.project import Project
 from curator.scan import ScanOptions
+from tests.helpers.tiny_models import tiny_clip_weights as tiny_clip_weights_file
 
-TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
-}
 FOLDERS = {"red_squares": (220, 20, 20), "blue_circles": (20, 40, 220)}
 NAMES = ["bird", "blue circle", "red square", "train"]
 
 
 @pytest.fixture
 def tiny_clip_weights(tmp_path):
-    open_clip = pytest.importorskip("open_clip")
-    import torch
-    from safetensors.torch import save_file
-
-    cfg_dir = tmp_path / "configs"
-    cfg_dir.mkdir()
-    (cfg_dir / "CuratorTopicTiny.json").write_text(json.dumps(TINY_CFG))
-    open_clip.add_model_config(cfg_dir)
-    torch.manual_seed(3)
-    model = open_clip.create_model("CuratorTopicTiny", pretrained=None)
-    path = tmp_path / "tiny.safetensors"
-    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
-              str(path))
-    return "CuratorTopicTiny", str(path)
+    return "CuratorTopicTiny", tiny_clip_weights_file(tmp_path, "CuratorTopicTiny", seed=3)
 
 
 def _project(tmp_path, media, model, weights=None):
