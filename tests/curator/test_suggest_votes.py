@@ -98,3 +98,37 @@ def test_beyond_the_cap_a_fixed_share_is_searched_and_the_state_rebuilt(vectors_
     ids = np.sort(state.srch_ids[: state.n_srch])
     fresh_share = votes_mod.sampled(ids, state.rate)
     assert fresh_share.all()
+
+
+def test_a_later_process_starts_from_the_saved_state(vectors_project, monkeypatch, caplog):
+    import curator.suggest as suggest_mod
+    from curator.suggest_votes import state_path
+
+    proj, y = vectors_project
+    run = proj.current_run()
+    groups = [g.group_id for g in proj.groups(run)]
+    for gid in groups[:4]:
+        proj.label_group(gid, _majority(proj, gid, y))
+    first = _same_as_fresh(proj)
+    saved = state_path(proj.root, run, "synthetic:suggest")
+    assert saved.is_file()
+    stamp = saved.stat().st_mtime_ns
+    proj.label_group(groups[4], _majority(proj, groups[4], y))  # after the save: folded in
+    built = []
+    real_build = suggest_mod._build_state
+    monkeypatch.setattr(suggest_mod, "_build_state",
+                        lambda *a, **kw: built.append(a) or real_build(*a, **kw))
+    with Project.open(proj.root) as later:  # a new process: nothing in memory
+        shown = later.suggestions(run)
+        assert not built and shown.keys() == first.keys() - {groups[4]}
+        assert saved.stat().st_mtime_ns != stamp  # saved again with the decision folded in
+        _same_as_fresh(later)  # (`suggest` without a cache builds its own: one build)
+        later.split(groups[10], k=2)  # other groups: the saved state is not used
+        later.suggestions(run)
+        assert len(built) == 2
+        _same_as_fresh(later)
+    saved.write_bytes(b"not a saved state")
+    with Project.open(proj.root) as later, caplog.at_level("WARNING"):
+        later.suggestions(run)
+        assert len(built) == 4 and "ignoring the saved suggestion state" in caplog.text
+        _same_as_fresh(later)
