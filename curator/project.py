@@ -19,7 +19,6 @@ from curator.catalog import Catalog, RunRecord
 from curator.errors import CuratorError, UsageError
 from curator.items import ItemRow, ProjectStatus, Source
 from curator.project_review import ReviewFacade
-from curator.scan import ScanOptions, ScanReport, scan_catalog
 from indexing.embedders import DEFAULT_MODELS
 from indexing.progress import Progress
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from curator.groups import Group, GroupDetail, ItemFacets, Queue, SpaceClustering
     from curator.history import UndoResult
     from curator.labels import Event, Label, LabelMerge, LabelRemoval, TaxonomyEntry
+    from curator.scan import ScanOptions, ScanReport
     from curator.search import SearchCache, SearchHit
     from curator.search.maps import SpaceMap
     from curator.suggest import Suggestion
@@ -127,7 +127,7 @@ class Project(ReviewFacade):
 
     # --- indexing: scan, embed, cluster, map ------------------------------------------------
 
-    def scan(self, options: ScanOptions = ScanOptions(), progress: Optional[Progress] = None,
+    def scan(self, options: Optional[ScanOptions] = None, progress: Optional[Progress] = None,
              cancel: Cancel = None) -> ScanReport:
         """Walk every source and bring the catalog up to date; recorded as a `scan` run.
 
@@ -138,6 +138,9 @@ class Project(ReviewFacade):
         if not self.sources():
             raise UsageError(f"{self.root} has no source folders",
                              hint=f"add one with `curator init {self.root}`", option="sources")
+        from curator.scan import ScanOptions, scan_catalog  # perf: the walk only when scanning
+
+        options = options or ScanOptions()
         params = {"include": list(options.include), "exclude": list(options.exclude),
                   "hidden": options.hidden, "workers": options.workers}
         with self.catalog.recorded_run("scan", params) as run:
@@ -527,6 +530,16 @@ class Project(ReviewFacade):
         if item_id is not None:
             self.item(item_id)
         return history(self.catalog, item_id, limit)
+
+
+def __getattr__(name: str) -> Any:
+    # perf (search helper): the scanner (and the media probes it imports) loads when asked for,
+    # not on every `curator` command that opens a project.
+    if name in ("ScanOptions", "ScanReport"):
+        from curator import scan
+
+        return getattr(scan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Project", "ProjectStatus", "Source", "ScanOptions", "ScanReport", "CuratorError"]
