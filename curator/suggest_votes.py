@@ -104,7 +104,7 @@ class VoteState:
     group_by_item: np.ndarray
     q_ids: np.ndarray
     q_group: np.ndarray
-    Q: np.ndarray
+    Q: np.ndarray | None
     rate: float
     label_by_item: np.ndarray
     srch_ids: np.ndarray
@@ -115,6 +115,7 @@ class VoteState:
     n_srch: int = 0
     lock: Any = None
     dirty: bool = True
+    store: Any = None
 
     @classmethod
     def build(cls, catalog: Catalog, key: tuple, store: Any, item_ids: np.ndarray,
@@ -175,6 +176,17 @@ class VoteState:
         if redo.any():
             self._search_rows(np.flatnonzero(redo))
 
+    def queries(self, store: Any) -> np.ndarray:
+        """The queries' unit vectors (a loaded state reads them from the store when first
+        needed: a vote needs only the neighbour lists)."""
+        if self.Q is None:
+            store = store or self.store
+            found, Q = store.lookup(self.q_ids)
+            if len(found) != len(self.q_ids):  # the key pins the store: a damaged save
+                raise ValueError("saved suggestion state does not match the vector store")
+            self.Q = unit_rows(Q)
+        return self.Q
+
     def _read_vectors(self, store: Any) -> None:
         """Read the searched items' vectors from the store (a loaded state has only their ids)."""
         if self.srch_vecs is not None:
@@ -183,7 +195,7 @@ class VoteState:
         found, X = store.lookup(self.srch_ids[:n])
         if len(found) != n:  # the key pins the store, so this means a damaged save
             raise ValueError("saved suggestion state does not match the vector store")
-        self.srch_vecs = np.zeros((len(self.srch_ids), self.Q.shape[1]), np.float32)
+        self.srch_vecs = np.zeros((len(self.srch_ids), X.shape[1]), np.float32)
         self.srch_vecs[:n] = unit_rows(X)
 
     def _append(self, ids: np.ndarray, X: np.ndarray) -> None:
@@ -201,7 +213,7 @@ class VoteState:
     def _remove_searched(self, gone: np.ndarray) -> np.ndarray:
         """Drop items that lost their label; returns the mask of queries to search again."""
         if not len(gone):
-            return np.zeros(len(self.Q), bool)
+            return np.zeros(len(self.q_group), bool)
         n = self.n_srch
         keep = ~np.isin(self.srch_ids[:n], gone)
         self.n_srch = int(keep.sum())
@@ -219,14 +231,15 @@ class VoteState:
             return
         X = unit_rows(X)
         self._append(found, X)
-        rows = np.arange(len(self.Q)) if skip is None else np.flatnonzero(~skip)
+        rows = np.arange(len(self.q_group)) if skip is None else np.flatnonzero(~skip)
         if not len(rows):
             return
         kk = self.top_ids.shape[1]
-        rows = rows[_may_enter(self.Q[rows], X, self.top_sims[rows, -1])]
+        Q = self.queries(store)
+        rows = rows[_may_enter(Q[rows], X, self.top_sims[rows, -1])]
         if not len(rows):
             return
-        sims, pos = _search(self.Q[rows], X, kk)
+        sims, pos = _search(Q[rows], X, kk)
         # Only queries whose list the new items enter change (most lie far from one decision).
         enter = sims[:, 0] > self.top_sims[rows, -1]
         rows, sims, pos = rows[enter], sims[enter], pos[enter]
@@ -242,7 +255,7 @@ class VoteState:
     def _search_rows(self, rows: np.ndarray) -> None:
         """Search these queries again against every searched item (after removals)."""
         kk = self.top_ids.shape[1]
-        sims, pos = _search(self.Q[rows], self.srch_vecs[: self.n_srch], kk)
+        sims, pos = _search(self.queries(None)[rows], self.srch_vecs[: self.n_srch], kk)
         self.top_sims[rows] = sims
         self.top_ids[rows] = np.where(pos >= 0, self.srch_ids[np.clip(pos, 0, None)], -1)
 
@@ -276,16 +289,12 @@ class VoteState:
                 if json.loads(z["key"].tobytes()) != list(key):
                     return None
                 last, n = (int(v) for v in z["meta"])
-                q_ids = z["q_ids"]
-                found, Q = store.lookup(q_ids)
-                if len(found) != len(q_ids):
-                    return None
                 top_ids = z["top_ids"].astype(np.int64)
-                return cls(key, z["group_by_item"].astype(np.int64), q_ids,
-                           z["q_group"].astype(np.int64), unit_rows(Q), float(z["rate"][0]),
+                return cls(key, z["group_by_item"].astype(np.int64), z["q_ids"].astype(np.int64),
+                           z["q_group"].astype(np.int64), None, float(z["rate"][0]),
                            z["label_by_item"].astype(np.int64), z["srch_ids"].copy(), None,
                            z["top_sims"].copy(), top_ids, last, n_srch=n,
-                           lock=threading.Lock(), dirty=False)
+                           lock=threading.Lock(), dirty=False, store=store)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -323,8 +332,9 @@ class VoteState:
     def centroids(self) -> tuple[np.ndarray, np.ndarray]:
         """(group ids, unit mean of each group's query vectors): for the zero-shot match."""
         gids, inv = np.unique(self.q_group, return_inverse=True)
-        sums = np.zeros((len(gids), self.Q.shape[1]), np.float64)
-        np.add.at(sums, inv, self.Q)
+        Q = self.queries(None)
+        sums = np.zeros((len(gids), Q.shape[1]), np.float64)
+        np.add.at(sums, inv, Q)
         return gids, unit_rows(sums.astype(np.float32))
 
 
