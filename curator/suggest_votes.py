@@ -54,6 +54,9 @@ SAVE_DIR = "suggest"
 
 _SAVE_FORMAT = 1
 
+KEEP_SAVED = 4
+"""Saved states kept (the newest; one per run and space)."""
+
 
 def state_key(run_id: int, space: str, group_ids: list[int], store_stamp: tuple[int, int]
               ) -> tuple:
@@ -280,6 +283,10 @@ class VoteState:
         finally:
             tmp.unlink(missing_ok=True)
         self.dirty = False
+        # States of older runs are rebuilt if ever asked for again: keep the newest few.
+        saved = sorted(path.parent.glob("run-*.npz"), key=lambda f: f.stat().st_mtime_ns)
+        for old in saved[:-KEEP_SAVED]:
+            old.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path, key: tuple, store: Any) -> VoteState | None:
