@@ -39,6 +39,7 @@ from curator.suggest_votes import (
     LABELLED_CAP,
     K,
     VoteState,
+    same_base,
     state_key,
     state_path,
     unit_rows,
@@ -265,18 +266,23 @@ def _vote_state(catalog: Catalog, run_id: int, space: str, groups: dict[int, dic
     states = getattr(cache, "suggest_states", None)
     state = states.get((run_id, space)) if states is not None else None
     saved = state_path(catalog.root, run_id, space) if states is not None else None
-    if saved is not None and (state is None or state.key != key):
+    if saved is not None and (state is None or not same_base(state.key, key)):
         state = VoteState.load(saved, key, store)
     if state is not None:
         try:
             with state.lock:
-                state.refresh(catalog, store)
+                # A split or a merge moved items between groups: follow it, no full search.
+                if state.key != key and not state.regroup(catalog, run_id, key, space_groups,
+                                                          store):
+                    state = None
+                else:
+                    state.refresh(catalog, store)
         except ValueError as exc:  # a saved state that no longer matches its store
             log.warning("suggestion state of run %d: %s; building it again", run_id, exc)
             state = None
     if state is None or state.n_srch > 2 * LABELLED_CAP:
         # Beyond the cap, built again at a lower share of the labelled items.
-        state = _build_state(catalog, run_id, key, store, space_groups)
+        state = _build_state(catalog, run_id, space, key, store, space_groups)
         if state is None:
             return None
     if states is None:
@@ -288,19 +294,35 @@ def _vote_state(catalog: Catalog, run_id: int, space: str, groups: dict[int, dic
     return state
 
 
-def _build_state(catalog: Catalog, run_id: int, key: tuple, store: Any,
+def _build_state(catalog: Catalog, run_id: int, space: str, key: tuple, store: Any,
                  space_groups: list[int]) -> VoteState | None:
     """A state built afresh: each group's sampled members searched against every labelled
     item (the one full search)."""
     item_ids, group_of = _assignments(catalog, run_id)
     mine = np.isin(group_of, space_groups)
     item_ids, group_of = item_ids[mine], group_of[mine]
-    per_group = int(np.clip(QUERY_BUDGET // max(1, len(space_groups)), 4, MEMBERS))
+    # By the groups the run was made with, not those of now: a split or merge then changes
+    # no other group's sample, and the state can follow it (`VoteState.regroup`).
+    planned = _planned_groups(catalog, run_id, space) or len(space_groups)
+    per_group = int(np.clip(QUERY_BUDGET // max(1, planned), 4, MEMBERS))
     samples = _members_sample(item_ids, group_of, per_group)
     if not samples:
         return None
     # Ask for more than K: the group's own labelled members are dropped at vote time.
-    return VoteState.build(catalog, key, store, item_ids, group_of, samples, K + per_group * 4)
+    state = VoteState.build(catalog, key, store, item_ids, group_of, samples, K + per_group * 4)
+    state.groups = np.asarray(sorted(space_groups), np.int64)
+    return state
+
+
+def _planned_groups(catalog: Catalog, run_id: int, space: str) -> int:
+    """How many groups the clustering run made in the space (0 when it did not say)."""
+    import json
+
+    row = catalog.db.execute("SELECT counts FROM runs WHERE id = ?", [run_id]).fetchone()
+    try:
+        return int(json.loads(row[0])[space]["groups"])
+    except (TypeError, ValueError, KeyError):
+        return 0
 
 
 def _zero_shot(catalog: Catalog, space: str, state: VoteState, labels: dict[int, dict],

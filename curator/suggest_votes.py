@@ -66,6 +66,11 @@ def state_key(run_id: int, space: str, group_ids: list[int], store_stamp: tuple[
     return (_SAVE_FORMAT, int(run_id), space, digest, *map(int, store_stamp))
 
 
+def same_base(a: tuple, b: tuple) -> bool:
+    """Whether two state keys name the same run, space and vector store (groups aside)."""
+    return len(a) == len(b) and a[:3] == b[:3] and a[4:] == b[4:]
+
+
 def state_path(root: Path, run_id: int, space: str) -> Path:
     from curator.stores import space_slug
 
@@ -100,6 +105,7 @@ class VoteState:
             store only when a refresh needs them).
         top_sims, top_ids: per query, the kk nearest searched items (best first; -1 = none).
         last_event: the newest event folded in.
+        groups: the run's active groups in the space the queries were sampled from.
         dirty: changed since it was last saved.
     """
 
@@ -119,6 +125,12 @@ class VoteState:
     lock: Any = None
     dirty: bool = True
     store: Any = None
+    groups: np.ndarray | None = None
+
+    @property
+    def per_group(self) -> int:
+        """Queries sampled per group (the neighbour lists hold K + 4 per group)."""
+        return (self.top_ids.shape[1] - K) // 4
 
     @classmethod
     def build(cls, catalog: Catalog, key: tuple, store: Any, item_ids: np.ndarray,
@@ -145,6 +157,45 @@ class VoteState:
         return state
 
     # --- updates -------------------------------------------------------------------------
+
+    def regroup(self, catalog: Catalog, run_id: int, key: tuple, space_groups: list[int],
+                store: Any) -> bool:
+        """Follow a split, a merge or their undo: drop the queries of groups gone, sample the
+        new groups' members as a fresh build would and search them alone.
+
+        Returns:
+            False when the run's items changed as well (then the state must be built afresh).
+        """
+        new = np.asarray(sorted(space_groups), np.int64)
+        removed = np.setdiff1d(self.groups, new)
+        added = np.setdiff1d(new, self.groups)
+        rows = np.array(catalog.db.execute(
+            "SELECT item_id, group_id FROM assignments WHERE run_id = ? AND group_id IN "
+            "(SELECT value FROM json_each(?)) ORDER BY item_id",
+            [run_id, json.dumps(added.tolist())]).fetchall(), np.int64).reshape(-1, 2)
+        gbi = self.group_by_item
+        leaving = np.flatnonzero(np.isin(gbi, removed))
+        if not np.array_equal(leaving, rows[:, 0]):
+            return False  # items came or went, not only moved between groups
+        Q = self.queries(store)
+        gbi[rows[:, 0]] = rows[:, 1]
+        new_ids, new_groups = _sample_like_a_build(gbi, rows[:, 0], rows[:, 1], self.per_group)
+        found, X = store.lookup(new_ids)
+        new_groups = new_groups[np.isin(new_ids, found)]
+        keep = ~np.isin(self.q_group, removed)
+        kk = self.top_ids.shape[1]
+        n_old = int(keep.sum())
+        self.q_ids = np.concatenate([self.q_ids[keep], found])
+        self.q_group = np.concatenate([self.q_group[keep], new_groups])
+        self.Q = np.concatenate([Q[keep], unit_rows(X).reshape(len(found), Q.shape[1])])
+        self.top_sims = np.concatenate([self.top_sims[keep],
+                                        np.full((len(found), kk), -np.inf, np.float32)])
+        self.top_ids = np.concatenate([self.top_ids[keep], np.full((len(found), kk), -1)])
+        self.groups, self.key, self.dirty = new, key, True
+        if len(found):
+            self._read_vectors(store)
+            self._search_rows(np.arange(n_old, n_old + len(found)))
+        return True
 
     def refresh(self, catalog: Catalog, store: Any) -> None:
         """Fold in the label changes since `last_event`."""
@@ -273,7 +324,7 @@ class VoteState:
             "group_by_item": _narrow(self.group_by_item), "q_ids": self.q_ids,
             "q_group": _narrow(self.q_group), "label_by_item": _narrow(self.label_by_item),
             "srch_ids": self.srch_ids[:n], "top_sims": self.top_sims,
-            "top_ids": _narrow(self.top_ids)}
+            "top_ids": _narrow(self.top_ids), "groups": self.groups}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:
@@ -290,18 +341,22 @@ class VoteState:
 
     @classmethod
     def load(cls, path: Path, key: tuple, store: Any) -> VoteState | None:
-        """The state saved at `path` if it was saved for `key`, else None."""
+        """The state saved at `path` if it was saved for `key`'s run and vector store (its
+        groups may differ: see `regroup`), else None."""
         try:
             with np.load(path) as z:
-                if json.loads(z["key"].tobytes()) != list(key):
+                saved_key = tuple(json.loads(z["key"].tobytes()))
+                if not same_base(saved_key, key):
                     return None
                 last, n = (int(v) for v in z["meta"])
                 top_ids = z["top_ids"].astype(np.int64)
-                return cls(key, z["group_by_item"].astype(np.int64), z["q_ids"].astype(np.int64),
-                           z["q_group"].astype(np.int64), None, float(z["rate"][0]),
+                return cls(saved_key, z["group_by_item"].astype(np.int64),
+                           z["q_ids"].astype(np.int64), z["q_group"].astype(np.int64), None,
+                           float(z["rate"][0]),
                            z["label_by_item"].astype(np.int64), z["srch_ids"].copy(), None,
                            z["top_sims"].copy(), top_ids, last, n_srch=n,
-                           lock=threading.Lock(), dirty=False, store=store)
+                           lock=threading.Lock(), dirty=False, store=store,
+                           groups=z["groups"].astype(np.int64))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -343,6 +398,26 @@ class VoteState:
         sums = np.zeros((len(gids), Q.shape[1]), np.float64)
         np.add.at(sums, inv, Q)
         return gids, unit_rows(sums.astype(np.float32))
+
+
+def _sample_like_a_build(group_by_item: np.ndarray, ids: np.ndarray, groups: np.ndarray,
+                         per_group: int) -> tuple[np.ndarray, np.ndarray]:
+    """The members a fresh build samples for these groups (`curator.suggest._members_sample`:
+    the first `per_group` of each group in one fixed shuffle of all the run's items in the
+    space), as (item ids, group of each), by group then id."""
+    everyone = np.flatnonzero(group_by_item >= 0)  # the run's items in the space, by id
+    order = np.random.default_rng(0).permutation(len(everyone))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    mine = rank[np.searchsorted(everyone, ids)]
+    by = np.lexsort((mine, groups))
+    g, i = groups[by], ids[by]
+    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    within = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
+    take = within < per_group
+    g, i = g[take], i[take]
+    by = np.lexsort((i, g))
+    return i[by], g[by]
 
 
 def _narrow(a: np.ndarray) -> np.ndarray:
