@@ -214,8 +214,10 @@ def first_calls(root: Path, y: np.ndarray, decided: int, checkouts: list[Path]) 
     for kind in ("fresh", "saved"):
         for checkout in checkouts:
             env["PYTHONPATH"] = str(checkout)
+            # cwd too: `python -c` puts the working folder ahead of PYTHONPATH.
             done = subprocess.run([sys.executable, "-c", FIRST_CALL, str(root), kind, str(gid),
-                                   truth], capture_output=True, text=True, env=env, check=False)
+                                   truth], capture_output=True, text=True, env=env, check=False,
+                                  cwd=checkout)
             if done.returncode != 0:
                 raise SystemExit(f"{checkout}: {done.stderr.strip()[-2000:]}")
             r = json.loads(done.stdout.strip().splitlines()[-1])
