@@ -211,8 +211,8 @@ def first_calls(root: Path, y: np.ndarray, decided: int, checkouts: list[Path]) 
     gid, truth = decide(root, y, decided)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     rows, answers = [], {}
-    for kind in ("fresh", "saved"):
-        for checkout in checkouts:
+    for checkout in checkouts:  # each checkout's "saved" run right after its "fresh" one
+        for kind in ("fresh", "saved"):
             env["PYTHONPATH"] = str(checkout)
             # cwd too: `python -c` puts the working folder ahead of PYTHONPATH.
             done = subprocess.run([sys.executable, "-c", FIRST_CALL, str(root), kind, str(gid),
