@@ -194,7 +194,7 @@ class Catalog:
                 record_sound(self.path)
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self) -> Iterator[CatalogDB]:
         """A write transaction on this thread's connection, once the catalog passed its check.
 
         After the outermost commit the file is marked as checked again (only sound writers
