@@ -13,7 +13,9 @@ The state is saved in the project folder (`suggest/`, one file per run and space
 atomically) whenever it changed, so the first call of the next process loads it and folds in only
 the label changes since, instead of searching every member against every labelled item again
 (17-30 s at 3,000 groups, more at 1M). A saved state is used only while its key holds: the same
-run, the same active groups, the same vector store.
+run and the same vector store; when only the run's groups changed (a split, a merge, their undo)
+the state follows them (`regroup`): the queries of groups gone are dropped and those of the new
+groups sampled as a fresh build would and searched alone.
 
 Labelled items are searched at a fixed share (`rate`, chosen when the state is built so that at
 most `LABELLED_CAP` items are searched; an item is in or out by a hash of its id), so a state
