@@ -168,6 +168,8 @@ class VoteState:
         Returns:
             False when the run's items changed as well (then the state must be built afresh).
         """
+        if self.groups is None:  # built without its group list: cannot tell what moved
+            return False
         new = np.asarray(sorted(space_groups), np.int64)
         removed = np.setdiff1d(self.groups, new)
         added = np.setdiff1d(new, self.groups)
@@ -326,7 +328,8 @@ class VoteState:
             "group_by_item": _narrow(self.group_by_item), "q_ids": self.q_ids,
             "q_group": _narrow(self.q_group), "label_by_item": _narrow(self.label_by_item),
             "srch_ids": self.srch_ids[:n], "top_sims": self.top_sims,
-            "top_ids": _narrow(self.top_ids), "groups": self.groups}
+            "top_ids": _narrow(self.top_ids),
+            "groups": self.groups if self.groups is not None else np.empty(0, np.int64)}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:
