@@ -420,13 +420,15 @@ def main() -> int:
     parser.add_argument("--labels", type=int, default=10)
     parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     parser.add_argument("--write", type=Path, default=None, help="write the docs fragment here")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="where generated projects are kept (default bench/.data)")
     parser.add_argument("--probe-start", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["QT_QPA_PLATFORM"] = args.platform
     if args.probe_start:
         probe_start(args.probe_start)
         return 0
-    folder = build_project(DATA / f"gui-{args.items}", args.items, args.groups)
+    folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
     project_dir = folder / "project"
     facade = facade_timings(project_dir)
     start = measure_start(project_dir, dict(os.environ))
