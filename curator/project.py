@@ -199,6 +199,15 @@ class Project(ReviewFacade):
 
         return ThumbnailStore(self.root / THUMBS_DIR).get(item_id)
 
+    # --- gui: a screenful of thumbnails in one pass -----------------------------------------
+
+    def thumbnails(self, item_ids: Sequence[int]) -> dict[int, Optional[bytes]]:
+        """Several items' JPEG thumbnails (None where an item has none), the store opened once."""
+        from curator.embed import THUMBS_DIR
+        from curator.stores import ThumbnailStore
+
+        return ThumbnailStore(self.root / THUMBS_DIR).get_many(item_ids)
+
     def _space_names(self, wanted: Optional[Sequence[str]] = None) -> list[str]:
         known = [row["space"] for row in self.spaces()]
         if not known:

@@ -164,3 +164,14 @@ def test_a_group_switch_paints_its_thumbnails_before_any_follow_up(window, qtbot
     assert window.group.grid.visible_ids()  # the check above was about real tiles
     settle(qtbot, window)
     assert asked == []
+
+
+def test_a_batch_of_thumbnails_reads_like_one_by_one(project_dir):
+    """The grid reads a screenful in one pass over the store; the bytes are the same."""
+    with opened(project_dir) as p:
+        ids = [r[0] for r in p.catalog.db.execute("SELECT id FROM items ORDER BY id")]
+        assert ids
+        batch = p.thumbnails([*ids, 10**6])
+        assert batch[10**6] is None  # no such item: no thumbnail, no error
+        assert {i: batch[i] for i in ids} == {i: p.thumbnail(i) for i in ids}
+        assert sum(b is not None and b[:2] == b"\xff\xd8" for b in batch.values()) >= 16
