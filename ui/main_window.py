@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Optional
 
-from PySide6.QtCore import QByteArray, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QByteArray, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -32,6 +32,7 @@ from ui.dialogs import ExportDialog, IndexDialog, IndexOptions, NewProjectDialog
 from ui.group_view import GroupView
 from ui.jobs import JobPanel, run_indexing
 from ui.map_view import MapView
+from ui.model_check import IndexOptionsCheck
 from ui.panels import AuditPanel, DuplicatesPanel, ReportPanel, SuspectsPanel
 from ui.preview import PreviewWindow
 from ui.queue_view import QueueView
@@ -39,7 +40,7 @@ from ui.session import GROUP_DECISION, GROUPS, INDEX, LABELS, TAXONOMY, Session
 from ui.thumbnails import ThumbnailCache
 from ui.welcome import install_welcome
 from ui.window_actions import install_actions
-from ui.workers import WorkerError, submit
+from ui.workers import WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,14 @@ class MainWindow(QMainWindow):
         self.labels: list[Any] = []
         # The user's settings (config file, CURATOR_* environment), as `curator index` reads
         # them; the models last chosen in the dialog take precedence.
-        self._index_options = IndexOptions.from_settings(
-            model=app_settings.value("index/model", "", str) or None,
-            audio_model=app_settings.value("index/audio_model", "", str) or None)
         # First start: models whose weights are not here fall back to `classic`, so the first
-        # Index… works on any machine (and in the lite build, which has no torch). Looking for
-        # weights imports open_clip and torch (tens of seconds), so it never runs while the
-        # window starts: only in the background, when Index… needs the answer.
-        self.models_checked = bool(app_settings.value("index/model", "", str))
-        self._model_pool = QThreadPool(self)
-        self._model_pool.setMaxThreadCount(1)
-        self._after_model_check: list[Callable[[IndexOptions], None]] = []
+        # Index… works on any machine (and in the lite build, which has no torch). That look
+        # imports torch: it runs in the background, only when Index… needs the answer.
+        self.model_check = IndexOptionsCheck(IndexOptions.from_settings(
+            model=app_settings.value("index/model", "", str) or None,
+            audio_model=app_settings.value("index/audio_model", "", str) or None),
+            done=bool(app_settings.value("index/model", "", str)), parent=self)
+        self.model_check.checked.connect(self._models_found)
         self._preview: Optional[PreviewWindow] = None
         self._taxonomy: Optional[TaxonomyEditor] = None
         self._map_dirty = True
@@ -262,43 +260,29 @@ class MainWindow(QMainWindow):
     def index_options(self) -> IndexOptions:
         """The options Index… starts from (on a first start, before the model check lands,
         those of the user's settings)."""
-        return self._index_options
+        return self.model_check.options
 
     @index_options.setter
     def index_options(self, options: IndexOptions) -> None:
-        self._index_options = options
-        self.models_checked = True  # a choice of the user's wins over the check
+        self.model_check.choose(options)
+
+    @property
+    def models_checked(self) -> bool:
+        return self.model_check.done
 
     def with_index_options(self, then: Callable[[IndexOptions], None]) -> None:
         """Call `then(options)` with the options Index… uses, once the first start's model check
-        (in the background: it imports torch) has said which models are here."""
-        if self.models_checked:
-            then(self._index_options)
-            return
-        self._after_model_check.append(then)
-        if len(self._after_model_check) > 1:
-            return
-        if self.session.is_open:
+        (in the background) has said which models are here."""
+        if self.model_check.when_checked(then) and self.session.is_open:
             self.show_message("looking for model weights on this machine…")
-        options = self._index_options
-        submit(lambda: options.with_models_here()[0], pool=self._model_pool,
-               name="model check", on_result=self._models_found,
-               on_error=lambda info: (log.warning("model check failed: %s", info),
-                                      self._models_found(options)))
 
     def _check_models_when_idle(self) -> None:
         if not self.models_checked and not self._opening and not self.session.is_open:
             self.with_index_options(lambda options: None)
 
     def _models_found(self, options: IndexOptions) -> None:
-        if not self.models_checked:
-            self._index_options = options
-            self.models_checked = True
-        waiting, self._after_model_check = self._after_model_check, []
         if hasattr(self, "welcome") and not self.session.is_open:
-            self.welcome.refresh(self._index_options.model, self._index_options.audio_model)
-        for then in waiting:
-            then(self._index_options)
+            self.welcome.refresh(options.model, options.audio_model)
 
     def index_dialog(self) -> None:
         if not self.session.is_open:

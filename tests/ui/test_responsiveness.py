@@ -97,13 +97,12 @@ def test_group_rows_of_some_groups_match_the_full_listing(project_dir):
 def test_a_decision_rereads_only_its_own_queue_row(window, qtbot, project_dir, monkeypatch):
     from curator.project import Project
 
+    seen: list = []
+    window.session.external.connect(seen.append)
     with opened(project_dir) as p:
         p.add_label("red", hotkey="1")
-    window.reload_labels()
-    qtbot.waitUntil(lambda: bool(window.group.labels), timeout=TIMEOUT)
-    # The new label came from another process: let the change poll see it (a full re-read).
-    window.session.poll_changes()
-    qtbot.waitUntil(lambda: not window.session._polling, timeout=TIMEOUT)
+    # The new label came from another process: the change poll reports it (a full re-read).
+    qtbot.waitUntil(lambda: bool(seen) and bool(window.group.labels), timeout=TIMEOUT)
     settle(qtbot, window)
     reads: list = []
     original = Project.groups
