@@ -12,6 +12,13 @@ touch most, on average, join first), so groups follow the manifold, and a thin b
 two dense regions is crossed last. Cutting the dendrogram at a wanted group count costs
 nothing; with no count, the cut maximises the graph's modularity (resolution `granularity`).
 
+Up to KNN_MAX_ROWS rows the evidence is finer (indexing/graph_knn.py): every row's 10 nearest
+rows are found through an inverted file over the micro-clusters, micro-clusters are linked by
+MUTUAL neighbour pairs (one-sided links across sparse bridges drop out), merged by the share of
+the smaller group's links that go to the other (so the pieces of a big class gather before two
+small sibling classes join), and after the cut each row joins the group most of its neighbours
+are in. Above it (1M rows) the two-nearest-centroid graph and average linkage keep the cost flat.
+
 Micro-clusters whose members sit far from their centroid (cohesion far below the typical one)
 are low-density: the rows of a junk cloud, or stray members of a class. They are merged into
 one "noise" group, so one decision settles them, and `low_density` flags it.
