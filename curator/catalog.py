@@ -26,6 +26,7 @@ from curator.catalog_faults import (
     _readonly_message,
     check_header,
     explain,
+    record_sound,
     remember_opened,
 )
 from curator.connection import connect, transaction, utcnow
@@ -160,6 +161,7 @@ class Catalog:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(marker.read_text()) == identity:
                 self._sound = True
+                self._trust()
                 return
         try:
             # integrity_check, not quick_check: a flipped byte in an index passes the quick one,
@@ -171,10 +173,14 @@ class Catalog:
             detail = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
             raise CatalogDamagedError(_damaged_message(self.path, detail[:200]))
         self._sound = True
-        with contextlib.suppress(OSError):
-            tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(_file_identity(self.path)))
-            os.replace(tmp, marker)
+        record_sound(self.path)
+        self._trust()
+
+    def _trust(self) -> None:
+        # This process's own checkpoints change the file too: each re-marks it as checked.
+        from curator.checkpoint import after_checkpoint
+
+        after_checkpoint(self.path, lambda: record_sound(self.path))
 
     def close(self) -> None:
         from curator.checkpoint import settle
@@ -188,16 +194,21 @@ class Catalog:
             if self._sound and not readonly:
                 # It passed its check when this process began writing, and only sound writers
                 # wrote since: the next command need not check again unless the file changes.
-                with contextlib.suppress(OSError):
-                    marker = _check_marker(self.path)
-                    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(_file_identity(self.path)))
-                    os.replace(tmp, marker)
+                record_sound(self.path)
 
-    def write(self) -> contextlib.AbstractContextManager:
-        """A write transaction on this thread's connection, once the catalog passed its check."""
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction on this thread's connection, once the catalog passed its check.
+
+        After the outermost commit the file is marked as checked again (only sound writers
+        wrote it), so a second Curator process on the same catalog (the CLI beside the open
+        app) does not run a full integrity check because of this one's writes.
+        """
         self.ensure_sound()
-        return transaction(self.db)
+        with transaction(self.db) as db:
+            yield db
+        if not db.conn.in_transaction:
+            record_sound(self.path)
 
     # --- runs -------------------------------------------------------------------------------
 

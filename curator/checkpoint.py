@@ -17,6 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -38,6 +39,7 @@ class _Checkpointer:
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
         self._big: set[str] = set()
+        self._after: dict[str, Callable[[], None]] = {}
         self._thread: threading.Thread | None = None
 
     def request(self, path: str) -> None:
@@ -76,6 +78,9 @@ class _Checkpointer:
         while (path := self._next()) is not None:
             try:
                 frames = checkpoint(path)
+                after = self._after.get(path)
+                if after is not None and frames:
+                    after()
                 with self._cond:
                     if frames > CAP_FRAMES:
                         self._big.add(path)
@@ -93,6 +98,11 @@ _CHECKPOINTER = _Checkpointer()
 def request(path: Path | str) -> None:
     """Checkpoint this catalog's WAL in the background, `DELAY_S` from the first request."""
     _CHECKPOINTER.request(str(path))
+
+
+def after_checkpoint(path: Path | str, fn: Callable[[], None]) -> None:
+    """Call `fn` on the checkpoint thread after each background checkpoint of this catalog."""
+    _CHECKPOINTER._after[str(path)] = fn
 
 
 def deferrable(path: Path | str) -> bool:

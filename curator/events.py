@@ -31,6 +31,10 @@ _AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mi
 CACHE_KIB = 65536
 """Page cache of a connection that writes item events (KiB)."""
 _GROUP_STATUS = {"assign": "labelled", "noise": "noise", "mixed": "mixed", "clear": "undecided"}
+# The item's previous event, also where it left no value (then `cleared_items` has it): each
+# event row's `before_event` links an item's history, so no index of the rows by item is kept.
+_PREVIOUS = ("COALESCE(l.event_id, (SELECT c.event_id FROM cleared_items c "
+             "WHERE c.item_id = s.item_id))")
 
 
 @contextlib.contextmanager
@@ -223,7 +227,7 @@ def _record(db: Any, action: str, label_id: Optional[int], source: str, annotato
     count = db.execute(
         "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
         " after_state, after_label, before_keeper, after_keeper) SELECT ?, s.item_id, "
-        f"l.state, l.label_id, l.event_id, {_AFTER_STATE[action]}, {after_label}, "
+        f"l.state, l.label_id, {_PREVIOUS}, {_AFTER_STATE[action]}, {after_label}, "
         f"l.keeper_id, {after_keeper} FROM event_scope s "
         f"LEFT JOIN item_labels l ON l.item_id = s.item_id {where} ORDER BY s.item_id",
         [event_id]).rowcount
@@ -252,6 +256,7 @@ def _write_current(db: Any, action: str, event_id: int) -> None:
     """Materialise the event's after-values into `item_labels`."""
     if action == "clear":
         db.execute("DELETE FROM item_labels WHERE item_id IN (SELECT item_id FROM event_scope)")
+        _mark_cleared(db, "event_scope", "1", event_id)
     elif action == "confirm":
         db.execute("UPDATE item_labels SET confirmed = 1, event_id = ? WHERE item_id IN "
                    "(SELECT item_id FROM event_scope)", [event_id])
@@ -265,6 +270,13 @@ def _write_current(db: Any, action: str, event_id: int) -> None:
             "state = excluded.state, label_id = excluded.label_id, "
             "event_id = excluded.event_id, confirmed = 0, keeper_id = excluded.keeper_id",
             [event_id])
+
+
+def _mark_cleared(db: Any, table: str, where: str, event_id: int) -> None:
+    """Record `event_id` as the newest event of the items of `table` left without a value."""
+    db.execute(f"INSERT INTO cleared_items (item_id, event_id) SELECT item_id, ? FROM {table} "
+               f"WHERE {where} ON CONFLICT (item_id) DO UPDATE SET event_id = excluded.event_id",
+               [event_id])
 
 
 def _groups_state(db: Any, run_id: int, group_labels: dict[int, int]) -> dict[str, list]:
@@ -328,7 +340,8 @@ def _restore(db: Any, target: int, new_event: int, redo: bool) -> tuple[int, int
     # and the value found (the new event's before-values).
     restored = db.execute(
         f"INSERT INTO event_restore SELECT ei.item_id, ei.{to}_state, ei.{to}_label, "
-        f"ei.{to}_keeper, l.state, l.label_id, l.event_id, l.keeper_id FROM event_items ei "
+        f"ei.{to}_keeper, l.state, l.label_id, {_PREVIOUS.replace('s.item_id', 'ei.item_id')}, "
+        "l.keeper_id FROM event_items ei "
         "LEFT JOIN item_labels l ON l.item_id = ei.item_id WHERE ei.event_id = ? "
         f"AND l.state IS ei.{frm}_state AND l.label_id IS ei.{frm}_label "
         f"AND l.keeper_id IS ei.{frm}_keeper ORDER BY ei.item_id",
@@ -340,6 +353,7 @@ def _restore(db: Any, target: int, new_event: int, redo: bool) -> tuple[int, int
         "ORDER BY item_id", [new_event])
     db.execute("DELETE FROM item_labels WHERE item_id IN "
                "(SELECT item_id FROM event_restore WHERE state IS NULL)")
+    _mark_cleared(db, "event_restore", "state IS NULL", new_event)
     db.execute(
         "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, keeper_id) "
         "SELECT item_id, state, label_id, ?, 0, keeper FROM event_restore WHERE state IS NOT "

@@ -83,7 +83,8 @@ _ORPHANS = (
 # The current label of every item, replayed from the event log: the newest event touching it.
 _REPLAYED = (
     "SELECT ei.item_id, ei.after_state AS state, ei.after_label AS label_id, "
-    "ei.event_id, CASE WHEN e.action = 'confirm' THEN 1 ELSE 0 END AS confirmed "
+    "ei.event_id, CASE WHEN e.action = 'confirm' THEN 1 ELSE 0 END AS confirmed, "
+    "ei.after_keeper AS keeper "
     "FROM event_items ei JOIN (SELECT item_id, MAX(event_id) AS event_id FROM event_items "
     "GROUP BY item_id) last ON last.item_id = ei.item_id AND last.event_id = ei.event_id "
     "JOIN events e ON e.id = ei.event_id WHERE ei.after_state IS NOT NULL "
@@ -234,9 +235,14 @@ def rebuild_current_labels(catalog: Catalog) -> int:
         drift = _label_drift(db)
         if drift:
             db.execute("DELETE FROM item_labels")
-            db.execute("INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed) "
-                       f"SELECT item_id, state, label_id, event_id, confirmed FROM ({_REPLAYED}) "
-                       "WHERE item_id IN (SELECT id FROM items)")
+            db.execute("INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, "
+                       "keeper_id) SELECT item_id, state, label_id, event_id, confirmed, keeper "
+                       f"FROM ({_REPLAYED}) WHERE item_id IN (SELECT id FROM items)")
+            # The newest event of each item it left without a value starts that item's history.
+            db.execute("DELETE FROM cleared_items")
+            db.execute("INSERT INTO cleared_items (item_id, event_id) SELECT item_id, "
+                       "MAX(event_id) FROM event_items WHERE item_id NOT IN (SELECT item_id "
+                       "FROM item_labels) AND item_id IN (SELECT id FROM items) GROUP BY item_id")
     return drift
 
 

@@ -294,6 +294,21 @@ def _taxonomy_event(db: Any, annotator: str, action: str, label_id: int,
     return int(cur.lastrowid)
 
 
+# An item's events, newest first: from its newest event (in `item_labels`, or `cleared_items`
+# when it was left without a value) back along each event row's `before_event`. Every step is a
+# primary-key lookup, so no index of the event rows by item is needed.
+_ITEM_HISTORY = (
+    "WITH RECURSIVE chain (event_id, step) AS (SELECT COALESCE((SELECT event_id FROM "
+    "item_labels WHERE item_id = :item), (SELECT event_id FROM cleared_items WHERE "
+    "item_id = :item)), 0 UNION ALL SELECT ei.before_event, chain.step + 1 FROM chain JOIN "
+    "event_items ei ON ei.event_id = chain.event_id AND ei.item_id = :item "
+    "WHERE ei.before_event < chain.event_id AND chain.step < :limit) "
+    "SELECT e.id, e.time, e.annotator, e.action, COALESCE(ei.after_label, e.label_id), "
+    "e.source, e.run_id, e.group_id, e.note, e.item_count, e.target, e.undone, e.details "
+    "FROM chain JOIN event_items ei ON ei.event_id = chain.event_id AND ei.item_id = :item "
+    "JOIN events e ON e.id = ei.event_id ORDER BY e.id DESC LIMIT :limit")
+
+
 def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -> list[Event]:
     """Events newest first, or those that touched one item."""
     names = {r[0]: r[1] for r in catalog.db.execute("SELECT id, name FROM labels")}
@@ -303,11 +318,7 @@ def history(catalog: Catalog, item_id: Optional[int] = None, limit: int = 100) -
             "item_count, target, undone, details FROM events ORDER BY id DESC LIMIT ?",
             [limit]).fetchall()
     else:
-        rows = catalog.db.execute(
-            "SELECT e.id, e.time, e.annotator, e.action, COALESCE(ei.after_label, e.label_id), "
-            "e.source, e.run_id, e.group_id, e.note, e.item_count, e.target, e.undone, e.details "
-            "FROM event_items ei JOIN events e ON e.id = ei.event_id WHERE ei.item_id = ? "
-            "ORDER BY e.id DESC LIMIT ?", [item_id, limit]).fetchall()
+        rows = catalog.db.execute(_ITEM_HISTORY, {"item": item_id, "limit": limit}).fetchall()
     return [Event(r[0], r[1], r[2], r[3], names.get(r[4]) if r[4] is not None else None, r[5],
                   r[6], r[7], r[8], r[9], r[10], bool(r[11]), json.loads(r[12] or "{}"))
             for r in rows]

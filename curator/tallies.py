@@ -39,9 +39,10 @@ def tally_run(catalog: Catalog, run_id: int) -> None:
     """Count every group's decisions of a run from scratch (once per run, at clustering).
 
     The run's assignments and the decided items are read in one snapshot, each column as one
-    text value (`group_concat`, parsed by NumPy: no Python object per row), and counted with
-    one 1-D `np.unique`; the mark is the newest event of that snapshot, so an event committed
-    meanwhile is replayed by the next catch-up, never counted twice.
+    text value (`group_concat`, parsed by NumPy: no Python object per row), counted with one
+    `np.bincount` over a (group, state, label) key, and summarised per group in NumPy; the
+    mark is the newest event of that snapshot, so an event committed meanwhile is replayed by
+    the next catch-up, never counted twice.
     """
     db = catalog.db
     db.execute("BEGIN")
@@ -54,21 +55,21 @@ def tally_run(catalog: Catalog, run_id: int) -> None:
                                "END), group_concat(COALESCE(label_id, 0)) FROM item_labels", [])
     finally:
         db.execute("COMMIT")
-    rows = _count(items, groups, *decided)
+    g, st, lab, n = _count(items, groups, *decided)
+    names = np.array([""] + [STATE_NAMES[c] for c in sorted(STATE_NAMES)], dtype=object)
     with catalog.write() as wdb:
         wdb.execute("DELETE FROM group_tallies WHERE run_id = ?", [run_id])
         wdb.conn.executemany("INSERT INTO group_tallies (run_id, group_id, state, label_id, n) "
                              "VALUES (?, ?, ?, ?, ?)",
-                             [(run_id, g, STATE_NAMES[s], lab, n) for g, s, lab, n in rows])
+                             zip([run_id] * len(g), g.tolist(), names[st].tolist(),
+                                 lab.tolist(), n.tolist()))
         wdb.execute("INSERT OR REPLACE INTO tally_marks (run_id, as_of) VALUES (?, ?)",
                     [run_id, as_of])
         wdb.execute("DELETE FROM group_summaries WHERE run_id = ?", [run_id])
         wdb.conn.executemany("INSERT INTO group_summaries (run_id, group_id, labelled, noise, "
                              "mixed, duplicate, top_label, top_n, n_labels) VALUES "
                              "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             [(run_id, *row) for row in _summaries_from_rows(
-                                 [(g, STATE_NAMES[s], lab or None, n) for g, s, lab, n in rows],
-                                 None).values()])
+                             ((run_id, *row) for row in _summary_rows(g, st, lab, n)))
     catch_up(catalog, run_id)
 
 
@@ -81,24 +82,68 @@ def _columns(db: Any, sql: str, args: list) -> list[np.ndarray]:
 
 
 def _count(items: np.ndarray, groups: np.ndarray, ids: np.ndarray, states: np.ndarray,
-           labels: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(group, state code, label, count) from (item, group) and (item, state, label) columns."""
+           labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(group, state code, label, count) columns, sorted in that order, from (item, group) and
+    (item, state, label) columns."""
     if not len(items) or not len(ids):
-        return []
-    if len(items) > 1 and not bool(np.all(items[1:] > items[:-1])):  # they come in item order
-        order = np.argsort(items, kind="stable")
-        items, groups = items[order], groups[order]
-    pos = np.clip(np.searchsorted(items, ids), 0, len(items) - 1)
-    ok = items[pos] == ids
-    group = groups[pos[ok]]
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    top = int(max(items.max(), ids.max()))
+    if top <= 64 * len(items) + 1_000_000:  # item ids are dense: one lookup array, no search
+        group_of = np.full(top + 1, -1, dtype=np.int64)
+        group_of[items] = groups
+        found = group_of[ids]
+        ok = found >= 0
+        group = found[ok]
+    else:
+        if len(items) > 1 and not bool(np.all(items[1:] > items[:-1])):
+            order = np.argsort(items, kind="stable")
+            items, groups = items[order], groups[order]
+        pos = np.clip(np.searchsorted(items, ids), 0, len(items) - 1)
+        ok = items[pos] == ids
+        group = groups[pos[ok]]
     label = labels[ok]
     span = int(label.max()) + 1 if len(label) else 1
-    # One integer key per (group, state, label): a 1-D unique is many times faster than rows.
+    # One integer key per (group, state, label): counted in one pass by bincount when the key
+    # space is small enough, else by a 1-D unique (both many times faster than rows).
     keys = (group * 8 + states[ok]) * span + label
-    uniq, counts = np.unique(keys, return_counts=True)
-    lab = uniq % span
+    size = int(keys.max()) + 1 if len(keys) else 0
+    if size <= 8 * len(keys) + 4_000_000:
+        counts = np.bincount(keys, minlength=size)
+        uniq = np.flatnonzero(counts)
+        counts = counts[uniq]
+    else:
+        uniq, counts = np.unique(keys, return_counts=True)
     rest = uniq // span
-    return list(zip((rest // 8).tolist(), (rest % 8).tolist(), lab.tolist(), counts.tolist()))
+    return rest // 8, rest % 8, uniq % span, counts
+
+
+def _summary_rows(g: np.ndarray, st: np.ndarray, lab: np.ndarray, n: np.ndarray
+                  ) -> list[tuple]:
+    """One summary row per group from the counted (group, state code, label, n) columns
+    (sorted by group, state, label), as `_summarise` writes them: (group, labelled, noise,
+    mixed, duplicate, dominant label or None, its count, labels seen)."""
+    if not len(g):
+        return []
+    groups, at = np.unique(g, return_inverse=True)
+    sums = np.zeros((len(groups), 5), dtype=np.int64)
+    np.add.at(sums, (at, np.minimum(st, 4)), n)
+    top_label = np.zeros(len(groups), dtype=np.int64)
+    top_n = np.zeros(len(groups), dtype=np.int64)
+    n_labels = np.zeros(len(groups), dtype=np.int64)
+    sel = np.flatnonzero(st == STATE_CODES["labelled"])
+    if len(sel):
+        # The dominant label of each group: the largest count, the lowest label id among equals.
+        order = sel[np.lexsort((lab[sel], -n[sel], g[sel]))]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = g[order][1:] != g[order][:-1]
+        heads = order[first]
+        top_label[at[heads]] = lab[heads]
+        top_n[at[heads]] = n[heads]
+        n_labels += np.bincount(at[sel], minlength=len(groups))
+    top = [None if v == 0 else v for v in top_label.tolist()]
+    return list(zip(groups.tolist(), *sums[:, 1:].T.tolist(), top, top_n.tolist(),
+                    n_labels.tolist()))
 
 
 def _summarise(db: Any, run_id: int, touched: Optional[str]) -> None:

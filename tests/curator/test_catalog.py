@@ -127,3 +127,54 @@ def test_recorded_run_ends_ok_cancelled_or_failed(tmp_path):
         assert [r.status for r in runs] == ["failed", "cancelled", "ok"]
         assert runs[0].error == "boom" and runs[2].counts == {"n": 3}
         assert runs[2].params == {"a": 1} and runs[2].ended_at is not None
+
+
+def _checked_statements(catalog):
+    seen = []
+    catalog.db.conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_second_process_writing_beside_an_open_one_skips_the_full_check(tmp_path, media):
+    """The open app labels (its commits and background checkpoints change the file); the CLI
+    then labels the same catalog: its first write must not run a full integrity check (minutes
+    at a million items), while a change made outside Curator still gets one."""
+    import json
+    import os
+    import time
+
+    from curator import checkpoint
+    from curator.catalog_faults import _check_marker, _file_identity
+    from curator.scan import ScanOptions
+
+    src = tmp_path / "media"
+    for i in range(4):
+        media.image(src / f"{i}.png", size=(16, 16), color=(i * 40, 0, 0), seed=i)
+    with Project.create(tmp_path / "proj", [src]) as proj:
+        proj.scan(ScanOptions(workers=0))
+    app = Project.open(tmp_path / "proj")
+    app.add_label("a")
+    ids = [it["id"] for it in app.items()]
+    app.label_items(ids[:2], "a")
+    path = app.catalog.path
+    checkpoint.request(path)              # as after every label: the file changes in a moment
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if json.loads(_check_marker(path).read_text()) == _file_identity(path) and \
+                not app.catalog.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]:
+            break
+        time.sleep(0.05)
+    cli = Project.open(tmp_path / "proj")
+    seen = _checked_statements(cli.catalog)
+    cli.label_items(ids[2:3], "a")
+    assert not [s for s in seen if "integrity_check" in s]
+    cli.close()
+    app.label_items(ids[3:], "a")
+    app.close()
+    stamp = os.stat(path).st_mtime_ns + 5_000_000_000
+    os.utime(path, ns=(stamp, stamp))     # an outside change: the next writer checks
+    other = Project.open(tmp_path / "proj")
+    seen = _checked_statements(other.catalog)
+    other.label_items(ids[:1], action="clear")
+    assert [s for s in seen if "integrity_check" in s]
+    other.close()

@@ -257,3 +257,70 @@ def test_two_processes_label_and_read_at_once_without_locking_errors(project, tm
         assert out.strip() == "ok"
     assert project.catalog.db.execute("SELECT COUNT(*) FROM events WHERE source = 'manual'"
                                       ).fetchone()[0] == 120
+
+
+def _item_story(project, item_id):
+    return [(e.action, e.label) for e in project.history(item_id=item_id)]
+
+
+def test_item_history_follows_clears_undos_and_redos(project):
+    """An item's history is walked back from its newest event; a clear or an undo back to no
+    value must not cut it, and events on other items must not leak in."""
+    project.add_label("a")
+    project.add_label("b")
+    ids = [it["id"] for it in project.items()]
+    item, other = ids[0], ids[1]
+    project.label_items([item, other], "a")
+    project.label_items([item], action="clear")
+    project.label_items([item], "b")
+    project.undo()                       # back to no value
+    project.label_items([other], "b")
+    project.label_items([item], action="noise")
+    project.undo()                       # noise undone: no value again
+    project.redo()
+    project.undo()
+    project.label_items([item], "a")
+    story = _item_story(project, item)
+    assert story == [("assign", "a"), ("undo", None), ("redo", None), ("undo", None),
+                     ("noise", None), ("undo", "b"), ("assign", "b"), ("clear", None),
+                     ("assign", "a")]
+    assert _item_story(project, other) == [("assign", "b"), ("assign", "a")]
+    assert _item_story(project, ids[2]) == []
+    index = project.catalog.db.execute(
+        "SELECT name FROM sqlite_master WHERE name = 'event_items_item'").fetchone()
+    assert index is None
+
+
+def test_item_history_limit_keeps_the_newest(project):
+    project.add_label("a")
+    item = project.items()[0]["id"]
+    for _ in range(6):
+        project.label_items([item], "a")
+        project.label_items([item], action="clear")
+    assert [e.action for e in project.history(item_id=item, limit=3)] == [
+        "clear", "assign", "clear"]
+    assert len(project.history(item_id=item)) == 12
+
+
+def test_catalog_from_before_the_item_chain_migrates_its_history(project):
+    """A catalog written before `009_triage_item_chain` (no `before_event` where an item had no
+    value, an index of the event rows by item, no `cleared_items`) keeps every item's history."""
+    project.add_label("a")
+    project.add_label("b")
+    ids = [it["id"] for it in project.items()]
+    project.label_items(ids[:3], "a")
+    project.label_items(ids[:2], action="clear")
+    project.label_items(ids[:1], "b")
+    project.label_items(ids[1:2], action="noise")
+    project.undo()
+    want = {i: _item_story(project, i) for i in ids}
+    db = project.catalog.db
+    with project.catalog.write():
+        db.execute("UPDATE event_items SET before_event = NULL WHERE before_state IS NULL")
+        db.execute("CREATE INDEX event_items_item ON event_items (item_id, event_id)")
+        db.execute("DROP TABLE cleared_items")
+        db.execute("DELETE FROM _migrations WHERE name = '009_triage_item_chain'")
+    from curator.migrations import migrate
+    assert migrate(db) == ["009_triage_item_chain"]
+    assert {i: _item_story(project, i) for i in ids} == want
+    assert want[ids[1]] == [("undo", None), ("noise", None), ("clear", None), ("assign", "a")]
