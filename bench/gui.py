@@ -192,6 +192,12 @@ def probe_start(project: str) -> None:
     from ui.main_window import MainWindow
 
     app = application()
+    import tempfile
+
+    from PySide6.QtCore import QSettings
+
+    # A first start (no settings of this user's own), as in `gui_timings`.
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, tempfile.mkdtemp())
     win = MainWindow()
     win.resize(1400, 900)
     ready: list[bool] = []
@@ -204,7 +210,7 @@ def probe_start(project: str) -> None:
     win.queue.table.viewport().repaint()
     done = time.time()
     print(json.dumps({"shown": shown, "ready": time.perf_counter() - t0, "at": done,
-                      "rows": win.queue.model.rowCount()}))
+                      "cpu": time.process_time(), "rows": win.queue.model.rowCount()}))
     win.close()
 
 
@@ -224,28 +230,55 @@ def measure_start(project: Path, env: dict[str, str], runs: int = 3) -> dict[str
     return {"wall": statistics.median(d["wall"] for d in out), "best": best["wall"],
             "shown": statistics.median(d["shown"] for d in out),
             "ready_in_process": statistics.median(d["ready"] for d in out),
+            "cpu": statistics.median(d["cpu"] for d in out),
             "rows": best["rows"]}
 
 
-def _visible_loaded(win: Any) -> bool:
+_VISIBLE: dict[tuple, list[int]] = {}
+
+
+def _visible_ids(win: Any) -> list[int]:
+    """Item ids of the tiles that intersect the grid's viewport, found once per shown list.
+
+    The benchmark polls this every half millisecond while it times a switch: hit-testing a
+    hundred tiles at every poll took tens of ms of the very GUI thread it measures, so the
+    tiles are found once (when the grid has laid them out) and the poll only looks them up.
+    """
     grid, model = win.group.grid, win.group.model
-    if model.rowCount() == 0:
-        return False
+    key = (win.group.group_id, id(model._ids), model.rowCount(), grid.viewport().size().toTuple(),
+           grid.verticalScrollBar().value())
+    ids = _VISIBLE.get(key)
+    if ids is not None:
+        return ids
     viewport = grid.viewport().rect()
+    ids = []
     for row in range(min(model.rowCount(), 400)):
-        index = model.index(row)
-        if not grid.visualRect(index).intersects(viewport):
+        rect = grid.visualRect(model.index(row))
+        if rect.isEmpty():
+            return []  # not laid out yet
+        if not rect.intersects(viewport):
             if row > 0:
                 break
             continue
-        if not win.thumbs.has(model.item_at(row)):
-            return False
-    return True
+        ids.append(model.item_at(row))
+    _VISIBLE.clear()
+    _VISIBLE[key] = ids
+    return ids
+
+
+def _visible_loaded(win: Any) -> bool:
+    if win.group.model.rowCount() == 0:
+        return False
+    ids = _visible_ids(win)
+    return bool(ids) and all(win.thumbs.has(i) for i in ids)
 
 
 def _idle(win: Any) -> bool:
-    return all(p.waitForDone(0) for p in (win.session.read_pool, win.session.write_pool,
-                                          win.session.job_pool, win.thumbs.pool))
+    # Also the group view's follow-up work (prefetching the next groups, the topic in words),
+    # which waits for the visible thumbnails: as a user who looks at a group before deciding.
+    return not getattr(win.group, "_deferred", None) and all(
+        p.waitForDone(0) for p in (win.session.read_pool, win.session.write_pool,
+                                   win.session.job_pool, win.thumbs.pool))
 
 
 def facade_timings(project_dir: Path, n: int = 20) -> dict[str, float]:
@@ -322,37 +355,38 @@ def gui_timings(project_dir: Path, switches: int, labels: int) -> dict[str, Any]
     # Label round trip: hotkey until the catalog holds the event and its queue row shows it;
     # also when the queue re-read confirms it, and when the next group's thumbnails are shown.
     undecided = [g.group_id for g in win.queue.model.groups() if g.status == "undecided"]
-    marks: dict[str, list[float]] = {"label": [], "label reread": [], "label next": []}
+    marks: dict[str, list[float]] = {"label": [], "label reread": [], "label next": [],
+                                     "label cpu": []}
     made = 0
     loads = [0]
     win.queue.loaded.connect(lambda: loads.__setitem__(0, loads[0] + 1))
     for gid in undecided[:labels]:
         win.open_group(gid)
         _pump(app, lambda gid=gid: win.group.group_id == gid and _visible_loaded(win))
-        _pump(app, lambda: all(p.waitForDone(0) for p in (
-            win.session.read_pool, win.session.write_pool, win.thumbs.pool)), 30)
+        _pump(app, lambda: _idle(win), 30)
         app.processEvents()
         before = loads[0]
         seen: dict[str, float] = {}
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         QTest.keyClick(win.group.grid, Qt.Key_1)
 
         def status(gid: int = gid) -> str:
             r = win.queue.model.row_of(gid)
             return "" if r is None else win.queue.model.group_at(r).status
 
-        def check(gid: int = gid, before: int = before, t: float = t,
+        def check(gid: int = gid, before: int = before, t: float = t, c: float = c,
                   seen: dict[str, float] = seen) -> bool:
             now = time.perf_counter() - t
             if "label" not in seen and status() == "labelled":
                 win.queue.table.viewport().repaint()
                 seen["label"] = time.perf_counter() - t
+                seen["label cpu"] = time.process_time() - c
             if "label reread" not in seen and loads[0] > before and status() == "labelled":
                 seen["label reread"] = now
             if "label next" not in seen and win.group.group_id != gid and _visible_loaded(win):
                 win.group.grid.viewport().repaint()
                 seen["label next"] = time.perf_counter() - t
-            return len(seen) == 3
+            return len(seen) == 4
 
         _pump(app, check)
         for key, value in seen.items():
@@ -420,13 +454,15 @@ def main() -> int:
     parser.add_argument("--labels", type=int, default=10)
     parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     parser.add_argument("--write", type=Path, default=None, help="write the docs fragment here")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="where generated projects are kept (default bench/.data)")
     parser.add_argument("--probe-start", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["QT_QPA_PLATFORM"] = args.platform
     if args.probe_start:
         probe_start(args.probe_start)
         return 0
-    folder = build_project(DATA / f"gui-{args.items}", args.items, args.groups)
+    folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
     project_dir = folder / "project"
     facade = facade_timings(project_dir)
     start = measure_start(project_dir, dict(os.environ))
@@ -436,14 +472,16 @@ def main() -> int:
     switch, label, frame = gui["switch"], gui["label"], gui["frame"]
     rows = [
         ("window interactive after start (queue of the project on screen)",
-         f"{start['wall']:.2f} s (window shown {start['shown']:.2f} s)", "≤ 2 s",
+         f"{start['wall']:.2f} s (window shown {start['shown']:.2f} s); "
+         f"{start['cpu']:.2f} s CPU", "≤ 2 s",
          start["wall"] <= TARGETS["start"]),
         ("group switch to thumbnails on screen (median / max wall; median CPU)",
          f"{_ms(statistics.median(switch))} / {_ms(max(switch))}; "
          f"{_ms(statistics.median(gui['switch cpu']))} CPU", "≤ 150 ms",
          statistics.median(switch) <= TARGETS["switch"]),
         ("label a group by hotkey: event committed and its queue row repainted (median / max)",
-         f"{_ms(statistics.median(label))} / {_ms(max(label))}", "≤ 100 ms",
+         f"{_ms(statistics.median(label))} / {_ms(max(label))}; "
+         f"{_ms(statistics.median(gui['label cpu']))} CPU", "≤ 100 ms",
          statistics.median(label) <= TARGETS["label"]),
         ("… queue re-read from the catalog (groups(), in the background)",
          f"{_ms(statistics.median(gui['label reread']))} / {_ms(max(gui['label reread']))}",
@@ -474,9 +512,9 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"\nCurator desktop app at {args.items:,} items, {args.groups:,} groups "
           f"(Qt platform {args.platform}, {os.cpu_count()} CPUs, load average {load:.1f})\n")
-    print(f"{'measure':<{width}}{'result':<28}{'target':<12}ok")
+    print(f"{'measure':<{width}}{'result':<46}{'target':<12}ok")
     for name, value, target, ok in rows:
-        print(f"{name:<{width}}{value:<28}{target:<12}{'yes' if ok else 'NO'}")
+        print(f"{name:<{width}}{value:<46}{target:<12}{'yes' if ok else 'NO'}")
     print("\nfacade calls (GUI worker threads call these):")
     for name, value in facade_rows:
         print(f"  {name:<20}{value}")

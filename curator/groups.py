@@ -378,7 +378,8 @@ ORDERS = {
 def list_groups(catalog: Catalog, run_id: int, order: str = "impurity",
                 status: Optional[str] = None, label_id: Optional[int] = None,
                 spaces: Optional[Sequence[str]] = None,
-                include_inactive: bool = False) -> list[Group]:
+                include_inactive: bool = False,
+                group_ids: Optional[Sequence[int]] = None) -> list[Group]:
     """The groups of a clustering run, ordered and filtered (the review queue's rows).
 
     Args:
@@ -389,6 +390,7 @@ def list_groups(catalog: Catalog, run_id: int, order: str = "impurity",
         label_id: only groups decided with this label.
         spaces: only groups of these embedding spaces.
         include_inactive: also groups that were split or merged away.
+        group_ids: only these groups (gui: the app refreshes the one row a decision changed).
 
     Raises:
         UsageError: an unknown order.
@@ -403,6 +405,10 @@ def list_groups(catalog: Catalog, run_id: int, order: str = "impurity",
     if spaces is not None:
         sql += f" AND g.space IN ({','.join('?' * len(spaces)) or 'NULL'})"
         args.extend(spaces)
+    wanted = None if group_ids is None else sorted({int(g) for g in group_ids})
+    if wanted is not None:
+        sql += f" AND g.group_id IN ({','.join('?' * len(wanted)) or 'NULL'})"
+        args.extend(wanted)
     sql += " ORDER BY " + ORDERS[order]
     rows = catalog.db.execute(sql, args).fetchall()
     # triage: status, label and labelled count derive from the members' current labels; each
@@ -410,7 +416,7 @@ def list_groups(catalog: Catalog, run_id: int, order: str = "impurity",
     from curator.decisions import GroupDecision, filter_groups, group_decisions
 
     explicit = {r[1] for r in rows if r[9] != "undecided"}  # decided as a whole on this run
-    decisions = group_decisions(catalog, run_id, explicit=explicit)
+    decisions = group_decisions(catalog, run_id, wanted, explicit=explicit)
     names = dict(catalog.db.execute("SELECT id, name FROM labels").fetchall())
     groups = []
     for r in rows:

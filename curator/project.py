@@ -199,6 +199,15 @@ class Project(ReviewFacade):
 
         return ThumbnailStore(self.root / THUMBS_DIR).get(item_id)
 
+    # --- gui: a screenful of thumbnails in one pass -----------------------------------------
+
+    def thumbnails(self, item_ids: Sequence[int]) -> dict[int, Optional[bytes]]:
+        """Several items' JPEG thumbnails (None where an item has none), the store opened once."""
+        from curator.embed import THUMBS_DIR
+        from curator.stores import ThumbnailStore
+
+        return ThumbnailStore(self.root / THUMBS_DIR).get_many(item_ids)
+
     def _space_names(self, wanted: Optional[Sequence[str]] = None) -> list[str]:
         known = [row["space"] for row in self.spaces()]
         if not known:
@@ -330,8 +339,10 @@ class Project(ReviewFacade):
 
     def groups(self, run_id: Optional[int] = None, order: str = "impurity",
                status: Optional[str] = None, label: Optional[str] = None,
-               modality: Optional[str] = None, include_inactive: bool = False) -> list[Group]:
-        """The groups of a clustering run, ordered and filtered (the review queue's rows)."""
+               modality: Optional[str] = None, include_inactive: bool = False,
+               group_ids: Optional[Sequence[int]] = None) -> list[Group]:
+        """The groups of a clustering run, ordered and filtered (the review queue's rows);
+        `group_ids` reads only those rows (gui: the row a decision changed)."""
         from curator.groups import list_groups
         from curator.labels import find_label
 
@@ -340,7 +351,8 @@ class Project(ReviewFacade):
         if modality:
             spaces = [r["space"] for r in self.spaces() if modality in r["modalities"]]
         return list_groups(self.catalog, self.current_run(run_id), order=order, status=status,
-                           label_id=label_id, spaces=spaces, include_inactive=include_inactive)
+                           label_id=label_id, spaces=spaces, include_inactive=include_inactive,
+                           group_ids=group_ids)
 
     def queue(self, order: str = "impurity", run_id: Optional[int] = None) -> Queue:
         """Undecided groups first in the given order, with progress (groups and items)."""

@@ -15,7 +15,7 @@ import os
 import re
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -237,6 +237,43 @@ class ThumbnailStore:
         except FileNotFoundError:
             return None
         return data if len(data) == length else None
+
+    def get_many(self, item_ids: Iterable[int]) -> dict[int, Optional[bytes]]:
+        """The thumbnails of several items (None where an item has none), with the index and
+        each pack opened once: a screenful of a group is one read pass, not two opens per item.
+        """
+        out: dict[int, Optional[bytes]] = {int(i): None for i in item_ids}
+        try:
+            idx = open(self.index_path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return out
+        packs: dict[int, Optional[BinaryIO]] = {}
+        try:
+            for item_id in sorted(out):
+                idx.seek(item_id * _RECORD.size)
+                raw = idx.read(_RECORD.size)
+                if len(raw) < _RECORD.size:
+                    continue
+                pack, _, length, offset = _RECORD.unpack(raw)
+                if length == 0:
+                    continue
+                if pack not in packs:
+                    try:
+                        packs[pack] = open(self._pack_path(pack), "rb", buffering=0)  # noqa: SIM115
+                    except FileNotFoundError:
+                        packs[pack] = None
+                fh = packs[pack]
+                if fh is None:
+                    continue
+                fh.seek(offset)
+                data = fh.read(length)
+                out[item_id] = data if len(data) == length else None
+        finally:
+            idx.close()
+            for fh in packs.values():
+                if fh is not None:
+                    fh.close()
+        return out
 
     def close(self) -> None:
         with self._lock:

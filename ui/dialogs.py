@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from curator.pipeline import IndexOptions
 from indexing.embedders import DEFAULT_MODELS
-from ui.session import LABELS, TAXONOMY, Session
+from ui.session import GROUP_DECISION, LABELS, TAXONOMY, Session
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,8 @@ class TaxonomyEditor(QDialog):
         layout.addWidget(self.status)
         layout.addLayout(buttons)
         self.resize(620, 460)
-        session.changed.connect(lambda kind: self.reload() if kind in (TAXONOMY, LABELS) else None)
+        session.changed.connect(lambda kind: self.reload() if kind in (
+            TAXONOMY, LABELS, GROUP_DECISION) else None)
         self.reload()
 
     def reload(self) -> None:

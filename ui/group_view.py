@@ -19,11 +19,11 @@ A temporary group (search results, a lasso selection) is decided the same way, i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.models import ITEM_ROLE, ItemGridModel
-from ui.session import GROUPS, LABELS, Session
+from ui.session import GROUP_DECISION, GROUPS, LABELS, Session
 from ui.thumbnail_grid import ThumbnailDelegate, ThumbnailGrid
 from ui.thumbnails import ThumbnailCache
 
@@ -89,6 +89,17 @@ class GroupView(QWidget):
         self.info: dict[str, Any] = {}
         self.labels: list[Any] = []
         self.suggestion: Optional[Any] = None  # the shown group's `Suggestion`, once read
+        # Every group's suggestion as the queue last read it (None: not read yet).
+        self.suggestions: Optional[dict[int, Any]] = None
+        # Work that can wait until the visible thumbnails are painted (topic words, prefetching
+        # the next groups): run then, so it never competes with the switch itself.
+        self._deferred: list[Callable[[], None]] = []
+        self._waiting: set[int] = set()
+        self._deferred_timer = QTimer(self)
+        self._deferred_timer.setSingleShot(True)
+        self._deferred_timer.setInterval(1500)  # at the latest (a thumbnail that never comes)
+        self._deferred_timer.timeout.connect(self._run_deferred)
+        thumbs.ready.connect(self._thumbs_arrived)
         # (group id, text, space) of the groups in the queue, for "merge with"; the window fills it.
         self.merge_candidates: list[tuple[int, str, str]] = []
         self.model = ItemGridModel(thumbs, self)
@@ -224,12 +235,49 @@ class GroupView(QWidget):
             self.grid.scrollToTop()
         self._load_badges()
         self._update_title()
+        self._read_suggestion(group_id, info)
         if not keep:
             self.grid.setFocus()
             self.grid.request_visible()
+            self._deferred.clear()
+            self.after_visible(lambda: self._shown_now(group_id))
+
+    def _shown_now(self, group_id: int) -> None:
+        if self.group_id == group_id:
             self.shown.emit(group_id)
             self._read_topic(group_id)
-        self._read_suggestion(group_id, info)
+
+    def after_visible(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the thumbnails on screen are decoded (or after 1.5 s at the latest)."""
+        self._deferred.append(fn)
+        # The tiles on screen now, found once (hit-testing the grid at every arrival is not
+        # free); each arrival only strikes ids off.
+        self._waiting = {i for i in self.grid.visible_ids() if not self.thumbs.has(i)}
+        if not self._waiting:
+            QTimer.singleShot(0, self._run_deferred)
+        else:
+            self._deferred_timer.start()
+
+    def _thumbs_arrived(self, ids: list) -> None:
+        if not self._deferred:
+            return
+        self._waiting.difference_update(ids)
+        if not self._waiting:
+            # After this event's repaint: the tiles go on screen before the deferred work.
+            QTimer.singleShot(0, self._run_deferred)
+
+    def _run_deferred(self) -> None:
+        self._deferred_timer.stop()
+        work, self._deferred = self._deferred, []
+        for fn in work:
+            fn()
+
+    def set_suggestions(self, suggestions: dict[int, Any]) -> None:
+        """The queue read every group's suggestion: the shown group takes its own from there."""
+        self.suggestions = dict(suggestions)
+        if self.group_id is not None and self.info.get("status", "undecided") == "undecided":
+            self.suggestion = self.suggestions.get(self.group_id)
+            self._update_title()
 
     def _read_topic(self, group_id: int) -> None:
         """The group's topic in words (path words; the nearest taxonomy name where the space has
@@ -378,6 +426,11 @@ class GroupView(QWidget):
         if info.get("status", "undecided") != "undecided":
             self._update_title()
             return
+        if self.suggestions is not None:
+            # The queue's answer (re-read after decisions): no read per group switch.
+            self.suggestion = self.suggestions.get(group_id)
+            self._update_title()
+            return
 
         def shown(found: dict[int, Any]) -> None:
             if self.group_id == group_id:
@@ -461,7 +514,7 @@ class GroupView(QWidget):
         gid = self.source.group_id
         status = {"assign": "labelled", "noise": "noise", "mixed": "mixed"}.get(action, action)
         self.session.write(lambda p: p.label_group(gid, label, action=action, exclude=excluded),
-                           changes=LABELS, name="label group",
+                           changes=GROUP_DECISION, name="label group",
                            on_result=lambda ev: self._after_decision(gid, what, excluded,
                                                                      status, label or ""))
 

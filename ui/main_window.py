@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Optional
 
 from PySide6.QtCore import QByteArray, QTimer, Signal
@@ -31,10 +32,11 @@ from ui.dialogs import ExportDialog, IndexDialog, IndexOptions, NewProjectDialog
 from ui.group_view import GroupView
 from ui.jobs import JobPanel, run_indexing
 from ui.map_view import MapView
+from ui.model_check import IndexOptionsCheck
 from ui.panels import AuditPanel, DuplicatesPanel, ReportPanel, SuspectsPanel
 from ui.preview import PreviewWindow
 from ui.queue_view import QueueView
-from ui.session import GROUPS, INDEX, LABELS, TAXONOMY, Session
+from ui.session import GROUP_DECISION, GROUPS, INDEX, LABELS, TAXONOMY, Session
 from ui.thumbnails import ThumbnailCache
 from ui.welcome import install_welcome
 from ui.window_actions import install_actions
@@ -59,13 +61,14 @@ class MainWindow(QMainWindow):
         self.labels: list[Any] = []
         # The user's settings (config file, CURATOR_* environment), as `curator index` reads
         # them; the models last chosen in the dialog take precedence.
-        self.index_options = IndexOptions.from_settings(
+        # First start: models whose weights are not here fall back to `classic`, so the first
+        # Index… works on any machine (and in the lite build, which has no torch). That look
+        # imports torch: it runs in the background, only when Index… needs the answer.
+        self.model_check = IndexOptionsCheck(IndexOptions.from_settings(
             model=app_settings.value("index/model", "", str) or None,
-            audio_model=app_settings.value("index/audio_model", "", str) or None)
-        if not app_settings.value("index/model", "", str):
-            # First start: models whose weights are not here fall back to `classic`, so the
-            # first Index… works on any machine (and in the lite build, which has no torch).
-            self.index_options, _ = self.index_options.with_models_here()
+            audio_model=app_settings.value("index/audio_model", "", str) or None),
+            done=bool(app_settings.value("index/model", "", str)), parent=self)
+        self.model_check.checked.connect(self._models_found)
         self._preview: Optional[PreviewWindow] = None
         self._taxonomy: Optional[TaxonomyEditor] = None
         self._map_dirty = True
@@ -102,6 +105,10 @@ class MainWindow(QMainWindow):
         self._connect()
         install_about(self)  # Help ▸ About, the window icon
         install_welcome(self)  # the first-start page until a project is open
+        # With nothing to open, the welcome page waits for the user: a good moment for the
+        # first start's model check (it names the models on the page).
+        self._opening = False
+        QTimer.singleShot(800, self._check_models_when_idle)
         self.restore_state()
         # Another process (the CLI) may be indexing this project: look for a newer clustering
         # every few seconds (one cheap read) and show it when it lands.
@@ -121,6 +128,7 @@ class MainWindow(QMainWindow):
         s.message.connect(self.show_message)
         self.queue.open_group.connect(self.open_group)
         self.queue.loaded.connect(self._queue_loaded)
+        self.queue.suggested.connect(self.group.set_suggestions)
         self.group.navigate.connect(self._navigate)
         self.group.shown.connect(self._prefetch_after)
         self.group.decided.connect(self._decided)
@@ -143,9 +151,11 @@ class MainWindow(QMainWindow):
     def open_project(self, path: str) -> None:
         """Open a project folder in the background; the window stays responsive."""
         self.status_label.setText(f"Opening {path}…")
+        self._opening = True
         self.session.open(path, on_error=self._open_failed)
 
     def _open_failed(self, info: WorkerError) -> None:
+        self._opening = False
         self.status_label.setText("No project open.")
         if info.kind == "NotAProjectError":
             # The app's own way to the fix (the CLI names `curator init` instead).
@@ -154,6 +164,7 @@ class MainWindow(QMainWindow):
         self.show_error(info)
 
     def _opened(self, project: Any) -> None:
+        self._opening = False
         annotator = app_settings.value("annotator", "", str)
         if annotator:
             project.set_annotator(annotator)
@@ -245,11 +256,44 @@ class MainWindow(QMainWindow):
 
     # --- indexing -------------------------------------------------------------------------
 
+    @property
+    def index_options(self) -> IndexOptions:
+        """The options Index… starts from (on a first start, before the model check lands,
+        those of the user's settings)."""
+        return self.model_check.options
+
+    @index_options.setter
+    def index_options(self, options: IndexOptions) -> None:
+        self.model_check.choose(options)
+
+    @property
+    def models_checked(self) -> bool:
+        return self.model_check.done
+
+    def with_index_options(self, then: Callable[[IndexOptions], None]) -> None:
+        """Call `then(options)` with the options Index… uses, once the first start's model check
+        (in the background) has said which models are here."""
+        if self.model_check.when_checked(then) and self.session.is_open:
+            self.show_message("looking for model weights on this machine…")
+
+    def _check_models_when_idle(self) -> None:
+        if not self.models_checked and not self._opening and not self.session.is_open:
+            self.with_index_options(lambda options: None)
+
+    def _models_found(self, options: IndexOptions) -> None:
+        if hasattr(self, "welcome") and not self.session.is_open:
+            self.welcome.refresh(options.model, options.audio_model)
+
     def index_dialog(self) -> None:
         if not self.session.is_open:
             self.show_message("open a project first")
             return
-        dialog = IndexDialog(self.index_options, self)
+        self.with_index_options(self._open_index_dialog)
+
+    def _open_index_dialog(self, options: IndexOptions) -> None:
+        if not self.session.is_open:
+            return
+        dialog = IndexDialog(options, self)
         if dialog.exec() == QDialog.Accepted:
             self.start_indexing(dialog.form.options())
 
@@ -312,12 +356,14 @@ class MainWindow(QMainWindow):
             action.setToolTip(f"{verb} {text}" if text else f"nothing to {key}")
 
     def _changed(self, kind: str) -> None:
-        if kind in (LABELS, GROUPS, TAXONOMY):
+        if kind in (LABELS, GROUP_DECISION, GROUPS, TAXONOMY):
             self.refresh_undo_texts()
         if kind in (LABELS, GROUPS, INDEX, TAXONOMY):
+            # (A group decision re-reads only its own row: `_decided` does that.)
             self.queue.reload()
-        if kind in (LABELS, GROUPS):
-            self.group.forget_prefetched()
+        if kind in (LABELS, GROUP_DECISION, GROUPS):
+            if kind != GROUP_DECISION:  # a group decision leaves the other groups as they were
+                self.group.forget_prefetched()
             self.group.refresh()
             if self.tabs.currentWidget() is self.map:
                 self.map.refresh_facets()
@@ -366,14 +412,15 @@ class MainWindow(QMainWindow):
         self.group.prefetch(self.queue.neighbour(group_id, 1))
 
     def _decided(self, group_id: int, status: str = "labelled", label: str = "") -> None:
-        # The write is committed: show it in the queue row now; the re-read that the write
-        # triggers replaces the row with the catalog's own answer a moment later.
-        self.queue.model.show_decision(group_id, status, label or None)
+        # The write is committed: show it in the queue row now, then re-read that one row (a
+        # decision on a group changes only its own members) for the catalog's own answer.
+        self.queue.show_decision(group_id, status, label or None)
         target = self.queue.next_undecided(group_id)
         if target is None:
             self.show_message("every group of the queue is decided 🎉")
-            return
-        self.open_group(target)
+        else:
+            self.open_group(target)
+        self.queue.refresh_groups([group_id])
 
     def undo(self) -> None:
         self.session.write(lambda p: p.undo(), changes=LABELS, name="undo",

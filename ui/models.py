@@ -104,8 +104,20 @@ class GroupTableModel(QAbstractTableModel):
             return
         g = self._rows[row]
         if dataclasses.is_dataclass(g):
-            self._rows[row] = dataclasses.replace(g, status=status, label=label)
-            self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
+            self.replace_groups([dataclasses.replace(g, status=status, label=label)])
+
+    def replace_groups(self, groups: Iterable[Any]) -> None:
+        """Put fresh answers for some groups in their rows, in place: no reset, no re-sort; only
+        those rows repaint (a decision changes one row of thousands)."""
+        fresh = {g.group_id: g for g in groups}
+        if not fresh:
+            return
+        self._answer = [fresh.get(g.group_id, g) for g in self._answer]
+        for group_id, g in fresh.items():
+            row = self._row_of.get(group_id)
+            if row is not None:
+                self._rows[row] = g
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
 
     def set_topic_names(self, names: dict[int, str]) -> None:
         """Show these groups' topics in words (in place of the topic number)."""
@@ -141,33 +153,49 @@ class GroupTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self._rows):
+        # Called about ten times per cell per repaint (one per role): roles the table does not
+        # use return first, and role numbers are plain ints (enum comparisons cost).
+        role = int(role)
+        if role not in _TABLE_ROLES or not index.isValid():
             return None
-        g = self._rows[index.row()]
+        row = index.row()
+        if row >= len(self._rows):
+            return None
+        g = self._rows[row]
         column = self.COLUMNS[index.column()]
-        if role == GROUP_ROLE:
-            return g.group_id
-        if role == SORT_ROLE:
-            value = _group_value(g, column)
-            return "" if value is None else value
-        if role == Qt.DisplayRole:
+        if role == _DISPLAY:
             if column == "topic" and g.group_id in self.topic_names:
                 return self.topic_names[g.group_id]
             value = _group_value(g, column)
             if isinstance(value, float):
                 return f"{value:.3f}"
             return "" if value is None else str(value)
-        if role == Qt.ForegroundRole and column == "status":
-            return _STATUS_COLOURS.get(g.status)
-        if role == Qt.DecorationRole and column == "label" and g.label:
-            colour = self.label_colours.get(g.label)
-            if colour:
-                return QColor(colour)
-        if role == Qt.TextAlignmentRole and column in ("group", "size", "cohesion", "impurity") or (
-                role == Qt.TextAlignmentRole and column == "topic"
-                and g.group_id not in self.topic_names):
-            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role == GROUP_ROLE:
+            return g.group_id
+        if role == SORT_ROLE:
+            value = _group_value(g, column)
+            return "" if value is None else value
+        if role == _FOREGROUND:
+            return _STATUS_COLOURS.get(g.status) if column == "status" else None
+        if role == _DECORATION:
+            if column == "label" and g.label:
+                colour = self.label_colours.get(g.label)
+                if colour:
+                    return QColor(colour)
+            return None
+        # Text alignment: numbers right-aligned (a topic shown as its number too).
+        if column in _NUMERIC or (column == "topic" and g.group_id not in self.topic_names):
+            return _RIGHT
         return None
+
+
+_DISPLAY = int(Qt.DisplayRole)
+_FOREGROUND = int(Qt.ForegroundRole)
+_DECORATION = int(Qt.DecorationRole)
+_TABLE_ROLES = frozenset({_DISPLAY, _FOREGROUND, _DECORATION, int(Qt.TextAlignmentRole),
+                          int(GROUP_ROLE), int(SORT_ROLE)})
+_NUMERIC = frozenset({"group", "size", "cohesion", "impurity"})
+_RIGHT = int(Qt.AlignRight | Qt.AlignVCenter)
 
 
 def _group_value(g: Any, column: str) -> Any:
@@ -314,7 +342,9 @@ class ItemGridModel(QAbstractListModel):
             kind = "none" if self.thumbs.has(item_id) else "loading"
             return placeholder(self.icon_size, kind)
         s = self.icon_size
-        pix = QPixmap.fromImage(image.scaled(s, s, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        if max(image.width(), image.height()) != s:  # decoded at the tile size: no rescale
+            image = image.scaled(s, s, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        pix = QPixmap.fromImage(image)
         self._pixmaps[item_id] = pix
         if len(self._pixmaps) > 1500:
             self._pixmaps.popitem(last=False)

@@ -63,11 +63,13 @@ class QueueView(QWidget):
 
     Signals:
         open_group(int): the user picked a group (Enter or double-click).
-        loaded(): a new answer is on screen.
+        loaded(): a new answer is on screen (all rows, or the rows a decision changed).
+        suggested(object): every group's suggestion, read anew (group id -> Suggestion).
     """
 
     open_group = Signal(int)
     loaded = Signal()
+    suggested = Signal(object)
 
     def __init__(self, session: Session, parent: Any = None) -> None:
         super().__init__(parent)
@@ -93,8 +95,8 @@ class QueueView(QWidget):
         # The label gets the spare width; the space name only what it needs.
         header.setStretchLastSection(False)
         header.setSectionResizeMode(self.model.COLUMNS.index("label"), QHeaderView.Stretch)
-        header.setSectionResizeMode(self.model.COLUMNS.index("space"),
-                                    QHeaderView.ResizeToContents)
+        # Not ResizeToContents: that measures every row at every scroll, selection and repaint
+        # (hundreds of ms per step at 3,000 groups); the column is fitted once per answer.
         self.table.setAlternatingRowColors(True)
         self.table.doubleClicked.connect(lambda index: self._open(index))
         # Topic names (words) are read for the rows on screen, after they show and on scroll.
@@ -104,6 +106,12 @@ class QueueView(QWidget):
         self._naming.timeout.connect(self._name_visible)
         self.table.verticalScrollBar().valueChanged.connect(lambda _: self._naming.start())
         self.table.activated.connect(lambda index: self._open(index))
+        # Suggestions learn from every decision, but computing them takes a while at a million
+        # items: after decisions they are re-read once the user pauses, not at every key.
+        self._suggest_timer = QTimer(self)
+        self._suggest_timer.setSingleShot(True)
+        self._suggest_timer.setInterval(2000)
+        self._suggest_timer.timeout.connect(self._read_suggestions)
 
         self.status_filter = QComboBox()
         for text, value in STATUS_FILTERS:
@@ -177,26 +185,33 @@ class QueueView(QWidget):
             return {"groups": shown, "run_id": run_id, "groups_total": len(everything),
                     "groups_decided": decided}
 
-        def counts(project: Any) -> dict[str, Any]:
-            from curator.errors import UsageError
-
-            try:
-                q = project.queue(order=f["order"])
-            except UsageError:
-                return {}
-            return {"items_total": q.items_total, "items_labelled": q.items_labelled}
-
         def shown(answer: dict[str, Any]) -> None:
             self._loaded(answer)
-            self.session.read(lambda p: p.suggestions(answer["run_id"]) if answer.get(
-                "run_id") is not None else {}, key="queue-suggestions", on_result=self._suggested,
-                on_error=lambda err: log.info("no suggestions: %s", err),
-                name="suggestions", priority=-1)
+            self._read_suggestions()
             # The counts after the rows: they must not slow the table's first appearance.
-            self.session.read(counts, key="queue-counts", on_result=self._counted,
+            self.session.read(self._counts, key="queue-counts", on_result=self._counted,
                               name="queue counts", priority=-1)
 
         self.session.read(rows, key="queue", on_result=shown, name="queue", priority=2)
+
+    def _read_suggestions(self) -> None:
+        self._suggest_timer.stop()
+        run_id = self.run_id
+        if run_id is None:
+            return
+        self.session.read(lambda p: p.suggestions(run_id), key="queue-suggestions",
+                          on_result=self._suggested, name="suggestions", priority=-1,
+                          on_error=lambda err: log.info("no suggestions: %s", err))
+
+    @staticmethod
+    def _counts(project: Any) -> dict[str, Any]:
+        from curator.errors import UsageError
+
+        try:
+            q = project.queue(order="id")
+        except UsageError:
+            return {}
+        return {"items_total": q.items_total, "items_labelled": q.items_labelled}
 
     def _counted(self, answer: dict[str, Any]) -> None:
         if not answer:
@@ -211,6 +226,8 @@ class QueueView(QWidget):
         self.empty_reason = answer.get("empty", "")
         if answer.get("run_id") != self.run_id:
             self.model.topic_names.clear()  # group ids belong to their run
+            self.suggestions = {}
+            self.suggested.emit(self.suggestions)
         self.run_id = answer.get("run_id")
         self._shown_groups = list(answer["groups"])
         self.model.set_groups(_with_suggestions(self._shown_groups, self.suggestions))
@@ -223,14 +240,80 @@ class QueueView(QWidget):
             self.groups_bar.setValue(answer["groups_decided"])
             self.summary.setText(f"clustering run {answer['run_id']} · "
                                  f"{len(answer['groups'])} groups shown · Enter opens a group")
+        self._fit_space_column()
         if current is not None:
             self.select_group(current)
         self._naming.start()
         self.loaded.emit()
 
+    def _fit_space_column(self) -> None:
+        """Size the Space column to its longest name: a few distinct names, measured once."""
+        spaces = {str(g.space) for g in self._shown_groups}
+        if not spaces:
+            return
+        metrics = self.table.fontMetrics()
+        width = max(metrics.horizontalAdvance(s) for s in spaces) + 24
+        column = self.model.COLUMNS.index("space")
+        self.table.horizontalHeader().resizeSection(
+            column, max(width, metrics.horizontalAdvance(self.model.HEADERS[column]) + 24))
+
+    def refresh_groups(self, group_ids: list[int]) -> None:
+        """Re-read only these groups' rows (after a decision on them) and update them in place.
+
+        A decision on a group changes only its own members, so the other rows stand; with a
+        status or label filter set the row may have to leave the list, so that re-reads all.
+        """
+        f = self.filters()
+        if f["status"] or f["label"] or self.run_id is None:
+            self.reload()
+            return
+        run_id = self.run_id
+
+        def rows(project: Any) -> list[Any]:
+            return project.groups(run_id, order=f["order"], group_ids=list(group_ids))
+
+        def shown(groups: list[Any]) -> None:
+            if run_id != self.run_id:
+                return
+            fresh = {g.group_id: g for g in groups}
+            before = {g.group_id: g.status for g in self._shown_groups if g.group_id in fresh}
+            self._shown_groups = [fresh.get(g.group_id, g) for g in self._shown_groups]
+            self.model.replace_groups(_with_suggestions(groups, self.suggestions))
+            self.groups_bar.setValue(self.groups_bar.value() + sum(
+                (g.status != "undecided") - (before.get(g.group_id) != "undecided")
+                for g in groups if g.group_id in before))
+            self.session.read(self._counts, key="queue-counts", on_result=self._counted,
+                              name="queue counts", priority=-1)
+            self._suggest_timer.start()
+            self.loaded.emit()
+
+        self.session.read(rows, key=f"queue-rows-{','.join(map(str, group_ids))}",
+                          on_result=shown, name="queue rows", priority=2)
+
+    def show_decision(self, group_id: int, status: str, label: Optional[str]) -> None:
+        """Show a committed decision in its row at once (the re-read of the row follows)."""
+        import dataclasses
+
+        old = next((g.status for g in self._shown_groups if g.group_id == group_id), None)
+        self._shown_groups = [dataclasses.replace(g, status=status, label=label)
+                              if g.group_id == group_id and dataclasses.is_dataclass(g) else g
+                              for g in self._shown_groups]
+        self.model.show_decision(group_id, status, label)
+        if old is not None:
+            self.groups_bar.setValue(self.groups_bar.value() + (status != "undecided")
+                                     - (old != "undecided"))
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        # While hidden the table neither scrolls to the current row nor names topics.
+        super().showEvent(event)
+        index = self.table.currentIndex()
+        if index.isValid():
+            self.table.scrollTo(index)
+        self._naming.start()
+
     def _name_visible(self) -> None:
         """Read the topics in words of the rows on screen that have none yet."""
-        if self.run_id is None or not self.model.rowCount():
+        if self.run_id is None or not self.model.rowCount() or not self.table.isVisible():
             return
         first = max(0, self.table.rowAt(0))
         last = self.table.rowAt(self.table.viewport().height() - 1)
@@ -257,6 +340,7 @@ class QueueView(QWidget):
         self.model.set_groups(_with_suggestions(self._shown_groups, self.suggestions))
         if current is not None:
             self.select_group(current)
+        self.suggested.emit(self.suggestions)
 
     def set_labels(self, labels: list[Any]) -> None:
         # The nearest taxonomy name is part of a topic: a changed taxonomy names them again.
@@ -297,7 +381,8 @@ class QueueView(QWidget):
         index = self.model.index(row, 0)
         self.table.selectionModel().setCurrentIndex(
             index, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
-        self.table.scrollTo(index)
+        if self.table.isVisible():  # a hidden table scrolls when it is shown (showEvent)
+            self.table.scrollTo(index)
         return True
 
     def neighbour(self, group_id: Optional[int], step: int) -> Optional[int]:

@@ -24,6 +24,9 @@ LABELS = "labels"
 GROUPS = "groups"
 TAXONOMY = "taxonomy"
 INDEX = "index"
+# A whole group of the current run was decided: only that group's members (and so only its queue
+# row) changed, so views update that row instead of re-reading every group.
+GROUP_DECISION = "group-decision"
 
 
 class Session(QObject):
@@ -32,7 +35,7 @@ class Session(QObject):
     Signals:
         opened(object): the Project, once open.
         closed(): the project was closed.
-        changed(str): a write finished; LABELS, GROUPS, TAXONOMY or INDEX.
+        changed(str): a write finished; LABELS, GROUP_DECISION, GROUPS, TAXONOMY or INDEX.
         error(object): a WorkerError from any call that had no error callback of its own.
         message(str): a short status line (undo/redo outcomes, counts).
         external(object): a set of change kinds committed by another process or window
@@ -224,8 +227,6 @@ class Session(QObject):
                 return  # a newer read with the same key was submitted
             if self.project is not project:
                 return  # the project was closed or replaced meanwhile
-            if changes is not None:
-                self._remember_own(value)
             # The caller's own follow-up first (e.g. "show the next group"), then the views
             # refresh, so a refresh never re-reads something the caller is about to replace.
             if on_result is not None:
@@ -238,7 +239,12 @@ class Session(QObject):
                 return
             (on_error or self.error.emit)(info)
 
-        return submit(_bind(fn, project, args), pool=pool,
+        call = _bind(fn, project, args)
+        if changes is not None:
+            # Remember our own event on the worker thread, as soon as it is committed: a change
+            # poll running meanwhile must not take it for another process's (a full re-read).
+            call = _remembering(call, self._remember_own)
+        return submit(call, pool=pool,
                       name=name or getattr(fn, "__name__", ""), on_result=result, on_error=error,
                       priority=priority)
 
@@ -248,3 +254,16 @@ def _bind(fn: Callable[..., Any], project: Any, args: tuple) -> Callable[..., An
     import functools
 
     return functools.partial(fn, project, *args)
+
+
+def _remembering(call: Callable[..., Any], remember: Callable[[Any], None]) -> Callable[..., Any]:
+    """`call`, handing its result to `remember` on the worker thread before it is returned."""
+    import functools
+
+    @functools.wraps(call)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        value = call(*args, **kwargs)
+        remember(value)
+        return value
+
+    return run

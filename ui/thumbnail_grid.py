@@ -40,11 +40,11 @@ class ThumbnailDelegate(QStyledItemDelegate):
                 painter.drawPixmap(QRect(x, y, w, h), pix)
             else:
                 painter.drawPixmap(x + (w - pw) // 2, y + (h - ph) // 2, pix)
-        state = option.state
+        state = option.state.value  # an int: Python enum arithmetic costs at every tile
         badge = self.model.badge(index.row())
         if badge is not None:
             self._badge(painter, QRect(x, y, w, h), badge)
-        if marks or state & _SELECTED or state & _FOCUS:
+        if marks or state & (_SELECTED | _FOCUS):
             self._marks(painter, option, QRect(x, y, w, h), marks, state)
 
     def _badge(self, painter: QPainter, rect: QRect, badge: tuple) -> None:
@@ -64,37 +64,45 @@ class ThumbnailDelegate(QStyledItemDelegate):
                          metrics.elidedText(text, Qt.ElideRight, band.width() - 11))
         painter.restore()
 
-    def _marks(self, painter: QPainter, option: Any, rect: QRect, marks: int, state: Any) -> None:
-        painter.save()
+    def _marks(self, painter: QPainter, option: Any, rect: QRect, marks: int, state: int) -> None:
+        # Pens and brushes are made once (module level); the painter's own pen and brush are
+        # put back at the end, cheaper than save()/restore() at every tile.
+        pen, brush = painter.pen(), painter.brush()
         if marks & 4:  # excluded
-            painter.fillRect(rect, QColor(0, 0, 0, 150))
-            painter.setPen(QPen(QColor(230, 60, 60), 3))
+            painter.fillRect(rect, _SHADE)
+            painter.setPen(_CROSS_PEN)
             painter.drawLine(rect.topLeft(), rect.bottomRight())
             painter.drawLine(rect.topRight(), rect.bottomLeft())
         if marks & 2:  # boundary: near another group
             painter.setPen(Qt.NoPen)
-            painter.setBrush(QColor(255, 160, 0))
+            painter.setBrush(_BOUNDARY)
             r = rect.topRight()
             painter.drawPolygon(QPolygon([r, r + _pt(-14, 0), r + _pt(0, 14)]))
         if marks & 1:  # representative
             painter.setPen(Qt.NoPen)
-            painter.setBrush(QColor(70, 150, 255))
+            painter.setBrush(_REPRESENTATIVE)
             painter.drawEllipse(rect.left() + 4, rect.top() + 4, 8, 8)
-        if state & _SELECTED:
+        if state & (_SELECTED | _FOCUS):
             painter.setBrush(Qt.NoBrush)
+        if state & _SELECTED:
             painter.setPen(QPen(option.palette.highlight().color(), 3))
             painter.drawRect(rect.adjusted(-1, -1, 1, 1))
         if state & _FOCUS:
-            painter.setBrush(Qt.NoBrush)
-            painter.setPen(QPen(QColor(255, 255, 255), 1, Qt.DashLine))
+            painter.setPen(_FOCUS_PEN)
             painter.drawRect(rect.adjusted(-2, -2, 2, 2))
-        painter.restore()
+        painter.setPen(pen)
+        painter.setBrush(brush)
 
 
 _STATE_BADGE = {"noise": QColor(150, 120, 90), "mixed": QColor(220, 150, 40),
                 "duplicate": QColor(120, 120, 200)}
-_SELECTED = QStyle.StateFlag.State_Selected
-_FOCUS = QStyle.StateFlag.State_HasFocus
+_SELECTED = QStyle.StateFlag.State_Selected.value
+_FOCUS = QStyle.StateFlag.State_HasFocus.value
+_SHADE = QColor(0, 0, 0, 150)
+_CROSS_PEN = QPen(QColor(230, 60, 60), 3)
+_BOUNDARY = QColor(255, 160, 0)
+_REPRESENTATIVE = QColor(70, 150, 255)
+_FOCUS_PEN = QPen(QColor(255, 255, 255), 1, Qt.DashLine)
 
 
 def _pt(x: int, y: int) -> Any:
@@ -120,16 +128,21 @@ class ThumbnailGrid(QListView):
         self.setWordWrap(False)
         self.verticalScrollBar().valueChanged.connect(self.request_visible)
 
-    def request_visible(self) -> None:
-        """Queue the visible tiles' thumbnails ahead of anything else."""
+    def visible_ids(self) -> list[int]:
+        """Item ids of the tiles on screen (a row more at the bottom), top left first."""
         model = self.model()
         if model is None or model.rowCount() == 0:
-            return
+            return []
         first = self.indexAt(self.viewport().rect().topLeft() + _pt(4, 4))
         start = first.row() if first.isValid() else 0
         per_row = max(1, self.viewport().width() // max(1, self.gridSize().width() or
                                                        model.icon_size + 12))
         rows = self.viewport().height() // max(1, model.icon_size + 12) + 2
-        ids = [model.item_at(r) for r in range(start, min(model.rowCount(),
-                                                           start + per_row * rows))]
-        model.thumbs.request(ids, front=True)
+        return [model.item_at(r) for r in range(start, min(model.rowCount(),
+                                                            start + per_row * rows))]
+
+    def request_visible(self) -> None:
+        """Queue the visible tiles' thumbnails ahead of anything else."""
+        ids = self.visible_ids()
+        if ids:
+            self.model().thumbs.request(ids, front=True)

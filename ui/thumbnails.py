@@ -32,7 +32,8 @@ def decode_jpeg(data: bytes, side: int) -> Optional[QImage]:
     buffer = QBuffer()
     buffer.setData(QByteArray(data))
     buffer.open(QIODevice.ReadOnly)
-    reader = QImageReader(buffer)
+    # Thumbnails are JPEGs: naming the format skips probing every image plugin.
+    reader = QImageReader(buffer, QByteArray(b"jpeg" if data[:2] == b"\xff\xd8" else b""))
     size = reader.size()
     if size.isValid() and max(size.width(), size.height()) > side:
         reader.setScaledSize(size.scaled(side, side, Qt.KeepAspectRatio))
@@ -42,15 +43,24 @@ def decode_jpeg(data: bytes, side: int) -> Optional[QImage]:
 
 def _decode(project: Any, ids: list[int], side: int = MAX_SIDE,
             cancel: Any = None) -> dict[int, Optional[QImage]]:
+    try:
+        # One pass over the store for the batch (two file opens per item cost more than the
+        # decoding itself).
+        found: dict[int, Optional[bytes]] = project.thumbnails(ids)
+    except Exception:  # noqa: BLE001 - then item by item, so one bad record spoils only itself
+        log.debug("thumbnail batch read failed", exc_info=True)
+        found = {}
     out: dict[int, Optional[QImage]] = {}
     for item_id in ids:
         if cancel is not None and cancel():
             break
-        try:
-            data = project.thumbnail(item_id)
-        except Exception:  # noqa: BLE001 - one unreadable thumbnail must not stop the batch
-            log.debug("thumbnail %s failed", item_id, exc_info=True)
-            data = None
+        data = found.get(item_id)
+        if item_id not in found:
+            try:
+                data = project.thumbnail(item_id)
+            except Exception:  # noqa: BLE001 - one unreadable thumbnail must not stop the batch
+                log.debug("thumbnail %s failed", item_id, exc_info=True)
+                data = None
         out[item_id] = decode_jpeg(data, side) if data else None
     return out
 

@@ -116,11 +116,19 @@ class WelcomePage(QWidget):
         outer.addLayout(column, 3)
         outer.addStretch(1)
 
-    def refresh(self, model: str, audio_model: str) -> None:
-        """Show the models Index… will use and the recent projects that still exist."""
-        self.defaults.setText(f"Indexes with the {model} image/video model and the "
-                              f"{audio_model} audio model; choose others later with "
-                              "File ▸ Index….")
+    def refresh(self, model: str, audio_model: str, checking: bool = False) -> None:
+        """Show the models Index… will use and the recent projects that still exist.
+
+        Args:
+            checking: the first start's look for model weights is still running.
+        """
+        if checking:
+            self.defaults.setText("Looking for model weights on this machine (a model whose "
+                                  "weights are not here is replaced by classic)…")
+        else:
+            self.defaults.setText(f"Indexes with the {model} image/video model and the "
+                                  f"{audio_model} audio model; choose others later with "
+                                  "File ▸ Index….")
         self.recent.clear()
         for path in app_settings.recent_projects():
             QListWidgetItem(path, self.recent)
@@ -161,7 +169,8 @@ def install_welcome(window: Any) -> WelcomePage:
         stack.setCurrentWidget(window.tabs)
 
     def show_welcome(*_: Any) -> None:
-        page.refresh(window.index_options.model, window.index_options.audio_model)
+        page.refresh(window.index_options.model, window.index_options.audio_model,
+                     checking=not window.models_checked)
         stack.setCurrentWidget(page)
 
     page.media_folder_chosen.connect(lambda folder: index_media_folder(window, folder))
@@ -181,9 +190,13 @@ def index_media_folder(window: Any, media: str) -> Optional[Path]:
     except (OSError, RuntimeError) as exc:
         window.show_error(f"cannot make a project for {media}: {exc}")
         return None
-    options = window.index_options
     window.status_label.setText(f"Creating {project} for {media}…")
-    window.session.open(str(project), create_sources=[media],
-                        on_opened=lambda _p: window.start_indexing(options),
-                        on_error=window.show_error)
+
+    def create(options: Any) -> None:
+        window.session.open(str(project), create_sources=[media],
+                            on_opened=lambda _p: window.start_indexing(options),
+                            on_error=window.show_error)
+
+    # The first start's model check runs in the background; indexing starts from its answer.
+    window.with_index_options(create)
     return project

@@ -21,8 +21,12 @@ def test_index_dialog_starts_from_the_users_settings(qtbot, monkeypatch):
     qtbot.addWidget(win)
     # The same options `curator index` starts from; on a first start a model whose weights are
     # not on this machine falls back to classic (here: the CLAP default).
+    # That look runs in the background (it imports torch); Index… waits for its answer.
     expected, _ = IndexOptions.from_settings().with_models_here()
-    assert win.index_options == expected
+    got: list[IndexOptions] = []
+    win.with_index_options(got.append)
+    qtbot.waitUntil(lambda: bool(got), timeout=120000)
+    assert got == [expected] and win.index_options == expected
     assert (expected.model, expected.batch_size, expected.device, expected.workers,
             expected.offline) == ("classic", 8, "cpu", 0, True)
     dialog = IndexDialog(win.index_options, win)
