@@ -28,6 +28,10 @@ from indexing.progress import check_cancel
 KNN_NEIGHBOURS = 10  # 15 (UMAP's default) was 0.003 less accurate on the hard 50k set
 KNN_PROBE = 16  # micro-clusters searched per row (8: recall@15 0.93, 16: 0.98 against exact)
 VOTE_PASSES = 2
+# A row whose k-th neighbour is this many times further than its neighbours' own k-th
+# neighbours is an outlier in the local-outlier-factor sense (docs/benchmarks.md, "Fourth
+# pass": atypical members of a class sit 1.3-2.2x out, stray rows 5-8x).
+OUTLIER_REACH = 3.0
 
 
 def knn_rows(Z, centroids, order, k=KNN_NEIGHBOURS, chunk=16384, cancel=None):
@@ -139,7 +143,27 @@ def share_linkage(W, nodes, mass):
     return merges
 
 
-def vote(labels, nbrs, passes=VOTE_PASSES, stay=()):
+def outlying_rows(Z, nbrs, ratio=OUTLIER_REACH, chunk=16384):
+    """Bool per row: its reach (distance to its k-th nearest row) exceeds `ratio` times the
+    median reach of its neighbours, as a local outlier factor does. A row far out on the edge
+    of one group, whose neighbours are nearly as spread as it is, is not outlying; a stray
+    whose nearest rows sit in a tight group far away is."""
+    n, k = nbrs.shape
+    reach = np.zeros(n, dtype=np.float64)
+    for a in range(0, n, chunk):
+        nb = nbrs[a : a + chunk]
+        sims = np.einsum("id,ikd->ik", np.asarray(Z[a : a + chunk], dtype=np.float32),
+                         np.asarray(Z)[np.maximum(nb, 0)])
+        sims = np.where(nb >= 0, sims, np.inf).min(axis=1)  # the furthest of its neighbours
+        reach[a : a + chunk] = np.sqrt(np.clip(2.0 - 2.0 * np.where(np.isinf(sims), -1.0, sims),
+                                               0.0, 4.0))
+    around = np.where(nbrs >= 0, reach[np.maximum(nbrs, 0)], np.nan)
+    with np.errstate(all="ignore"):
+        typical = np.nanmedian(around, axis=1) if n else reach
+    return ~(reach <= ratio * np.nan_to_num(typical, nan=0.0))
+
+
+def vote(labels, nbrs, passes=VOTE_PASSES, stay=(), outlying=None):
     """Labels after `passes` rounds of: each row joins the group most of its neighbours are in.
 
     A row moves only when another group holds strictly more of its neighbours (itself counted)
@@ -156,6 +180,8 @@ def vote(labels, nbrs, passes=VOTE_PASSES, stay=()):
         return lab.astype(np.int32)
     rows = np.repeat(np.arange(n, dtype=np.int64), k + 1)
     fixed = np.isin(lab, np.asarray(list(stay), dtype=np.int64))
+    if outlying is not None:
+        fixed &= np.asarray(outlying, dtype=bool)
     usable = nbrs >= 0
     if fixed.any():
         back = np.where(usable, nbrs, 0)
@@ -183,10 +209,10 @@ def vote(labels, nbrs, passes=VOTE_PASSES, stay=()):
     return lab.astype(np.int32)
 
 
-def vote_groups(labels, low_groups, nbrs, min_rows):
+def vote_groups(labels, low_groups, nbrs, min_rows, outlying=None):
     """Labels after the neighbour vote; groups it left under min_rows rows join the noise
     group (or become it); renumbered without emptied groups, order kept."""
-    voted = vote(labels, nbrs, stay=low_groups).astype(np.int64)
+    voted = vote(labels, nbrs, stay=low_groups, outlying=outlying).astype(np.int64)
     G = int(labels.max()) + 1
     counts = np.bincount(voted, minlength=G)
     noise_id = low_groups[0] if low_groups else None

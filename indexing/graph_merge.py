@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.graph_knn import knn_graph, knn_rows, share_linkage, vote_groups
+from indexing.graph_knn import knn_graph, knn_rows, outlying_rows, share_linkage, vote_groups
 from indexing.graph_linkage import average_linkage, cut, modularity_path, step_for
 from indexing.progress import check_cancel
 
@@ -320,9 +320,10 @@ def graph_merge(
     timings["search"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    nbrs = None
+    nbrs = knn = None
     if n <= KNN_MAX_ROWS:
         nbrs = knn_rows(Z, centroids, np.argsort(keys, kind="stable"), cancel=cancel)
+        knn = (nbrs, outlying_rows(Z, nbrs))
         S, W, size = knn_graph(first, nbrs, M)
     else:
         S, size = boundary_graph(ids, sims, M)
@@ -332,7 +333,7 @@ def graph_merge(
     merges = average_linkage(S, nodes) if nbrs is None else share_linkage(W, nodes, size)
     check_cancel(cancel)
     labels, low_groups, params_auto = _cut_and_vote(
-        S, merges, nodes, size, centroids, first, low0, has_noise0, nbrs, n, n_groups,
+        S, merges, nodes, size, centroids, first, low0, has_noise0, knn, n, n_groups,
         granularity, noise)
     timings["merge"] = time.perf_counter() - t
 
@@ -348,9 +349,10 @@ def graph_merge(
     return labels, params
 
 
-def _cut_and_vote(S, merges, nodes, size, centroids, first, low0, has_noise0, nbrs, n,
+def _cut_and_vote(S, merges, nodes, size, centroids, first, low0, has_noise0, knn, n,
                   n_groups, granularity, noise):
-    """(labels, noise group ids, auto params): the cut, then the neighbour vote (with nbrs).
+    """(labels, noise group ids, auto params): the cut, then the neighbour vote (with knn:
+    the rows' neighbours and which rows are outlying).
 
     The vote can empty small groups; the cut is then moved finer (or back) by the difference
     and tried again, keeping the attempt closest to n_groups without exceeding it.
@@ -368,9 +370,10 @@ def _cut_and_vote(S, merges, nodes, size, centroids, first, low0, has_noise0, nb
         if len(set(roots.values())) > target:
             roots = join_components(roots, centroids, size, target)
         labels, low_groups = _label_rows(roots, size, low, has_noise, first)
-        if nbrs is None:
+        if knn is None:
             return labels, low_groups, params_auto
-        labels, low_groups = vote_groups(labels, low_groups, nbrs, min_rows if noise else 0)
+        labels, low_groups = vote_groups(labels, low_groups, knn[0], min_rows if noise else 0,
+                                         outlying=knn[1])
         got = int(labels.max()) + 1
         if n_groups is None:
             return labels, low_groups, params_auto
