@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexing.graph_knn import knn_graph, knn_rows, share_linkage, vote, vote_groups
+from indexing.graph_knn import (
+    knn_graph,
+    knn_rows,
+    outlying_rows,
+    share_linkage,
+    vote,
+    vote_groups,
+)
 
 
 def unit(A):
@@ -86,6 +93,40 @@ def test_vote_moves_a_straddling_row_and_keeps_a_stray_in_noise():
     np.testing.assert_array_equal(out[:6], labels[:6])
     # Without the noise rule the stray would follow its one-sided neighbours.
     assert vote(labels, nbrs)[7] == 0
+
+
+def _edge_row_and_stray(seed=0):
+    """A loose group, one row on its far edge, and a stray far from a tight group."""
+    rng = np.random.default_rng(seed)
+    d = 16
+    a, b = np.eye(d)[0], np.eye(d)[1]
+    loose = a + 0.25 * rng.standard_normal((40, d)) / np.sqrt(d)
+    tight = b + 0.02 * rng.standard_normal((40, d)) / np.sqrt(d)
+    edge = a + 0.6 * rng.standard_normal((1, d)) / np.sqrt(d)  # atypical, still near a
+    stray = 0.7 * b + 0.7 * np.eye(d)[2]  # 45 degrees off the tight group
+    Z = unit(np.concatenate([loose, tight, edge, stray[None]]))
+    labels = np.array([0] * 40 + [1] * 40 + [2, 2])  # 2 = noise
+    return Z, labels
+
+
+def test_outlying_rows_flags_a_stray_but_not_an_atypical_member():
+    Z, _ = _edge_row_and_stray()
+    nbrs = knn_rows(Z, Z[[0, 40]], np.arange(Z.shape[0]), k=5)
+    far = outlying_rows(Z, nbrs)
+    assert far.dtype == bool and far.shape == (Z.shape[0],)
+    assert far[81] and not far[80]
+    assert not far[:80].any()  # no member of either group is an outlier
+
+
+def test_vote_lets_a_non_outlying_noise_row_join_and_keeps_the_stray():
+    Z, labels = _edge_row_and_stray()
+    nbrs = knn_rows(Z, Z[[0, 40]], np.arange(Z.shape[0]), k=5)
+    out = vote(labels, nbrs, stay=[2], outlying=outlying_rows(Z, nbrs))
+    assert out[80] == 0  # the atypical member joined the group its neighbours are in
+    assert out[81] == 2  # the stray stayed in noise
+    # With every noise row counting mutual neighbours only, the edge row stays in noise too.
+    assert vote(labels, nbrs, stay=[2])[80] == 2
+    np.testing.assert_array_equal(out[:80], labels[:80])
 
 
 def test_vote_groups_sends_emptied_groups_to_noise_and_renumbers():
