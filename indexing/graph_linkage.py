@@ -111,22 +111,28 @@ def cut(merges, nodes, steps):
     return {v: find(v) for v in parent}
 
 
-def step_for(merges, nodes, size, target, min_rows):
+def step_for(merges, nodes, size, target, min_rows, fragment_rows=0):
     """The fewest merges after which at most `target` groups hold >= min_rows rows each.
 
     Smaller groups are left to the noise group, so the decisions go to groups worth one.
+    A group that is still one micro-cluster and holds fewer than `fragment_rows` rows does
+    not count either (a fragment the linkage never joined; it is folded in afterwards).
     """
     rows = {int(v): float(size[v]) for v in nodes}
-    parent = {int(v): int(v) for v in nodes}
-    big = sum(1 for r in rows.values() if r >= min_rows)
+    single = {int(v) for v in nodes}
+
+    def worth(v):
+        return rows[v] >= min_rows and not (v in single and rows[v] < fragment_rows)
+
+    big = sum(1 for v in rows if worth(v))
     if big <= target:
         return 0
     for i, (a, b, _) in enumerate(merges, start=1):
-        ra, rb = rows.pop(b), rows[a]
-        big -= (ra >= min_rows) + (rb >= min_rows)
-        rows[a] = ra + rb
-        big += rows[a] >= min_rows
-        parent[b] = a
+        big -= worth(a) + worth(b)
+        rows[a] += rows.pop(b)
+        single.discard(a)
+        single.discard(b)
+        big += worth(a)
         if big <= target:
             return i
     return len(merges)

@@ -63,6 +63,10 @@ NOISE_MIN_SIGMA = 0.01
 NOISE_ISOLATED_SIZE = 10  # micro-clusters under this size that touch no other are noise
 KNN_MAX_ROWS = 300_000  # up to here micro-clusters are linked by row neighbours (graph_knn);
 # above, by the rows' two nearest micro-centroids, which costs no extra search
+# With a group count, a group that is one micro-cluster the linkage never joined, smaller
+# than this share of the mean group and than the median micro-cluster, is a fragment: it
+# joins the group it shares most links with, and its decision goes to a real split.
+FRAGMENT_SHARE = 0.1
 VOTE_RETRIES = 4  # other cuts tried when the vote empties groups
 AUTO_RANGE = (1 / 2000, 1 / 50)  # automatic group count stays within n * these bounds
 
@@ -365,6 +369,8 @@ def _cut_and_vote(S, merges, nodes, size, centroids, first, low0, has_noise0, kn
         step, target, min_rows, params_auto = _choose_cut(S, nodes, merges, size, n, want,
                                                           granularity, noise, has_noise)
         roots = cut(merges, nodes, step)
+        if want is not None:
+            roots = _fold_fragments(roots, S, size, _fragment_rows(size, nodes, n, target))
         roots, target, has_noise = _set_small_apart(roots, merges, nodes, size, target,
                                                     min_rows, low, has_noise, want)
         if len(set(roots.values())) > target:
@@ -384,6 +390,35 @@ def _cut_and_vote(S, merges, nodes, size, centroids, first, low0, has_noise0, kn
         if got == n_groups or extra in tried or extra < 0:
             break
     return best[2], best[3], best[4]
+
+
+def _fragment_rows(size, nodes, n, target):
+    """Rows under which a lone micro-cluster is a fragment, not a group (FRAGMENT_SHARE)."""
+    if nodes.size == 0:
+        return 0.0
+    return min(FRAGMENT_SHARE * n / max(target, 1), float(np.median(size[nodes])))
+
+
+def _fold_fragments(roots, S, size, frag_rows):
+    """Groups that are one micro-cluster of fewer than frag_rows rows (fragments) join the
+    group, not itself a fragment, they share most neighbour links with (left alone when they
+    have none)."""
+    count: dict[int, int] = {}
+    for r in roots.values():
+        count[r] = count.get(r, 0) + 1
+    fragment = {v for v, r in roots.items() if count[r] == 1 and size[v] < frag_rows}
+    S = S.tocsr()
+    out = dict(roots)
+    for v in sorted(fragment):
+        lo, hi = S.indptr[v], S.indptr[v + 1]
+        links: dict[int, float] = {}
+        for c, w in zip(S.indices[lo:hi].tolist(), S.data[lo:hi].tolist()):
+            rc = roots.get(c)
+            if rc is not None and c not in fragment:
+                links[rc] = links.get(rc, 0.0) + w
+        if links:
+            out[v] = max(sorted(links), key=lambda g: links[g])
+    return out
 
 
 def _merge_nodes(S, sim, first, size, M, n_groups, noise):
@@ -406,7 +441,8 @@ def _choose_cut(S, nodes, merges, size, n, n_groups, granularity, noise, has_noi
         return step, target, min_rows, params_auto
     target = max(1, n_groups - int(has_noise))  # the noise group is one of the decisions
     min_rows = min(NOISE_ISOLATED_SIZE, max(1, n // (4 * target))) if noise else 1
-    step = step_for(merges, nodes, size, target, min_rows)
+    frag = _fragment_rows(size, nodes, n, target)
+    step = step_for(merges, nodes, size, target, min_rows, frag)
     return step, target, min_rows, None
 
 
