@@ -309,6 +309,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--peer-max", default="50k", help="largest size the peer runs at")
     ap.add_argument("--no-peer", action="store_true", help="skip UMAP + HDBSCAN")
+    ap.add_argument("--groups", type=int, default=0,
+                    help="groups for ours and k-means without the peer (default 0.3%% of "
+                         "rows); the peer's count from an earlier run compares at equal "
+                         "decisions without rerunning it")
     ap.add_argument("--no-digits", action="store_true", help="skip scikit-learn digits")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--digits-sweep", action="store_true",
@@ -338,7 +342,8 @@ def main(argv=None) -> int:
                 f"1-NN {sep['nn1_accuracy']:.4f}",
                 flush=True,
             )
-            rows += compare(name, X, y, args.seed, n <= peer_max, max(10, round(0.003 * n)))
+            groups = args.groups or max(10, round(0.003 * n))
+            rows += compare(name, X, y, args.seed, n <= peer_max, groups)
             del X
             load = max(load, os.getloadavg()[0])
     if not args.no_digits:
