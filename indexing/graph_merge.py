@@ -67,7 +67,7 @@ KNN_MAX_ROWS = 300_000  # up to here micro-clusters are linked by row neighbours
 # than this share of the mean group and than the median micro-cluster, is a fragment: it
 # joins the group it shares most links with, and its decision goes to a real split.
 FRAGMENT_SHARE = 0.1
-VOTE_RETRIES = 4  # other cuts tried when the vote empties groups
+VOTE_RETRIES = 8  # other cuts tried when the vote empties groups
 AUTO_RANGE = (1 / 2000, 1 / 50)  # automatic group count stays within n * these bounds
 
 
