@@ -36,7 +36,7 @@ TRAIN_POINTS_PER_CELL = 32
 """Labelled items per cell the k-means is trained on (a fixed sample)."""
 
 
-def search(Q: np.ndarray, X: np.ndarray, kk: int, exact_pairs: int = EXACT_PAIRS
+def search(Q: np.ndarray, X: np.ndarray, kk: int, exact_pairs: int | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """Top-kk inner products of each row of Q among the rows of X, best first.
 
@@ -46,11 +46,13 @@ def search(Q: np.ndarray, X: np.ndarray, kk: int, exact_pairs: int = EXACT_PAIRS
         Q: (m, d) float32 unit query rows.
         X: (n, d) float32 unit rows searched.
         kk: neighbours per query.
-        exact_pairs: the most m * n pairs searched exactly.
+        exact_pairs: the most m * n pairs searched exactly (default `EXACT_PAIRS`).
 
     Returns:
         (sims float32 (m, kk), positions in X int64 (m, kk)); -inf and -1 pad missing ones.
     """
+    if exact_pairs is None:
+        exact_pairs = EXACT_PAIRS
     if len(Q) * len(X) <= exact_pairs or len(X) < 64 * MIN_PROBES:
         return exact(Q, X, kk)
     return by_cells(Q, X, kk)
