@@ -135,9 +135,10 @@ def by_cells(Q: np.ndarray, X: np.ndarray, kk: int, n_cells: int | None = None,
 
 def _top(S: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k largest values (in no particular order)."""
-    if S.shape[1] <= k:
-        return np.broadcast_to(np.arange(S.shape[1]), S.shape)
-    return np.argpartition(-S, k - 1, axis=1)[:, :k]
+    n = S.shape[1]
+    if n <= k:
+        return np.broadcast_to(np.arange(n), S.shape)
+    return np.argpartition(S, n - k, axis=1)[:, n - k:]
 
 
 def _centres(X: np.ndarray, n_cells: int, seed: int) -> np.ndarray:
