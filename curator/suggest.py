@@ -3,8 +3,9 @@ with a confidence calibrated on the decisions already made.
 
 For each group of a clustering run, up to `MEMBERS` of its items (a fixed random sample; fewer
 when there are many groups, see `QUERY_BUDGET`) look up
-their `K` nearest labelled items in the same embedding space (an exact search over the labelled
-items only, so a vote exists as soon as one group is decided). Each neighbour votes for its label
+their `K` nearest labelled items in the same embedding space (a search over the labelled items
+only, so a vote exists as soon as one group is decided: exact, or through cells when it is large,
+`curator/suggest_search.py`). Each neighbour votes for its label
 with weight exp(-(gap in cosine to the nearest neighbour) / KERNEL_WIDTH); the vote is refreshed
 on every call, so it follows the decisions. Given a cache (the project's `SearchCache`), the
 neighbour lists stay warm between calls and a refresh searches only the items whose labels

@@ -19,7 +19,8 @@ groups sampled as a fresh build would and searched alone.
 
 Labelled items are searched at a fixed share (`rate`, chosen when the state is built so that at
 most `LABELLED_CAP` items are searched; an item is in or out by a hash of its id), so a state
-that is updated gives the same neighbours as one built afresh at the same rate.
+that is updated gives the same neighbours as one built afresh at the same rate (up to the few
+neighbours a large build's search through cells may miss: `curator/suggest_search.py`).
 """
 
 from __future__ import annotations
