@@ -19,7 +19,6 @@ from curator.catalog import Catalog, RunRecord
 from curator.errors import CuratorError, UsageError
 from curator.items import ItemRow, ProjectStatus, Source
 from curator.project_review import ReviewFacade
-from curator.scan import ScanOptions, ScanReport, scan_catalog
 from indexing.embedders import DEFAULT_MODELS
 from indexing.progress import Progress
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from curator.groups import Group, GroupDetail, ItemFacets, Queue, SpaceClustering
     from curator.history import UndoResult
     from curator.labels import Event, Label, LabelMerge, LabelRemoval, TaxonomyEntry
+    from curator.scan import ScanOptions, ScanReport
     from curator.search import SearchCache, SearchHit
     from curator.search.maps import SpaceMap
     from curator.suggest import Suggestion
@@ -127,7 +127,7 @@ class Project(ReviewFacade):
 
     # --- indexing: scan, embed, cluster, map ------------------------------------------------
 
-    def scan(self, options: ScanOptions = ScanOptions(), progress: Optional[Progress] = None,
+    def scan(self, options: Optional[ScanOptions] = None, progress: Optional[Progress] = None,
              cancel: Cancel = None) -> ScanReport:
         """Walk every source and bring the catalog up to date; recorded as a `scan` run.
 
@@ -135,6 +135,9 @@ class Project(ReviewFacade):
             UsageError: the project has no source folder.
             Cancelled: `cancel` said stop (what was probed is kept).
         """
+        from curator.scan import ScanOptions, scan_catalog
+
+        options = ScanOptions() if options is None else options
         if not self.sources():
             raise UsageError(f"{self.root} has no source folders",
                              hint=f"add one with `curator init {self.root}`", option="sources")
@@ -539,6 +542,16 @@ class Project(ReviewFacade):
         if item_id is not None:
             self.item(item_id)
         return history(self.catalog, item_id, limit)
+
+
+# gui: the scanner (file walking, media probing) is imported when a scan runs, not when the app
+# opens a project; ScanOptions and ScanReport stay importable from here.
+def __getattr__(name: str) -> Any:
+    if name in ("ScanOptions", "ScanReport"):
+        from curator import scan
+
+        return getattr(scan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Project", "ProjectStatus", "Source", "ScanOptions", "ScanReport", "CuratorError"]
