@@ -214,24 +214,56 @@ def probe_start(project: str) -> None:
     win.close()
 
 
-def measure_start(project: Path, env: dict[str, str], runs: int = 3) -> dict[str, float]:
-    out = []
-    for _ in range(runs):
-        started = time.time()
-        proc = subprocess.run([sys.executable, __file__, "--probe-start", str(project)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-2000:])
-        line = [x for x in proc.stdout.splitlines() if x.startswith("{")][-1]
-        data = json.loads(line)
-        data["wall"] = data["at"] - started
-        out.append(data)
+def _probe_once(project: Path, env: dict[str, str], root: Path = ROOT) -> dict[str, float]:
+    """One start in a fresh process of the code under `root` (this checkout or another)."""
+    env = dict(env, PYTHONPATH=str(root))
+    started = time.time()
+    proc = subprocess.run([sys.executable, str(root / "bench" / "gui.py"), "--probe-start",
+                           str(project)], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    line = [x for x in proc.stdout.splitlines() if x.startswith("{")][-1]
+    data = json.loads(line)
+    data["wall"] = data["at"] - started
+    return data
+
+
+def _summary(out: list[dict[str, float]]) -> dict[str, float]:
     best = min(out, key=lambda d: d["wall"])
     return {"wall": statistics.median(d["wall"] for d in out), "best": best["wall"],
             "shown": statistics.median(d["shown"] for d in out),
             "ready_in_process": statistics.median(d["ready"] for d in out),
             "cpu": statistics.median(d["cpu"] for d in out),
-            "rows": best["rows"]}
+            "rows": best["rows"], "runs": len(out)}
+
+
+def measure_start(project: Path, env: dict[str, str], runs: int = 3) -> dict[str, float]:
+    return _summary([_probe_once(project, env) for _ in range(runs)])
+
+
+def compare_start(project: Path, env: dict[str, str], baseline: Path,
+                  runs: int) -> dict[str, dict[str, float]]:
+    """Start of another checkout's code (`baseline`) and of this one, alternating run by run so
+    both see the same machine load."""
+    out: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
+    for _ in range(runs):
+        out["baseline"].append(_probe_once(project, env, baseline))
+        out["this"].append(_probe_once(project, env))
+    return {k: _summary(v) for k, v in out.items()}
+
+
+def print_start_comparison(result: dict[str, dict[str, float]], baseline: Path) -> None:
+    head = (f"\nstart, median of {result['this']['runs']} runs "
+            f"(load average {os.getloadavg()[0]:.1f})")
+    if "baseline" in result:
+        head += f", alternating with the baseline {baseline}"
+    print(head)
+    print(f"{'':14}{'interactive (wall)':>20}{'best':>8}{'window shown':>14}"
+          f"{'in process':>12}{'CPU':>8}")
+    for name, r in result.items():
+        print(f"{name:14}{r['wall']:>19.2f}s{r['best']:>7.2f}s{r['shown']:>13.2f}s"
+              f"{r['ready_in_process']:>11.2f}s{r['cpu']:>7.2f}s")
 
 
 _VISIBLE: dict[tuple, list[int]] = {}
@@ -456,6 +488,12 @@ def main() -> int:
     parser.add_argument("--write", type=Path, default=None, help="write the docs fragment here")
     parser.add_argument("--data", type=Path, default=DATA,
                         help="where generated projects are kept (default bench/.data)")
+    parser.add_argument("--start-only", action="store_true",
+                        help="measure only the start (with --baseline: side by side)")
+    parser.add_argument("--start-runs", type=int, default=3, help="starts per measurement")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. `git archive main` unpacked) whose start "
+                             "is measured alternately with this one's")
     parser.add_argument("--probe-start", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["QT_QPA_PLATFORM"] = args.platform
@@ -465,7 +503,17 @@ def main() -> int:
     folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
     project_dir = folder / "project"
     facade = facade_timings(project_dir)
-    start = measure_start(project_dir, dict(os.environ))
+    if args.baseline is not None:
+        both = compare_start(project_dir, dict(os.environ), args.baseline.resolve(),
+                             args.start_runs)
+        print_start_comparison(both, args.baseline)
+        start = both["this"]
+    else:
+        start = measure_start(project_dir, dict(os.environ), args.start_runs)
+    if args.start_only:
+        if args.baseline is None:
+            print_start_comparison({"this": start}, ROOT)
+        return 0
     gui = gui_timings(project_dir, args.switches, args.labels)
     peak = rss_peak_gb()
 

@@ -41,6 +41,39 @@ def test_the_window_shows_without_the_catalog_numpy_or_the_later_tabs():
         assert heavy not in modules, heavy
 
 
+OPEN_PROBE = """
+import json, sys, tempfile
+from PySide6.QtCore import QSettings
+from ui.app import application
+from ui.main_window import MainWindow
+app = application()
+QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, tempfile.mkdtemp())
+win = MainWindow()
+ready = []
+win.project_ready.connect(lambda: ready.append(win.queue.model.rowCount()))
+win.show()
+win.open_project(sys.argv[1])
+while not ready:
+    app.processEvents()
+print(json.dumps({"rows": ready[0], "modules": sorted(sys.modules)}))
+"""
+
+
+def test_a_project_on_screen_without_the_scanner_dialogs_or_later_tabs(project_dir):
+    """Opening a project and showing its queue imports neither the scanner (file walking,
+    media probing), the indexing pipeline, the dialogs nor the tabs not shown."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", OPEN_PROBE, str(project_dir)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    modules = set(answer["modules"])
+    assert answer["rows"] > 0 and "curator.project" in modules
+    for unused in ("curator.scan", "curator.walk", "indexing.media", "curator.pipeline",
+                   "ui.dialogs", "ui.map_view", "ui.panels", "ui.preview"):
+        assert unused not in modules, unused
+
+
 def test_later_tabs_are_built_in_place_when_first_shown(qtbot):
     from ui.main_window import MainWindow
     from ui.map_view import MapView
