@@ -26,6 +26,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,42 +186,47 @@ def _pump(app: Any, condition: Callable[[], bool], timeout: float = 60.0) -> flo
     return time.perf_counter() - start
 
 
-def probe_start(project: str) -> None:
-    """Child process: start as `ui.app.main` does; print when the queue is on screen."""
-    t0 = time.perf_counter()
-    from ui.app import application
+# The start, in a fresh interpreter that imports nothing before `ui`, starting as `curator-gui
+# DIR` does (`ui.app.start_window`) and waiting in a Qt event loop as `app.exec()` does (the GUI
+# thread sleeps until an event comes). argv: checkout root, project.
+START_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import ui.app
+if hasattr(ui.app, "start_window"):
+    app, win = ui.app.start_window(sys.argv[2])
+else:  # an older checkout: as its main() did
+    app = ui.app.application()
     from ui.main_window import MainWindow
-
-    app = application()
-    import tempfile
-
-    from PySide6.QtCore import QSettings
-
-    # A first start (no settings of this user's own), as in `gui_timings`.
-    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, tempfile.mkdtemp())
     win = MainWindow()
-    win.resize(1400, 900)
-    ready: list[bool] = []
-    win.project_ready.connect(lambda: ready.append(True))
     win.show()
-    win.open_project(project)  # as main() does: the open runs while the window first paints
-    app.processEvents()
-    shown = time.perf_counter() - t0
-    _pump(app, lambda: bool(ready))
-    win.queue.table.viewport().repaint()
-    done = time.time()
-    print(json.dumps({"shown": shown, "ready": time.perf_counter() - t0, "at": done,
-                      "cpu": time.process_time(), "rows": win.queue.model.rowCount()}))
-    win.close()
+    win.open_project(sys.argv[2])
+from PySide6.QtCore import QEventLoop, QTimer
+loop = QEventLoop()
+ready = []
+win.project_ready.connect(lambda: (ready.append(True), loop.quit()))
+app.processEvents()  # the first paint; the open runs meanwhile
+shown = time.perf_counter() - t0
+if not ready:
+    QTimer.singleShot(120000, loop.quit)
+    loop.exec()
+win.queue.table.viewport().repaint()
+done = time.time()
+print(json.dumps({"shown": shown, "ready": time.perf_counter() - t0, "at": done,
+                  "cpu": time.process_time(), "rows": win.queue.model.rowCount()}))
+win.close()
+"""
 
 
 def _probe_once(project: Path, env: dict[str, str], root: Path = ROOT) -> dict[str, float]:
     """One start in a fresh process of the code under `root` (this checkout or another)."""
-    env = dict(env, PYTHONPATH=str(root))
-    started = time.time()
-    proc = subprocess.run([sys.executable, str(root / "bench" / "gui.py"), "--probe-start",
-                           str(project)], capture_output=True, text=True, env=env, timeout=300,
-                          cwd=root)
+    with tempfile.TemporaryDirectory(prefix="gui-start-") as config:
+        # A first start (no settings of this user's own): the app's INI store in a new folder.
+        env = dict(env, PYTHONPATH=str(root), XDG_CONFIG_HOME=config)
+        started = time.time()
+        proc = subprocess.run([sys.executable, "-c", START_PROBE, str(root), str(project)],
+                              capture_output=True, text=True, env=env, timeout=300, cwd=root)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     line = [x for x in proc.stdout.splitlines() if x.startswith("{")][-1]
@@ -494,12 +500,8 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout (e.g. `git archive main` unpacked) whose start "
                              "is measured alternately with this one's")
-    parser.add_argument("--probe-start", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["QT_QPA_PLATFORM"] = args.platform
-    if args.probe_start:
-        probe_start(args.probe_start)
-        return 0
     folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
     project_dir = folder / "project"
     facade = facade_timings(project_dir)
