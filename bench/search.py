@@ -169,21 +169,23 @@ def app_runs(root: Path, space: str, held: list[int], k: int) -> dict:
     return out
 
 
-def cli_runs(root: Path, held: list[int], k: int, runs: int) -> tuple[list[float], list[float]]:
+def cli_runs(root: Path, held: list[int], k: int, runs: int,
+             checkout: Path = ROOT) -> tuple[list[float], list[float]]:
     """Wall seconds and CPU seconds (user + system) of each cold CLI search process."""
     import resource
 
     # An installed Curator has compiled bytecode (pip compiles on install): let the first,
     # untimed run write it even where the environment turns bytecode off.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(checkout)
     times, cpu = [], []
     for item in [held[-1], *held[:runs]]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
+        # cwd too: `python -m` puts the working folder ahead of PYTHONPATH.
         done = subprocess.run([sys.executable, "-m", "curator.cli", "search", str(root),
                                "--like", str(item), "--k", str(k), "--json"],
-                              check=False, capture_output=True, text=True, env=env)
+                              check=False, capture_output=True, text=True, env=env, cwd=checkout)
         times.append(time.perf_counter() - t)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -191,6 +193,22 @@ def cli_runs(root: Path, held: list[int], k: int, runs: int) -> tuple[list[float
             raise SystemExit(f"CLI failed: {done.stderr.strip()}")
         assert len(json.loads(done.stdout)) == k
     return times[1:], cpu[1:]
+
+
+def compare_cli(root: Path, held: list[int], k: int, runs: int, other: Path) -> None:
+    """This checkout's and another's cold CLI runs alternating, so both see the same load."""
+    out: dict[Path, tuple[list[float], list[float]]] = {ROOT: ([], []), other: ([], [])}
+    for i in range(runs):
+        for checkout in (other, ROOT) if i % 2 else (ROOT, other):
+            wall, cpu = cli_runs(root, held[i:], k, 1, checkout)
+            out[checkout][0].extend(wall)
+            out[checkout][1].extend(cpu)
+    print(f"| cold `search --like`, {runs} runs each, alternating | median wall | fastest wall "
+          "| median CPU (user + sys) |")
+    print("|---|---:|---:|---:|")
+    for checkout, (wall, cpu) in out.items():
+        print(f"| {checkout} | {statistics.median(wall):.2f} s | {min(wall):.2f} s | "
+              f"{statistics.median(cpu):.2f} s |")
 
 
 def _row(name: str, times: list[float], unit: str, target: float, rec: float | None) -> str:
@@ -209,6 +227,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--cli-only", action="store_true", help="only the cold CLI runs (a built "
                     "project)")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="with --cli-only: another checkout, its cold CLI runs alternating "
+                         "with this one's, one at a time")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -225,6 +246,9 @@ def main(argv=None) -> int:
         shutil.rmtree(root, ignore_errors=True)
         space = build_project(root, X, args.n, weights)
     held = list(range(args.n + 1, args.n + args.queries + 1))
+    if args.cli_only and args.compare:
+        compare_cli(root, held, args.k, args.cli_runs, args.compare)
+        return 0
     if args.cli_only:
         wall, cpu = cli_runs(root, held, args.k, args.cli_runs)
         print(_row("CLI `search --like` (cold process), wall", wall, "s", TARGETS["cli_cold_s"],

@@ -14,6 +14,15 @@ shown suggestion *is* the oracle's decision: then one key (Enter) would have bee
 Printed: for each K in --ks, the share of the next 50 decisions after the first K that are a right
 one-key acceptance; and the calibration curve: the precision of suggestions by shown confidence.
 No text tower here (a random model's zero-shot match means nothing): the k-NN vote alone.
+
+    python bench/suggest.py --first-call --n 1000000 --groups 3000 --decided 300 \
+                            [--compare /path/to/other/checkout]
+
+The first call of a process instead: the project is built, `--decided` groups are decided by the
+oracle (no suggestions read), then each checkout (this one, and `--compare`'s) times, in a fresh
+process, its first `Project.suggestions()` (with no saved state, then again with the state the
+previous process saved where the code saves one), a call with nothing changed, and the refresh
+after one more decision (undone afterwards). Wall and CPU time of each, side by side.
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ SPACE = "synthetic:suggest"
 BINS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0001)
 
 
-def build_project(root: Path, X: np.ndarray, n_groups: int) -> None:
-    """Items, vectors and a clustering run, through the catalog's own write paths."""
+def build_project(root: Path, X: np.ndarray, n_groups: int, index: bool = True) -> None:
+    """Items, vectors and a clustering run, through the catalog's own write paths (and the
+    search index, which suggestions do not use: `index=False` saves its ~15 min at 1M)."""
     import json
     import shutil
 
@@ -75,7 +85,8 @@ def build_project(root: Path, X: np.ndarray, n_groups: int) -> None:
                 ((i + 1, SPACE, row0 + i, run_id, now) for i in range(n)))
         cat.end_run(run_id, "ok", {"embedded": n})
         compact_space(cat, SPACE)
-        proj.sync_indexes()
+        if index:
+            proj.sync_indexes()
         proj.cluster(n_groups=n_groups, seed=0)
 
 
@@ -141,6 +152,91 @@ def report(records: list[dict], ks: list[int], window: int = 50) -> None:
               f"{records[1]['seconds']:.2f} s)")
 
 
+FIRST_CALL = r"""
+import json, shutil, sys, time
+from pathlib import Path
+from curator.project import Project
+root, fresh, gid, label = Path(sys.argv[1]), sys.argv[2] == "fresh", int(sys.argv[3]), sys.argv[4]
+if fresh:
+    shutil.rmtree(root / "suggest", ignore_errors=True)
+def timed(fn):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, round(time.perf_counter() - t, 3), round(time.process_time() - c, 3)
+t0 = time.perf_counter()
+with Project.open(root) as proj:
+    proj.set_annotator("oracle")
+    out, first, first_cpu = timed(proj.suggestions)
+    proj.__dict__.pop("_suggestions_memo", None)
+    _, same, same_cpu = timed(proj.suggestions)
+    proj.label_group(gid, label)
+    _, after, after_cpu = timed(proj.suggestions)
+    proj.undo()
+print(json.dumps({"first": first, "first_cpu": first_cpu, "same": same, "same_cpu": same_cpu,
+                  "after": after, "after_cpu": after_cpu, "shown": len(out),
+                  "suggested": sorted((g, s.label, s.confidence) for g, s in out.items())[:50]}))
+"""
+
+
+def decide(root: Path, y: np.ndarray, count: int) -> tuple[int, str]:
+    """The oracle decides the first `count` groups of the queue (without reading suggestions);
+    returns the next group and its right label (for a refresh after one more decision)."""
+    from curator.project import Project
+
+    with Project.open(root) as proj:
+        proj.set_annotator("oracle")
+        labels = {lab.name for lab in proj.labels()}
+        done = proj.catalog.db.execute("SELECT COUNT(*) FROM groups WHERE status != 'undecided' "
+                                       "AND state = 'active'").fetchone()[0]
+        while True:
+            gid = proj.queue().groups[0].group_id
+            truth = oracle(proj, gid, y)
+            if done >= count and truth is not None:
+                if truth not in labels:
+                    proj.add_label(truth)
+                return gid, truth
+            done += 1
+            if truth is None:
+                proj.label_group(gid, action="noise")
+                continue
+            if truth not in labels:
+                proj.add_label(truth)
+                labels.add(truth)
+            proj.label_group(gid, truth)
+
+
+def first_calls(root: Path, y: np.ndarray, decided: int, checkouts: list[Path]) -> None:
+    import json
+    import os
+    import subprocess
+
+    gid, truth = decide(root, y, decided)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    rows, answers = [], {}
+    for checkout in checkouts:  # each checkout's "saved" run right after its "fresh" one
+        for kind in ("fresh", "saved"):
+            env["PYTHONPATH"] = str(checkout)
+            # cwd too: `python -c` puts the working folder ahead of PYTHONPATH.
+            done = subprocess.run([sys.executable, "-c", FIRST_CALL, str(root), kind, str(gid),
+                                   truth], capture_output=True, text=True, env=env, check=False,
+                                  cwd=checkout)
+            if done.returncode != 0:
+                raise SystemExit(f"{checkout}: {done.stderr.strip()[-2000:]}")
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            answers[(kind, str(checkout))] = r.pop("suggested")
+            rows.append((checkout, kind, r))
+    print("| checkout | state on disk | suggestions | first call: wall / CPU | nothing changed |"
+          " after one more decision |")
+    print("|---|---|---:|---:|---:|---:|")
+    for checkout, kind, r in rows:
+        print(f"| {checkout} | {'none' if kind == 'fresh' else 'from the run before'} | "
+              f"{r['shown']} | {r['first']:.2f} s / {r['first_cpu']:.2f} s | "
+              f"{r['same']:.2f} s / {r['same_cpu']:.2f} s | "
+              f"{r['after']:.2f} s / {r['after_cpu']:.2f} s |")
+    same = len({json.dumps(a) for a in answers.values()}) == 1
+    print(f"\nsame first 50 suggestions from every run: {same}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20_000)
@@ -150,6 +246,11 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="default", help="bench/synth.py preset: default, hard")
     ap.add_argument("--decisions", type=int, default=None, help="stop after this many")
     ap.add_argument("--data", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--first-call", action="store_true",
+                    help="time the first call of a fresh process instead (see above)")
+    ap.add_argument("--decided", type=int, default=300, help="with --first-call")
+    ap.add_argument("--compare", type=Path, action="append", default=[],
+                    help="with --first-call: another checkout to time side by side")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     ks = [int(k) for k in args.ks.split(",")]
@@ -158,7 +259,15 @@ def main(argv=None) -> int:
                              cache_dir=args.data)
     root = args.data / f"suggest-{args.preset}-{args.n}-{args.classes}-{args.groups}"
     t = time.perf_counter()
-    build_project(root, X, args.groups)
+    if args.first_call and (root / "bench-ready").exists():
+        print(f"project {root} (built before)")
+        first_calls(root, np.asarray(y), args.decided, [ROOT, *args.compare])
+        return 0
+    build_project(root, X, args.groups, index=not args.first_call)
+    if args.first_call:
+        (root / "bench-ready").write_text("")
+        first_calls(root, np.asarray(y), args.decided, [ROOT, *args.compare])
+        return 0
     print(f"project ({args.preset} preset): {args.n} items, {args.classes} classes, "
           f"{args.groups} groups "
           f"({time.perf_counter() - t:.0f} s to build)\n")

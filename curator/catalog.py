@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from curator import __version__, procs
 from curator.catalog_faults import (
@@ -29,7 +29,7 @@ from curator.catalog_faults import (
     record_sound,
     remember_opened,
 )
-from curator.connection import connect, transaction, utcnow
+from curator.connection import CatalogDB, connect, transaction, utcnow
 from curator.errors import (
     CatalogDamagedError,
     CuratorError,
@@ -37,9 +37,6 @@ from curator.errors import (
     ReadOnlyCatalogError,
 )
 from curator.migrations import MIGRATIONS, applied_migrations, migrate, newer_writer
-
-if TYPE_CHECKING:
-    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +53,7 @@ class Catalog:
         self._sound = False
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> CatalogDB:
         db = getattr(self._local, "db", None)
         if db is None:
             db = connect(self.path)
@@ -197,7 +194,7 @@ class Catalog:
                 record_sound(self.path)
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self) -> Iterator[CatalogDB]:
         """A write transaction on this thread's connection, once the catalog passed its check.
 
         After the outermost commit the file is marked as checked again (only sound writers

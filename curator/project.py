@@ -135,12 +135,12 @@ class Project(ReviewFacade):
             UsageError: the project has no source folder.
             Cancelled: `cancel` said stop (what was probed is kept).
         """
-        from curator.scan import ScanOptions, scan_catalog
-
-        options = ScanOptions() if options is None else options
         if not self.sources():
             raise UsageError(f"{self.root} has no source folders",
                              hint=f"add one with `curator init {self.root}`", option="sources")
+        from curator.scan import ScanOptions, scan_catalog  # perf: the walk only when scanning
+
+        options = options or ScanOptions()
         params = {"include": list(options.include), "exclude": list(options.exclude),
                   "hidden": options.hidden, "workers": options.workers}
         with self.catalog.recorded_run("scan", params) as run:
@@ -544,9 +544,9 @@ class Project(ReviewFacade):
         return history(self.catalog, item_id, limit)
 
 
-# gui: the scanner (file walking, media probing) is imported when a scan runs, not when the app
-# opens a project; ScanOptions and ScanReport stay importable from here.
 def __getattr__(name: str) -> Any:
+    # perf (search helper): the scanner (and the media probes it imports) loads when asked for,
+    # not on every `curator` command that opens a project.
     if name in ("ScanOptions", "ScanReport"):
         from curator import scan
 

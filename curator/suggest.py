@@ -26,6 +26,7 @@ decisions keeps the first few decisions from swinging it; with none the prior al
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -34,7 +35,15 @@ import numpy as np
 
 from curator.catalog import Catalog
 from curator.errors import UsageError
-from curator.suggest_votes import LABELLED_CAP, K, VoteState, unit_rows
+from curator.suggest_votes import (
+    LABELLED_CAP,
+    K,
+    VoteState,
+    same_base,
+    state_key,
+    state_path,
+    unit_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +252,9 @@ def _raw_scores(catalog: Catalog, run_id: int, groups: dict[int, dict], labels: 
 
 def _vote_state(catalog: Catalog, run_id: int, space: str, groups: dict[int, dict],
                 cache: Any) -> VoteState | None:
-    """The warm k-NN state of (run, space), brought up to date; built afresh when the run's
-    groups or the space's vectors changed (or there is no cache to keep it in)."""
+    """The warm k-NN state of (run, space), brought up to date: kept in the cache, else the one
+    saved in the project folder, else built afresh (when the run's groups or the space's
+    vectors changed, or nothing was kept). Without a cache nothing is kept, read or saved."""
     from curator.embed import space_store
 
     store = space_store(catalog, space)
@@ -252,27 +262,67 @@ def _vote_state(catalog: Catalog, run_id: int, space: str, groups: dict[int, dic
         return None
     stat = store.ids_path.stat()
     space_groups = sorted(gid for gid, g in groups.items() if g["space"] == space)
-    key = (run_id, space, hash(tuple(space_groups)), stat.st_mtime_ns, stat.st_size)
+    key = state_key(run_id, space, space_groups, (stat.st_mtime_ns, stat.st_size))
     states = getattr(cache, "suggest_states", None)
     state = states.get((run_id, space)) if states is not None else None
-    if state is not None and state.key == key:
-        with state.lock:
-            state.refresh(catalog, store)
-        if state.n_srch <= 2 * LABELLED_CAP:
-            return state  # beyond, built again at a lower share of the labelled items
+    saved = state_path(catalog.root, run_id, space) if states is not None else None
+    if saved is not None and (state is None or not same_base(state.key, key)):
+        state = VoteState.load(saved, key, store)
+    if state is not None:
+        try:
+            with state.lock:
+                # A split or a merge moved items between groups: follow it, no full search.
+                if state.key != key and not state.regroup(catalog, run_id, key, space_groups,
+                                                          store):
+                    state = None
+                else:
+                    state.refresh(catalog, store)
+        except ValueError as exc:  # a saved state that no longer matches its store
+            log.warning("suggestion state of run %d: %s; building it again", run_id, exc)
+            state = None
+    if state is None or state.n_srch > 2 * LABELLED_CAP:
+        # Beyond the cap, built again at a lower share of the labelled items.
+        state = _build_state(catalog, run_id, space, key, store, space_groups)
+        if state is None:
+            return None
+    if states is None:
+        return state
+    states[(run_id, space)] = state
+    if state.dirty and not catalog.readonly:
+        with state.lock, contextlib.suppress(OSError):  # a cache: unsaved only costs time
+            state.save(saved)
+    return state
+
+
+def _build_state(catalog: Catalog, run_id: int, space: str, key: tuple, store: Any,
+                 space_groups: list[int]) -> VoteState | None:
+    """A state built afresh: each group's sampled members searched against every labelled
+    item (the one full search)."""
     item_ids, group_of = _assignments(catalog, run_id)
     mine = np.isin(group_of, space_groups)
     item_ids, group_of = item_ids[mine], group_of[mine]
-    per_group = int(np.clip(QUERY_BUDGET // max(1, len(space_groups)), 4, MEMBERS))
+    # By the groups the run was made with, not those of now: a split or merge then changes
+    # no other group's sample, and the state can follow it (`VoteState.regroup`).
+    planned = _planned_groups(catalog, run_id, space) or len(space_groups)
+    per_group = int(np.clip(QUERY_BUDGET // max(1, planned), 4, MEMBERS))
     samples = _members_sample(item_ids, group_of, per_group)
     if not samples:
         return None
     # Ask for more than K: the group's own labelled members are dropped at vote time.
-    state = VoteState.build(catalog, key, store, item_ids, group_of, samples,
-                            K + per_group * 4)
-    if states is not None:
-        states[(run_id, space)] = state
+    state = VoteState.build(catalog, key, store, item_ids, group_of, samples, K + per_group * 4)
+    state.groups = np.asarray(sorted(space_groups), np.int64)
     return state
+
+
+def _planned_groups(catalog: Catalog, run_id: int, space: str) -> int:
+    """How many groups the clustering run made in the space (0 when it did not say)."""
+    import json
+
+    row = catalog.db.execute("SELECT counts FROM runs WHERE id = ?", [run_id]).fetchone()
+    try:
+        return int(json.loads(row[0])[space]["groups"])
+    except (TypeError, ValueError, KeyError):
+        return 0
 
 
 def _zero_shot(catalog: Catalog, space: str, state: VoteState, labels: dict[int, dict],

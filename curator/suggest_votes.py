@@ -9,6 +9,14 @@ searched again. So a refresh after one decision costs a search over that decisio
 over every labelled item: at 3,000 groups it went from ~20 s to well under a second
 (docs/benchmarks.md).
 
+The state is saved in the project folder (`suggest/`, one file per run and space, replaced
+atomically) whenever it changed, so the first call of the next process loads it and folds in only
+the label changes since, instead of searching every member against every labelled item again
+(17-30 s at 3,000 groups, more at 1M). A saved state is used only while its key holds: the same
+run and the same vector store; when only the run's groups changed (a split, a merge, their undo)
+the state follows them (`regroup`): the queries of groups gone are dropped and those of the new
+groups sampled as a fresh build would and searched alone.
+
 Labelled items are searched at a fixed share (`rate`, chosen when the state is built so that at
 most `LABELLED_CAP` items are searched; an item is in or out by a hash of its id), so a state
 that is updated gives the same neighbours as one built afresh at the same rate.
@@ -16,9 +24,14 @@ that is updated gives the same neighbours as one built afresh at the same rate.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +50,33 @@ LABELLED_CAP = 50_000
 """Most labelled items searched when a state is built (a fixed share by id hash beyond)."""
 
 _GOLDEN = 0.6180339887498949
+
+SAVE_DIR = "suggest"
+"""Folder of the project holding saved vote states."""
+
+_SAVE_FORMAT = 1
+
+KEEP_SAVED = 4
+"""Saved states kept (the newest; one per run and space)."""
+
+
+def state_key(run_id: int, space: str, group_ids: list[int], store_stamp: tuple[int, int]
+              ) -> tuple:
+    """What a state is valid for: the run, its active groups in the space, the vector store."""
+    digest = hashlib.blake2b(np.asarray(sorted(group_ids), np.int64).tobytes(),
+                             digest_size=16).hexdigest()
+    return (_SAVE_FORMAT, int(run_id), space, digest, *map(int, store_stamp))
+
+
+def same_base(a: tuple, b: tuple) -> bool:
+    """Whether two state keys name the same run, space and vector store (groups aside)."""
+    return len(a) == len(b) and a[:3] == b[:3] and a[4:] == b[4:]
+
+
+def state_path(root: Path, run_id: int, space: str) -> Path:
+    from curator.stores import space_slug
+
+    return Path(root) / SAVE_DIR / f"run-{int(run_id)}-{space_slug(space)}.npz"
 
 
 def sampled(item_ids: np.ndarray, rate: float) -> np.ndarray:
@@ -57,21 +97,25 @@ class VoteState:
     """Queries of one run in one space and their nearest labelled items.
 
     Attributes:
-        key: what the state was built for (run, space, active groups, vector store stamp).
+        key: what the state was built for (`state_key`: run, active groups, vector store).
         group_by_item: the run's group of each item id (-1 when none), dense by id.
-        q_group: group of each query row; Q: the queries' unit vectors.
+        q_ids, q_group: item and group of each query row; Q: the queries' unit vectors.
         rate: share of labelled items searched.
         label_by_item: the label id of each labelled item (-1 when none), dense by id.
         srch_ids, srch_vecs: the labelled items searched and their unit vectors (the first
-            `n_srch` rows of growing buffers).
+            `n_srch` rows of growing buffers; the vectors of a loaded state are read from the
+            store only when a refresh needs them).
         top_sims, top_ids: per query, the kk nearest searched items (best first; -1 = none).
         last_event: the newest event folded in.
+        groups: the run's active groups in the space the queries were sampled from.
+        dirty: changed since it was last saved.
     """
 
     key: tuple
     group_by_item: np.ndarray
+    q_ids: np.ndarray
     q_group: np.ndarray
-    Q: np.ndarray
+    Q: np.ndarray | None
     rate: float
     label_by_item: np.ndarray
     srch_ids: np.ndarray
@@ -81,6 +125,14 @@ class VoteState:
     last_event: int
     n_srch: int = 0
     lock: Any = None
+    dirty: bool = True
+    store: Any = None
+    groups: np.ndarray | None = None
+
+    @property
+    def per_group(self) -> int:
+        """Queries sampled per group (the neighbour lists hold K + 4 per group)."""
+        return (self.top_ids.shape[1] - K) // 4
 
     @classmethod
     def build(cls, catalog: Catalog, key: tuple, store: Any, item_ids: np.ndarray,
@@ -91,6 +143,7 @@ class VoteState:
         q_group = np.repeat(np.asarray(gids, np.int64), [len(samples[g]) for g in gids])
         found, Q = store.lookup(q_ids)
         q_group = q_group[np.isin(q_ids, found)]
+        q_ids = found
         last = int(catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
         lab = np.array(catalog.db.execute(
             "SELECT item_id, label_id FROM item_labels WHERE state = 'labelled' AND label_id IS "
@@ -98,7 +151,7 @@ class VoteState:
         rate = min(1.0, LABELLED_CAP / max(1, len(lab)))
         group_by_item = _dense(item_ids, group_of)
         label_by_item = _dense(lab[:, 0], lab[:, 1])
-        state = cls(key, group_by_item, q_group, unit_rows(Q), rate, label_by_item,
+        state = cls(key, group_by_item, q_ids, q_group, unit_rows(Q), rate, label_by_item,
                     np.empty(0, np.int64), np.empty((0, Q.shape[1]), np.float32),
                     np.full((len(Q), kk), -np.inf, np.float32), np.full((len(Q), kk), -1, np.int64),
                     last, lock=threading.Lock())
@@ -107,17 +160,61 @@ class VoteState:
 
     # --- updates -------------------------------------------------------------------------
 
+    def regroup(self, catalog: Catalog, run_id: int, key: tuple, space_groups: list[int],
+                store: Any) -> bool:
+        """Follow a split, a merge or their undo: drop the queries of groups gone, sample the
+        new groups' members as a fresh build would and search them alone.
+
+        Returns:
+            False when the run's items changed as well (then the state must be built afresh).
+        """
+        if self.groups is None:  # built without its group list: cannot tell what moved
+            return False
+        new = np.asarray(sorted(space_groups), np.int64)
+        removed = np.setdiff1d(self.groups, new)
+        added = np.setdiff1d(new, self.groups)
+        rows = np.array(catalog.db.execute(
+            "SELECT item_id, group_id FROM assignments WHERE run_id = ? AND group_id IN "
+            "(SELECT value FROM json_each(?)) ORDER BY item_id",
+            [run_id, json.dumps(added.tolist())]).fetchall(), np.int64).reshape(-1, 2)
+        gbi = self.group_by_item
+        leaving = np.flatnonzero(np.isin(gbi, removed))
+        if not np.array_equal(leaving, rows[:, 0]):
+            return False  # items came or went, not only moved between groups
+        Q = self.queries(store)
+        gbi[rows[:, 0]] = rows[:, 1]
+        new_ids, new_groups = _sample_like_a_build(gbi, rows[:, 0], rows[:, 1], self.per_group)
+        found, X = store.lookup(new_ids)
+        new_groups = new_groups[np.isin(new_ids, found)]
+        keep = ~np.isin(self.q_group, removed)
+        kk = self.top_ids.shape[1]
+        n_old = int(keep.sum())
+        self.q_ids = np.concatenate([self.q_ids[keep], found])
+        self.q_group = np.concatenate([self.q_group[keep], new_groups])
+        self.Q = np.concatenate([Q[keep], unit_rows(X).reshape(len(found), Q.shape[1])])
+        self.top_sims = np.concatenate([self.top_sims[keep],
+                                        np.full((len(found), kk), -np.inf, np.float32)])
+        self.top_ids = np.concatenate([self.top_ids[keep], np.full((len(found), kk), -1)])
+        self.groups, self.key, self.dirty = new, key, True
+        if len(found):
+            self._read_vectors(store)
+            self._search_rows(np.arange(n_old, n_old + len(found)))
+        return True
+
     def refresh(self, catalog: Catalog, store: Any) -> None:
         """Fold in the label changes since `last_event`."""
         last = int(catalog.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
         if last == self.last_event:
             return
+        if last < self.last_event:  # the catalog was restored from a copy older than the state
+            raise ValueError("the catalog's history is older than the state")
         rows = np.array(catalog.db.execute(
             "SELECT t.item_id, CASE WHEN l.state = 'labelled' AND l.label_id IS NOT NULL "
             "THEN l.label_id ELSE -1 END FROM (SELECT DISTINCT item_id FROM event_items "
             "WHERE event_id > ?) t LEFT JOIN item_labels l ON l.item_id = t.item_id "
             "ORDER BY t.item_id", [self.last_event]).fetchall(), np.int64).reshape(-1, 2)
         self.last_event = last
+        self.dirty = True
         if not len(rows):
             return
         touched, label = rows[:, 0], rows[:, 1]
@@ -130,10 +227,34 @@ class VoteState:
         searched = np.isin(touched, self.srch_ids[: self.n_srch])
         gone = touched[~now & searched]
         new = touched[now & sampled(touched, self.rate) & ~searched]
+        if len(gone) or len(new):
+            self._read_vectors(store)
         redo = self._remove_searched(gone)
         self._add_searched(store, new, skip=redo)
         if redo.any():
             self._search_rows(np.flatnonzero(redo))
+
+    def queries(self, store: Any) -> np.ndarray:
+        """The queries' unit vectors (a loaded state reads them from the store when first
+        needed: a vote needs only the neighbour lists)."""
+        if self.Q is None:
+            store = store or self.store
+            found, Q = store.lookup(self.q_ids)
+            if len(found) != len(self.q_ids):  # the key pins the store: a damaged save
+                raise ValueError("saved suggestion state does not match the vector store")
+            self.Q = unit_rows(Q)
+        return self.Q
+
+    def _read_vectors(self, store: Any) -> None:
+        """Read the searched items' vectors from the store (a loaded state has only their ids)."""
+        if self.srch_vecs is not None:
+            return
+        n = self.n_srch
+        found, X = store.lookup(self.srch_ids[:n])
+        if len(found) != n:  # the key pins the store, so this means a damaged save
+            raise ValueError("saved suggestion state does not match the vector store")
+        self.srch_vecs = np.zeros((len(self.srch_ids), X.shape[1]), np.float32)
+        self.srch_vecs[:n] = unit_rows(X)
 
     def _append(self, ids: np.ndarray, X: np.ndarray) -> None:
         """Append searched items into buffers that double when full (no copy per refresh)."""
@@ -150,7 +271,7 @@ class VoteState:
     def _remove_searched(self, gone: np.ndarray) -> np.ndarray:
         """Drop items that lost their label; returns the mask of queries to search again."""
         if not len(gone):
-            return np.zeros(len(self.Q), bool)
+            return np.zeros(len(self.q_group), bool)
         n = self.n_srch
         keep = ~np.isin(self.srch_ids[:n], gone)
         self.n_srch = int(keep.sum())
@@ -168,14 +289,15 @@ class VoteState:
             return
         X = unit_rows(X)
         self._append(found, X)
-        rows = np.arange(len(self.Q)) if skip is None else np.flatnonzero(~skip)
+        rows = np.arange(len(self.q_group)) if skip is None else np.flatnonzero(~skip)
         if not len(rows):
             return
         kk = self.top_ids.shape[1]
-        rows = rows[_may_enter(self.Q[rows], X, self.top_sims[rows, -1])]
+        Q = self.queries(store)
+        rows = rows[_may_enter(Q[rows], X, self.top_sims[rows, -1])]
         if not len(rows):
             return
-        sims, pos = _search(self.Q[rows], X, kk)
+        sims, pos = _search(Q[rows], X, kk)
         # Only queries whose list the new items enter change (most lie far from one decision).
         enter = sims[:, 0] > self.top_sims[rows, -1]
         rows, sims, pos = rows[enter], sims[enter], pos[enter]
@@ -191,9 +313,60 @@ class VoteState:
     def _search_rows(self, rows: np.ndarray) -> None:
         """Search these queries again against every searched item (after removals)."""
         kk = self.top_ids.shape[1]
-        sims, pos = _search(self.Q[rows], self.srch_vecs[: self.n_srch], kk)
+        sims, pos = _search(self.queries(None)[rows], self.srch_vecs[: self.n_srch], kk)
         self.top_sims[rows] = sims
         self.top_ids[rows] = np.where(pos >= 0, self.srch_ids[np.clip(pos, 0, None)], -1)
+
+    # --- saved between processes ----------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write the state (not its vectors: the store has them) and rename it into place."""
+        n = self.n_srch
+        arrays = {
+            "key": np.frombuffer(json.dumps(list(self.key)).encode(), np.uint8),
+            "meta": np.array([self.last_event, n], np.int64), "rate": np.array([self.rate]),
+            "group_by_item": _narrow(self.group_by_item), "q_ids": self.q_ids,
+            "q_group": _narrow(self.q_group), "label_by_item": _narrow(self.label_by_item),
+            "srch_ids": self.srch_ids[:n], "top_sims": self.top_sims,
+            "top_ids": _narrow(self.top_ids),
+            "groups": self.groups if self.groups is not None else np.empty(0, np.int64)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.dirty = False
+        # States of older runs are rebuilt if ever asked for again: keep the newest few.
+        saved = sorted(path.parent.glob("run-*.npz"), key=lambda f: f.stat().st_mtime_ns)
+        for old in saved[:-KEEP_SAVED]:
+            old.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path, key: tuple, store: Any) -> VoteState | None:
+        """The state saved at `path` if it was saved for `key`'s run and vector store (its
+        groups may differ: see `regroup`), else None."""
+        try:
+            with np.load(path) as z:
+                saved_key = tuple(json.loads(z["key"].tobytes()))
+                if not same_base(saved_key, key):
+                    return None
+                last, n = (int(v) for v in z["meta"])
+                top_ids = z["top_ids"].astype(np.int64)
+                return cls(saved_key, z["group_by_item"].astype(np.int64),
+                           z["q_ids"].astype(np.int64), z["q_group"].astype(np.int64), None,
+                           float(z["rate"][0]),
+                           z["label_by_item"].astype(np.int64), z["srch_ids"].copy(), None,
+                           z["top_sims"].copy(), top_ids, last, n_srch=n,
+                           lock=threading.Lock(), dirty=False, store=store,
+                           groups=z["groups"].astype(np.int64))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("ignoring the saved suggestion state %s (%s); building it again", path, exc)
+            return None
 
     # --- the vote ------------------------------------------------------------------------
 
@@ -226,9 +399,37 @@ class VoteState:
     def centroids(self) -> tuple[np.ndarray, np.ndarray]:
         """(group ids, unit mean of each group's query vectors): for the zero-shot match."""
         gids, inv = np.unique(self.q_group, return_inverse=True)
-        sums = np.zeros((len(gids), self.Q.shape[1]), np.float64)
-        np.add.at(sums, inv, self.Q)
+        Q = self.queries(None)
+        sums = np.zeros((len(gids), Q.shape[1]), np.float64)
+        np.add.at(sums, inv, Q)
         return gids, unit_rows(sums.astype(np.float32))
+
+
+def _sample_like_a_build(group_by_item: np.ndarray, ids: np.ndarray, groups: np.ndarray,
+                         per_group: int) -> tuple[np.ndarray, np.ndarray]:
+    """The members a fresh build samples for these groups (`curator.suggest._members_sample`:
+    the first `per_group` of each group in one fixed shuffle of all the run's items in the
+    space), as (item ids, group of each), by group then id."""
+    everyone = np.flatnonzero(group_by_item >= 0)  # the run's items in the space, by id
+    order = np.random.default_rng(0).permutation(len(everyone))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    mine = rank[np.searchsorted(everyone, ids)]
+    by = np.lexsort((mine, groups))
+    g, i = groups[by], ids[by]
+    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    within = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
+    take = within < per_group
+    g, i = g[take], i[take]
+    by = np.lexsort((i, g))
+    return i[by], g[by]
+
+
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """int32 on disk where the values fit (they do for any catalog below 2**31 items)."""
+    if a.dtype == np.int64 and (not a.size or (a.min() >= -1 and a.max() < 2**31)):
+        return a.astype(np.int32)
+    return a
 
 
 def _dense(ids: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -12,6 +12,13 @@ touch most, on average, join first), so groups follow the manifold, and a thin b
 two dense regions is crossed last. Cutting the dendrogram at a wanted group count costs
 nothing; with no count, the cut maximises the graph's modularity (resolution `granularity`).
 
+Up to KNN_MAX_ROWS rows the evidence is finer (indexing/graph_knn.py): every row's 10 nearest
+rows are found through an inverted file over the micro-clusters, micro-clusters are linked by
+MUTUAL neighbour pairs (one-sided links across sparse bridges drop out), merged by the share of
+the smaller group's links that go to the other (so the pieces of a big class gather before two
+small sibling classes join), and after the cut each row joins the group most of its neighbours
+are in. Above it (1M rows) the two-nearest-centroid graph and average linkage keep the cost flat.
+
 Micro-clusters whose members sit far from their centroid (cohesion far below the typical one)
 are low-density: the rows of a junk cloud, or stray members of a class. They are merged into
 one "noise" group, so one decision settles them, and `low_density` flags it.
@@ -23,7 +30,6 @@ seed give the same labels.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
@@ -31,12 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from indexing.graph_knn import knn_graph, knn_rows, share_linkage, vote_groups
+from indexing.graph_linkage import average_linkage, cut, modularity_path, step_for
 from indexing.progress import check_cancel
 
 log = logging.getLogger(__name__)
 
 POINTS_PER_MICRO = 25  # rows per micro-cluster (before the caps below)
-MICRO_PER_GROUP = (3, 8)  # micro-clusters per wanted group: at least, at most
+MICRO_PER_GROUP = (3, 16)  # micro-clusters per wanted group: at least, at most
 MICRO_MAX = 16_000  # the graph and the linkage stay in seconds at 1M rows
 MICRO_MIN = 8
 FLAT_MAX_WORK = 5e8  # rows x micro-clusters above which the two-level path is used: at 200k
@@ -53,6 +61,9 @@ IVF_PROBE = 4  # coarse cells searched for a row's two nearest micro-centroids
 NOISE_SIGMAS = 4.0  # micro-cluster cohesion this many robust sigmas under the median: noise
 NOISE_MIN_SIGMA = 0.01
 NOISE_ISOLATED_SIZE = 10  # micro-clusters under this size that touch no other are noise
+KNN_MAX_ROWS = 300_000  # up to here micro-clusters are linked by row neighbours (graph_knn);
+# above, by the rows' two nearest micro-centroids, which costs no extra search
+VOTE_RETRIES = 4  # other cuts tried when the vote empties groups
 AUTO_RANGE = (1 / 2000, 1 / 50)  # automatic group count stays within n * these bounds
 
 
@@ -224,124 +235,6 @@ def _member_quantile(first, sim, M, q):
     return out
 
 
-def average_linkage(S, nodes):
-    """Average linkage (UPGMA) over a sparse similarity graph; pairs without an edge count 0.
-
-    Args:
-        S: (M, M) symmetric scipy sparse similarity between micro-clusters.
-        nodes: the micro-cluster ids taking part (others are ignored).
-
-    Returns:
-        merges: list of (a, b, similarity) in merge order; a survives, b joins it. Ties break
-        on the smaller ids, so the order follows from S alone. Components that never touch
-        are not merged.
-    """
-    keep = np.zeros(S.shape[0], dtype=bool)
-    keep[nodes] = True
-    coo = S.tocoo()
-    sel = keep[coo.row] & keep[coo.col] & (coo.row != coo.col)
-    adj: dict[int, dict[int, float]] = {int(v): {} for v in nodes}
-    for r, c, v in zip(coo.row[sel].tolist(), coo.col[sel].tolist(), coo.data[sel].tolist()):
-        adj[r][c] = v
-    count = {int(v): 1 for v in nodes}
-    heap = [(-v, r, c) for r, nb in adj.items() for c, v in nb.items() if r < c]
-    heapq.heapify(heap)
-    merges = []
-    while heap:
-        neg, a, b = heapq.heappop(heap)
-        if a not in adj or b not in adj[a]:
-            continue  # a stale entry: one side was merged since
-        if -neg != adj[a][b] / (count[a] * count[b]):
-            continue  # stale: the pair's similarity changed (a fresh entry is queued)
-        if len(adj[a]) < len(adj[b]):
-            a, b = b, a  # fold the smaller neighbourhood into the larger
-        merges.append((a, b, -neg))
-        nb_b = adj.pop(b)
-        nb_a = adj[a]
-        del nb_a[b]
-        del nb_b[a]
-        for c, v in nb_b.items():
-            nb_c = adj[c]
-            del nb_c[b]
-            nb_a[c] = nb_a.get(c, 0.0) + v
-            nb_c[a] = nb_a[c]
-        count[a] += count.pop(b)
-        ca = count[a]
-        for c, v in nb_a.items():
-            x, y = (a, c) if a < c else (c, a)
-            heapq.heappush(heap, (-v / (ca * count[c]), x, y))
-    return merges
-
-
-def modularity_path(S, nodes, merges, resolution):
-    """Modularity of the partition after each merge (index i = after i merges)."""
-    keep = np.zeros(S.shape[0], dtype=bool)
-    keep[nodes] = True
-    coo = S.tocoo()
-    sel = keep[coo.row] & keep[coo.col] & (coo.row != coo.col)
-    deg = np.bincount(coo.row[sel], weights=coo.data[sel], minlength=S.shape[0])
-    two_m = float(deg.sum())
-    if two_m <= 0:
-        return np.zeros(len(merges) + 1)
-    # The edge weight between two current groups is needed at each merge: keep the group of
-    # every node and sum edges between groups lazily through a dict of dicts.
-    edges: dict[int, dict[int, float]] = {int(v): {} for v in nodes}
-    for r, c, v in zip(coo.row[sel].tolist(), coo.col[sel].tolist(), coo.data[sel].tolist()):
-        edges[r][c] = v
-    tot = {int(v): float(deg[v]) for v in nodes}
-    q = [-resolution * sum((t / two_m) ** 2 for t in tot.values())]
-    for a, b, _ in merges:
-        w_ab = edges[a].get(b, 0.0)
-        q.append(q[-1] + 2 * w_ab / two_m - 2 * resolution * tot[a] * tot[b] / two_m**2)
-        nb_b = edges.pop(b)
-        nb_a = edges[a]
-        nb_a.pop(b, None)
-        nb_b.pop(a, None)
-        for c, v in nb_b.items():
-            nb_c = edges[c]
-            nb_c.pop(b, None)
-            nb_a[c] = nb_a.get(c, 0.0) + v
-            nb_c[a] = nb_a[c]
-        tot[a] += tot.pop(b)
-    return np.asarray(q)
-
-
-def cut(merges, nodes, steps):
-    """Micro-cluster -> root id after the first `steps` merges (union-find replay)."""
-    parent = {int(v): int(v) for v in nodes}
-
-    def find(v):
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    for a, b, _ in merges[:steps]:
-        parent[find(b)] = find(a)
-    return {v: find(v) for v in parent}
-
-
-def step_for(merges, nodes, size, target, min_rows):
-    """The fewest merges after which at most `target` groups hold >= min_rows rows each.
-
-    Smaller groups are left to the noise group, so the decisions go to groups worth one.
-    """
-    rows = {int(v): float(size[v]) for v in nodes}
-    parent = {int(v): int(v) for v in nodes}
-    big = sum(1 for r in rows.values() if r >= min_rows)
-    if big <= target:
-        return 0
-    for i, (a, b, _) in enumerate(merges, start=1):
-        ra, rb = rows.pop(b), rows[a]
-        big -= (ra >= min_rows) + (rb >= min_rows)
-        rows[a] = ra + rb
-        big += rows[a] >= min_rows
-        parent[b] = a
-        if big <= target:
-            return i
-    return len(merges)
-
-
 def _small_members(roots, size, min_rows):
     """Micro-clusters whose group holds fewer than min_rows rows."""
     mass: dict[int, float] = {}
@@ -427,30 +320,67 @@ def graph_merge(
     timings["search"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    S, size = boundary_graph(ids, sims, M)
-    low, nodes, has_noise = _merge_nodes(S, sims[:, 0], first, size, M, n_groups, noise)
-    merges = average_linkage(S, nodes)
+    nbrs = None
+    if n <= KNN_MAX_ROWS:
+        nbrs = knn_rows(Z, centroids, np.argsort(keys, kind="stable"), cancel=cancel)
+        S, W, size = knn_graph(first, nbrs, M)
+    else:
+        S, size = boundary_graph(ids, sims, M)
+    timings["graph"] = time.perf_counter() - t
+    t = time.perf_counter()
+    low0, nodes, has_noise0 = _merge_nodes(S, sims[:, 0], first, size, M, n_groups, noise)
+    merges = average_linkage(S, nodes) if nbrs is None else share_linkage(W, nodes, size)
     check_cancel(cancel)
-    step, target, min_rows, params_auto = _choose_cut(S, nodes, merges, size, n, n_groups,
-                                                      granularity, noise, has_noise)
-    roots = cut(merges, nodes, step)
-    roots, target, has_noise = _set_small_apart(roots, merges, nodes, size, target, min_rows,
-                                                low, has_noise, n_groups)
-    if len(set(roots.values())) > target:
-        roots = join_components(roots, centroids, size, target)
+    labels, low_groups, params_auto = _cut_and_vote(
+        S, merges, nodes, size, centroids, first, low0, has_noise0, nbrs, n, n_groups,
+        granularity, noise)
     timings["merge"] = time.perf_counter() - t
 
-    labels, low_groups = _label_rows(roots, size, low, has_noise, first)
     params: dict[str, Any] = {
         "micro_clusters": int(M),
         "two_level": coarse is not None,
         "graph_edges": int(S.nnz // 2),
         "low_density_groups": low_groups,
-        "noise_rows": int(np.sum(low[first])) if has_noise else 0,
+        "noise_rows": int(np.isin(labels, low_groups).sum()),
     }
     if params_auto is not None:
         params["auto"] = params_auto
     return labels, params
+
+
+def _cut_and_vote(S, merges, nodes, size, centroids, first, low0, has_noise0, nbrs, n,
+                  n_groups, granularity, noise):
+    """(labels, noise group ids, auto params): the cut, then the neighbour vote (with nbrs).
+
+    The vote can empty small groups; the cut is then moved finer (or back) by the difference
+    and tried again, keeping the attempt closest to n_groups without exceeding it.
+    """
+    extra, tried, best = 0, set(), None
+    for _ in range(VOTE_RETRIES + 1):
+        tried.add(extra)
+        low, has_noise = low0.copy(), has_noise0
+        want = None if n_groups is None else n_groups + extra
+        step, target, min_rows, params_auto = _choose_cut(S, nodes, merges, size, n, want,
+                                                          granularity, noise, has_noise)
+        roots = cut(merges, nodes, step)
+        roots, target, has_noise = _set_small_apart(roots, merges, nodes, size, target,
+                                                    min_rows, low, has_noise, want)
+        if len(set(roots.values())) > target:
+            roots = join_components(roots, centroids, size, target)
+        labels, low_groups = _label_rows(roots, size, low, has_noise, first)
+        if nbrs is None:
+            return labels, low_groups, params_auto
+        labels, low_groups = vote_groups(labels, low_groups, nbrs, min_rows if noise else 0)
+        got = int(labels.max()) + 1
+        if n_groups is None:
+            return labels, low_groups, params_auto
+        fits = got <= n_groups
+        if best is None or (fits, got if fits else -got) > (best[0], best[1]):
+            best = (fits, got if fits else -got, labels, low_groups, params_auto)
+        extra += n_groups - got
+        if got == n_groups or extra in tried or extra < 0:
+            break
+    return best[2], best[3], best[4]
 
 
 def _merge_nodes(S, sim, first, size, M, n_groups, noise):

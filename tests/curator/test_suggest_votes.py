@@ -98,3 +98,67 @@ def test_beyond_the_cap_a_fixed_share_is_searched_and_the_state_rebuilt(vectors_
     ids = np.sort(state.srch_ids[: state.n_srch])
     fresh_share = votes_mod.sampled(ids, state.rate)
     assert fresh_share.all()
+
+
+def test_a_later_process_starts_from_the_saved_state(vectors_project, monkeypatch, caplog):
+    import curator.suggest as suggest_mod
+    from curator.suggest_votes import state_path
+
+    proj, y = vectors_project
+    run = proj.current_run()
+    groups = [g.group_id for g in proj.groups(run)]
+    for gid in groups[:4]:
+        proj.label_group(gid, _majority(proj, gid, y))
+    first = _same_as_fresh(proj)
+    saved = state_path(proj.root, run, "synthetic:suggest")
+    assert saved.is_file()
+    stamp = saved.stat().st_mtime_ns
+    proj.label_group(groups[4], _majority(proj, groups[4], y))  # after the save: folded in
+    built = []
+    real_build = suggest_mod._build_state
+    monkeypatch.setattr(suggest_mod, "_build_state",
+                        lambda *a, **kw: built.append(a) or real_build(*a, **kw))
+    with Project.open(proj.root) as later:  # a new process: nothing in memory
+        shown = later.suggestions(run)
+        assert not built and shown.keys() == first.keys() - {groups[4]}
+        assert saved.stat().st_mtime_ns != stamp  # saved again with the decision folded in
+        _same_as_fresh(later)  # (`suggest` without a cache builds its own: one build)
+        assert len(built) == 1
+    saved.write_bytes(b"not a saved state")
+    with Project.open(proj.root) as later, caplog.at_level("WARNING"):
+        later.suggestions(run)
+        assert len(built) == 2 and "ignoring the saved suggestion state" in caplog.text
+        _same_as_fresh(later)
+
+
+def test_splits_and_merges_are_followed_without_a_full_search(vectors_project, monkeypatch):
+    import curator.suggest as suggest_mod
+
+    monkeypatch.setattr(suggest_mod, "QUERY_BUDGET", 150)  # 5 sampled members of ~30 per group
+    proj, y = vectors_project
+    run = proj.current_run()
+    groups = [g.group_id for g in proj.groups(run)]
+    for gid in groups[:5]:
+        proj.label_group(gid, _majority(proj, gid, y))
+    _same_as_fresh(proj)
+    state = proj.search_cache().suggest_states[(run, "synthetic:suggest")]
+    assert state.per_group == 5
+    built = []
+    real_build = suggest_mod._build_state
+    monkeypatch.setattr(suggest_mod, "_build_state",
+                        lambda *a, **kw: built.append(a) or real_build(*a, **kw))
+    children = proj.split(groups[10], k=3)
+    shown = proj.suggestions(run)
+    assert not built and set(children) <= shown.keys() and groups[10] not in shown
+    assert proj.search_cache().suggest_states[(run, "synthetic:suggest")] is state
+    _same_as_fresh(proj)  # same members sampled, same neighbours, as a fresh build
+    merged = proj.merge([children[0], groups[12], groups[2]])  # a decided group among them
+    proj.label_group(groups[13], _majority(proj, groups[13], y))
+    assert merged in _same_as_fresh(proj) or merged not in proj.suggestions(run)
+    proj.undo()
+    proj.undo()
+    _same_as_fresh(proj)
+    proj.redo()
+    _same_as_fresh(proj)
+    assert len(built) == 4  # only the fresh builds of the comparisons
+    assert proj.search_cache().suggest_states[(run, "synthetic:suggest")] is state

@@ -177,6 +177,27 @@ def test_text_embeddings(clip_st):
     assert clip_st.embed_text([]).shape == (0, 32)
 
 
+def test_text_is_encoded_without_its_padding_and_gives_the_full_context_features(clip_st):
+    import torch
+
+    from indexing.embedders.clip import encode_text_trimmed
+
+    model = clip_st.model
+    tokens = clip_st.tokenizer(["a cat", "a red car parked on a wet street at night"])
+    used = int(tokens.argmax(dim=-1).max()) + 1
+    assert used < tokens.shape[1]  # there is padding to leave out
+    seen = []
+    hook = model.transformer.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    try:
+        with torch.inference_mode():
+            trimmed = encode_text_trimmed(model, tokens)
+            full = model.encode_text(tokens)
+    finally:
+        hook.remove()
+    assert seen[0][1] == used and seen[1][1] == tokens.shape[1]
+    np.testing.assert_allclose(trimmed.numpy(), full.numpy(), atol=1e-5)
+
+
 def test_embed_batch_rejects_failed_decodes_and_audio(clip_st):
     with pytest.raises(ValueError, match="item 5 has no decoded data"):
         clip_st.embed_batch([Decoded(5, "image", error="broken file")])

@@ -1,0 +1,132 @@
+"""Dendrograms over a sparse similarity graph of micro-clusters, and where to cut them.
+
+`average_linkage` merges the two groups whose members are most similar on average (UPGMA);
+`modularity_path` scores every cut of a merge sequence by the graph's modularity, so the group
+count can come from the data; `cut` and `step_for` turn a merge sequence into group roots at a
+wanted count or size. Used by `indexing/graph_merge.py` (and `share_linkage` in
+`indexing/graph_knn.py` produces merges in the same form).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+
+def average_linkage(S, nodes):
+    """Average linkage (UPGMA) over a sparse similarity graph; pairs without an edge count 0.
+
+    Args:
+        S: (M, M) symmetric scipy sparse similarity between micro-clusters.
+        nodes: the micro-cluster ids taking part (others are ignored).
+
+    Returns:
+        merges: list of (a, b, similarity) in merge order; a survives, b joins it. Ties break
+        on the smaller ids, so the order follows from S alone. Components that never touch
+        are not merged.
+    """
+    keep = np.zeros(S.shape[0], dtype=bool)
+    keep[nodes] = True
+    coo = S.tocoo()
+    sel = keep[coo.row] & keep[coo.col] & (coo.row != coo.col)
+    adj: dict[int, dict[int, float]] = {int(v): {} for v in nodes}
+    for r, c, v in zip(coo.row[sel].tolist(), coo.col[sel].tolist(), coo.data[sel].tolist()):
+        adj[r][c] = v
+    count = {int(v): 1 for v in nodes}
+    heap = [(-v, r, c) for r, nb in adj.items() for c, v in nb.items() if r < c]
+    heapq.heapify(heap)
+    merges = []
+    while heap:
+        neg, a, b = heapq.heappop(heap)
+        if a not in adj or b not in adj[a]:
+            continue  # a stale entry: one side was merged since
+        if -neg != adj[a][b] / (count[a] * count[b]):
+            continue  # stale: the pair's similarity changed (a fresh entry is queued)
+        if len(adj[a]) < len(adj[b]):
+            a, b = b, a  # fold the smaller neighbourhood into the larger
+        merges.append((a, b, -neg))
+        nb_b = adj.pop(b)
+        nb_a = adj[a]
+        del nb_a[b]
+        del nb_b[a]
+        for c, v in nb_b.items():
+            nb_c = adj[c]
+            del nb_c[b]
+            nb_a[c] = nb_a.get(c, 0.0) + v
+            nb_c[a] = nb_a[c]
+        count[a] += count.pop(b)
+        ca = count[a]
+        for c, v in nb_a.items():
+            x, y = (a, c) if a < c else (c, a)
+            heapq.heappush(heap, (-v / (ca * count[c]), x, y))
+    return merges
+
+
+def modularity_path(S, nodes, merges, resolution):
+    """Modularity of the partition after each merge (index i = after i merges)."""
+    keep = np.zeros(S.shape[0], dtype=bool)
+    keep[nodes] = True
+    coo = S.tocoo()
+    sel = keep[coo.row] & keep[coo.col] & (coo.row != coo.col)
+    deg = np.bincount(coo.row[sel], weights=coo.data[sel], minlength=S.shape[0])
+    two_m = float(deg.sum())
+    if two_m <= 0:
+        return np.zeros(len(merges) + 1)
+    # The edge weight between two current groups is needed at each merge: keep the group of
+    # every node and sum edges between groups lazily through a dict of dicts.
+    edges: dict[int, dict[int, float]] = {int(v): {} for v in nodes}
+    for r, c, v in zip(coo.row[sel].tolist(), coo.col[sel].tolist(), coo.data[sel].tolist()):
+        edges[r][c] = v
+    tot = {int(v): float(deg[v]) for v in nodes}
+    q = [-resolution * sum((t / two_m) ** 2 for t in tot.values())]
+    for a, b, _ in merges:
+        w_ab = edges[a].get(b, 0.0)
+        q.append(q[-1] + 2 * w_ab / two_m - 2 * resolution * tot[a] * tot[b] / two_m**2)
+        nb_b = edges.pop(b)
+        nb_a = edges[a]
+        nb_a.pop(b, None)
+        nb_b.pop(a, None)
+        for c, v in nb_b.items():
+            nb_c = edges[c]
+            nb_c.pop(b, None)
+            nb_a[c] = nb_a.get(c, 0.0) + v
+            nb_c[a] = nb_a[c]
+        tot[a] += tot.pop(b)
+    return np.asarray(q)
+
+
+def cut(merges, nodes, steps):
+    """Micro-cluster -> root id after the first `steps` merges (union-find replay)."""
+    parent = {int(v): int(v) for v in nodes}
+
+    def find(v):
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for a, b, _ in merges[:steps]:
+        parent[find(b)] = find(a)
+    return {v: find(v) for v in parent}
+
+
+def step_for(merges, nodes, size, target, min_rows):
+    """The fewest merges after which at most `target` groups hold >= min_rows rows each.
+
+    Smaller groups are left to the noise group, so the decisions go to groups worth one.
+    """
+    rows = {int(v): float(size[v]) for v in nodes}
+    parent = {int(v): int(v) for v in nodes}
+    big = sum(1 for r in rows.values() if r >= min_rows)
+    if big <= target:
+        return 0
+    for i, (a, b, _) in enumerate(merges, start=1):
+        ra, rb = rows.pop(b), rows[a]
+        big -= (ra >= min_rows) + (rb >= min_rows)
+        rows[a] = ra + rb
+        big += rows[a] >= min_rows
+        parent[b] = a
+        if big <= target:
+            return i
+    return len(merges)
