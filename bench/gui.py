@@ -484,41 +484,9 @@ def _ms(x: float) -> str:
     return f"{x * 1000:.0f} ms"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Desktop app benchmark at 1M items.")
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--groups", type=int, default=3000)
-    parser.add_argument("--switches", type=int, default=20)
-    parser.add_argument("--labels", type=int, default=10)
-    parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
-    parser.add_argument("--write", type=Path, default=None, help="write the docs fragment here")
-    parser.add_argument("--data", type=Path, default=DATA,
-                        help="where generated projects are kept (default bench/.data)")
-    parser.add_argument("--start-only", action="store_true",
-                        help="measure only the start (with --baseline: side by side)")
-    parser.add_argument("--start-runs", type=int, default=3, help="starts per measurement")
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="another checkout (e.g. `git archive main` unpacked) whose start "
-                             "is measured alternately with this one's")
-    args = parser.parse_args()
-    os.environ["QT_QPA_PLATFORM"] = args.platform
-    folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
-    project_dir = folder / "project"
-    facade = facade_timings(project_dir)
-    if args.baseline is not None:
-        both = compare_start(project_dir, dict(os.environ), args.baseline.resolve(),
-                             args.start_runs)
-        print_start_comparison(both, args.baseline)
-        start = both["this"]
-    else:
-        start = measure_start(project_dir, dict(os.environ), args.start_runs)
-    if args.start_only:
-        if args.baseline is None:
-            print_start_comparison({"this": start}, ROOT)
-        return 0
-    gui = gui_timings(project_dir, args.switches, args.labels)
-    peak = rss_peak_gb()
-
+def _result_rows(start: dict[str, float], gui: dict[str, Any],
+                 peak: float) -> list[tuple[str, str, str, bool]]:
+    """(measure, result, target, met) for the printed table and the docs fragment."""
     switch, label, frame = gui["switch"], gui["label"], gui["frame"]
     rows = [
         ("window interactive after start (queue of the project on screen)",
@@ -557,6 +525,45 @@ def main() -> int:
         ("map: recolour by group (new pyramid)", f"{gui['recolour']:.2f} s", "background", True),
         ("peak memory (resident)", f"{peak:.2f} GB", "≤ 3 GB", peak <= TARGETS["memory"]),
     ]
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Desktop app benchmark at 1M items.")
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--groups", type=int, default=3000)
+    parser.add_argument("--switches", type=int, default=20)
+    parser.add_argument("--labels", type=int, default=10)
+    parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    parser.add_argument("--write", type=Path, default=None, help="write the docs fragment here")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="where generated projects are kept (default bench/.data)")
+    parser.add_argument("--start-only", action="store_true",
+                        help="measure only the start (with --baseline: side by side)")
+    parser.add_argument("--start-runs", type=int, default=3, help="starts per measurement")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. `git archive main` unpacked) whose start "
+                             "is measured alternately with this one's")
+    args = parser.parse_args()
+    os.environ["QT_QPA_PLATFORM"] = args.platform
+    folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
+    project_dir = folder / "project"
+    facade = facade_timings(project_dir)
+    if args.baseline is not None:
+        both = compare_start(project_dir, dict(os.environ), args.baseline.resolve(),
+                             args.start_runs)
+        print_start_comparison(both, args.baseline)
+        start = both["this"]
+    else:
+        start = measure_start(project_dir, dict(os.environ), args.start_runs)
+    if args.start_only:
+        if args.baseline is None:
+            print_start_comparison({"this": start}, ROOT)
+        return 0
+    gui = gui_timings(project_dir, args.switches, args.labels)
+    peak = rss_peak_gb()
+
+    rows = _result_rows(start, gui, peak)
     facade_rows = [(k, _ms(v)) for k, v in facade.items()]
     width = max(len(r[0]) for r in rows) + 2
     load = os.getloadavg()[0]
