@@ -1,7 +1,10 @@
-"""The main window: views in tabs, the search box, undo/redo, indexing, and the error banner.
+"""The main window: views in tabs, undo/redo, the error banner, and what binds them.
 
 The window binds views to the session: it routes "a group was decided" to "show the next
 undecided group", refreshes what a write changed, and persists its layout with QSettings.
+Its parts live beside it: the tabs built on first use (`window_tabs`), the dialogs and long
+jobs (`window_dialogs`), search and the preview (`window_search`), the menus and toolbar
+(`window_actions`), the first-start page (`welcome`).
 """
 
 from __future__ import annotations
