@@ -33,13 +33,16 @@ class IndexOptionsCheck(QObject):
     checked = Signal(object)
 
     def __init__(self, make_options: Callable[[], Any], done: bool,
-                 parent: Optional[QObject] = None) -> None:
+                 parent: Optional[QObject] = None,
+                 chosen: Optional[tuple[str, str]] = None) -> None:
         """Args:
             make_options: builds the unchecked IndexOptions (called on first use).
             done: nothing to check (the user chose models before).
+            chosen: the (image, audio) models the user chose before, when both are known.
         """
         super().__init__(parent)
         self._make_options = make_options
+        self._chosen = chosen
         self._options: Any = None
         self.done = done
         # What the check found, one line each (`with_models_here`): the models replaced by
@@ -54,6 +57,13 @@ class IndexOptionsCheck(QObject):
         if self._options is None:
             self._options = self._make_options()
         return self._options
+
+    def model_names(self) -> tuple[str, str]:
+        """The (image, audio) models Index… starts from, without building the options when the
+        user's earlier choice names both (the welcome page at start)."""
+        if self._options is None and self.done and self._chosen is not None:
+            return self._chosen
+        return self.options.model, self.options.audio_model
 
     def choose(self, options: Any) -> None:
         """The user's own choice: it wins over the check."""

@@ -211,9 +211,8 @@ def refresh_welcome(window: Any) -> None:
     if not window.models_checked:
         window.welcome.refresh(checking=True)
         return
-    options = window.index_options
-    window.welcome.refresh(options.model, options.audio_model,
-                           notes=window.model_check.notes)
+    model, audio_model = window.model_check.model_names()
+    window.welcome.refresh(model, audio_model, notes=window.model_check.notes)
 
 
 def index_media_folder(window: Any, media: str) -> Optional[Path]:

@@ -34,7 +34,8 @@ def make_model_check(window: Any) -> IndexOptionsCheck:
 
         return IndexOptions.from_settings(model=model or None, audio_model=audio_model or None)
 
-    return IndexOptionsCheck(make, done=bool(model), parent=window)
+    return IndexOptionsCheck(make, done=bool(model), parent=window,
+                             chosen=(model, audio_model) if model and audio_model else None)
 
 
 class WindowDialogs:

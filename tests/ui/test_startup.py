@@ -158,3 +158,20 @@ def test_first_start_page_says_when_the_model_check_failed(qtbot, monkeypatch):
     assert "model cache folder unreadable" in win.welcome.notes.text()
     assert win.models_checked  # Index… still starts, from the unchecked options
     win.close()
+
+
+def test_welcome_names_the_models_chosen_before_without_building_the_options(qtbot):
+    from ui import settings as app_settings
+    from ui.main_window import MainWindow
+
+    app_settings.set_value("index/model", "classic")
+    app_settings.set_value("index/audio_model", "clap-test")
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: "clap-test audio model" in win.welcome.defaults.text(),
+                    timeout=TIMEOUT)
+    assert "classic image/video model" in win.welcome.defaults.text()
+    assert win.model_check._options is None  # nothing imported the pipeline for this
+    assert win.index_options.audio_model == "clap-test"  # Index… starts from that choice
+    win.close()
