@@ -26,6 +26,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,53 +186,90 @@ def _pump(app: Any, condition: Callable[[], bool], timeout: float = 60.0) -> flo
     return time.perf_counter() - start
 
 
-def probe_start(project: str) -> None:
-    """Child process: start as `ui.app.main` does; print when the queue is on screen."""
-    t0 = time.perf_counter()
-    from ui.app import application
+# The start, in a fresh interpreter that imports nothing before `ui`, starting as `curator-gui
+# DIR` does (`ui.app.start_window`) and waiting in a Qt event loop as `app.exec()` does (the GUI
+# thread sleeps until an event comes). argv: checkout root, project.
+START_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import ui.app
+if hasattr(ui.app, "start_window"):
+    app, win = ui.app.start_window(sys.argv[2])
+else:  # an older checkout: as its main() did
+    app = ui.app.application()
     from ui.main_window import MainWindow
-
-    app = application()
-    import tempfile
-
-    from PySide6.QtCore import QSettings
-
-    # A first start (no settings of this user's own), as in `gui_timings`.
-    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, tempfile.mkdtemp())
     win = MainWindow()
-    win.resize(1400, 900)
-    ready: list[bool] = []
-    win.project_ready.connect(lambda: ready.append(True))
     win.show()
-    win.open_project(project)  # as main() does: the open runs while the window first paints
-    app.processEvents()
-    shown = time.perf_counter() - t0
-    _pump(app, lambda: bool(ready))
-    win.queue.table.viewport().repaint()
-    done = time.time()
-    print(json.dumps({"shown": shown, "ready": time.perf_counter() - t0, "at": done,
-                      "cpu": time.process_time(), "rows": win.queue.model.rowCount()}))
-    win.close()
+    win.open_project(sys.argv[2])
+from PySide6.QtCore import QEventLoop, QTimer
+loop = QEventLoop()
+ready = []
+win.project_ready.connect(lambda: (ready.append(True), loop.quit()))
+app.processEvents()  # the first paint; the open runs meanwhile
+shown = time.perf_counter() - t0
+if not ready:
+    QTimer.singleShot(120000, loop.quit)
+    loop.exec()
+win.queue.table.viewport().repaint()
+done = time.time()
+print(json.dumps({"shown": shown, "ready": time.perf_counter() - t0, "at": done,
+                  "cpu": time.process_time(), "rows": win.queue.model.rowCount()}))
+win.close()
+"""
 
 
-def measure_start(project: Path, env: dict[str, str], runs: int = 3) -> dict[str, float]:
-    out = []
-    for _ in range(runs):
+def _probe_once(project: Path, env: dict[str, str], root: Path = ROOT) -> dict[str, float]:
+    """One start in a fresh process of the code under `root` (this checkout or another)."""
+    with tempfile.TemporaryDirectory(prefix="gui-start-") as config:
+        # A first start (no settings of this user's own): the app's INI store in a new folder.
+        env = dict(env, PYTHONPATH=str(root), XDG_CONFIG_HOME=config)
         started = time.time()
-        proc = subprocess.run([sys.executable, __file__, "--probe-start", str(project)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-2000:])
-        line = [x for x in proc.stdout.splitlines() if x.startswith("{")][-1]
-        data = json.loads(line)
-        data["wall"] = data["at"] - started
-        out.append(data)
+        proc = subprocess.run([sys.executable, "-c", START_PROBE, str(root), str(project)],
+                              capture_output=True, text=True, env=env, timeout=300, cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    line = [x for x in proc.stdout.splitlines() if x.startswith("{")][-1]
+    data = json.loads(line)
+    data["wall"] = data["at"] - started
+    return data
+
+
+def _summary(out: list[dict[str, float]]) -> dict[str, float]:
     best = min(out, key=lambda d: d["wall"])
     return {"wall": statistics.median(d["wall"] for d in out), "best": best["wall"],
             "shown": statistics.median(d["shown"] for d in out),
             "ready_in_process": statistics.median(d["ready"] for d in out),
             "cpu": statistics.median(d["cpu"] for d in out),
-            "rows": best["rows"]}
+            "rows": best["rows"], "runs": len(out)}
+
+
+def measure_start(project: Path, env: dict[str, str], runs: int = 3) -> dict[str, float]:
+    return _summary([_probe_once(project, env) for _ in range(runs)])
+
+
+def compare_start(project: Path, env: dict[str, str], baseline: Path,
+                  runs: int) -> dict[str, dict[str, float]]:
+    """Start of another checkout's code (`baseline`) and of this one, alternating run by run so
+    both see the same machine load."""
+    out: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
+    for _ in range(runs):
+        out["baseline"].append(_probe_once(project, env, baseline))
+        out["this"].append(_probe_once(project, env))
+    return {k: _summary(v) for k, v in out.items()}
+
+
+def print_start_comparison(result: dict[str, dict[str, float]], baseline: Path) -> None:
+    head = (f"\nstart, median of {result['this']['runs']} runs "
+            f"(load average {os.getloadavg()[0]:.1f})")
+    if "baseline" in result:
+        head += f", alternating with the baseline {baseline}"
+    print(head)
+    print(f"{'':14}{'interactive (wall)':>20}{'best':>8}{'window shown':>14}"
+          f"{'in process':>12}{'CPU':>8}")
+    for name, r in result.items():
+        print(f"{name:14}{r['wall']:>19.2f}s{r['best']:>7.2f}s{r['shown']:>13.2f}s"
+              f"{r['ready_in_process']:>11.2f}s{r['cpu']:>7.2f}s")
 
 
 _VISIBLE: dict[tuple, list[int]] = {}
@@ -446,29 +484,9 @@ def _ms(x: float) -> str:
     return f"{x * 1000:.0f} ms"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Desktop app benchmark at 1M items.")
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--groups", type=int, default=3000)
-    parser.add_argument("--switches", type=int, default=20)
-    parser.add_argument("--labels", type=int, default=10)
-    parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
-    parser.add_argument("--write", type=Path, default=None, help="write the docs fragment here")
-    parser.add_argument("--data", type=Path, default=DATA,
-                        help="where generated projects are kept (default bench/.data)")
-    parser.add_argument("--probe-start", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    os.environ["QT_QPA_PLATFORM"] = args.platform
-    if args.probe_start:
-        probe_start(args.probe_start)
-        return 0
-    folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
-    project_dir = folder / "project"
-    facade = facade_timings(project_dir)
-    start = measure_start(project_dir, dict(os.environ))
-    gui = gui_timings(project_dir, args.switches, args.labels)
-    peak = rss_peak_gb()
-
+def _result_rows(start: dict[str, float], gui: dict[str, Any],
+                 peak: float) -> list[tuple[str, str, str, bool]]:
+    """(measure, result, target, met) for the printed table and the docs fragment."""
     switch, label, frame = gui["switch"], gui["label"], gui["frame"]
     rows = [
         ("window interactive after start (queue of the project on screen)",
@@ -507,6 +525,45 @@ def main() -> int:
         ("map: recolour by group (new pyramid)", f"{gui['recolour']:.2f} s", "background", True),
         ("peak memory (resident)", f"{peak:.2f} GB", "≤ 3 GB", peak <= TARGETS["memory"]),
     ]
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Desktop app benchmark at 1M items.")
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--groups", type=int, default=3000)
+    parser.add_argument("--switches", type=int, default=20)
+    parser.add_argument("--labels", type=int, default=10)
+    parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    parser.add_argument("--write", type=Path, default=None, help="write the docs fragment here")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="where generated projects are kept (default bench/.data)")
+    parser.add_argument("--start-only", action="store_true",
+                        help="measure only the start (with --baseline: side by side)")
+    parser.add_argument("--start-runs", type=int, default=3, help="starts per measurement")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. `git archive main` unpacked) whose start "
+                             "is measured alternately with this one's")
+    args = parser.parse_args()
+    os.environ["QT_QPA_PLATFORM"] = args.platform
+    folder = build_project(args.data / f"gui-{args.items}", args.items, args.groups)
+    project_dir = folder / "project"
+    facade = facade_timings(project_dir)
+    if args.baseline is not None:
+        both = compare_start(project_dir, dict(os.environ), args.baseline.resolve(),
+                             args.start_runs)
+        print_start_comparison(both, args.baseline)
+        start = both["this"]
+    else:
+        start = measure_start(project_dir, dict(os.environ), args.start_runs)
+    if args.start_only:
+        if args.baseline is None:
+            print_start_comparison({"this": start}, ROOT)
+        return 0
+    gui = gui_timings(project_dir, args.switches, args.labels)
+    peak = rss_peak_gb()
+
+    rows = _result_rows(start, gui, peak)
     facade_rows = [(k, _ms(v)) for k, v in facade.items()]
     width = max(len(r[0]) for r in rows) + 2
     load = os.getloadavg()[0]

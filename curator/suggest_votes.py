@@ -19,7 +19,8 @@ groups sampled as a fresh build would and searched alone.
 
 Labelled items are searched at a fixed share (`rate`, chosen when the state is built so that at
 most `LABELLED_CAP` items are searched; an item is in or out by a hash of its id), so a state
-that is updated gives the same neighbours as one built afresh at the same rate.
+that is updated gives the same neighbours as one built afresh at the same rate (up to the few
+neighbours a large build's search through cells may miss: `curator/suggest_search.py`).
 """
 
 from __future__ import annotations
@@ -462,16 +463,8 @@ def _may_enter(Q: np.ndarray, X: np.ndarray, worst: np.ndarray) -> np.ndarray:
 
 
 def _search(Q: np.ndarray, X: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-kk of each query row among X's rows, padded to kk columns."""
-    import faiss
+    """Top-kk inner products of each query row among X's rows, padded to kk columns: exact,
+    or through cells when the search is large (`curator/suggest_search.py`)."""
+    from curator.suggest_search import search
 
-    sims = np.full((len(Q), kk), -np.inf, np.float32)
-    pos = np.full((len(Q), kk), -1, np.int64)
-    if not len(X) or not len(Q):
-        return sims, pos
-    index = faiss.IndexFlatIP(X.shape[1])
-    index.add(np.ascontiguousarray(X, np.float32))
-    k = min(kk, len(X))
-    s, p = index.search(np.ascontiguousarray(Q, np.float32), k)
-    sims[:, :k], pos[:, :k] = np.where(p >= 0, s, -np.inf), p
-    return sims, pos
+    return search(Q, X, kk)

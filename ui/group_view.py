@@ -27,7 +27,6 @@ from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QMenu,
     QSlider,
@@ -35,8 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.group_decisions import GroupDecisions
 from ui.models import ITEM_ROLE, ItemGridModel
-from ui.session import GROUP_DECISION, GROUPS, LABELS, Session
+from ui.session import Session
 from ui.thumbnail_grid import ThumbnailDelegate, ThumbnailGrid
 from ui.thumbnails import ThumbnailCache
 
@@ -54,7 +54,7 @@ class GroupSource:
     kind: str = "group"  # group, search, selection
 
 
-class GroupView(QWidget):
+class GroupView(GroupDecisions, QWidget):
     """One group's thumbnails with the triage keyboard.
 
     Signals:
@@ -100,8 +100,9 @@ class GroupView(QWidget):
         self._deferred_timer.setInterval(1500)  # at the latest (a thumbnail that never comes)
         self._deferred_timer.timeout.connect(self._run_deferred)
         thumbs.ready.connect(self._thumbs_arrived)
-        # (group id, text, space) of the groups in the queue, for "merge with"; the window fills it.
-        self.merge_candidates: list[tuple[int, str, str]] = []
+        # The queue's rows (a GroupTableModel, with the topics it named), for "merge with";
+        # the window sets it.
+        self.queue_model: Any = None
         self.model = ItemGridModel(thumbs, self)
         self.grid = ThumbnailGrid(self)
         self.grid.setModel(self.model)
@@ -487,127 +488,6 @@ class GroupView(QWidget):
             ids = [self.current_item()]
         self.model.toggle_excluded(ids)
         self._update_title()
-
-    # --- decisions ------------------------------------------------------------------------
-
-    def decide(self, action: str, label: Optional[str] = None) -> None:
-        """Decide the shown group (minus exclusions): assign a label, noise or mixed."""
-        if self.source is None:
-            self.message.emit("open a group first")
-            return
-        excluded = sorted(self.model.excluded)
-        what = label if action == "assign" else action
-        if self.source.group_id is None:
-            items = [i for i in self.model.ids() if i not in self.model.excluded]
-            if not items:
-                self.message.emit("every item is excluded; nothing to label")
-                return
-            if len(items) > self.BULK_GUARD and not self._confirm_bulk(items, what, label):
-                self.message.emit("nothing labelled")
-                return
-            self.session.write(
-                lambda p: p.label_items(items, label, action=action, source="manual",
-                                        note=f"{self.source.kind}: {self.source.title}"),
-                changes=LABELS, name="label items",
-                on_result=lambda ev: self._after_temp_decision(len(items), what))
-            return
-        gid = self.source.group_id
-        status = {"assign": "labelled", "noise": "noise", "mixed": "mixed"}.get(action, action)
-        self.session.write(lambda p: p.label_group(gid, label, action=action, exclude=excluded),
-                           changes=GROUP_DECISION, name="label group",
-                           on_result=lambda ev: self._after_decision(gid, what, excluded,
-                                                                     status, label or ""))
-
-    def _confirm_bulk(self, items: list[int], what: Optional[str],
-                      label: Optional[str]) -> bool:
-        """Ask once before a temporary group (search, lasso) of many items is labelled."""
-        from PySide6.QtWidgets import QMessageBox
-
-        other = self.model.carrying_other(label, items)
-        text = (f"Label all {len(items)} items of “{self.source.title}” as {what}?"
-                + (f"\n\n{other} of them already carry another label or decision and would "
-                   "be relabelled." if other else "")
-                + "\n\nExclude items with X first to leave them out.")
-        answer = QMessageBox.question(self, f"Label {len(items)} items?", text,
-                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
-        return answer == QMessageBox.Yes
-
-    def _after_decision(self, gid: int, what: Optional[str], excluded: list[int], status: str,
-                        label: str) -> None:
-        extra = f", {len(excluded)} excluded" if excluded else ""
-        self.message.emit(f"group {gid} → {what}{extra} (Ctrl+Z undoes)")
-        self.decided.emit(gid, status, label)
-        self._moved_on = self.group_id != gid
-
-    def _after_temp_decision(self, count: int, what: Optional[str]) -> None:
-        self.message.emit(f"{count} items → {what} (Ctrl+Z undoes)")
-        self.model.excluded.clear()
-        self.grid.viewport().update()
-        self._update_title()
-
-    def label_selection(self, label: Optional[str] = None) -> None:
-        """Label only the selected items (a label name, or asks which; noise/mixed allowed)."""
-        items = self.selected_items()
-        if not items:
-            self.message.emit("select items first (click, Shift+click, Ctrl+A)")
-            return
-        action = "assign"
-        if label is None:
-            choices = [lab.path for lab in self.labels] + ["(noise)", "(mixed)", "(clear)"]
-            label, ok = QInputDialog.getItem(self, "Label selected items",
-                                             f"Label for {len(items)} selected item(s):",
-                                             choices, 0, False)
-            if not ok:
-                return
-        if label in ("(noise)", "(mixed)", "(clear)"):
-            action, label = label.strip("()"), None
-        self.session.write(lambda p: p.label_items(items, label, action=action, source="manual"),
-                           changes=LABELS, name="label selection",
-                           on_result=lambda ev: self.message.emit(
-                               f"{len(items)} selected items → {label or action} (Ctrl+Z undoes)"))
-
-    def split(self, k: Optional[int] = None) -> None:
-        """Split the shown group into k sub-groups (asks, default 2) and show the first."""
-        if self.group_id is None:
-            self.message.emit("only a group of the clustering can be split")
-            return
-        if k is None:
-            k, ok = QInputDialog.getInt(self, "Split group",
-                                        f"Split group {self.group_id} into how many groups?",
-                                        2, 2, 8)
-            if not ok:
-                return
-        gid = self.group_id
-        self.session.write(lambda p: p.split(gid, k), changes=GROUPS, name="split",
-                           on_result=lambda new: self._created(new, f"group {gid} split into "
-                                                               f"{', '.join(map(str, new))}"))
-
-    def merge_with(self, other: Optional[int] = None) -> None:
-        """Merge the shown group with another one (asks which) and show the result."""
-        if self.group_id is None:
-            self.message.emit("only a group of the clustering can be merged")
-            return
-        gid = self.group_id
-        if other is None:
-            space = self.info.get("space")
-            choices = [(g, text) for g, text, s in self.merge_candidates
-                       if g != gid and (space is None or s == space)]
-            if not choices:
-                self.message.emit("no other group of this embedding space to merge with")
-                return
-            text, ok = QInputDialog.getItem(self, "Merge with", f"Merge group {gid} with:",
-                                            [t for _, t in choices], 0, False)
-            if not ok:
-                return
-            other = next(g for g, t in choices if t == text)
-        self.session.write(lambda p: p.merge([gid, other]), changes=GROUPS, name="merge",
-                           on_result=lambda new: self._created([new], f"groups {gid} and {other} "
-                                                               f"merged into {new}"))
-
-    def _created(self, new_ids: list[int], text: str) -> None:
-        self.message.emit(text)
-        if new_ids:
-            self.group_created.emit(int(new_ids[0]))
 
     def _context_menu(self, pos: Any) -> None:
         menu = QMenu(self)

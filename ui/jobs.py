@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from curator.pipeline import IndexOptions, IndexReport, index
 from ui.workers import ProgressInfo, Worker
+
+if TYPE_CHECKING:  # the pipeline imports the catalog: loaded when a job runs
+    from curator.pipeline import IndexOptions, IndexReport
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ def run_indexing(project: Any, options: IndexOptions, progress: Optional[Callabl
     Raises:
         Cancelled: the cancel token was set; finished batches are kept.
     """
+    from curator.pipeline import index
+
     return index(project, options, progress, cancel)
 
 

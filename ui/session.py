@@ -80,9 +80,12 @@ class Session(QObject):
              on_opened: Optional[Callable[[Any], None]] = None,
              on_error: Optional[Callable[[WorkerError], None]] = None) -> Worker:
         """Open (or, with sources, create) a project in the background."""
-        from curator.project import Project
 
         def work() -> Any:
+            # Imported here, on the worker: the catalog's imports (NumPy, sqlite-utils) then
+            # run while the window shows, not before.
+            from curator.project import Project
+
             if create_sources is not None:
                 return Project.create(Path(path), list(create_sources))
             return Project.open(Path(path))

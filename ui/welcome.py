@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -94,6 +95,13 @@ class WelcomePage(QWidget):
         self.defaults.setWordWrap(True)
         self.defaults.setAlignment(Qt.AlignCenter)
         self.defaults.setStyleSheet("color: #aaa;")
+        self.notes = QLabel("")
+        self.notes.setObjectName("welcomeModelNotes")
+        self.notes.setWordWrap(True)
+        self.notes.setAlignment(Qt.AlignCenter)
+        self.notes.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.notes.setStyleSheet("color: #aaa;")
+        self.notes.hide()
         self.recent = QListWidget()
         self.recent.setObjectName("welcomeRecent")
         self.recent.setMaximumHeight(160)
@@ -104,7 +112,7 @@ class WelcomePage(QWidget):
         buttons.addWidget(self.new_button)
         column = QVBoxLayout()
         column.addStretch(1)
-        for widget in (logo, title, intro, self.index_button, self.defaults):
+        for widget in (logo, title, intro, self.index_button, self.defaults, self.notes):
             column.addWidget(widget)
         column.addLayout(buttons)
         column.addSpacing(16)
@@ -116,11 +124,14 @@ class WelcomePage(QWidget):
         outer.addLayout(column, 3)
         outer.addStretch(1)
 
-    def refresh(self, model: str, audio_model: str, checking: bool = False) -> None:
+    def refresh(self, model: str = "", audio_model: str = "", checking: bool = False,
+                notes: Sequence[str] = ()) -> None:
         """Show the models Index… will use and the recent projects that still exist.
 
         Args:
             checking: the first start's look for model weights is still running.
+            notes: what that look found (`IndexOptions.with_models_here`): which models fall
+                back to classic and why, which models' weights are here; one line each.
         """
         if checking:
             self.defaults.setText("Looking for model weights on this machine (a model whose "
@@ -129,6 +140,12 @@ class WelcomePage(QWidget):
             self.defaults.setText(f"Indexes with the {model} image/video model and the "
                                   f"{audio_model} audio model; choose others later with "
                                   "File ▸ Index….")
+        self.notes.setText("\n".join(notes))
+        self.notes.setVisible(bool(notes) and not checking)
+        self.refresh_recent()
+
+    def refresh_recent(self) -> None:
+        """List the recent projects that still exist."""
         self.recent.clear()
         for path in app_settings.recent_projects():
             QListWidgetItem(path, self.recent)
@@ -169,9 +186,11 @@ def install_welcome(window: Any) -> WelcomePage:
         stack.setCurrentWidget(window.tabs)
 
     def show_welcome(*_: Any) -> None:
-        page.refresh(window.index_options.model, window.index_options.audio_model,
-                     checking=not window.models_checked)
+        page.refresh_recent()
         stack.setCurrentWidget(page)
+        # The page's text names the models, whose options import the catalog: at start that
+        # waits until the window is on screen, and is not needed when a project opens first.
+        QTimer.singleShot(0, page, lambda: refresh_welcome(window))
 
     page.media_folder_chosen.connect(lambda folder: index_media_folder(window, folder))
     page.open_project_requested.connect(window.open_project)
@@ -181,6 +200,19 @@ def install_welcome(window: Any) -> WelcomePage:
     window.session.closed.connect(show_welcome)
     show_welcome()
     return page
+
+
+def refresh_welcome(window: Any) -> None:
+    """Name the models Index… will use (and the model check's notes) on the welcome page, while
+    it is shown."""
+    if (window.welcome_stack.currentWidget() is not window.welcome or window.session.is_open
+            or window.opening):
+        return
+    if not window.models_checked:
+        window.welcome.refresh(checking=True)
+        return
+    model, audio_model = window.model_check.model_names()
+    window.welcome.refresh(model, audio_model, notes=window.model_check.notes)
 
 
 def index_media_folder(window: Any, media: str) -> Optional[Path]:

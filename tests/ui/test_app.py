@@ -442,19 +442,18 @@ def test_duplicate_sets_from_any_shape(window):
 
 
 def test_export_dialog_runs_an_export_job(window, qtbot, project_dir, monkeypatch, tmp_path):
-
-    import ui.main_window as main_window
+    import ui.dialogs  # the window imports its dialogs when first used
 
     out = tmp_path / "exported"
 
-    class Filled(main_window.ExportDialog):
+    class Filled(ui.dialogs.ExportDialog):
         def exec(self):
             self.format.setCurrentText("jsonl")
             self.out.setText(str(out))
             self.split.setText("train=0.5,val=0.5")
             return QDialog.Accepted
 
-    monkeypatch.setattr(main_window, "ExportDialog", Filled)
+    monkeypatch.setattr(ui.dialogs, "ExportDialog", Filled)
     with qtbot.waitSignal(window.jobs.done, timeout=60000) as done:
         window.export_dialog()
     assert done.args == [True]
@@ -571,6 +570,7 @@ def test_project_opens_while_another_process_is_writing(qtbot, project_dir):
 
 
 def test_new_project_dialog_creates_the_project(qtbot, project_template, tmp_path, monkeypatch):
+    import ui.dialogs  # the window imports its dialogs when first used
     import ui.main_window as main_window
     from ui.dialogs import NewProjectDialog
 
@@ -587,7 +587,7 @@ def test_new_project_dialog_creates_the_project(qtbot, project_template, tmp_pat
             self._accept()
             return self.result()
 
-    monkeypatch.setattr(main_window, "NewProjectDialog", Filled)
+    monkeypatch.setattr(ui.dialogs, "NewProjectDialog", Filled)
     win = main_window.MainWindow()
     qtbot.addWidget(win)
     with qtbot.waitSignal(win.session.opened, timeout=TIMEOUT):

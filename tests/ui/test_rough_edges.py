@@ -44,8 +44,49 @@ def test_merge_dialog_offers_groups_by_size_and_state_not_bare_numbers(window, q
     qtbot.waitUntil(lambda: window.group.group_id == gid and window.group.model.rowCount() > 0,
                     timeout=TIMEOUT)
     qtbot.keyClick(window.group.grid, Qt.Key_G, Qt.ShiftModifier)
-    assert offered and all(" items · " in text for text in offered)
+    qtbot.waitUntil(lambda: bool(offered), timeout=TIMEOUT)
+    assert all(" items · " in text for text in offered)
     assert all(not text.strip().isdigit() for text in offered)
+
+
+def test_merge_dialog_names_each_groups_topic_in_words(window, qtbot, monkeypatch):
+    """Topics the queue has not named yet are read in the background before the dialog opens;
+    those it has named are taken from its rows."""
+    from PySide6.QtWidgets import QInputDialog
+
+    offered: list[list[str]] = []
+    monkeypatch.setattr(QInputDialog, "getItem",
+                        staticmethod(lambda parent, title, text, items, *a, **k:
+                                     (offered.append(list(items)) or items[0], False)))
+    model = window.queue.model
+    gid = window.queue.order_ids()[0]
+    window.open_group(gid)
+    qtbot.waitUntil(lambda: window.group.group_id == gid and window.group.model.rowCount() > 0,
+                    timeout=TIMEOUT)
+    window.wait_idle()
+    model.topic_names.clear()  # as for rows never scrolled onto the screen
+    qtbot.keyClick(window.group.grid, Qt.Key_G, Qt.ShiftModifier)
+    qtbot.waitUntil(lambda: bool(offered), timeout=TIMEOUT)
+    words = ("red", "green", "blue", "yellow", "sounds")
+    others = [g for g in model.groups() if g.group_id != gid
+              and g.space == window.group.info.get("space")]
+    assert len(offered[0]) == len(others) > 0
+    for g, text in zip(others, offered[0]):
+        assert text.startswith(f"group {g.group_id} · {g.size} items · ")
+        assert any(w in text.rsplit(" · ", 1)[1] for w in words), text
+        assert model.topic_names[g.group_id] in text  # kept for the queue's rows too
+    # Named once: the next time the dialog opens from what the queue's rows hold.
+    from curator.project import Project
+
+    asked: list[int] = []
+    original = Project.group_facts
+    monkeypatch.setattr(Project, "group_facts",
+                        lambda self, ids, *a, **k: asked.extend(ids) or original(self, ids, *a,
+                                                                                 **k))
+    qtbot.keyClick(window.group.grid, Qt.Key_G, Qt.ShiftModifier)
+    assert len(offered) == 2 and offered[1] == offered[0]
+    window.wait_idle()
+    assert not set(asked) & {g.group_id for g in others}
 
 
 def test_group_view_names_its_topic_in_words(window, qtbot):
