@@ -26,6 +26,21 @@ def average_linkage(S, nodes):
         on the smaller ids, so the order follows from S alone. Components that never touch
         are not merged.
     """
+    return greedy_linkage(S, nodes, {int(v): 1.0 for v in nodes}, _per_pair)
+
+
+def _per_pair(links: float, size_a: float, size_b: float) -> float:
+    return links / (size_a * size_b)
+
+
+def greedy_linkage(S, nodes, size, score):
+    """Join, again and again, the two groups with the highest `score(links, size_a, size_b)`,
+    where links sums S over the pairs between them and a group's size is the sum of its
+    members' `size`; only groups joined by an edge are candidates.
+
+    Returns:
+        merges: (a, b, score) in merge order; a survives. Ties break on the smaller ids.
+    """
     keep = np.zeros(S.shape[0], dtype=bool)
     keep[nodes] = True
     coo = S.tocoo()
@@ -33,16 +48,17 @@ def average_linkage(S, nodes):
     adj: dict[int, dict[int, float]] = {int(v): {} for v in nodes}
     for r, c, v in zip(coo.row[sel].tolist(), coo.col[sel].tolist(), coo.data[sel].tolist()):
         adj[r][c] = v
-    count = {int(v): 1 for v in nodes}
-    heap = [(-v, r, c) for r, nb in adj.items() for c, v in nb.items() if r < c]
+    size = dict(size)
+    heap = [(-score(v, size[r], size[c]), r, c) for r, nb in adj.items() for c, v in nb.items()
+            if r < c]
     heapq.heapify(heap)
     merges = []
     while heap:
         neg, a, b = heapq.heappop(heap)
         if a not in adj or b not in adj[a]:
             continue  # a stale entry: one side was merged since
-        if -neg != adj[a][b] / (count[a] * count[b]):
-            continue  # stale: the pair's similarity changed (a fresh entry is queued)
+        if -neg != score(adj[a][b], size[a], size[b]):
+            continue  # stale: the pair's score changed (a fresh entry is queued)
         if len(adj[a]) < len(adj[b]):
             a, b = b, a  # fold the smaller neighbourhood into the larger
         merges.append((a, b, -neg))
@@ -55,11 +71,11 @@ def average_linkage(S, nodes):
             del nb_c[b]
             nb_a[c] = nb_a.get(c, 0.0) + v
             nb_c[a] = nb_a[c]
-        count[a] += count.pop(b)
-        ca = count[a]
+        size[a] += size.pop(b)
+        sa = size[a]
         for c, v in nb_a.items():
             x, y = (a, c) if a < c else (c, a)
-            heapq.heappush(heap, (-v / (ca * count[c]), x, y))
+            heapq.heappush(heap, (-score(v, sa, size[c]), x, y))
     return merges
 
 
