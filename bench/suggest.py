@@ -117,14 +117,19 @@ def simulate(proj, y: np.ndarray, max_decisions: int) -> list[dict]:
                         "label": shown.label if shown else None,
                         "confidence": shown.confidence if shown else None,
                         "right": bool(shown and truth and shown.label == truth)})
-        if truth is None:
-            proj.label_group(gid, action="noise")
-            continue
-        if truth not in labels:
-            proj.add_label(truth)
-            labels.add(truth)
-        proj.label_group(gid, truth)
+        oracle_decision(proj, gid, truth, labels)
     return records
+
+
+def oracle_decision(proj, gid: int, truth, labels: set) -> None:
+    """The oracle curator's decision on a group: its true label (added on first use), or noise."""
+    if truth is None:
+        proj.label_group(gid, action="noise")
+        return
+    if truth not in labels:
+        proj.add_label(truth)
+        labels.add(truth)
+    proj.label_group(gid, truth)
 
 
 def report(records: list[dict], ks: list[int], window: int = 50) -> None:
@@ -200,13 +205,7 @@ def decide(root: Path, y: np.ndarray, count: int) -> tuple[int, str]:
                     proj.add_label(truth)
                 return gid, truth
             done += 1
-            if truth is None:
-                proj.label_group(gid, action="noise")
-                continue
-            if truth not in labels:
-                proj.add_label(truth)
-                labels.add(truth)
-            proj.label_group(gid, truth)
+            oracle_decision(proj, gid, truth, labels)
 
 
 def first_calls(root: Path, y: np.ndarray, decided: int, checkouts: list[Path]) -> None:
