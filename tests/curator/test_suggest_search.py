@@ -55,7 +55,10 @@ def decided_project(tmp_path):
         proj.set_annotator("ana")
         for c in range(8):
             proj.add_label(f"class-{c}")
-        for g in [g.group_id for g in proj.groups(proj.current_run())][:20]:
+        # The largest groups first: the labelled items must outnumber the cells' minimum
+        # (`64 * MIN_PROBES`) for a search through cells to be possible at all.
+        groups = sorted(proj.groups(proj.current_run()), key=lambda g: (-g.size, g.group_id))
+        for g in [g.group_id for g in groups][:20]:
             top = np.bincount(np.maximum(y[np.asarray(proj.group(g).items) - 1], 0)).argmax()
             proj.label_group(g, f"class-{top}")
         yield proj
@@ -75,6 +78,8 @@ def test_suggestions_through_cells_match_the_exact_ones(decided_project, monkeyp
     monkeypatch.setattr(suggest_search, "EXACT_PAIRS", 0)
     monkeypatch.setattr(suggest_search, "by_cells", spy)
     approx = suggest(proj.catalog, run, cache=None)
+    labelled = proj.catalog.db.execute("SELECT COUNT(*) FROM item_labels").fetchone()[0]
+    assert labelled >= 64 * suggest_search.MIN_PROBES, labelled
     assert calls, "the build did not search through cells"
     assert exact and approx.keys() == exact.keys()
     same = sum(approx[g].label == exact[g].label for g in exact)
