@@ -176,15 +176,23 @@ def _file_identity(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
+_MARKED: dict[str, list[int]] = {}
+"""The identity this process last wrote into each catalog's mark."""
+
+
 def record_sound(path: Path) -> None:
     """Mark the catalog file as it is now as checked: the next process skips the integrity check
     until something else changes the file. Called by a process that passed its check (or
     trusted the mark) after its own writes change the file (a commit, a checkpoint, its close),
     so another Curator process writing at the same time does not pay a full check."""
     try:
+        identity = _file_identity(path)
+        if _MARKED.get(str(path)) == identity:
+            return  # most commits only append to the WAL: the file (and its mark) is unchanged
         marker = _check_marker(path)
         tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(_file_identity(path)))
+        tmp.write_text(json.dumps(identity))
         os.replace(tmp, marker)
+        _MARKED[str(path)] = identity
     except OSError as exc:
         log.debug("integrity mark of %s not written: %s", path, exc)
