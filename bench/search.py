@@ -67,6 +67,25 @@ def tiny_model(folder: Path, dim: int) -> Path:
     return weights
 
 
+def arch_model(folder: Path, arch: str) -> Path:
+    """A real open_clip architecture (e.g. ViT-B-32) with random weights, saved as safetensors:
+    the text tower costs what the trained model's does; its vectors mean nothing."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    weights = folder / f"{arch}-random.safetensors"
+    if not weights.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = open_clip.create_model(arch, pretrained=None)
+        tmp = weights.with_suffix(".tmp")
+        save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp))
+        tmp.rename(weights)
+    return weights
+
+
 def _insert(catalog, space: str, shard, X: np.ndarray, first_id: int, run_id: int) -> None:
     """Items and their embeddings rows, as scan and embed would leave them."""
     from curator.catalog import utcnow
@@ -90,7 +109,7 @@ def _insert(catalog, space: str, shard, X: np.ndarray, first_id: int, run_id: in
                 ((i, space, shard.path.name, row0 + j, run_id, now) for j, i in enumerate(ids)))
 
 
-def build_project(root: Path, X: np.ndarray, n: int, weights: Path) -> str:
+def build_project(root: Path, X: np.ndarray, n: int, weights: Path, arch: str = TINY_ARCH) -> str:
     """The benchmark project: n indexed items, then len(X) - n held-out items (not indexed)."""
     from curator.embed import compact_space, register_space
     from curator.project import Project
@@ -99,8 +118,8 @@ def build_project(root: Path, X: np.ndarray, n: int, weights: Path) -> str:
 
     media = root.parent / f"{root.name}-media"
     media.mkdir(parents=True, exist_ok=True)
-    options = {"name": "open_clip", "model": TINY_ARCH, "weights": str(weights)}
-    embedder = create_embedder("open_clip", model=TINY_ARCH, weights=str(weights), device="cpu")
+    options = {"name": "open_clip", "model": arch, "weights": str(weights)}
+    embedder = create_embedder("open_clip", model=arch, weights=str(weights), device="cpu")
     with Project.create(root, [media]) as proj:
         catalog = proj.catalog
         folder = register_space(catalog, embedder, options)
@@ -225,6 +244,10 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--cli-runs", type=int, default=5)
     ap.add_argument("--data", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--model", default="tiny",
+                    help="the space's model: 'tiny' (one-layer towers: the cost of the path) or "
+                         "an open_clip architecture with 512-d output such as ViT-B-32, built "
+                         "with random weights (the cost of its text tower)")
     ap.add_argument("--cli-only", action="store_true", help="only the cold CLI runs (a built "
                     "project)")
     ap.add_argument("--compare", type=Path, default=None,
@@ -233,8 +256,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    root = args.data / f"search-{args.n}"
-    weights = tiny_model(args.data / "tiny-clip", 512)
+    if args.model == "tiny":
+        root, arch = args.data / f"search-{args.n}", TINY_ARCH
+        weights = tiny_model(args.data / "tiny-clip", 512)
+    else:
+        root, arch = args.data / f"search-{args.n}-{args.model}", args.model
+        weights = arch_model(args.data / "arch-clip", args.model)
     t = time.perf_counter()
     X, _, _ = make_synthetic(args.n + args.queries, cache_dir=args.data)
     print(f"data: {len(X)} x {X.shape[1]} ({time.perf_counter() - t:.0f} s to load or make)")
@@ -244,7 +271,7 @@ def main(argv=None) -> int:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
-        space = build_project(root, X, args.n, weights)
+        space = build_project(root, X, args.n, weights, arch)
     held = list(range(args.n + 1, args.n + args.queries + 1))
     if args.cli_only and args.compare:
         compare_cli(root, held, args.k, args.cli_runs, args.compare)
