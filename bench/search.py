@@ -1,6 +1,7 @@
 """Search through the real path at a million items: `Project.search` warm and the CLI cold.
 
     python bench/search.py [--n 1000000] [--queries 100] [--k 50] [--cli-runs 5]
+                           [--model tiny|ViT-B-32] [--compare-text]
 
 The project (kept under bench/.data/search-<n>) holds n synthetic 512-d vectors from
 bench/synth.py, written the way `curator embed` writes them (a float16 shard, one `embeddings`
@@ -14,8 +15,11 @@ Measured:
   * app --like, warm: one `Project` kept open, as the desktop app keeps it (index mapped once);
     the first query after opening is reported apart (pages of the mapped index come in);
   * app --text, warm: the text goes through the space's text tower (kept loaded) then the index;
-    with the tiny model this is the cost of the path; real ViT-B-32 weights add their
-    text-tower forward pass (see docs/benchmarks.md);
+    with the tiny model this is the cost of the path; with `--model ViT-B-32` the space is made by
+    that architecture with random weights (saved as safetensors, loaded through `--weights`), so
+    the text tower costs what the trained one does; `--compare-text` runs every text query also
+    through the plain (unpacked) tower, alternating, for a before/after in one process;
+    wall and CPU time of each query are printed;
   * CLI --like, cold: `python -m curator.cli search PROJECT --like ID --json` as a new process,
     wall clock from launch to exit (start-up, imports, opening the catalog, mapping the index).
 """
