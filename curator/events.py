@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
-from curator.checkpoint import deferrable
+from curator.checkpoint import backup_soon, deferrable
 from curator.checkpoint import request as request_checkpoint
 from curator.errors import UsageError
 from curator.eventlog import backup_event_log
@@ -77,10 +77,11 @@ def event_write(catalog: Catalog) -> Iterator[Any]:
 
 def backup_after(catalog: Catalog) -> None:
     """Keep the rolling event-log backup current once the event is committed (see
-    `curator.eventlog`); inside an outer transaction that may still roll back, the outermost
-    caller does it."""
+    `curator.eventlog`), on the background thread: it only reads what is committed, and the
+    catalog's close (or `curator.checkpoint.flush`) waits for it. Inside an outer transaction
+    that may still roll back, the outermost caller does it."""
     if not catalog.db.conn.in_transaction:
-        backup_event_log(catalog)
+        backup_soon(catalog.path, lambda: backup_event_log(catalog))
 
 
 def _ids_exist(db: Any, count: int) -> None:
