@@ -1,13 +1,14 @@
 """Item events: one decision touching many items, recorded and applied (or reversed) atomically.
 
 Every change of an item's label is an event that records, per touched item, the value before and
-after (`event_items`); the current label of each item (`item_labels`) is materialised from the
-log in the same transaction, so a kill leaves either the whole event or none of it. The touched
-ids travel in a temp table and every step is one set-based statement; a group decision reads
-its members from the run's assignments inside the transaction, so no id makes a round trip
-through Python. Undo applies an event's before-values to the items that still hold its
-after-values (a later change by someone else is never clobbered); redo re-applies the
-after-values. `curator.history` decides what to undo; `curator.labels` owns the taxonomy.
+after (`event_items`); the current label of each item (`item_states`, read through the
+`item_labels` view) is materialised from the log in the same transaction, so a kill leaves
+either the whole event or none of it. The touched ids travel in a temp table and every step is
+one set-based statement; a group decision reads its members from the run's assignments inside
+the transaction, so no id makes a round trip through Python. Undo applies an event's
+before-values to the items that still hold its after-values (a later change by someone else is
+never clobbered); redo re-applies the after-values. `curator.history` decides what to undo;
+`curator.labels` owns the taxonomy.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from curator.checkpoint import backup_soon, deferrable
 from curator.checkpoint import request as request_checkpoint
 from curator.errors import UsageError
 from curator.eventlog import backup_event_log
+from curator.migrations import STATE_CODES, state_code_sql
 
 ACTIONS = ("assign", "clear", "noise", "mixed", "confirm", "duplicate")
 SOURCES = ("group", "manual", "propagated", "imported", "taxonomy")
 
+_AFTER_CODE = {"assign": STATE_CODES["labelled"], "noise": STATE_CODES["noise"],
+               "mixed": STATE_CODES["mixed"], "duplicate": STATE_CODES["duplicate"]}
 _AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mixed": "'mixed'",
                 "duplicate": "'duplicate'", "confirm": "l.state"}
 CACHE_KIB = 65536
@@ -254,21 +258,22 @@ def _record(db: Any, action: str, label_id: Optional[int], source: str, annotato
 
 
 def _write_current(db: Any, action: str, event_id: int) -> None:
-    """Materialise the event's after-values into `item_labels`."""
+    """Materialise the event's after-values into the current labels (`item_states`, whose
+    `item_labels` view the readers use)."""
     if action == "clear":
-        db.execute("DELETE FROM item_labels WHERE item_id IN (SELECT item_id FROM event_scope)")
+        db.execute("DELETE FROM item_states WHERE item_id IN (SELECT item_id FROM event_scope)")
         _mark_cleared(db, "event_scope", "1", event_id)
     elif action == "confirm":
-        db.execute("UPDATE item_labels SET confirmed = 1, event_id = ? WHERE item_id IN "
+        db.execute("UPDATE item_states SET confirmed = 1, event_id = ? WHERE item_id IN "
                    "(SELECT item_id FROM event_scope)", [event_id])
     else:
         db.execute(
-            "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, "
-            f"keeper_id) SELECT s.item_id, {_AFTER_STATE[action]}, "
+            "INSERT INTO item_states (item_id, code, label_id, event_id, confirmed, "
+            f"keeper_id) SELECT s.item_id, {_AFTER_CODE[action]}, "
             f"{'s.label_id' if action == 'assign' else 'NULL'}, ?, 0, "
             f"{'s.keeper' if action == 'duplicate' else 'NULL'} FROM event_scope s "
             "WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
-            "state = excluded.state, label_id = excluded.label_id, "
+            "code = excluded.code, label_id = excluded.label_id, "
             "event_id = excluded.event_id, confirmed = 0, keeper_id = excluded.keeper_id",
             [event_id])
 
@@ -352,13 +357,13 @@ def _restore(db: Any, target: int, new_event: int, redo: bool) -> tuple[int, int
         " after_state, after_label, before_keeper, after_keeper) SELECT ?, item_id, b_state, "
         "b_label, b_event, state, label_id, b_keeper, keeper FROM event_restore "
         "ORDER BY item_id", [new_event])
-    db.execute("DELETE FROM item_labels WHERE item_id IN "
+    db.execute("DELETE FROM item_states WHERE item_id IN "
                "(SELECT item_id FROM event_restore WHERE state IS NULL)")
     _mark_cleared(db, "event_restore", "state IS NULL", new_event)
     db.execute(
-        "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, keeper_id) "
-        "SELECT item_id, state, label_id, ?, 0, keeper FROM event_restore WHERE state IS NOT "
-        "NULL ON CONFLICT (item_id) DO UPDATE SET state = excluded.state, "
+        "INSERT INTO item_states (item_id, code, label_id, event_id, confirmed, keeper_id) "
+        f"SELECT item_id, {state_code_sql('state')}, label_id, ?, 0, keeper FROM event_restore "
+        "WHERE state IS NOT NULL ON CONFLICT (item_id) DO UPDATE SET code = excluded.code, "
         "label_id = excluded.label_id, event_id = excluded.event_id, confirmed = 0, "
         "keeper_id = excluded.keeper_id", [new_event])
     db.execute("DELETE FROM event_restore")

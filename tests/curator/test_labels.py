@@ -324,3 +324,47 @@ def test_catalog_from_before_the_item_chain_migrates_its_history(project):
     assert migrate(db) == ["009_triage_item_chain"]
     assert {i: _item_story(project, i) for i in ids} == want
     assert want[ids[1]] == [("undo", None), ("noise", None), ("clear", None), ("assign", "a")]
+
+
+def test_current_labels_move_to_state_codes_and_read_the_same(project):
+    """`010_triage_item_states` keeps every item's current value (each state, its label, its
+    keeper, confirmed) and gives the readers the same `item_labels` rows through a view."""
+    for name in ("a", "b"):
+        project.add_label(name)
+    ids = [it["id"] for it in project.items()]
+    project.label_items(ids[:3], "a")
+    project.label_items(ids[1:2], action="confirm")
+    project.label_items(ids[3:4], "b")
+    project.label_items(ids[4:5], action="noise")
+    project.label_items(ids[5:6], action="mixed")
+    project.mark_duplicates({ids[6]: ids[0]})
+    db = project.catalog.db
+    read = "SELECT item_id, state, label_id, event_id, confirmed, keeper_id FROM item_labels"
+    want = db.execute(f"{read} ORDER BY item_id").fetchall()
+    assert {r[1] for r in want} == {"labelled", "noise", "mixed", "duplicate"}
+    assert [r[4] for r in want].count(1) == 1 and want[-1][5] == ids[0]
+    with project.catalog.write():  # the schema as 009 left it
+        db.execute("CREATE TABLE old_labels (item_id INTEGER PRIMARY KEY REFERENCES items(id), "
+                   "state TEXT NOT NULL, label_id INTEGER, event_id INTEGER NOT NULL, "
+                   "confirmed INTEGER NOT NULL DEFAULT 0, keeper_id INTEGER)")
+        db.execute(f"INSERT INTO old_labels {read}")
+        db.execute("DROP VIEW item_labels")
+        db.execute("DROP TABLE item_states")
+        db.execute("ALTER TABLE old_labels RENAME TO item_labels")
+        db.execute("DELETE FROM _migrations WHERE name = '010_triage_item_states'")
+    from curator.migrations import migrate
+    assert migrate(db) == ["010_triage_item_states"]
+    assert db.execute(f"{read} ORDER BY item_id").fetchall() == want
+    codes = dict(db.execute("SELECT item_id, code FROM item_states").fetchall())
+    assert codes[ids[0]] == 0 and codes[ids[4]] == 1 and codes[ids[5]] == 2
+    assert codes[ids[6]] == 3
+    # The view takes writes too (a repair tool, a script), and refuses an unknown state.
+    db.execute("UPDATE item_labels SET state = 'noise', label_id = NULL WHERE item_id = ?",
+               [ids[0]])
+    assert db.execute("SELECT code FROM item_states WHERE item_id = ?", [ids[0]]).fetchone() == (1,)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE item_labels SET state = 'bogus' WHERE item_id = ?", [ids[1]])
+    # Undo after the move restores the value the event found.
+    project.undo()
+    assert db.execute("SELECT COUNT(*) FROM item_labels WHERE item_id = ?", [ids[6]]
+                      ).fetchone()[0] == 0
