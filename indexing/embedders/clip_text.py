@@ -81,10 +81,31 @@ class PackedTextTower:
                         "fc": (pack(mlp.c_fc.weight.detach(), None), mlp.c_fc.bias),
                         "proj": (pack(mlp.c_proj.weight.detach(), None), mlp.c_proj.bias),
                     })
-        except (AttributeError, RuntimeError, ImportError) as exc:  # an older or leaner torch
+            tower = cls(model, blocks)
+            if not tower._agrees():
+                log.debug("text tower not packed: its features differ from encode_text")
+                return None
+        except Exception as exc:  # noqa: BLE001 (only a speed-up: any failure keeps the plain tower)
+            # an older or leaner torch, whose private oneDNN ops are missing or differ
             log.debug("text tower not packed: %s", exc)
             return None
-        return cls(model, blocks)
+        return tower
+
+    def _agrees(self) -> bool:
+        """One trial query against open_clip's own tower: the private ops this uses may change
+        between torch releases, so the packed path is only kept when it gives the same
+        features."""
+        import torch
+
+        model = self.model
+        context = int(model.positional_embedding.shape[0])
+        vocab = int(model.token_embedding.num_embeddings)
+        tokens = torch.zeros((1, context), dtype=torch.long)
+        tokens[0, :4] = torch.tensor([3, 5, 9, vocab - 1])  # the highest id ends the text
+        with torch.inference_mode():
+            want = model.encode_text(tokens)
+            got = self(tokens)
+        return bool(got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-4))
 
     def __call__(self, tokens: Any) -> Any:
         """Text features of `tokens` (batch, context), cut after the batch's last end-of-text

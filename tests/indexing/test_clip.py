@@ -492,3 +492,28 @@ def test_other_text_towers_keep_the_plain_path(clip_st, tiny_clip):
     vecs = emb.embed_text(["a photo of a cat"])
     assert emb._packed_text is None and emb._packed_tried
     assert vecs.shape == (1, 32)
+
+
+def test_a_packed_tower_that_disagrees_with_open_clip_is_not_used(clip_st, monkeypatch):
+    """The packed path calls private oneDNN ops: where a torch release changes them, its trial
+    query differs from `encode_text` and the embedder keeps the plain tower."""
+    import torch
+
+    from indexing.embedders.clip_text import PackedTextTower
+
+    linear = torch.ops.mkldnn._linear_pointwise
+
+    class Ops:  # the same op, off by a little: what a changed private op would look like
+        @staticmethod
+        def _linear_pointwise(*args):
+            return linear(*args) * 1.01
+
+        _reorder_linear_weight = torch.ops.mkldnn._reorder_linear_weight
+
+    monkeypatch.setattr(torch.ops, "mkldnn", Ops)
+    assert PackedTextTower.build(clip_st.model) is None
+    def changed(*args):
+        raise RuntimeError("_linear_pointwise() expected 4 arguments")
+
+    monkeypatch.setattr(Ops, "_linear_pointwise", staticmethod(changed))
+    assert PackedTextTower.build(clip_st.model) is None
