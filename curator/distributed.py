@@ -38,7 +38,7 @@ from curator.embed import (
     register_space,
 )
 from curator.errors import CuratorError, UsageError
-from curator.stores import ShardWriter, ThumbnailStore
+from curator.stores import ShardOutputs, ShardWriter, ThumbnailStore
 from indexing.progress import Progress, ProgressEvent, is_cancelled, no_progress
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ def _pool_size(opts: RayOptions, info: dict[str, Any], gpus_per_actor: float) ->
     return min(max(1, opts.min_actors), top), top
 
 
-class _DriverWriter:
+class _DriverWriter(ShardOutputs):
     """Writes what the workers send back, exactly as a local run does, each item once."""
 
     def __init__(self, catalog: Catalog, embedder: Any, run_id: int, folder: Path,
@@ -342,13 +342,6 @@ class _DriverWriter:
         self.embedded += len(good)
         self.errors += len(errors)
         return len(fresh)
-
-    def close(self) -> None:
-        self.writer.close()
-        if self.frames_writer is not None:
-            self.frames_writer.close()
-        if self.thumbs is not None:
-            self.thumbs.close()
 
 
 def embed_space_ray(

@@ -24,7 +24,14 @@ import numpy as np
 
 from curator.catalog import Catalog
 from curator.connection import utcnow
-from curator.stores import ShardWriter, ThumbnailStore, VectorStore, read_shard_rows, space_slug
+from curator.stores import (
+    ShardOutputs,
+    ShardWriter,
+    ThumbnailStore,
+    VectorStore,
+    read_shard_rows,
+    space_slug,
+)
 from indexing.progress import Progress, ProgressEvent, check_cancel, is_cancelled, no_progress
 
 if TYPE_CHECKING:
@@ -271,7 +278,7 @@ def _consume(q: queue.Queue[Any], sink: _BatchSink, catalog: Catalog, counts: di
         sink.write(batch, started)
 
 
-class _BatchSink:
+class _BatchSink(ShardOutputs):
     """Embeds one batch at a time and writes its vectors, frames, thumbnails and catalog rows."""
 
     def __init__(self, catalog: Catalog, embedder: Any, run_id: int, folder: Path,
@@ -327,15 +334,6 @@ class _BatchSink:
                 self.folder / "shards" / ("frames-" + self.shard_name), self.embedder.dim)
         f_row = self.frames_writer.append(frames)
         return "frames-" + self.shard_name, f_row, len(frames)
-
-    def close(self) -> None:
-        """Close the shards and the thumbnail store."""
-        self.writer.close()
-        if self.frames_writer is not None:
-            self.frames_writer.close()
-        if self.thumbs is not None:
-            self.thumbs.close()
-
 
 _UPSERT_EMBEDDING = (
     "INSERT INTO embeddings (item_id, space, shard, row, frames_shard, frames_row,"

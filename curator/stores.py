@@ -280,3 +280,20 @@ class ThumbnailStore:
             if self._pack_fh is not None:
                 self._pack_fh.close()
                 self._pack_fh = None
+
+
+class ShardOutputs:
+    """The files one embedding process writes: its vector shard, the frame shard of its videos
+    (made on the first), and the thumbnail store. The local sink and the Ray driver share it."""
+
+    writer: ShardWriter
+    frames_writer: ShardWriter | None
+    thumbs: ThumbnailStore | None
+
+    def close(self) -> None:
+        """Close the shards and the thumbnail store."""
+        self.writer.close()
+        if self.frames_writer is not None:
+            self.frames_writer.close()
+        if self.thumbs is not None:
+            self.thumbs.close()
