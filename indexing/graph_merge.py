@@ -37,7 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from indexing.graph_knn import knn_graph, knn_rows, outlying_rows, share_linkage, vote_groups
+from indexing.graph_knn import (
+    knn_graph,
+    knn_rows,
+    outlying_rows,
+    partition_modularity,
+    share_linkage,
+    vote_groups,
+)
 from indexing.graph_linkage import average_linkage, cut, modularity_path, step_for
 from indexing.progress import check_cancel
 
@@ -73,6 +80,13 @@ KNN_MAX_ROWS = 300_000  # up to here micro-clusters are linked by row neighbours
 # joins the group it shares most links with, and its decision goes to a real split.
 FRAGMENT_SHARE = 0.1
 VOTE_RETRIES = 8  # other cuts tried when the vote empties groups
+# With a group count and up to RESTART_MAX_ROWS rows (a run costs well under a second
+# there), the grouping runs RESTARTS times from different seeds and keeps the partition with
+# the highest modularity on the rows' mutual-neighbour graph, as k-means keeps its best of
+# n_init: on digits the modularity of 8 seeds' partitions tracked their accuracy (correlation
+# 0.87-0.96 at 11-14 groups), where how k-means cut the micro-clusters decided the result.
+RESTARTS = 3
+RESTART_MAX_ROWS = 10_000
 AUTO_RANGE = (1 / 2000, 1 / 50)  # automatic group count stays within n * these bounds
 
 
@@ -317,6 +331,26 @@ def graph_merge(
         (labels int32 (n,) 0..G-1, params) with params["low_density_groups"] the ids of the
         noise group(s) and params["micro_clusters"] the over-segmentation size.
     """
+    runs = RESTARTS if (n_groups is not None and Z.shape[0] <= RESTART_MAX_ROWS) else 1
+    best = None
+    for i in range(runs):
+        labels, params, nbrs = _graph_merge_once(Z, keys, n_groups, seed + i, train_kmeans,
+                                                 granularity, noise, cancel, timings)
+        if runs == 1 or nbrs is None:
+            return labels, params
+        if best is None:
+            ref = nbrs  # every restart is scored on the first one's neighbour graph
+        score = partition_modularity(labels, ref)
+        if best is None or score > best[0]:
+            best = (score, labels, {**params, "restarts": runs, "restart_seed": seed + i,
+                                    "modularity": score})
+    return best[1], best[2]
+
+
+def _graph_merge_once(Z, keys, n_groups, seed, train_kmeans, granularity, noise, cancel,
+                      timings):
+    """One grouping (see `graph_merge`); also returns the rows' neighbours (None above
+    KNN_MAX_ROWS)."""
     timings = {} if timings is None else timings
     n = Z.shape[0]
     t = time.perf_counter()
@@ -357,7 +391,7 @@ def graph_merge(
     }
     if params_auto is not None:
         params["auto"] = params_auto
-    return labels, params
+    return labels, params, nbrs
 
 
 def _cut_and_vote(S, merges, nodes, size, centroids, first, low0, has_noise0, knn, n,
