@@ -218,9 +218,11 @@ def main() -> None:
         label = project.labels()[3].path
 
         def clocked(fn) -> tuple[float, float]:
-            wall, cpu = time.perf_counter(), time.process_time()
+            # The caller's own CPU: work handed to a background thread (the checkpoint, the
+            # event-log backup) is not what the user waits for.
+            wall, cpu = time.perf_counter(), time.thread_time()
             fn()
-            return time.perf_counter() - wall, time.process_time() - cpu
+            return time.perf_counter() - wall, time.thread_time() - cpu
 
         runs: dict[str, list[tuple[float, float]]] = {}
         for _ in range(args.repeat):

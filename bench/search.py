@@ -1,6 +1,7 @@
 """Search through the real path at a million items: `Project.search` warm and the CLI cold.
 
     python bench/search.py [--n 1000000] [--queries 100] [--k 50] [--cli-runs 5]
+                           [--model tiny|ViT-B-32] [--compare-text]
 
 The project (kept under bench/.data/search-<n>) holds n synthetic 512-d vectors from
 bench/synth.py, written the way `curator embed` writes them (a float16 shard, one `embeddings`
@@ -14,8 +15,11 @@ Measured:
   * app --like, warm: one `Project` kept open, as the desktop app keeps it (index mapped once);
     the first query after opening is reported apart (pages of the mapped index come in);
   * app --text, warm: the text goes through the space's text tower (kept loaded) then the index;
-    with the tiny model this is the cost of the path; real ViT-B-32 weights add their
-    text-tower forward pass (see docs/benchmarks.md);
+    with the tiny model this is the cost of the path; with `--model ViT-B-32` the space is made by
+    that architecture with random weights (saved as safetensors, loaded through `--weights`), so
+    the text tower costs what the trained one does; `--compare-text` runs every text query also
+    through the plain (unpacked) tower, alternating, for a before/after in one process;
+    wall and CPU time of each query are printed;
   * CLI --like, cold: `python -m curator.cli search PROJECT --like ID --json` as a new process,
     wall clock from launch to exit (start-up, imports, opening the catalog, mapping the index).
 """
@@ -67,6 +71,25 @@ def tiny_model(folder: Path, dim: int) -> Path:
     return weights
 
 
+def arch_model(folder: Path, arch: str) -> Path:
+    """A real open_clip architecture (e.g. ViT-B-32) with random weights, saved as safetensors:
+    the text tower costs what the trained model's does; its vectors mean nothing."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    weights = folder / f"{arch}-random.safetensors"
+    if not weights.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = open_clip.create_model(arch, pretrained=None)
+        tmp = weights.with_suffix(".tmp")
+        save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp))
+        tmp.rename(weights)
+    return weights
+
+
 def _insert(catalog, space: str, shard, X: np.ndarray, first_id: int, run_id: int) -> None:
     """Items and their embeddings rows, as scan and embed would leave them."""
     from curator.catalog import utcnow
@@ -90,7 +113,7 @@ def _insert(catalog, space: str, shard, X: np.ndarray, first_id: int, run_id: in
                 ((i, space, shard.path.name, row0 + j, run_id, now) for j, i in enumerate(ids)))
 
 
-def build_project(root: Path, X: np.ndarray, n: int, weights: Path) -> str:
+def build_project(root: Path, X: np.ndarray, n: int, weights: Path, arch: str = TINY_ARCH) -> str:
     """The benchmark project: n indexed items, then len(X) - n held-out items (not indexed)."""
     from curator.embed import compact_space, register_space
     from curator.project import Project
@@ -99,8 +122,8 @@ def build_project(root: Path, X: np.ndarray, n: int, weights: Path) -> str:
 
     media = root.parent / f"{root.name}-media"
     media.mkdir(parents=True, exist_ok=True)
-    options = {"name": "open_clip", "model": TINY_ARCH, "weights": str(weights)}
-    embedder = create_embedder("open_clip", model=TINY_ARCH, weights=str(weights), device="cpu")
+    options = {"name": "open_clip", "model": arch, "weights": str(weights)}
+    embedder = create_embedder("open_clip", model=arch, weights=str(weights), device="cpu")
     with Project.create(root, [media]) as proj:
         catalog = proj.catalog
         folder = register_space(catalog, embedder, options)
@@ -138,34 +161,64 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
 
 
 def _timed(fn, *args, **kwargs):
-    t = time.perf_counter()
+    """(wall ms, CPU ms of this process, result)."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    return (time.perf_counter() - t) * 1000, out
+    return (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000, out
 
 
-def app_runs(root: Path, space: str, held: list[int], k: int) -> dict:
+def _plain_text_tower(embedder, plain: bool) -> None:
+    """Make the embedder's text path the plain trimmed tower (True) or the packed one (False):
+    the before/after of `indexing/embedders/clip_text.py`, side by side in one process."""
+    if not hasattr(embedder, "_packed_tried"):
+        return
+    embedder._text_encoder()  # build the packed tower once
+    packed = getattr(embedder, "_packed_text_kept", None) or embedder._packed_text
+    embedder._packed_text_kept = packed
+    embedder._packed_text = None if plain else packed
+
+
+def app_runs(root: Path, space: str, held: list[int], k: int, compare_text: bool) -> dict:
+    """Warm `Project.search` runs; with compare_text, each text query also runs through the
+    plain text tower right after the packed one (same project, same load)."""
     from curator.project import Project
 
-    out = {}
+    out: dict = {"load": [os.getloadavg()[0]]}
     with Project.open(root) as proj:
-        out["first_like_ms"], _ = _timed(proj.search, like=held[0], k=k)
-        times, found = [], []
+        out["first_like_ms"], _, _ = _timed(proj.search, like=held[0], k=k)
+        times, cpu, found = [], [], []
         for item in held:
-            ms, hits = _timed(proj.search, like=item, k=k)
+            ms, c, hits = _timed(proj.search, like=item, k=k)
             times.append(ms)
+            cpu.append(c)
             found.append([h.item_id for h in hits])
-        out["like_ms"], out["like_found"] = times, found
+        out["like_ms"], out["like_cpu"], out["like_found"] = times, cpu, found
         words = ["a dog", "a red car", "two people on a beach", "a bowl of soup", "a cat asleep"]
-        out["first_text_ms"], _ = _timed(proj.search, text="a photo", k=k)
-        times, text_found, text_q = [], [], []
+        out["first_text_ms"], _, _ = _timed(proj.search, text="a photo", k=k)
         cache = proj.search_cache()
+        embedder, _ = cache.embedder(space, None)
+        runs = {"text": ([], [], [], []), "text_plain": ([], [], [], [])}
+        worst = 0.0
+        out["load"].append(os.getloadavg()[0])
         for i in range(len(held)):
             text = f"{words[i % len(words)]} number {i}"
-            ms, hits = _timed(proj.search, text=text, k=k)
-            times.append(ms)
-            text_found.append([h.item_id for h in hits])
-            text_q.append(cache.embed_text(space, [text], None)[0])
-        out["text_ms"], out["text_found"], out["text_q"] = times, text_found, np.stack(text_q)
+            for name in ("text", "text_plain") if compare_text else ("text",):
+                _plain_text_tower(embedder, name == "text_plain")
+                ms, c, hits = _timed(proj.search, text=text, k=k)
+                runs[name][0].append(ms)
+                runs[name][1].append(c)
+                runs[name][2].append([h.item_id for h in hits])
+                runs[name][3].append(cache.embed_text(space, [text], None)[0])
+            _plain_text_tower(embedder, False)
+            if compare_text:
+                worst = max(worst, float(np.abs(runs["text"][3][-1]
+                                                - runs["text_plain"][3][-1]).max()))
+        out["load"].append(os.getloadavg()[0])
+        for name, (ms, c, hits, vecs) in runs.items():
+            if ms:
+                out[f"{name}_ms"], out[f"{name}_cpu"] = ms, c
+                out[f"{name}_found"], out[f"{name}_q"] = hits, np.stack(vecs)
+        out["text_vector_diff"] = worst if compare_text else None
     return out
 
 
@@ -211,11 +264,14 @@ def compare_cli(root: Path, held: list[int], k: int, runs: int, other: Path) -> 
               f"{statistics.median(cpu):.2f} s |")
 
 
-def _row(name: str, times: list[float], unit: str, target: float, rec: float | None) -> str:
+def _row(name: str, times: list[float], unit: str, target: float, rec: float | None,
+         cpu: list[float] | None = None) -> str:
     med, p95 = statistics.median(times), float(np.percentile(times, 95))
     ok = "yes" if med <= target and (rec is None or rec >= TARGETS["recall"]) else "no"
     r = f"{rec:.3f}" if rec is not None else "-"
-    return f"| {name} | {med:.1f} {unit} | {p95:.1f} {unit} | {r} | ≤ {target:g} {unit} | {ok} |"
+    c = f"{statistics.median(cpu):.1f} {unit}" if cpu else "-"
+    return (f"| {name} | {med:.1f} {unit} | {p95:.1f} {unit} | {c} | {r} | ≤ {target:g} {unit} "
+            f"| {ok} |")
 
 
 def main(argv=None) -> int:
@@ -225,6 +281,13 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--cli-runs", type=int, default=5)
     ap.add_argument("--data", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--model", default="tiny",
+                    help="the space's model: 'tiny' (one-layer towers: the cost of the path) or "
+                         "an open_clip architecture with 512-d output such as ViT-B-32, built "
+                         "with random weights (the cost of its text tower)")
+    ap.add_argument("--compare-text", action="store_true",
+                    help="run each text query also through the plain (unpacked) text tower, "
+                         "alternating, to compare before and after in one run")
     ap.add_argument("--cli-only", action="store_true", help="only the cold CLI runs (a built "
                     "project)")
     ap.add_argument("--compare", type=Path, default=None,
@@ -233,8 +296,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    root = args.data / f"search-{args.n}"
-    weights = tiny_model(args.data / "tiny-clip", 512)
+    if args.model == "tiny":
+        root, arch = args.data / f"search-{args.n}", TINY_ARCH
+        weights = tiny_model(args.data / "tiny-clip", 512)
+    else:
+        root, arch = args.data / f"search-{args.n}-{args.model}", args.model
+        weights = arch_model(args.data / "arch-clip", args.model)
     t = time.perf_counter()
     X, _, _ = make_synthetic(args.n + args.queries, cache_dir=args.data)
     print(f"data: {len(X)} x {X.shape[1]} ({time.perf_counter() - t:.0f} s to load or make)")
@@ -244,7 +311,7 @@ def main(argv=None) -> int:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
-        space = build_project(root, X, args.n, weights)
+        space = build_project(root, X, args.n, weights, arch)
     held = list(range(args.n + 1, args.n + args.queries + 1))
     if args.cli_only and args.compare:
         compare_cli(root, held, args.k, args.cli_runs, args.compare)
@@ -270,23 +337,34 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     truth = exact_top(stored[:args.n], Q, args.k)
     print(f"exact ground truth: {time.perf_counter() - t:.0f} s")
-    app = app_runs(root, space, held, args.k)
+    app = app_runs(root, space, held, args.k, args.compare_text)
     text_truth = exact_top(stored[:args.n], app["text_q"], args.k)
-    cli, cli_cpu = cli_runs(root, held, args.k, args.cli_runs)
+    cli, cli_cpu = cli_runs(root, held, args.k, args.cli_runs) if args.cli_runs else ([], [])
 
+    tower = "tiny text tower" if args.model == "tiny" else f"{args.model} text tower"
     print(f"\n{args.n:,} items, {args.queries} held-out queries, k={args.k}; first --like after "
           f"opening {app['first_like_ms']:.0f} ms, first --text (loads the model) "
-          f"{app['first_text_ms']:.0f} ms\n")
-    print(f"| path | median | p95 | recall@{args.k} | target | met |")
-    print("|---|---:|---:|---:|---:|---|")
+          f"{app['first_text_ms']:.0f} ms; 1-minute load average "
+          + " / ".join(f"{x:.1f}" for x in app["load"]) + " (start, text start, end)\n")
+    print(f"| path | median wall | p95 wall | median CPU | recall@{args.k} | target | met |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     print(_row("app `--like` (warm)", app["like_ms"], "ms", TARGETS["app_like_ms"],
-               recall(app["like_found"], truth)))
-    print(_row("app `--text` (warm, tiny text tower)", app["text_ms"], "ms",
-               TARGETS["app_text_ms"], recall(app["text_found"], text_truth)))
-    print(_row("CLI `search --like` (cold process), wall", cli, "s", TARGETS["cli_cold_s"],
-               None))
-    print(_row("CLI `search --like` (cold process), CPU", cli_cpu, "s", TARGETS["cli_cold_s"],
-               None))
+               recall(app["like_found"], truth), app["like_cpu"]))
+    print(_row(f"app `--text` (warm, {tower})", app["text_ms"], "ms",
+               TARGETS["app_text_ms"], recall(app["text_found"], text_truth), app["text_cpu"]))
+    if args.compare_text:
+        plain_truth = exact_top(stored[:args.n], app["text_plain_q"], args.k)
+        print(_row(f"app `--text` (warm, {tower}, plain weights: before)",
+                   app["text_plain_ms"], "ms", TARGETS["app_text_ms"],
+                   recall(app["text_plain_found"], plain_truth), app["text_plain_cpu"]))
+    if cli:
+        print(_row("CLI `search --like` (cold process), wall", cli, "s",
+                   TARGETS["cli_cold_s"], None))
+        print(_row("CLI `search --like` (cold process), CPU", cli_cpu, "s",
+                   TARGETS["cli_cold_s"], None))
+    if app["text_vector_diff"] is not None:
+        print(f"\nlargest difference between the packed and the plain tower's query vectors: "
+              f"{app['text_vector_diff']:.1e}")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""WAL checkpoints off the labelling path: a background thread copies a big event's pages into
-the catalog a moment after its commit.
+"""Work off the labelling path: a background thread copies a big event's pages into the
+catalog a moment after its commit (a WAL checkpoint), and appends the event to the rolling
+event-log backup (`curator.eventlog`) right after it.
 
 A 10,000-item label dirties thousands of scattered pages (current labels, their label index,
 the item index of the event rows). Left to SQLite's auto-checkpoint, the commit that crosses
@@ -9,10 +10,15 @@ for a checkpoint here instead: the thread waits `DELAY_S` so a burst of labels a
 copied once (their pages overlap), and runs a PASSIVE checkpoint on its own connection, which
 never blocks readers or writers. `settle` (called when a catalog is closed) finishes or drops a
 pending checkpoint first, so nothing writes the file after its owner closed it.
+
+The backup (15-20 ms after a 10,000-item event at a million items) only reads the committed
+catalog, so the caller need not wait for it; `settle`, `flush` and the interpreter's exit run a
+pending one in the caller's thread, so a closed catalog's backup is always current.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sqlite3
 import threading
@@ -34,36 +40,71 @@ this size the writers go back to SQLite's own auto-checkpoint until the WAL is s
 
 
 class _Checkpointer:
+    """One background thread per process for the work due after a catalog's commits: a WAL
+    checkpoint `DELAY_S` after the first request, and the event-log backup at once. Jobs are
+    keyed by (catalog path, kind)."""
+
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._due: dict[str, float] = {}
-        self._busy: set[str] = set()
+        self._due: dict[tuple[str, str], float] = {}
+        self._busy: set[tuple[str, str]] = set()
         self._big: set[str] = set()
         self._after: dict[str, Callable[[], None]] = {}
+        self._backups: dict[str, Callable[[], object]] = {}
         self._thread: threading.Thread | None = None
 
-    def request(self, path: str) -> None:
+    def request(self, path: str, kind: str = "checkpoint", delay: float = DELAY_S) -> None:
         with self._cond:
-            self._due.setdefault(path, time.monotonic() + DELAY_S)
+            self._due.setdefault((path, kind), time.monotonic() + delay)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="curator-wal-checkpoint",
                                                 daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 
-    def settle(self, path: str) -> None:
+    def request_backup(self, path: str, fn: Callable[[], object]) -> None:
         with self._cond:
-            self._due.pop(path, None)
-            while path in self._busy:
+            self._backups[path] = fn
+        self.request(path, "backup", 0.0)
+
+    def settle(self, path: str) -> None:
+        """Run a pending backup of this catalog now, drop a pending checkpoint, and wait for
+        the ones that are running."""
+        self.flush(path)
+        with self._cond:
+            self._due.pop((path, "checkpoint"), None)
+            while (path, "checkpoint") in self._busy:
                 self._cond.wait()
 
-    def _next(self) -> str | None:
-        """The next catalog whose delay is over; None after a minute with nothing to do."""
+    def flush(self, path: str) -> None:
+        """Bring this catalog's event-log backup up to date before returning."""
+        job = (path, "backup")
+        with self._cond:
+            while job in self._busy:
+                self._cond.wait()
+            if self._due.pop(job, None) is None:
+                return
+            fn = self._backups.pop(path, None)
+            self._busy.add(job)
+        try:
+            if fn is not None:
+                fn()
+        finally:
+            with self._cond:
+                self._busy.discard(job)
+                self._cond.notify_all()
+
+    def flush_all(self) -> None:
+        for path in {p for p, kind in list(self._due) if kind == "backup"}:
+            self.flush(path)
+
+    def _next(self) -> tuple[str, str] | None:
+        """The next job whose delay is over; None after a minute with nothing to do."""
         idle_until = time.monotonic() + 60
         with self._cond:
             while True:
                 now = time.monotonic()
-                ready = [p for p, t in self._due.items() if t <= now]
+                ready = [j for j, t in self._due.items() if t <= now and j not in self._busy]
                 if ready:
                     del self._due[ready[0]]
                     self._busy.add(ready[0])
@@ -75,8 +116,15 @@ class _Checkpointer:
                 self._cond.wait(timeout=max(wait, 0.01))
 
     def _run(self) -> None:
-        while (path := self._next()) is not None:
+        while (job := self._next()) is not None:
+            path, kind = job
             try:
+                if kind == "backup":
+                    with self._cond:
+                        fn = self._backups.pop(path, None)
+                    if fn is not None:
+                        fn()
+                    continue
                 frames = checkpoint(path)
                 after = self._after.get(path)
                 if after is not None and frames:
@@ -86,18 +134,33 @@ class _Checkpointer:
                         self._big.add(path)
                     else:
                         self._big.discard(path)
+            except Exception:  # never let one catalog's failure stop the thread
+                log.exception("background %s of %s failed", kind, path)
             finally:
                 with self._cond:
-                    self._busy.discard(path)
+                    self._busy.discard(job)
                     self._cond.notify_all()
 
 
 _CHECKPOINTER = _Checkpointer()
+# A CLI command labels and exits: its backup is written before the interpreter goes.
+atexit.register(_CHECKPOINTER.flush_all)
 
 
 def request(path: Path | str) -> None:
     """Checkpoint this catalog's WAL in the background, `DELAY_S` from the first request."""
     _CHECKPOINTER.request(str(path))
+
+
+def backup_soon(path: Path | str, fn: Callable[[], object]) -> None:
+    """Run `fn` (the event-log backup of this catalog) on the background thread now; `flush`,
+    `settle` and the process's exit run a pending one in the caller's thread."""
+    _CHECKPOINTER.request_backup(str(path), fn)
+
+
+def flush(path: Path | str) -> None:
+    """Finish this catalog's pending event-log backup before returning."""
+    _CHECKPOINTER.flush(str(path))
 
 
 def after_checkpoint(path: Path | str, fn: Callable[[], None]) -> None:
@@ -112,7 +175,8 @@ def deferrable(path: Path | str) -> bool:
 
 
 def settle(path: Path | str) -> None:
-    """Drop a pending checkpoint of this catalog and wait for one that is running."""
+    """Finish a pending backup, drop a pending checkpoint of this catalog and wait for one that
+    is running."""
     _CHECKPOINTER.settle(str(path))
 
 

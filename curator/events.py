@@ -1,13 +1,14 @@
 """Item events: one decision touching many items, recorded and applied (or reversed) atomically.
 
 Every change of an item's label is an event that records, per touched item, the value before and
-after (`event_items`); the current label of each item (`item_labels`) is materialised from the
-log in the same transaction, so a kill leaves either the whole event or none of it. The touched
-ids travel in a temp table and every step is one set-based statement; a group decision reads
-its members from the run's assignments inside the transaction, so no id makes a round trip
-through Python. Undo applies an event's before-values to the items that still hold its
-after-values (a later change by someone else is never clobbered); redo re-applies the
-after-values. `curator.history` decides what to undo; `curator.labels` owns the taxonomy.
+after (`event_items`); the current label of each item (`item_states`, read through the
+`item_labels` view) is materialised from the log in the same transaction, so a kill leaves
+either the whole event or none of it. The touched ids travel in a temp table and every step is
+one set-based statement; a group decision reads its members from the run's assignments inside
+the transaction, so no id makes a round trip through Python. Undo applies an event's
+before-values to the items that still hold its after-values (a later change by someone else is
+never clobbered); redo re-applies the after-values. `curator.history` decides what to undo;
+`curator.labels` owns the taxonomy.
 """
 
 from __future__ import annotations
@@ -18,23 +19,27 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
 from curator.catalog import Catalog, utcnow
-from curator.checkpoint import deferrable
+from curator.checkpoint import backup_soon, deferrable
 from curator.checkpoint import request as request_checkpoint
 from curator.errors import UsageError
 from curator.eventlog import backup_event_log
+from curator.migrations import NO_VALUE, STATE_CODES, state_code_sql, state_name_sql
 
 ACTIONS = ("assign", "clear", "noise", "mixed", "confirm", "duplicate")
 SOURCES = ("group", "manual", "propagated", "imported", "taxonomy")
 
+_AFTER_CODE = {"assign": STATE_CODES["labelled"], "noise": STATE_CODES["noise"],
+               "mixed": STATE_CODES["mixed"], "duplicate": STATE_CODES["duplicate"],
+               "clear": NO_VALUE}
+# An item's current value, read from its `item_states` row `st` (NULL where it has none).
+_STATE = state_name_sql("st.code")
 _AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mixed": "'mixed'",
-                "duplicate": "'duplicate'", "confirm": "l.state"}
+                "duplicate": "'duplicate'", "confirm": _STATE}
 CACHE_KIB = 65536
 """Page cache of a connection that writes item events (KiB)."""
 _GROUP_STATUS = {"assign": "labelled", "noise": "noise", "mixed": "mixed", "clear": "undecided"}
-# The item's previous event, also where it left no value (then `cleared_items` has it): each
-# event row's `before_event` links an item's history, so no index of the rows by item is kept.
-_PREVIOUS = ("COALESCE(l.event_id, (SELECT c.event_id FROM cleared_items c "
-             "WHERE c.item_id = s.item_id))")
+# Each event row's `before_event` names the item's previous event (its `item_states` row keeps
+# the newest, also where it left no value), so an item's history needs no index by item.
 
 
 @contextlib.contextmanager
@@ -77,10 +82,11 @@ def event_write(catalog: Catalog) -> Iterator[Any]:
 
 def backup_after(catalog: Catalog) -> None:
     """Keep the rolling event-log backup current once the event is committed (see
-    `curator.eventlog`); inside an outer transaction that may still roll back, the outermost
-    caller does it."""
+    `curator.eventlog`), on the background thread: it only reads what is committed, and the
+    catalog's close (or `curator.checkpoint.flush`) waits for it. Inside an outer transaction
+    that may still roll back, the outermost caller does it."""
     if not catalog.db.conn.in_transaction:
-        backup_event_log(catalog)
+        backup_soon(catalog.path, lambda: backup_event_log(catalog))
 
 
 def _ids_exist(db: Any, count: int) -> None:
@@ -220,16 +226,16 @@ def _record(db: Any, action: str, label_id: Optional[int], source: str, annotato
         [utcnow(), annotator or "unknown", action, label_id, source, run_id, group_id, note,
          json.dumps(details)])
     event_id = int(cur.lastrowid)
-    after_label = {"assign": "s.label_id", "confirm": "l.label_id"}.get(action, "NULL")
-    # confirm keeps each item's value and only marks it checked: unlabelled items are skipped.
-    where = "WHERE l.item_id IS NOT NULL" if action == "confirm" else ""
-    after_keeper = {"duplicate": "s.keeper", "confirm": "l.keeper_id"}.get(action, "NULL")
+    after_label = {"assign": "s.label_id", "confirm": "st.label_id"}.get(action, "NULL")
+    # confirm keeps each item's value and only marks it checked: items without one are skipped.
+    where = f"WHERE st.code < {NO_VALUE}" if action == "confirm" else ""
+    after_keeper = {"duplicate": "s.keeper", "confirm": "st.keeper_id"}.get(action, "NULL")
     count = db.execute(
         "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
         " after_state, after_label, before_keeper, after_keeper) SELECT ?, s.item_id, "
-        f"l.state, l.label_id, {_PREVIOUS}, {_AFTER_STATE[action]}, {after_label}, "
-        f"l.keeper_id, {after_keeper} FROM event_scope s "
-        f"LEFT JOIN item_labels l ON l.item_id = s.item_id {where} ORDER BY s.item_id",
+        f"{_STATE}, st.label_id, st.event_id, {_AFTER_STATE[action]}, {after_label}, "
+        f"st.keeper_id, {after_keeper} FROM event_scope s "
+        f"LEFT JOIN item_states st ON st.item_id = s.item_id {where} ORDER BY s.item_id",
         [event_id]).rowcount
     _write_current(db, action, event_id)
     if action == "assign":
@@ -253,30 +259,22 @@ def _record(db: Any, action: str, label_id: Optional[int], source: str, annotato
 
 
 def _write_current(db: Any, action: str, event_id: int) -> None:
-    """Materialise the event's after-values into `item_labels`."""
-    if action == "clear":
-        db.execute("DELETE FROM item_labels WHERE item_id IN (SELECT item_id FROM event_scope)")
-        _mark_cleared(db, "event_scope", "1", event_id)
-    elif action == "confirm":
-        db.execute("UPDATE item_labels SET confirmed = 1, event_id = ? WHERE item_id IN "
-                   "(SELECT item_id FROM event_scope)", [event_id])
-    else:
-        db.execute(
-            "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, "
-            f"keeper_id) SELECT s.item_id, {_AFTER_STATE[action]}, "
-            f"{'s.label_id' if action == 'assign' else 'NULL'}, ?, 0, "
-            f"{'s.keeper' if action == 'duplicate' else 'NULL'} FROM event_scope s "
-            "WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
-            "state = excluded.state, label_id = excluded.label_id, "
-            "event_id = excluded.event_id, confirmed = 0, keeper_id = excluded.keeper_id",
-            [event_id])
-
-
-def _mark_cleared(db: Any, table: str, where: str, event_id: int) -> None:
-    """Record `event_id` as the newest event of the items of `table` left without a value."""
-    db.execute(f"INSERT INTO cleared_items (item_id, event_id) SELECT item_id, ? FROM {table} "
-               f"WHERE {where} ON CONFLICT (item_id) DO UPDATE SET event_id = excluded.event_id",
-               [event_id])
+    """Materialise the event's after-values into the current labels (`item_states`, whose
+    `item_labels` view the readers use). An item left without a value keeps its row, with
+    this event as its newest."""
+    if action == "confirm":
+        db.execute(f"UPDATE item_states SET confirmed = 1, event_id = ? WHERE code < {NO_VALUE} "
+                   "AND item_id IN (SELECT item_id FROM event_scope)", [event_id])
+        return
+    db.execute(
+        "INSERT INTO item_states (item_id, code, label_id, event_id, confirmed, "
+        f"keeper_id) SELECT s.item_id, {_AFTER_CODE[action]}, "
+        f"{'s.label_id' if action == 'assign' else 'NULL'}, ?, 0, "
+        f"{'s.keeper' if action == 'duplicate' else 'NULL'} FROM event_scope s "
+        "WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
+        "code = excluded.code, label_id = excluded.label_id, "
+        "event_id = excluded.event_id, confirmed = 0, keeper_id = excluded.keeper_id",
+        [event_id])
 
 
 def _groups_state(db: Any, run_id: int, group_labels: dict[int, int]) -> dict[str, list]:
@@ -340,26 +338,23 @@ def _restore(db: Any, target: int, new_event: int, redo: bool) -> tuple[int, int
     # and the value found (the new event's before-values).
     restored = db.execute(
         f"INSERT INTO event_restore SELECT ei.item_id, ei.{to}_state, ei.{to}_label, "
-        f"ei.{to}_keeper, l.state, l.label_id, {_PREVIOUS.replace('s.item_id', 'ei.item_id')}, "
-        "l.keeper_id FROM event_items ei "
-        "LEFT JOIN item_labels l ON l.item_id = ei.item_id WHERE ei.event_id = ? "
-        f"AND l.state IS ei.{frm}_state AND l.label_id IS ei.{frm}_label "
-        f"AND l.keeper_id IS ei.{frm}_keeper ORDER BY ei.item_id",
+        f"ei.{to}_keeper, {_STATE}, st.label_id, st.event_id, st.keeper_id FROM event_items ei "
+        "LEFT JOIN item_states st ON st.item_id = ei.item_id WHERE ei.event_id = ? "
+        f"AND {_STATE} IS ei.{frm}_state AND st.label_id IS ei.{frm}_label "
+        f"AND st.keeper_id IS ei.{frm}_keeper ORDER BY ei.item_id",
         [target]).rowcount
     db.execute(
         "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
         " after_state, after_label, before_keeper, after_keeper) SELECT ?, item_id, b_state, "
         "b_label, b_event, state, label_id, b_keeper, keeper FROM event_restore "
         "ORDER BY item_id", [new_event])
-    db.execute("DELETE FROM item_labels WHERE item_id IN "
-               "(SELECT item_id FROM event_restore WHERE state IS NULL)")
-    _mark_cleared(db, "event_restore", "state IS NULL", new_event)
+    # One rewrite in place per item; one restored to no value keeps its row (code NO_VALUE).
     db.execute(
-        "INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, keeper_id) "
-        "SELECT item_id, state, label_id, ?, 0, keeper FROM event_restore WHERE state IS NOT "
-        "NULL ON CONFLICT (item_id) DO UPDATE SET state = excluded.state, "
-        "label_id = excluded.label_id, event_id = excluded.event_id, confirmed = 0, "
-        "keeper_id = excluded.keeper_id", [new_event])
+        "INSERT INTO item_states (item_id, code, label_id, event_id, confirmed, keeper_id) "
+        f"SELECT item_id, COALESCE({state_code_sql('state')}, {NO_VALUE}), label_id, ?, 0, "
+        "keeper FROM event_restore WHERE 1 ON CONFLICT (item_id) DO UPDATE SET "
+        "code = excluded.code, label_id = excluded.label_id, event_id = excluded.event_id, "
+        "confirmed = 0, keeper_id = excluded.keeper_id", [new_event])
     db.execute("DELETE FROM event_restore")
     return restored, max(0, total - restored)
 

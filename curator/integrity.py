@@ -22,6 +22,7 @@ from typing import Any
 from curator.catalog import CATALOG_NAME, Catalog, check_header, explain
 from curator.errors import CatalogDamagedError, CatalogError, UsageError
 from curator.eventlog import BACKUP_DIR, EVENT_LOG_BACKUP, backup_event_log
+from curator.migrations import NO_VALUE, state_code_sql
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ _ORPHANS = (
       "OR space NOT IN (SELECT space FROM spaces)"),
      "vectors of items or spaces that no longer exist"),
     ("orphan labels",
-     ("SELECT COUNT(*) FROM item_labels WHERE item_id NOT IN (SELECT id FROM items) "
+     ("SELECT COUNT(*) FROM item_states WHERE item_id NOT IN (SELECT id FROM items) "
       "OR (label_id IS NOT NULL AND label_id NOT IN (SELECT id FROM labels))"),
      "current labels of items or labels that no longer exist"),
     ("orphan event items",
@@ -234,15 +235,17 @@ def rebuild_current_labels(catalog: Catalog) -> int:
     with catalog.write() as db:
         drift = _label_drift(db)
         if drift:
-            db.execute("DELETE FROM item_labels")
-            db.execute("INSERT INTO item_labels (item_id, state, label_id, event_id, confirmed, "
-                       "keeper_id) SELECT item_id, state, label_id, event_id, confirmed, keeper "
-                       f"FROM ({_REPLAYED}) WHERE item_id IN (SELECT id FROM items)")
-            # The newest event of each item it left without a value starts that item's history.
-            db.execute("DELETE FROM cleared_items")
-            db.execute("INSERT INTO cleared_items (item_id, event_id) SELECT item_id, "
-                       "MAX(event_id) FROM event_items WHERE item_id NOT IN (SELECT item_id "
-                       "FROM item_labels) AND item_id IN (SELECT id FROM items) GROUP BY item_id")
+            db.execute("DELETE FROM item_states")
+            db.execute("INSERT INTO item_states (item_id, code, label_id, event_id, confirmed, "
+                       f"keeper_id) SELECT item_id, {state_code_sql('state')}, label_id, "
+                       f"event_id, confirmed, keeper FROM ({_REPLAYED}) WHERE item_id IN "
+                       "(SELECT id FROM items)")
+            # An item its newest event left without a value keeps that event: its history
+            # starts there.
+            db.execute("INSERT INTO item_states (item_id, code, label_id, event_id, confirmed, "
+                       f"keeper_id) SELECT item_id, {NO_VALUE}, NULL, MAX(event_id), 0, NULL "
+                       "FROM event_items WHERE item_id NOT IN (SELECT item_id FROM item_states) "
+                       "AND item_id IN (SELECT id FROM items) GROUP BY item_id")
     return drift
 
 
@@ -251,7 +254,7 @@ def _drop_orphans(catalog: Catalog) -> dict[str, int]:
     with catalog.write() as db:
         for kind, sql, _ in _ORPHANS:
             table = {"orphan items": "items", "orphan embeddings": "embeddings",
-                     "orphan labels": "item_labels", "orphan event items": "event_items",
+                     "orphan labels": "item_states", "orphan event items": "event_items",
                      "orphan assignments": "assignments"}[kind]
             where = sql.split(" WHERE ", 1)[1]
             n = db.execute(f"DELETE FROM {table} WHERE {where}").rowcount

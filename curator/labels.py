@@ -294,13 +294,12 @@ def _taxonomy_event(db: Any, annotator: str, action: str, label_id: int,
     return int(cur.lastrowid)
 
 
-# An item's events, newest first: from its newest event (in `item_labels`, or `cleared_items`
+# An item's events, newest first: from its newest event (its `item_states` row keeps it, also
 # when it was left without a value) back along each event row's `before_event`. Every step is a
 # primary-key lookup, so no index of the event rows by item is needed.
 _ITEM_HISTORY = (
-    "WITH RECURSIVE chain (event_id, step) AS (SELECT COALESCE((SELECT event_id FROM "
-    "item_labels WHERE item_id = :item), (SELECT event_id FROM cleared_items WHERE "
-    "item_id = :item)), 0 UNION ALL SELECT ei.before_event, chain.step + 1 FROM chain JOIN "
+    "WITH RECURSIVE chain (event_id, step) AS (SELECT (SELECT event_id FROM item_states "
+    "WHERE item_id = :item), 0 UNION ALL SELECT ei.before_event, chain.step + 1 FROM chain JOIN "
     "event_items ei ON ei.event_id = chain.event_id AND ei.item_id = :item "
     "WHERE ei.before_event < chain.event_id AND chain.step < :limit) "
     "SELECT e.id, e.time, e.annotator, e.action, COALESCE(ei.after_label, e.label_id), "

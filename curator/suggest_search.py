@@ -11,7 +11,11 @@ through cells instead (an inverted file, computed with BLAS):
 * each member probes the `PROBE_SHARE` of cells whose centres are nearest to it (at least
   `MIN_PROBES`), and is compared exactly, in float32, with every item of those cells;
 * the work is done cell by cell: the members probing a cell are multiplied by the cell's items as
-  one matrix product, so the cost is that of a dense BLAS product over ~1/10 of the pairs.
+  one matrix product, so the cost is that of a dense BLAS product over ~1/10 of the pairs;
+* on one thread: each cell's product is small (~1,400 x 512 by 512 x ~220 at 1M), and BLAS and
+  faiss threads woken for it spend more CPU time waiting on each other than they save (at 1M:
+  ~4.5 s of CPU instead of ~7.2 s, and less wall time too on the loaded 2-core machine; the same
+  neighbours up to float rounding, see docs/benchmarks.md).
 
 Members whose nearest labelled items lie in a probed cell get the same neighbour lists as the exact
 search; the vote weighs neighbours by their gap to the nearest one (a narrow kernel), so a far
@@ -55,7 +59,20 @@ def search(Q: np.ndarray, X: np.ndarray, kk: int, exact_pairs: int | None = None
         exact_pairs = EXACT_PAIRS
     if len(Q) * len(X) <= exact_pairs or len(X) < 64 * MIN_PROBES:
         return exact(Q, X, kk)
-    return by_cells(Q, X, kk)
+    with _one_thread():
+        return by_cells(Q, X, kk)
+
+
+def _one_thread():
+    """A context that keeps BLAS and OpenMP (faiss) to the calling thread (no-op without
+    threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a dependency, but a missing one costs speed only
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 def exact(Q: np.ndarray, X: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:

@@ -135,10 +135,12 @@ def _hits(catalog: Catalog, found: dict[int, list], k: int,
     info: dict[int, tuple] = {}
     for start in range(0, len(ids), 900):
         chunk = ids[start:start + 900]
+        # `+status`: look each hit up by its id alone; through the (status, id) index SQLite
+        # walks two b-trees per hit (1.9 against 1.4 ms of CPU for 50 hits at 1M items).
         info.update({r[0]: r[1:] for r in catalog.db.execute(
             "SELECT items.id, sources.root, items.path, items.modality, items.duration "
             "FROM items JOIN sources ON sources.id = items.source_id "
-            f"WHERE items.status = 'ok' AND items.id IN ({','.join('?' * len(chunk))})", chunk)})
+            f"WHERE +items.status = 'ok' AND items.id IN ({','.join('?' * len(chunk))})", chunk)})
     frame_counts = _frame_counts(catalog, [(i, v[1]) for i, v in found.items()
                                            if v[2] is not None])
     hits = []

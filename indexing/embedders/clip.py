@@ -121,6 +121,8 @@ class OpenClipEmbedder(Embedder):
             # Real half precision: the weights themselves (memory halved), not only autocast.
             self.model = self.model.to(self.dtype)
         self._torch = torch
+        self._packed_text: Any = None  # PackedTextTower, made on the first text query
+        self._packed_tried = False
         self._read_text_side(open_clip, source)
         self._read_preprocess(open_clip.get_model_preprocess_cfg(model), what, torch)
         log.info("loaded %s from %s on %s (%s)", what, source.weights, self.device, self.precision)
@@ -304,13 +306,27 @@ class OpenClipEmbedder(Embedder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = []
+        encode = self._text_encoder()
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 tokens = self.tokenizer(texts[start : start + self.batch_size]).to(self.device)
                 with autocast(self.device, self.precision):
-                    feats = encode_text_trimmed(self.model, tokens)
+                    feats = encode(tokens)
                 out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+    def _text_encoder(self) -> Callable[[Any], Any]:
+        """Tokens → text features: on a float32 CPU model the tower with packed weights
+        (`clip_text`, made on the first text, ~150 MB more for ViT-B-32), else the plain one."""
+        if not self._packed_tried:
+            from indexing.embedders.clip_text import PackedTextTower
+
+            if self.device == "cpu" and self.dtype == self._torch.float32:
+                self._packed_text = PackedTextTower.build(self.model)
+            self._packed_tried = True
+        if self._packed_text is not None:
+            return self._packed_text
+        return lambda tokens: encode_text_trimmed(self.model, tokens)
 
 
 def encode_text_trimmed(model: Any, tokens: Any) -> Any:

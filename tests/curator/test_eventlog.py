@@ -30,7 +30,11 @@ def _backup(project) -> sqlite3.Connection:
 
 
 def _same_log(project) -> None:
-    """The backup holds exactly the catalog's events and event rows."""
+    """The backup holds exactly the catalog's events and event rows (once the background
+    thread has written it)."""
+    from curator.checkpoint import flush
+
+    flush(project.catalog.path)
     cat = project.catalog.db
     with _backup(project) as bk:
         for sql in ("SELECT id, action, target, undone, item_count FROM events ORDER BY id",
@@ -55,14 +59,71 @@ def test_the_backup_follows_labels_undo_redo_and_label_merges(project):
     _same_log(project)
 
 
+def _slow_backups(monkeypatch) -> None:
+    """A backup that takes a while, so a close that did not wait for it would be seen."""
+    from curator import eventlog
+
+    sync = eventlog._sync_into
+
+    def slow(*args):
+        time.sleep(0.4)
+        sync(*args)
+
+    monkeypatch.setattr(eventlog, "_sync_into", slow)
+
+
+def test_the_backup_is_written_off_the_labelling_path_and_is_current_at_close(
+        tmp_path, media, monkeypatch):
+    _slow_backups(monkeypatch)
+    src = tmp_path / "media"
+    for i in range(4):
+        media.image(src / f"{i}.png", size=(32 + i, 32), seed=i)
+    with Project.create(tmp_path / "proj", [src]) as project:
+        project.scan(ScanOptions(workers=0))
+        project.add_label("cat")
+        ids = [r["id"] for r in project.items()]
+        project.label_items(ids, "cat")
+        project.undo()
+        events = project.catalog.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    # The close waited for the background thread (or ran the pending backup itself).
+    with sqlite3.connect(tmp_path / "proj" / "backups" / "event-log.db") as bk:
+        assert bk.execute("SELECT COUNT(*) FROM events").fetchone()[0] == events
+        assert bk.execute("SELECT undone FROM events WHERE action = 'assign'").fetchone()[0] == 1
+
+
+def test_a_cli_label_leaves_the_backup_current_when_the_process_ends(tmp_path, media):
+    import subprocess
+    import sys
+
+    src = tmp_path / "media"
+    for i in range(3):
+        media.image(src / f"{i}.png", size=(32 + i, 32), seed=i)
+    with Project.create(tmp_path / "proj", [src]) as project:
+        project.scan(ScanOptions(workers=0))
+        project.add_label("cat")
+        ids = [r["id"] for r in project.items()]
+    script = ("import sys, time; from curator import eventlog; sync = eventlog._sync_into; "
+              "eventlog._sync_into = lambda *a: (time.sleep(0.5), sync(*a)); "
+              "from curator.project import Project; "
+              "p = Project.open(sys.argv[1]); p.label_items([int(a) for a in sys.argv[2:]], "
+              "'cat')")  # no close: the interpreter's exit writes the backup
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "proj"), *map(str, ids)],
+                   check=True, timeout=60)
+    with sqlite3.connect(tmp_path / "proj" / "backups" / "event-log.db") as bk:
+        assert bk.execute("SELECT item_count FROM events WHERE action = 'assign'"
+                          ).fetchone()[0] == len(ids)
+
+
 def test_a_damaged_backup_is_set_aside_and_rebuilt(project):
     ids = [r["id"] for r in project.items()]
     project.label_items(ids[:2], "cat")
+    _same_log(project)
     path = project.root / "backups" / "event-log.db"
     for extra in ("-wal", "-shm"):
         (path.parent / f"{path.name}{extra}").unlink(missing_ok=True)
     path.write_bytes(b"SQLite format 3\0" + b"\xff" * 8000)
     project.label_items(ids[2:4], "dog")
+    _same_log(project)
     assert (path.parent / "event-log.db.damaged").exists()
     _same_log(project)
 

@@ -102,11 +102,15 @@ def test_repair_without_any_backup_says_so(project_root):
 
 def test_label_and_undo_keep_the_event_log_backup_current(project_root):
     log_path = project_root / "backups" / "event-log.db"
+    from curator.checkpoint import flush
+
     with Project.open(project_root) as project:
         project.label_items([5], "cat")
+        flush(project.catalog.path)
         with sqlite3.connect(log_path) as conn:
             events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         project.undo()
+        flush(project.catalog.path)
         with sqlite3.connect(log_path) as conn:
             assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == events + 1
             assert conn.execute("SELECT undone FROM events ORDER BY id DESC LIMIT 1 OFFSET 1"

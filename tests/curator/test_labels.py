@@ -316,11 +316,79 @@ def test_catalog_from_before_the_item_chain_migrates_its_history(project):
     want = {i: _item_story(project, i) for i in ids}
     db = project.catalog.db
     with project.catalog.write():
+        _schema_before_item_states(db)
         db.execute("UPDATE event_items SET before_event = NULL WHERE before_state IS NULL")
         db.execute("CREATE INDEX event_items_item ON event_items (item_id, event_id)")
         db.execute("DROP TABLE cleared_items")
         db.execute("DELETE FROM _migrations WHERE name = '009_triage_item_chain'")
     from curator.migrations import migrate
-    assert migrate(db) == ["009_triage_item_chain"]
+    assert migrate(db) == ["009_triage_item_chain", "010_triage_item_states"]
     assert {i: _item_story(project, i) for i in ids} == want
     assert want[ids[1]] == [("undo", None), ("noise", None), ("clear", None), ("assign", "a")]
+
+
+def _schema_before_item_states(db) -> None:
+    """Put the current labels back as `009_triage_item_chain` left them: an `item_labels` table
+    with the state's name, and `cleared_items` for the items without a value."""
+    db.execute("CREATE TABLE old_labels (item_id INTEGER PRIMARY KEY REFERENCES items(id), "
+               "state TEXT NOT NULL, label_id INTEGER, event_id INTEGER NOT NULL, "
+               "confirmed INTEGER NOT NULL DEFAULT 0, keeper_id INTEGER)")
+    db.execute("INSERT INTO old_labels SELECT item_id, state, label_id, event_id, confirmed, "
+               "keeper_id FROM item_labels")
+    db.execute("CREATE TABLE cleared_items (item_id INTEGER PRIMARY KEY, "
+               "event_id INTEGER NOT NULL)")
+    db.execute("INSERT INTO cleared_items SELECT item_id, event_id FROM item_states "
+               "WHERE code = 4")
+    db.execute("DROP VIEW item_labels")
+    db.execute("DROP TABLE item_states")
+    db.execute("ALTER TABLE old_labels RENAME TO item_labels")
+    db.execute("DELETE FROM _migrations WHERE name = '010_triage_item_states'")
+
+
+def test_current_labels_move_to_state_codes_and_read_the_same(project):
+    """`010_triage_item_states` keeps every item's current value (each state, its label, its
+    keeper, confirmed) and history, and gives the readers the same `item_labels` rows through a
+    view."""
+    for name in ("a", "b"):
+        project.add_label(name)
+    ids = [it["id"] for it in project.items()]
+    project.label_items(ids[:3], "a")
+    project.label_items(ids[1:2], action="confirm")
+    project.label_items(ids[3:4], "b")
+    project.label_items(ids[4:5], action="noise")
+    project.label_items(ids[5:6], action="mixed")
+    project.mark_duplicates({ids[6]: ids[0]})
+    project.label_items(ids[7:9], "b")
+    project.label_items(ids[7:8], action="clear")  # no value, by a clear ...
+    project.label_items(ids[9:10], "a")
+    project.undo()  # ... and by an undo
+    db = project.catalog.db
+    read = "SELECT item_id, state, label_id, event_id, confirmed, keeper_id FROM item_labels"
+    want = db.execute(f"{read} ORDER BY item_id").fetchall()
+    stories = {i: _item_story(project, i) for i in ids}
+    assert {r[1] for r in want} == {"labelled", "noise", "mixed", "duplicate"}
+    assert [r[4] for r in want].count(1) == 1 and want[6][5] == ids[0]
+    assert stories[ids[7]] == [("clear", None), ("assign", "b")]
+    with project.catalog.write():
+        _schema_before_item_states(db)
+    from curator.migrations import migrate
+    assert migrate(db) == ["010_triage_item_states"]
+    assert db.execute(f"{read} ORDER BY item_id").fetchall() == want
+    assert {i: _item_story(project, i) for i in ids} == stories
+    codes = dict(db.execute("SELECT item_id, code FROM item_states").fetchall())
+    assert [codes[i] for i in ids] == [0, 0, 0, 0, 1, 2, 3, 4, 0, 4]
+    assert "cleared_items" not in db.table_names()
+    # The view takes writes too (a repair tool, a script), and refuses an unknown state.
+    db.execute("UPDATE item_labels SET state = 'noise', label_id = NULL WHERE item_id = ?",
+               [ids[0]])
+    assert db.execute("SELECT code FROM item_states WHERE item_id = ?", [ids[0]]).fetchone() == (1,)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE item_labels SET state = 'bogus' WHERE item_id = ?", [ids[1]])
+    db.execute("DELETE FROM item_labels WHERE item_id = ?", [ids[0]])
+    assert db.execute("SELECT code, event_id FROM item_states WHERE item_id = ?",
+                      [ids[0]]).fetchone()[0] == 4
+    # Undo after the move restores the value the event found, and keeps the item's history.
+    project.label_items(ids[8:9], "a")
+    project.undo()
+    assert _state(project, ids[8]) == ("labelled", "b")
+    assert [a for a, _ in _item_story(project, ids[8])] == ["undo", "assign", "assign"]

@@ -437,3 +437,83 @@ def test_torch_and_torchvision_that_do_not_load_together_are_one_clear_error(mon
     monkeypatch.setattr(sys, "meta_path", [_BrokenTorchvision(), *sys.meta_path])
     with pytest.raises(EmbedderUnavailable, match="torchvision::nms.*matching pair"):
         create(model="ViT-B-32/laion2b_s34b_b79k", offline=True)
+
+
+def _packed_vs_plain(model, texts, tokenizer):
+    import torch
+
+    from indexing.embedders.clip_text import PackedTextTower
+
+    tower = PackedTextTower.build(model)
+    assert tower is not None
+    tokens = tokenizer(texts)
+    with torch.inference_mode():
+        return tower(tokens).numpy(), model.encode_text(tokens).numpy()
+
+
+def test_packed_text_tower_gives_the_plain_towers_features(clip_st):
+    texts = ["a cat", "a red car parked on a wet street at night", ""]
+    packed, plain = _packed_vs_plain(clip_st.model, texts, clip_st.tokenizer)
+    assert packed.shape == plain.shape == (3, 32)
+    np.testing.assert_allclose(packed, plain, atol=1e-5)
+    # The embedder's text path is the packed tower on a float32 CPU model, and stays the same.
+    vecs = clip_st.embed_text(texts)
+    assert clip_st._packed_text is not None
+    np.testing.assert_allclose(vecs, plain / np.linalg.norm(plain, axis=1, keepdims=True),
+                               atol=1e-5)
+
+
+def test_packed_text_tower_with_layer_scale_and_a_linear_projection():
+    import open_clip
+    import torch
+
+    torch.manual_seed(3)
+    model = open_clip.model.CLIP(
+        embed_dim=24,
+        vision_cfg={"image_size": 32, "layers": 1, "width": 64, "head_width": 32,
+                    "patch_size": 16},
+        text_cfg={"context_length": 20, "vocab_size": 49408, "width": 48, "heads": 4,
+                  "layers": 3, "ls_init_value": 0.5, "proj_type": "linear", "proj_bias": True},
+    ).eval()
+    assert isinstance(model.text_projection, torch.nn.Linear)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=20)
+    packed, plain = _packed_vs_plain(model, ["one", "two birds on a wire above a river"],
+                                     tokenizer)
+    np.testing.assert_allclose(packed, plain, atol=1e-5)
+
+
+def test_other_text_towers_keep_the_plain_path(clip_st, tiny_clip):
+    from indexing.embedders.clip import create
+    from indexing.embedders.clip_text import PackedTextTower
+
+    emb = create(model=tiny_clip.arch, weights=tiny_clip.safetensors, device="cpu")
+    emb.model.text_pool_type = "last"  # not the argmax pooling the packed tower does
+    assert PackedTextTower.build(emb.model) is None
+    vecs = emb.embed_text(["a photo of a cat"])
+    assert emb._packed_text is None and emb._packed_tried
+    assert vecs.shape == (1, 32)
+
+
+def test_a_packed_tower_that_disagrees_with_open_clip_is_not_used(clip_st, monkeypatch):
+    """The packed path calls private oneDNN ops: where a torch release changes them, its trial
+    query differs from `encode_text` and the embedder keeps the plain tower."""
+    import torch
+
+    from indexing.embedders.clip_text import PackedTextTower
+
+    linear = torch.ops.mkldnn._linear_pointwise
+
+    class Ops:  # the same op, off by a little: what a changed private op would look like
+        @staticmethod
+        def _linear_pointwise(*args):
+            return linear(*args) * 1.01
+
+        _reorder_linear_weight = torch.ops.mkldnn._reorder_linear_weight
+
+    monkeypatch.setattr(torch.ops, "mkldnn", Ops)
+    assert PackedTextTower.build(clip_st.model) is None
+    def changed(*args):
+        raise RuntimeError("_linear_pointwise() expected 4 arguments")
+
+    monkeypatch.setattr(Ops, "_linear_pointwise", staticmethod(changed))
+    assert PackedTextTower.build(clip_st.model) is None
