@@ -22,6 +22,7 @@ PCA_SAMPLE_ROWS = 30_000
 TRAIN_POINTS_PER_GROUP = 64  # k-means trains on a sample of this many rows per group
 KMEANS_ITERATIONS = 10
 KMEANS_INIT = "AFK_MC2"  # k-means++ quality at a fraction of its O(nkd) cost
+SMALL_KMEANS_WORK = 10_000_000  # rows x centroids up to which k-means runs on one thread
 
 
 class InvalidEmbeddings(ValueError):
@@ -93,7 +94,7 @@ def emit(progress, stage, done, total, unit="rows"):
 def normalised_rows(X, a, b, check=True):
     """Rows a:b of X as fresh unit float32 rows; with `check`, bad rows raise InvalidEmbeddings."""
     rows = np.array(X[a:b], dtype=np.float32)  # a fresh float32 chunk (X may be a memmap)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    norms = row_norms(rows)
     if check and not (np.all(np.isfinite(norms)) and np.all(norms > 0)):
         _validate(X)  # scans from the start so the message names the first bad rows
         huge = a + np.flatnonzero(~np.isfinite(norms[:, 0]))  # finite values, infinite norm
@@ -116,6 +117,11 @@ def normalised_copy(X, progress=None, cancel=None):
         out[a:b] = normalised_rows(X, a, b)
         emit(progress, "normalise", b, n)
     return out
+
+
+def row_norms(A):
+    """(n, 1) float32 lengths of the rows of a float32 chunk (an einsum: no squared copy)."""
+    return np.sqrt(np.einsum("ij,ij->i", A, A))[:, None]
 
 
 def unit_rows(A):
@@ -173,12 +179,12 @@ def reduce(X, pca_dim, seed, progress, cancel, sample=None, order=None):
             rows = normalised_rows(X, a, b)
         else:
             rows = _gather(X, order[a:b])
-            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            norms = row_norms(rows)
             if not (np.all(np.isfinite(norms)) and np.all(norms > 0)):
                 normalised_copy(X)  # raises InvalidEmbeddings naming the first bad rows
             rows /= norms
         z = rows @ W
-        norms = np.linalg.norm(z, axis=1, keepdims=True)
+        norms = row_norms(z)
         # A row orthogonal to every kept axis would have no direction; keep it at zero
         # (it joins whichever group wins the tie) rather than divide by zero.
         z /= np.maximum(norms, 1e-12)
@@ -235,25 +241,50 @@ def train_kmeans(Z, k, *, seed, niter, progress=None, cancel=None, weights=None)
     done = 0
     step = 5
     emit(progress, "train", 0, niter, "iterations")
-    while done < niter:
-        check_cancel(cancel)
-        it = min(step, niter - done)
-        if centroids is None:
-            km = faiss.Kmeans(
-                d,
-                k,
-                niter=it,
-                init_method=getattr(faiss, "ClusteringInitMethod_" + KMEANS_INIT),
-                **opts,
-            )
-            km.train(Z, weights=weights)
-        else:
-            km = faiss.Kmeans(d, k, niter=it, **opts)
-            km.train(Z, weights=weights, init_centroids=centroids)
-        centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
-        done += it
-        emit(progress, "train", done, niter, "iterations")
+    with _faiss_threads(1 if m * k <= SMALL_KMEANS_WORK and not gpu else None):
+        while done < niter:
+            check_cancel(cancel)
+            centroids = _lloyd(Z, k, min(step, niter - done), centroids, opts, weights)
+            done += min(step, niter - done)
+            emit(progress, "train", done, niter, "iterations")
     return centroids
+
+
+def _lloyd(Z, k, it, centroids, opts, weights):
+    """`it` FAISS k-means iterations from `centroids` (None: seeded by KMEANS_INIT)."""
+    import faiss
+
+    d = Z.shape[1]
+    if centroids is None:
+        km = faiss.Kmeans(d, k, niter=it,
+                          init_method=getattr(faiss, "ClusteringInitMethod_" + KMEANS_INIT), **opts)
+        km.train(Z, weights=weights)
+    else:
+        km = faiss.Kmeans(d, k, niter=it, **opts)
+        km.train(Z, weights=weights, init_centroids=centroids)
+    return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _faiss_threads(count):
+    """Run FAISS on `count` OpenMP threads inside the block (None: leave it as it is).
+
+    A small k-means (the micro-clusters of one coarse cell: 3,000 rows x 127 centroids) is
+    over in milliseconds; on two threads of a busy machine each of its OpenMP barriers spins
+    waiting for the other thread, which cost 8x the CPU of one thread (0.22 s against 0.026 s
+    per cell, and 31 of the 107 CPU s of grouping 1M rows: docs/benchmarks.md).
+    """
+    if count is None:
+        yield
+        return
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def assign(Z, centroids, progress=None, cancel=None, stage="assign"):

@@ -197,3 +197,25 @@ def vote_groups(labels, low_groups, nbrs, min_rows, outlying=None):
     lookup = np.full(max(G, int(voted.max()) + 1), -1, dtype=np.int64)
     lookup[used] = np.arange(used.size)
     return lookup[voted].astype(np.int32), [int(lookup[g]) for g in low_groups if lookup[g] >= 0]
+
+
+def partition_modularity(labels, nbrs):
+    """Modularity (resolution 1) of a labelling on the graph of MUTUAL row neighbours: the
+    share of mutual pairs inside groups, less what random pairing with the same degrees
+    would put there. Higher = groups that cut fewer dense links."""
+    from scipy import sparse
+
+    n, k = nbrs.shape
+    lab = np.asarray(labels, dtype=np.int64)
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    flat = nbrs.ravel()
+    ok = flat >= 0
+    A = sparse.csr_matrix((np.ones(int(ok.sum())), (rows[ok], flat[ok])), shape=(n, n))
+    A = A.multiply(A.T).tocoo()
+    two_m = float(A.nnz)
+    if two_m == 0:
+        return 0.0
+    inside = float(np.sum(lab[A.row] == lab[A.col]))
+    deg = np.bincount(A.row, minlength=n).astype(np.float64)
+    tot = np.bincount(lab, weights=deg, minlength=int(lab.max()) + 1)
+    return inside / two_m - float(np.sum((tot / two_m) ** 2))

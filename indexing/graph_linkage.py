@@ -128,11 +128,15 @@ def cut(merges, nodes, steps):
 
 
 def step_for(merges, nodes, size, target, min_rows, fragment_rows=0):
-    """The fewest merges after which at most `target` groups hold >= min_rows rows each.
+    """The fewest merges after which at most `target` groups hold >= min_rows rows each, and
+    no later cut holds more.
 
     Smaller groups are left to the noise group, so the decisions go to groups worth one.
     A group that is still one micro-cluster and holds fewer than `fragment_rows` rows does
     not count either (a fragment the linkage never joined; it is folded in afterwards).
+    Counted that way, the first cuts can hold few groups worth a decision (most micro-clusters
+    are fragments when they are small), so the cut is found from the coarse end: one merge
+    after the last cut that holds more than `target`.
     """
     rows = {int(v): float(size[v]) for v in nodes}
     single = {int(v) for v in nodes}
@@ -141,14 +145,17 @@ def step_for(merges, nodes, size, target, min_rows, fragment_rows=0):
         return rows[v] >= min_rows and not (v in single and rows[v] < fragment_rows)
 
     big = sum(1 for v in rows if worth(v))
-    if big <= target:
-        return 0
-    for i, (a, b, _) in enumerate(merges, start=1):
+    counts = [big]
+    for a, b, _ in merges:
         big -= worth(a) + worth(b)
         rows[a] += rows.pop(b)
         single.discard(a)
         single.discard(b)
         big += worth(a)
-        if big <= target:
-            return i
-    return len(merges)
+        counts.append(big)
+    counts = np.asarray(counts)
+    over = np.flatnonzero(counts > target)
+    if over.size:
+        return int(over[-1]) + 1
+    return int(np.argmax(counts))
+

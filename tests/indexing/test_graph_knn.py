@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from indexing.graph_knn import (
     knn_graph,
     knn_rows,
     outlying_rows,
+    partition_modularity,
     share_linkage,
     vote,
     vote_groups,
@@ -136,3 +138,16 @@ def test_vote_groups_sends_emptied_groups_to_noise_and_renumbers():
     assert out.max() + 1 == len(np.unique(out))  # no gaps in the numbering
     assert out[12] == out[0]  # row 12 joined group 0 (both its neighbours are there)
     assert low == [int(out[13])]  # the noise group kept its stray and is still flagged
+
+
+def test_partition_modularity_is_highest_along_the_dense_groups():
+    rng = np.random.default_rng(0)
+    centres = unit(rng.standard_normal((3, 16)))
+    y = np.repeat(np.arange(3), 60)
+    Z = unit(centres[y] + 0.1 * rng.standard_normal((180, 16)))
+    nbrs = knn_rows(Z, Z[::6], np.arange(180), k=8)
+    right = partition_modularity(y, nbrs)
+    two_joined = partition_modularity(np.minimum(y, 1), nbrs)
+    shuffled = partition_modularity(rng.permutation(y), nbrs)
+    assert right > two_joined > shuffled
+    assert right == pytest.approx(2 / 3, abs=0.05)  # three equal groups, no link across
