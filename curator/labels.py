@@ -19,6 +19,7 @@ from typing import Any, Optional, TypedDict
 from curator.catalog import Catalog, utcnow
 from curator.errors import UsageError
 from curator.events import ACTIONS, SOURCES, apply_event, backup_after, event_write
+from curator.migrations import STATE_CODES
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,8 @@ def labels(catalog: Catalog, with_counts: bool = True) -> list[Label]:
     counts: dict[int, int] = {}
     if with_counts:
         counts = dict(catalog.db.execute(
-            "SELECT label_id, COUNT(*) FROM item_labels WHERE state = 'labelled' "
-            "GROUP BY label_id").fetchall())
+            "SELECT label_id, COUNT(*) FROM item_states WHERE code = ? GROUP BY label_id",
+            [STATE_CODES["labelled"]]).fetchall())
     out = []
     for r in rows:
         out.append(Label(r[0], r[1], r[2], r[3], r[4], r[5] or "", _path(by_id, r[0]),

@@ -19,11 +19,16 @@ from typing import Any, Optional
 import numpy as np
 
 from curator.catalog import Catalog
+from curator.migrations import NO_VALUE
+from curator.migrations import STATE_CODES as STORED_CODES
 
 log = logging.getLogger(__name__)
 
 STATE_CODES = {"labelled": 1, "noise": 2, "mixed": 3, "duplicate": 4}
 STATE_NAMES = {v: k for k, v in STATE_CODES.items()}
+# The tally's codes are the stored ones plus one (0 is "no decision"), read straight from
+# `item_states` without naming each state.
+assert all(STATE_CODES[k] == v + 1 for k, v in STORED_CODES.items())
 
 
 def _as_of(db: Any, run_id: int) -> Optional[int]:
@@ -50,9 +55,9 @@ def tally_run(catalog: Catalog, run_id: int) -> None:
         as_of = _max_event(db)
         items, groups = _columns(db, "SELECT group_concat(item_id), group_concat(group_id) FROM "
                                      "assignments WHERE run_id = ? AND group_id >= 0", [run_id])
-        decided = _columns(db, "SELECT group_concat(item_id), group_concat(CASE state WHEN "
-                               "'labelled' THEN 1 WHEN 'noise' THEN 2 WHEN 'mixed' THEN 3 ELSE 4 "
-                               "END), group_concat(COALESCE(label_id, 0)) FROM item_labels", [])
+        decided = _columns(db, "SELECT group_concat(item_id), group_concat(code + 1), "
+                               "group_concat(COALESCE(label_id, 0)) FROM item_states "
+                               f"WHERE code < {NO_VALUE}", [])
     finally:
         db.execute("COMMIT")
     g, st, lab, n = _count(items, groups, *decided)
