@@ -12,16 +12,22 @@ from curator.project import Project
 from curator.scan import ScanOptions
 
 
+def _made(tmp_path, media, images: int = 8) -> Project:
+    """A scanned project with labels `cat` and `dog`, open (the caller closes it)."""
+    src = tmp_path / "media"
+    for i in range(images):
+        media.image(src / f"{i:02d}.png", size=(32 + i, 32), seed=i)
+    proj = Project.create(tmp_path / "proj", [src])
+    proj.scan(ScanOptions(workers=0))
+    proj.set_annotator("ana")
+    proj.add_label("cat")
+    proj.add_label("dog")
+    return proj
+
+
 @pytest.fixture
 def project(tmp_path, media):
-    src = tmp_path / "media"
-    for i in range(8):
-        media.image(src / f"{i:02d}.png", size=(32 + i, 32), seed=i)
-    with Project.create(tmp_path / "proj", [src]) as proj:
-        proj.scan(ScanOptions(workers=0))
-        proj.set_annotator("ana")
-        proj.add_label("cat")
-        proj.add_label("dog")
+    with _made(tmp_path, media) as proj:
         yield proj
 
 
@@ -75,12 +81,7 @@ def _slow_backups(monkeypatch) -> None:
 def test_the_backup_is_written_off_the_labelling_path_and_is_current_at_close(
         tmp_path, media, monkeypatch):
     _slow_backups(monkeypatch)
-    src = tmp_path / "media"
-    for i in range(4):
-        media.image(src / f"{i}.png", size=(32 + i, 32), seed=i)
-    with Project.create(tmp_path / "proj", [src]) as project:
-        project.scan(ScanOptions(workers=0))
-        project.add_label("cat")
+    with _made(tmp_path, media, images=4) as project:
         ids = [r["id"] for r in project.items()]
         project.label_items(ids, "cat")
         project.undo()
@@ -95,12 +96,7 @@ def test_a_cli_label_leaves_the_backup_current_when_the_process_ends(tmp_path, m
     import subprocess
     import sys
 
-    src = tmp_path / "media"
-    for i in range(3):
-        media.image(src / f"{i}.png", size=(32 + i, 32), seed=i)
-    with Project.create(tmp_path / "proj", [src]) as project:
-        project.scan(ScanOptions(workers=0))
-        project.add_label("cat")
+    with _made(tmp_path, media, images=3) as project:
         ids = [r["id"] for r in project.items()]
     script = ("import sys, time; from curator import eventlog; sync = eventlog._sync_into; "
               "eventlog._sync_into = lambda *a: (time.sleep(0.5), sync(*a)); "
