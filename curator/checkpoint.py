@@ -95,7 +95,10 @@ class _Checkpointer:
                 self._cond.notify_all()
 
     def flush_all(self) -> None:
-        for path in {p for p, kind in list(self._due) if kind == "backup"}:
+        """Finish every pending backup, and wait for the ones the thread is writing."""
+        with self._cond:
+            jobs = set(self._due) | self._busy
+        for path in {p for p, kind in jobs if kind == "backup"}:
             self.flush(path)
 
     def _next(self) -> tuple[str, str] | None:

@@ -38,8 +38,6 @@ _AFTER_STATE = {"assign": "'labelled'", "clear": "NULL", "noise": "'noise'", "mi
 CACHE_KIB = 65536
 """Page cache of a connection that writes item events (KiB)."""
 _GROUP_STATUS = {"assign": "labelled", "noise": "noise", "mixed": "mixed", "clear": "undecided"}
-# Each event row's `before_event` names the item's previous event (its `item_states` row keeps
-# the newest, also where it left no value), so an item's history needs no index by item.
 
 
 @contextlib.contextmanager
@@ -230,6 +228,8 @@ def _record(db: Any, action: str, label_id: Optional[int], source: str, annotato
     # confirm keeps each item's value and only marks it checked: items without one are skipped.
     where = f"WHERE st.code < {NO_VALUE}" if action == "confirm" else ""
     after_keeper = {"duplicate": "s.keeper", "confirm": "st.keeper_id"}.get(action, "NULL")
+    # `before_event` is the item's newest event so far (kept in its `item_states` row even where
+    # it left no value): an item's history follows these links, with no index by item.
     count = db.execute(
         "INSERT INTO event_items (event_id, item_id, before_state, before_label, before_event,"
         " after_state, after_label, before_keeper, after_keeper) SELECT ?, s.item_id, "
